@@ -1,0 +1,43 @@
+# The project's entry points. `make test` is what CI runs (.ci/run).
+SHELL := /bin/bash
+CARGO ?= cargo
+CLUSTER_DIR ?= $(CURDIR)/.cluster
+
+.PHONY: deps build test lint unit integration bench bench-store up down clean
+
+deps:
+	@bash scripts/deps.sh
+
+build:
+	$(CARGO) build --workspace --all-targets
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+# Everything CI checks: system packages, lints, unit and integration tests.
+# Tests run in parallel under nextest; each test owns its ports and dirs.
+test: deps lint
+	$(CARGO) nextest run --workspace --no-fail-fast --profile ci
+
+unit:
+	$(CARGO) nextest run --workspace --lib --bins
+
+bench: bench-store
+
+# Our store vs etcd 3.4 (Debian's etcd-server), same load generator.
+bench-store: deps
+	$(CARGO) build --release -p store -p integration-tests
+	$(CARGO) run --release -p integration-tests --bin loadgen -- compare
+
+# `make up` starts a local single-member store under .cluster/ (the
+# apiserver and the other components join it as their issues land).
+up: build
+	@bash scripts/up.sh "$(CLUSTER_DIR)"
+
+down:
+	@bash scripts/down.sh "$(CLUSTER_DIR)"
+
+clean: down
+	rm -rf "$(CLUSTER_DIR)"
+	$(CARGO) clean

@@ -1,0 +1,17 @@
+//! `kube-apiserver`: not built yet; its issue comes after the store and the apiserver.
+
+use clap::Parser;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "kube-apiserver",
+    version,
+    about = "kube-apiserver (placeholder until its issue lands)"
+)]
+struct Flags {}
+
+fn main() -> anyhow::Result<()> {
+    let _flags = Flags::parse();
+    component_base::logging::init();
+    anyhow::bail!("kube-apiserver is not implemented yet")
+}

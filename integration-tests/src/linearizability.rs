@@ -1,0 +1,1780 @@
+//! A linearizability checker for histories of key-value operations, in the
+//! style of porcupine.
+//!
+//! Test clients record every operation they issue against the store (with a
+//! [`Recorder`]); afterwards [`check`] decides whether the recorded history is
+//! linearizable with respect to a map of independent registers (one per key)
+//! with etcd-like `Put` / `Get` / compare-and-swap / `Delete` operations.
+//!
+//! # Algorithm
+//!
+//! The search is the one of Wing & Gong with Lowe's just-in-time
+//! linearization and memoization, as used by porcupine:
+//!
+//! * The history is split by key (P-compositionality: a history of
+//!   independent registers is linearizable iff every key's sub-history is),
+//!   and each key is checked on its own.
+//! * Every operation contributes a *call* entry at its invocation time and a
+//!   *return* entry at its response time. The entries are sorted by time into
+//!   a doubly linked list.
+//! * The search walks the list from its head. At a call entry it tries to
+//!   linearize that operation now: if the model accepts the operation's output
+//!   in the current state, and the pair (set of linearized operations, new
+//!   state) has not been seen before, the operation's call and return entries
+//!   are lifted out of the list, a frame is pushed on a stack, and the walk
+//!   restarts from the head. Reaching a return entry means that operation
+//!   should already have been linearized: the search backtracks by popping
+//!   the last frame, unlifting its entries and trying the next candidate
+//!   after it. The history is linearizable iff the list becomes empty, and
+//!   not linearizable iff a backtrack finds the stack empty.
+//! * The memo holds each visited (linearized-set bitset, state) pair, so no
+//!   configuration is explored twice.
+//!
+//! # Real-time order
+//!
+//! Times are nanoseconds on one monotonic clock. Operation A *precedes*
+//! operation B (so A must be linearized before B) only if
+//! `A.return_time < B.call`, strictly. Operations whose intervals merely touch
+//! (`A.return_time == B.call`) are concurrent. In the entry list this is
+//! achieved by ordering call entries before return entries at equal times.
+//!
+//! # Unknown outcomes
+//!
+//! An operation whose `return_time` is `None` (the client timed out, or the
+//! connection broke), or whose output is [`Output::Unknown`], may or may not
+//! have taken effect, at any time after its call. Its return entry is placed
+//! at `+infinity` (after every other entry) and any output is accepted for it:
+//! it behaves as the model says when linearized, and "never took effect" is
+//! covered by linearizing it after everything else, where it cannot be
+//! observed. An unknown-outcome `Get` has no effect and constrains nothing, so
+//! it is dropped.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
+
+/// The per-key search budget used by [`check`]: the number of search steps
+/// (candidate attempts plus backtracks) after which a key is reported as
+/// [`CheckResult::Timeout`].
+pub const DEFAULT_MAX_STEPS_PER_KEY: u64 = 20_000_000;
+
+/// An operation's input. Every operation touches exactly one key.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Input {
+    /// Unconditionally set `key` to `value`.
+    Put { key: String, value: String },
+    /// Read `key`.
+    Get { key: String },
+    /// If the current value of `key` equals `expected` (`None`: the key is
+    /// absent), set it to `new`.
+    Cas {
+        key: String,
+        expected: Option<String>,
+        new: String,
+    },
+    /// Remove `key`.
+    Delete { key: String },
+}
+
+impl Input {
+    /// The key the operation touches.
+    pub fn key(&self) -> &str {
+        match self {
+            Input::Put { key, .. } | Input::Get { key } | Input::Cas { key, .. } | Input::Delete { key } => key,
+        }
+    }
+}
+
+/// An operation's output, as observed by the client.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Output {
+    /// A `Put` succeeded.
+    Put,
+    /// A `Get` read `value` (`None`: the key was absent).
+    Get { value: Option<String> },
+    /// A `Cas` did (`true`) or did not (`false`) find the expected value and
+    /// write the new one.
+    Cas { succeeded: bool },
+    /// A `Delete` did (`true`) or did not (`false`) find the key.
+    Delete { deleted: bool },
+    /// The outcome is unknown; the operation is treated like one with
+    /// `return_time == None`.
+    Unknown,
+}
+
+/// One operation recorded by a client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Operation {
+    /// The client that issued the operation (for diagnostics only).
+    pub client_id: u64,
+    pub input: Input,
+    /// Monotonic nanoseconds at invocation.
+    pub call: u64,
+    /// Ignored when the outcome is unknown.
+    pub output: Output,
+    /// Monotonic nanoseconds at response; `None` if the outcome is unknown.
+    pub return_time: Option<u64>,
+}
+
+impl Operation {
+    /// Whether the operation's outcome is unknown: it may or may not have
+    /// taken effect, at any time after its call.
+    pub fn is_unknown(&self) -> bool {
+        self.return_time.is_none() || self.output == Output::Unknown
+    }
+}
+
+/// The verdict of [`check`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CheckResult {
+    /// Every key's sub-history is linearizable.
+    Ok,
+    /// The sub-history of `key` is not linearizable (or is malformed);
+    /// `detail` describes the longest linearizable prefix and the operations
+    /// none of which can follow it.
+    Illegal { key: String, detail: String },
+    /// The search for `key` exceeded its step budget without a verdict (and
+    /// no key was found illegal).
+    Timeout { key: String },
+}
+
+impl CheckResult {
+    pub fn is_ok(&self) -> bool {
+        matches!(self, CheckResult::Ok)
+    }
+}
+
+impl fmt::Display for CheckResult {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CheckResult::Ok => write!(f, "history is linearizable"),
+            CheckResult::Illegal { key, detail } => {
+                write!(f, "history of key {key:?} is not linearizable: {detail}")
+            }
+            CheckResult::Timeout { key } => write!(f, "linearizability check of key {key:?} exceeded its step budget"),
+        }
+    }
+}
+
+/// Checks `history` with the default per-key budget
+/// ([`DEFAULT_MAX_STEPS_PER_KEY`]).
+pub fn check(history: &[Operation]) -> CheckResult {
+    check_with_budget(history, DEFAULT_MAX_STEPS_PER_KEY)
+}
+
+/// Checks `history`, giving up on a key after `max_steps_per_key` search
+/// steps. Keys are checked in lexicographic order; the first illegal key is
+/// reported. If none is illegal but some ran out of budget, the first such key
+/// is reported as a timeout.
+pub fn check_with_budget(history: &[Operation], max_steps_per_key: u64) -> CheckResult {
+    let mut partitions: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    for (index, op) in history.iter().enumerate() {
+        partitions.entry(op.input.key()).or_default().push(index);
+    }
+    let mut timed_out: Option<String> = None;
+    for (key, indices) in partitions {
+        let partition = match Partition::build(history, &indices) {
+            Ok(partition) => partition,
+            Err(detail) => {
+                return CheckResult::Illegal {
+                    key: key.to_owned(),
+                    detail,
+                };
+            }
+        };
+        match search(&partition.ops, max_steps_per_key) {
+            SearchOutcome::Linearizable => {}
+            SearchOutcome::Timeout => {
+                if timed_out.is_none() {
+                    timed_out = Some(key.to_owned());
+                }
+            }
+            SearchOutcome::Illegal { prefix, state } => {
+                return CheckResult::Illegal {
+                    key: key.to_owned(),
+                    detail: partition.describe_failure(history, &prefix, state),
+                };
+            }
+        }
+    }
+    match timed_out {
+        Some(key) => CheckResult::Timeout { key },
+        None => CheckResult::Ok,
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Recording.
+
+/// Collects operations from any number of concurrent clients. Cheap to clone;
+/// clones share the history and the clock origin.
+#[derive(Debug, Clone)]
+pub struct Recorder {
+    ops: Arc<Mutex<Vec<Operation>>>,
+    origin: Instant,
+}
+
+impl Default for Recorder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Recorder {
+    pub fn new() -> Self {
+        Recorder {
+            ops: Arc::new(Mutex::new(Vec::new())),
+            origin: Instant::now(),
+        }
+    }
+
+    /// Monotonic nanoseconds since this recorder (or the one it was cloned
+    /// from) was created.
+    pub fn now(&self) -> u64 {
+        u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX - 1)
+    }
+
+    /// Notes the invocation of `input` by `client_id`, now. Call this right
+    /// before sending the request, and finish the returned [`PendingOp`] right
+    /// after the response (or error) arrives.
+    pub fn invoke(&self, client_id: u64, input: Input) -> PendingOp {
+        PendingOp {
+            recorder: self.clone(),
+            client_id,
+            input: Some(input),
+            call: self.now(),
+        }
+    }
+
+    /// Adds an already complete operation.
+    pub fn record(&self, op: Operation) {
+        self.ops.lock().unwrap_or_else(PoisonError::into_inner).push(op);
+    }
+
+    /// A copy of the operations recorded so far (in completion order).
+    pub fn history(&self) -> Vec<Operation> {
+        self.ops.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// Checks the history recorded so far.
+    pub fn check(&self) -> CheckResult {
+        check(&self.history())
+    }
+}
+
+/// An invoked operation awaiting its outcome. Finish it with
+/// [`complete`](Self::complete), [`unknown`](Self::unknown) or
+/// [`discard`](Self::discard); dropping it unfinished (for example when a
+/// future is cancelled by a timeout) records it as unknown.
+#[derive(Debug)]
+#[must_use = "finish the operation with complete(), unknown() or discard()"]
+pub struct PendingOp {
+    recorder: Recorder,
+    client_id: u64,
+    input: Option<Input>,
+    call: u64,
+}
+
+impl PendingOp {
+    pub fn client_id(&self) -> u64 {
+        self.client_id
+    }
+
+    /// The invocation time, in the recorder's nanoseconds.
+    pub fn call_time(&self) -> u64 {
+        self.call
+    }
+
+    /// Records the operation as returned now with `output`.
+    pub fn complete(mut self, output: Output) {
+        let return_time = self.recorder.now();
+        self.finish(output, Some(return_time));
+    }
+
+    /// Records the operation with an unknown outcome: it may or may not take
+    /// effect, at any time after its call.
+    pub fn unknown(mut self) {
+        self.finish(Output::Unknown, None);
+    }
+
+    /// Forgets the operation. Use only when it certainly had no effect (for
+    /// example the request was rejected before reaching the store).
+    pub fn discard(mut self) {
+        self.input = None;
+    }
+
+    fn finish(&mut self, output: Output, return_time: Option<u64>) {
+        if let Some(input) = self.input.take() {
+            self.recorder.record(Operation {
+                client_id: self.client_id,
+                input,
+                call: self.call,
+                output,
+                return_time,
+            });
+        }
+    }
+}
+
+impl Drop for PendingOp {
+    fn drop(&mut self) {
+        self.finish(Output::Unknown, None);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The model of one key.
+
+/// Interned value id meaning "key absent". Values get ids from 1.
+const ABSENT: u32 = 0;
+
+/// One operation of a partition, with values interned. Outputs of
+/// unknown-outcome operations are `None` (unconstrained).
+#[derive(Debug, Clone, Copy)]
+enum Step {
+    Put(u32),
+    Get(u32),
+    Cas {
+        expected: u32,
+        new: u32,
+        succeeded: Option<bool>,
+    },
+    Delete {
+        deleted: Option<bool>,
+    },
+}
+
+impl Step {
+    /// Whether the step leaves the state unchanged in every state in which
+    /// its output is possible: a read, a failed compare-and-swap, a delete
+    /// that found nothing. (Not so an unknown-outcome operation or a put,
+    /// even when it happens to write the current value.)
+    fn is_read_only(self) -> bool {
+        match self {
+            Step::Put(_) => false,
+            Step::Get(_) => true,
+            Step::Cas {
+                expected,
+                new,
+                succeeded,
+            } => succeeded == Some(false) || (succeeded == Some(true) && expected == new),
+            Step::Delete { deleted } => deleted == Some(false),
+        }
+    }
+
+    /// The state after applying this step to `state`, or `None` if the
+    /// recorded output is impossible in `state`.
+    fn apply(self, state: u32) -> Option<u32> {
+        match self {
+            Step::Put(value) => Some(value),
+            Step::Get(value) => (value == state).then_some(state),
+            Step::Cas {
+                expected,
+                new,
+                succeeded,
+            } => {
+                let matched = state == expected;
+                if succeeded.is_some_and(|s| s != matched) {
+                    None
+                } else if matched {
+                    Some(new)
+                } else {
+                    Some(state)
+                }
+            }
+            Step::Delete { deleted } => {
+                if deleted.is_some_and(|d| d != (state != ABSENT)) {
+                    None
+                } else {
+                    Some(ABSENT)
+                }
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct PartOp {
+    /// Index in the full history.
+    orig: usize,
+    step: Step,
+    call: u64,
+    /// `u64::MAX` for unknown outcomes.
+    ret: u64,
+}
+
+/// The operations of one key.
+struct Partition {
+    ops: Vec<PartOp>,
+    /// `values[id]` is the value with interned id `id` (`values[0]` unused).
+    values: Vec<String>,
+}
+
+impl Partition {
+    fn build(history: &[Operation], indices: &[usize]) -> Result<Partition, String> {
+        let mut ids: HashMap<String, u32> = HashMap::new();
+        let mut values = vec![String::new()];
+        let mut intern = |value: &Option<String>| -> u32 {
+            let Some(value) = value else {
+                return ABSENT;
+            };
+            if let Some(&id) = ids.get(value) {
+                return id;
+            }
+            let id = u32::try_from(values.len()).expect("fewer than 2^32 distinct values");
+            values.push(value.clone());
+            ids.insert(value.clone(), id);
+            id
+        };
+        let mut known = Vec::new();
+        let mut unknown = Vec::new();
+        for &orig in indices {
+            let op = &history[orig];
+            let is_unknown = op.is_unknown();
+            let malformed = || format!("malformed operation, output does not match input: {}", fmt_op(orig, op));
+            let step = match (&op.input, &op.output, is_unknown) {
+                (Input::Get { .. }, _, true) => continue,
+                (Input::Get { .. }, Output::Get { value }, false) => Step::Get(intern(value)),
+                (Input::Put { value, .. }, Output::Put, _) | (Input::Put { value, .. }, _, true) => {
+                    Step::Put(intern(&Some(value.clone())))
+                }
+                (Input::Cas { expected, new, .. }, output, _) => {
+                    let succeeded = match (output, is_unknown) {
+                        (_, true) => None,
+                        (Output::Cas { succeeded }, false) => Some(*succeeded),
+                        _ => return Err(malformed()),
+                    };
+                    Step::Cas {
+                        expected: intern(expected),
+                        new: intern(&Some(new.clone())),
+                        succeeded,
+                    }
+                }
+                (Input::Delete { .. }, output, _) => {
+                    let deleted = match (output, is_unknown) {
+                        (_, true) => None,
+                        (Output::Delete { deleted }, false) => Some(*deleted),
+                        _ => return Err(malformed()),
+                    };
+                    Step::Delete { deleted }
+                }
+                _ => return Err(malformed()),
+            };
+            let ret = match op.return_time {
+                Some(ret) if !is_unknown => {
+                    if ret < op.call {
+                        return Err(format!(
+                            "malformed operation, returns before its call: {}",
+                            fmt_op(orig, op)
+                        ));
+                    }
+                    ret
+                }
+                _ => u64::MAX,
+            };
+            let part_op = PartOp {
+                orig,
+                step,
+                call: op.call,
+                ret,
+            };
+            if is_unknown {
+                unknown.push(part_op);
+            } else {
+                known.push(part_op);
+            }
+        }
+        // Number known operations by call time and unknown ones after them:
+        // the set of linearized operations is then mostly a prefix plus a
+        // small window, which keeps the memo's entries small.
+        known.sort_by_key(|op| (op.call, op.ret, op.orig));
+        unknown.sort_by_key(|op| (op.call, op.orig));
+        known.extend(unknown);
+        Ok(Partition { ops: known, values })
+    }
+
+    fn fmt_state(&self, state: u32) -> String {
+        if state == ABSENT {
+            "absent".to_owned()
+        } else {
+            format!("{:?}", self.values[state as usize])
+        }
+    }
+
+    fn describe_failure(&self, history: &[Operation], prefix: &[usize], state: u32) -> String {
+        const SHOWN_PREFIX: usize = 10;
+        const SHOWN_PENDING: usize = 20;
+        let mut linearized = vec![false; self.ops.len()];
+        for &op in prefix {
+            linearized[op] = true;
+        }
+        // After the prefix, the next return entry in the list belongs to the
+        // remaining operation with the earliest return; the candidates are
+        // the remaining operations called no later than that.
+        let remaining: Vec<usize> = (0..self.ops.len()).filter(|&i| !linearized[i]).collect();
+        let first_return = remaining.iter().map(|&i| self.ops[i].ret).min();
+        let mut candidates: Vec<usize> = remaining
+            .iter()
+            .copied()
+            .filter(|&i| first_return.is_some_and(|r| self.ops[i].call <= r))
+            .collect();
+        candidates.sort_by_key(|&i| (self.ops[i].call, self.ops[i].orig));
+
+        let mut out = format!(
+            "{} operations on this key; the longest linearizable prefix has {} \
+             (state after it: {}).",
+            self.ops.len(),
+            prefix.len(),
+            self.fmt_state(state)
+        );
+        if !prefix.is_empty() {
+            let skip = prefix.len().saturating_sub(SHOWN_PREFIX);
+            out.push_str(&format!(
+                "\nLast {} operations of that prefix, in linearization order:",
+                prefix.len() - skip
+            ));
+            for &i in &prefix[skip..] {
+                let orig = self.ops[i].orig;
+                out.push_str(&format!("\n  {}", fmt_op(orig, &history[orig])));
+            }
+        }
+        out.push_str(&format!(
+            "\nNone of these {} pending operations can be applied next:",
+            candidates.len()
+        ));
+        for &i in candidates.iter().take(SHOWN_PENDING) {
+            let orig = self.ops[i].orig;
+            out.push_str(&format!("\n  {}", fmt_op(orig, &history[orig])));
+        }
+        if candidates.len() > SHOWN_PENDING {
+            out.push_str(&format!("\n  ... and {} more", candidates.len() - SHOWN_PENDING));
+        }
+        out
+    }
+}
+
+fn fmt_op(index: usize, op: &Operation) -> String {
+    let ret = match op.return_time {
+        Some(ret) => ret.to_string(),
+        None => "?".to_owned(),
+    };
+    let output = if op.is_unknown() {
+        "<unknown>".to_owned()
+    } else {
+        format!("{:?}", op.output)
+    };
+    format!(
+        "#{index} client {} [{}, {}] {:?} -> {}",
+        op.client_id, op.call, ret, op.input, output
+    )
+}
+
+// ---------------------------------------------------------------------------
+// The search.
+
+const NIL: usize = usize::MAX;
+
+#[derive(Debug, Clone, Copy)]
+struct Node {
+    prev: usize,
+    next: usize,
+    /// Index into the partition's operations.
+    op: usize,
+    /// For a call entry, its return entry (and vice versa).
+    mate: usize,
+    is_call: bool,
+}
+
+/// The doubly linked list of call and return entries; node 0 is the head
+/// sentinel.
+struct EntryList {
+    nodes: Vec<Node>,
+}
+
+impl EntryList {
+    fn new(ops: &[PartOp]) -> EntryList {
+        // (time, kind, op): calls (kind 0) before returns (kind 1) at equal
+        // times, so that touching intervals are concurrent.
+        let mut entries: Vec<(u64, u8, usize)> = Vec::with_capacity(2 * ops.len());
+        for (i, op) in ops.iter().enumerate() {
+            entries.push((op.call, 0, i));
+            entries.push((op.ret, 1, i));
+        }
+        entries.sort_unstable();
+        let len = entries.len();
+        let mut nodes = Vec::with_capacity(len + 1);
+        nodes.push(Node {
+            prev: NIL,
+            next: if len > 0 { 1 } else { NIL },
+            op: NIL,
+            mate: NIL,
+            is_call: false,
+        });
+        let mut call_node = vec![NIL; ops.len()];
+        let mut ret_node = vec![NIL; ops.len()];
+        for (pos, &(_, kind, op)) in entries.iter().enumerate() {
+            let index = pos + 1;
+            if kind == 0 {
+                call_node[op] = index;
+            } else {
+                ret_node[op] = index;
+            }
+            nodes.push(Node {
+                prev: pos,
+                next: if index < len { index + 1 } else { NIL },
+                op,
+                mate: NIL,
+                is_call: kind == 0,
+            });
+        }
+        for op in 0..ops.len() {
+            nodes[call_node[op]].mate = ret_node[op];
+            nodes[ret_node[op]].mate = call_node[op];
+        }
+        EntryList { nodes }
+    }
+
+    fn first(&self) -> usize {
+        self.nodes[0].next
+    }
+
+    fn unlink(&mut self, index: usize) {
+        let Node { prev, next, .. } = self.nodes[index];
+        self.nodes[prev].next = next;
+        if next != NIL {
+            self.nodes[next].prev = prev;
+        }
+    }
+
+    fn relink(&mut self, index: usize) {
+        let Node { prev, next, .. } = self.nodes[index];
+        self.nodes[prev].next = index;
+        if next != NIL {
+            self.nodes[next].prev = index;
+        }
+    }
+
+    /// Removes a call entry and its return entry.
+    fn lift(&mut self, call: usize) {
+        self.unlink(call);
+        self.unlink(self.nodes[call].mate);
+    }
+
+    /// Undoes the matching `lift` (lifts are undone in reverse order).
+    fn unlift(&mut self, call: usize) {
+        self.relink(self.nodes[call].mate);
+        self.relink(call);
+    }
+}
+
+/// The set of linearized operations, with an incrementally maintained
+/// Zobrist hash and a summary of non-zero words for compact snapshots.
+struct LinearizedSet {
+    words: Vec<u64>,
+    /// Bit `i` set iff `words[i] != 0`.
+    summary: Vec<u64>,
+    /// Every word before this one is all ones (a lower bound on the index of
+    /// the first word that is not).
+    full_prefix: usize,
+    zobrist: Vec<u64>,
+    hash: u64,
+}
+
+impl LinearizedSet {
+    fn new(len: usize) -> LinearizedSet {
+        let words = len.div_ceil(64);
+        LinearizedSet {
+            words: vec![0; words],
+            summary: vec![0; words.div_ceil(64)],
+            full_prefix: 0,
+            zobrist: (0..len as u64).map(|i| splitmix64(i ^ 0x5EED_0F_11_4EA2)).collect(),
+            hash: 0,
+        }
+    }
+
+    fn insert(&mut self, op: usize) {
+        let word = op / 64;
+        self.words[word] |= 1 << (op % 64);
+        self.summary[word / 64] |= 1 << (word % 64);
+        self.hash ^= self.zobrist[op];
+    }
+
+    fn remove(&mut self, op: usize) {
+        let word = op / 64;
+        self.words[word] &= !(1 << (op % 64));
+        if self.words[word] == 0 {
+            self.summary[word / 64] &= !(1 << (word % 64));
+        }
+        self.full_prefix = self.full_prefix.min(word);
+        self.hash ^= self.zobrist[op];
+    }
+
+    /// Writes a canonical compact encoding of the set into `out`: the index
+    /// of the first word that is not all ones, then (index, word) for every
+    /// non-zero word from there on.
+    fn snapshot(&mut self, out: &mut Vec<u64>) {
+        while self.full_prefix < self.words.len() && self.words[self.full_prefix] == u64::MAX {
+            self.full_prefix += 1;
+        }
+        let start = self.full_prefix;
+        out.clear();
+        out.push(start as u64);
+        let mut summary_index = start / 64;
+        while summary_index < self.summary.len() {
+            let mut bits = self.summary[summary_index];
+            if summary_index == start / 64 {
+                // Ignore words before `start`.
+                bits &= u64::MAX << (start % 64);
+            }
+            while bits != 0 {
+                let word = summary_index * 64 + bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                out.push(word as u64);
+                out.push(self.words[word]);
+            }
+            summary_index += 1;
+        }
+    }
+}
+
+fn splitmix64(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// A hasher for keys that are already well-mixed 64-bit hashes.
+#[derive(Default)]
+struct PrehashedHasher(u64);
+
+impl Hasher for PrehashedHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.0 = splitmix64(self.0 ^ u64::from(byte));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+/// One visited configuration.
+struct MemoEntry {
+    state: u32,
+    /// [`LinearizedSet::snapshot`] of the linearized known operations.
+    known: Box<[u64]>,
+    /// Bitset of the linearized unknown-outcome operations.
+    unknown: Box<[u64]>,
+    /// Whether the search from this configuration is over (and so failed).
+    failed: bool,
+}
+
+/// Memo of visited configurations, keyed by a hash of (linearized known
+/// operations, state): configurations differing only in which
+/// unknown-outcome operations are linearized share a bucket.
+type Memo = HashMap<u64, Vec<MemoEntry>, BuildHasherDefault<PrehashedHasher>>;
+
+fn is_subset(small: &[u64], large: &[u64]) -> bool {
+    small.iter().zip(large).all(|(s, l)| s & !l == 0)
+}
+
+struct Frame {
+    /// The call entry that was lifted.
+    node: usize,
+    /// The state before linearizing it.
+    state: u32,
+    /// Whether this was a forced move (see [`search`]), which has no
+    /// alternatives to try when backtracking.
+    forced: bool,
+    /// Where the configuration reached by this move is in the memo.
+    memo_key: u64,
+    memo_slot: usize,
+}
+
+enum SearchOutcome {
+    Linearizable,
+    /// `prefix`: partition operation indices of a longest linearizable
+    /// prefix, in order; `state`: the state after it.
+    Illegal {
+        prefix: Vec<usize>,
+        state: u32,
+    },
+    Timeout,
+}
+
+struct Search<'a> {
+    ops: &'a [PartOp],
+    /// Operations `n_known..` have unknown outcomes.
+    n_known: usize,
+    list: EntryList,
+    known: LinearizedSet,
+    unknown: Vec<u64>,
+    memo: Memo,
+    snapshot: Vec<u64>,
+    stack: Vec<Frame>,
+    state: u32,
+    /// The longest prefix seen so far. `best[..unchanged]` equals the bottom
+    /// of the stack (the stack has not gone below `unchanged` since `best`
+    /// was last taken), so only the rest needs copying on a new record.
+    best: Vec<usize>,
+    best_state: u32,
+    unchanged: usize,
+    steps: u64,
+    max_steps: u64,
+}
+
+impl Search<'_> {
+    /// Counts a step; false once the budget is exhausted.
+    fn step(&mut self) -> bool {
+        self.steps += 1;
+        self.steps <= self.max_steps
+    }
+
+    fn is_unknown(&self, op: usize) -> bool {
+        op >= self.n_known
+    }
+
+    fn set_linearized(&mut self, op: usize, linearized: bool) {
+        if let Some(u) = op.checked_sub(self.n_known) {
+            if linearized {
+                self.unknown[u / 64] |= 1 << (u % 64);
+            } else {
+                self.unknown[u / 64] &= !(1 << (u % 64));
+            }
+        } else if linearized {
+            self.known.insert(op);
+        } else {
+            self.known.remove(op);
+        }
+    }
+
+    /// Linearizes the operation of call entry `entry`, moving to state
+    /// `next_state`, unless that configuration is known to fail. Returns
+    /// whether it did.
+    ///
+    /// A configuration fails if it was visited before (the search from it is
+    /// over, or it would be on the stack, where every configuration is
+    /// smaller), or if the same configuration with fewer unknown-outcome
+    /// operations linearized failed: anything that completes the larger one
+    /// completes the smaller one too, with the extra unknown-outcome
+    /// operations appended at the end.
+    fn try_push(&mut self, entry: usize, next_state: u32, forced: bool) -> bool {
+        let op = self.list.nodes[entry].op;
+        self.set_linearized(op, true);
+        self.known.snapshot(&mut self.snapshot);
+        let memo_key = self.known.hash ^ splitmix64(u64::from(next_state));
+        let bucket = self.memo.entry(memo_key).or_default();
+        let (snapshot, unknown) = (&self.snapshot, &self.unknown);
+        let dead = bucket.iter().any(|e| {
+            e.state == next_state
+                && e.known[..] == snapshot[..]
+                && (e.unknown[..] == unknown[..] || (e.failed && is_subset(&e.unknown, unknown)))
+        });
+        if dead {
+            self.set_linearized(op, false);
+            return false;
+        }
+        bucket.push(MemoEntry {
+            state: next_state,
+            known: snapshot.as_slice().into(),
+            unknown: unknown.as_slice().into(),
+            failed: false,
+        });
+        let memo_slot = bucket.len() - 1;
+        self.stack.push(Frame {
+            node: entry,
+            state: self.state,
+            forced,
+            memo_key,
+            memo_slot,
+        });
+        self.state = next_state;
+        self.list.lift(entry);
+        if self.stack.len() > self.best.len() {
+            self.best.truncate(self.unchanged);
+            let list = &self.list;
+            self.best
+                .extend(self.stack[self.unchanged..].iter().map(|f| list.nodes[f.node].op));
+            self.best_state = self.state;
+            self.unchanged = self.stack.len();
+        }
+        true
+    }
+
+    /// Undoes frames up to and including the last unforced one, marking the
+    /// configurations they reached as failed. Returns where the search
+    /// resumes: the entry after that frame's call entry, and whether its
+    /// operation's outcome is unknown (the pass to continue); `None` if the
+    /// stack ran out.
+    fn backtrack(&mut self) -> Option<(usize, bool)> {
+        loop {
+            let frame = self.stack.pop()?;
+            if let Some(entry) = self
+                .memo
+                .get_mut(&frame.memo_key)
+                .and_then(|bucket| bucket.get_mut(frame.memo_slot))
+            {
+                entry.failed = true;
+            }
+            self.unchanged = self.unchanged.min(self.stack.len());
+            let op = self.list.nodes[frame.node].op;
+            self.set_linearized(op, false);
+            self.state = frame.state;
+            self.list.unlift(frame.node);
+            if !frame.forced {
+                return Some((self.list.nodes[frame.node].next, self.is_unknown(op)));
+            }
+        }
+    }
+
+    /// Among the current candidates (the call entries before the first
+    /// return entry), a read-only one whose output is possible now.
+    fn find_read_only(&self) -> Option<usize> {
+        let mut entry = self.list.first();
+        while entry != NIL && self.list.nodes[entry].is_call {
+            let node = self.list.nodes[entry];
+            let step = self.ops[node.op].step;
+            if step.is_read_only() && step.apply(self.state).is_some() {
+                return Some(entry);
+            }
+            entry = node.next;
+        }
+        None
+    }
+}
+
+/// Searches for a linearization of one key's operations.
+///
+/// On top of the plain just-in-time search with memoization:
+///
+/// * If a read-only candidate (see [`Step::is_read_only`]) can be linearized
+///   now, it is linearized at once and no alternative is tried at that point
+///   ("forced"). This is complete: in any linearization of the remaining
+///   operations, such an operation can be moved to the front, because every
+///   operation that must precede it is already linearized (it is a
+///   candidate), moving it earlier only drops constraints of the form "it
+///   precedes X", its output is possible at the front, and it changes no
+///   state wherever it stands, so every other operation sees the same states
+///   as before. Consequently, if the configuration after a forced move is
+///   known to fail, so does the current one.
+/// * Candidates with known outcomes are tried before unknown-outcome ones, so
+///   that configurations with fewer unknown-outcome operations linearized are
+///   explored (and fail) first and then prune the larger ones (see
+///   [`Search::try_push`]). Without this, every unknown-outcome operation
+///   could double the search space.
+fn search(ops: &[PartOp], max_steps: u64) -> SearchOutcome {
+    let n_known = ops.iter().take_while(|op| op.ret != u64::MAX).count();
+    let mut search = Search {
+        ops,
+        n_known,
+        list: EntryList::new(ops),
+        known: LinearizedSet::new(n_known),
+        unknown: vec![0; (ops.len() - n_known).div_ceil(64)],
+        memo: Memo::default(),
+        snapshot: Vec::new(),
+        stack: Vec::new(),
+        state: ABSENT,
+        best: Vec::new(),
+        best_state: ABSENT,
+        unchanged: 0,
+        steps: 0,
+        max_steps,
+    };
+    let has_unknown = n_known < ops.len();
+    // `Some((entry, unknown_pass))`: resume scanning the candidates of the
+    // current configuration at `entry`, in the pass over known-outcome
+    // (false) or unknown-outcome (true) operations; `None`: the
+    // configuration is new.
+    let mut resume: Option<(usize, bool)> = None;
+    loop {
+        if !search.step() {
+            return SearchOutcome::Timeout;
+        }
+        let (mut entry, mut unknown_pass) = match resume {
+            Some(resume) => resume,
+            None => {
+                if search.list.first() == NIL {
+                    return SearchOutcome::Linearizable;
+                }
+                if let Some(forced) = search.find_read_only() {
+                    if !search.try_push(forced, search.state, true) {
+                        // Dead end.
+                        resume = search.backtrack();
+                        if resume.is_none() {
+                            break;
+                        }
+                    }
+                    continue;
+                }
+                (search.list.first(), false)
+            }
+        };
+        // Try the candidates from `entry` on; no read-only one among them is
+        // possible now (or it would have been forced).
+        let mut pushed = false;
+        loop {
+            let node = search.list.nodes[entry];
+            if !node.is_call {
+                if unknown_pass || !has_unknown {
+                    break;
+                }
+                unknown_pass = true;
+                entry = search.list.first();
+                continue;
+            }
+            if search.is_unknown(node.op) == unknown_pass {
+                if !search.step() {
+                    return SearchOutcome::Timeout;
+                }
+                if let Some(next_state) = ops[node.op].step.apply(search.state) {
+                    if search.try_push(entry, next_state, false) {
+                        pushed = true;
+                        break;
+                    }
+                }
+            }
+            entry = node.next;
+        }
+        if pushed {
+            resume = None;
+            continue;
+        }
+        // A return entry: its operation should have been linearized already.
+        resume = search.backtrack();
+        if resume.is_none() {
+            break;
+        }
+    }
+    SearchOutcome::Illegal {
+        prefix: search.best,
+        state: search.best_state,
+    }
+}
+
+// ---------------------------------------------------------------------------
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(key: &str, value: &str) -> Input {
+        Input::Put {
+            key: key.to_owned(),
+            value: value.to_owned(),
+        }
+    }
+
+    fn get(key: &str) -> Input {
+        Input::Get { key: key.to_owned() }
+    }
+
+    fn cas(key: &str, expected: Option<&str>, new: &str) -> Input {
+        Input::Cas {
+            key: key.to_owned(),
+            expected: expected.map(str::to_owned),
+            new: new.to_owned(),
+        }
+    }
+
+    fn delete(key: &str) -> Input {
+        Input::Delete { key: key.to_owned() }
+    }
+
+    fn read(value: Option<&str>) -> Output {
+        Output::Get {
+            value: value.map(str::to_owned),
+        }
+    }
+
+    fn op(client_id: u64, input: Input, call: u64, ret: u64, output: Output) -> Operation {
+        Operation {
+            client_id,
+            input,
+            call,
+            output,
+            return_time: Some(ret),
+        }
+    }
+
+    fn unknown_op(client_id: u64, input: Input, call: u64) -> Operation {
+        Operation {
+            client_id,
+            input,
+            call,
+            output: Output::Unknown,
+            return_time: None,
+        }
+    }
+
+    fn assert_ok(history: &[Operation]) {
+        let result = check(history);
+        assert_eq!(result, CheckResult::Ok, "{result}");
+    }
+
+    fn assert_illegal(history: &[Operation], expected_key: &str) -> String {
+        match check(history) {
+            CheckResult::Illegal { key, detail } => {
+                assert_eq!(key, expected_key, "{detail}");
+                detail
+            }
+            other => panic!("expected Illegal, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn empty_history_is_ok() {
+        assert_ok(&[]);
+    }
+
+    #[test]
+    fn sequential_history_is_ok() {
+        let history = vec![
+            op(1, get("a"), 0, 1, read(None)),
+            op(1, put("a", "1"), 2, 3, Output::Put),
+            op(2, get("a"), 4, 5, read(Some("1"))),
+            op(2, put("a", "2"), 6, 7, Output::Put),
+            op(1, get("a"), 8, 9, read(Some("2"))),
+            op(3, put("b", "x"), 10, 11, Output::Put),
+            op(3, get("b"), 12, 13, read(Some("x"))),
+        ];
+        assert_ok(&history);
+    }
+
+    #[test]
+    fn concurrent_puts_with_get_seeing_either_value_are_ok() {
+        for seen in ["1", "2"] {
+            let history = vec![
+                op(1, put("a", "1"), 0, 10, Output::Put),
+                op(2, put("a", "2"), 1, 11, Output::Put),
+                op(3, get("a"), 2, 12, read(Some(seen))),
+                op(3, get("a"), 13, 14, read(Some(seen))),
+            ];
+            assert_ok(&history);
+        }
+        // A read concurrent with both puts may see neither.
+        let history = vec![
+            op(1, put("a", "1"), 0, 10, Output::Put),
+            op(2, put("a", "2"), 1, 11, Output::Put),
+            op(3, get("a"), 2, 12, read(None)),
+        ];
+        assert_ok(&history);
+    }
+
+    #[test]
+    fn reads_cannot_flip_back_after_concurrent_puts() {
+        // Two sequential reads after both puts completed must agree.
+        let history = vec![
+            op(1, put("a", "1"), 0, 10, Output::Put),
+            op(2, put("a", "2"), 1, 11, Output::Put),
+            op(3, get("a"), 12, 13, read(Some("1"))),
+            op(3, get("a"), 14, 15, read(Some("2"))),
+        ];
+        assert_illegal(&history, "a");
+    }
+
+    #[test]
+    fn stale_read_after_completed_put_is_illegal() {
+        let history = vec![
+            op(1, put("a", "1"), 0, 1, Output::Put),
+            op(1, put("a", "2"), 2, 3, Output::Put),
+            op(2, get("a"), 4, 5, read(Some("1"))),
+        ];
+        let detail = assert_illegal(&history, "a");
+        assert!(detail.contains("longest linearizable prefix has 2"), "{detail}");
+        assert!(detail.contains("#2 client 2"), "{detail}");
+    }
+
+    #[test]
+    fn read_concurrent_with_put_may_be_old_or_new() {
+        for seen in [Some("1"), Some("2")] {
+            let history = vec![
+                op(1, put("a", "1"), 0, 1, Output::Put),
+                op(1, put("a", "2"), 2, 6, Output::Put),
+                op(2, get("a"), 4, 5, read(seen)),
+            ];
+            assert_ok(&history);
+        }
+    }
+
+    #[test]
+    fn touching_intervals_are_concurrent() {
+        // The put returns at 5 and the get is called at 5: not ordered.
+        let history = vec![
+            op(1, put("a", "1"), 0, 5, Output::Put),
+            op(2, get("a"), 5, 6, read(None)),
+        ];
+        assert_ok(&history);
+        let history = vec![
+            op(1, put("a", "1"), 0, 5, Output::Put),
+            op(2, get("a"), 6, 7, read(None)),
+        ];
+        assert_illegal(&history, "a");
+    }
+
+    #[test]
+    fn read_of_value_never_written_is_illegal() {
+        let history = vec![
+            op(1, put("a", "1"), 0, 1, Output::Put),
+            op(2, get("a"), 0, 2, read(Some("ghost"))),
+        ];
+        assert_illegal(&history, "a");
+    }
+
+    #[test]
+    fn read_of_value_written_later_is_illegal() {
+        let history = vec![
+            op(2, get("a"), 0, 1, read(Some("1"))),
+            op(1, put("a", "1"), 2, 3, Output::Put),
+        ];
+        assert_illegal(&history, "a");
+    }
+
+    #[test]
+    fn cas_correct_cases_are_ok() {
+        let history = vec![
+            // Create-if-absent succeeds on an absent key.
+            op(1, cas("a", None, "1"), 0, 1, Output::Cas { succeeded: true }),
+            // Create-if-absent fails once it exists.
+            op(2, cas("a", None, "x"), 2, 3, Output::Cas { succeeded: false }),
+            // Swap from the current value succeeds.
+            op(1, cas("a", Some("1"), "2"), 4, 5, Output::Cas { succeeded: true }),
+            // Swap from a stale value fails.
+            op(2, cas("a", Some("1"), "3"), 6, 7, Output::Cas { succeeded: false }),
+            op(3, get("a"), 8, 9, read(Some("2"))),
+        ];
+        assert_ok(&history);
+    }
+
+    #[test]
+    fn concurrent_cas_only_one_may_win() {
+        let ok = vec![
+            op(1, put("a", "0"), 0, 1, Output::Put),
+            op(2, cas("a", Some("0"), "x"), 2, 10, Output::Cas { succeeded: true }),
+            op(3, cas("a", Some("0"), "y"), 3, 11, Output::Cas { succeeded: false }),
+            op(4, get("a"), 12, 13, read(Some("x"))),
+        ];
+        assert_ok(&ok);
+        let both_won = vec![
+            op(1, put("a", "0"), 0, 1, Output::Put),
+            op(2, cas("a", Some("0"), "x"), 2, 10, Output::Cas { succeeded: true }),
+            op(3, cas("a", Some("0"), "y"), 3, 11, Output::Cas { succeeded: true }),
+        ];
+        assert_illegal(&both_won, "a");
+    }
+
+    #[test]
+    fn cas_incorrect_cases_are_illegal() {
+        // Reported success although the expected value was not there.
+        let history = vec![
+            op(1, put("a", "1"), 0, 1, Output::Put),
+            op(2, cas("a", Some("0"), "2"), 2, 3, Output::Cas { succeeded: true }),
+        ];
+        assert_illegal(&history, "a");
+        // Reported failure although the expected value was there.
+        let history = vec![
+            op(1, put("a", "1"), 0, 1, Output::Put),
+            op(2, cas("a", Some("1"), "2"), 2, 3, Output::Cas { succeeded: false }),
+        ];
+        assert_illegal(&history, "a");
+        // Create-if-absent reported success on an existing key.
+        let history = vec![
+            op(1, put("a", "1"), 0, 1, Output::Put),
+            op(2, cas("a", None, "2"), 2, 3, Output::Cas { succeeded: true }),
+        ];
+        assert_illegal(&history, "a");
+        // Reported success, but a later read does not see the new value.
+        let history = vec![
+            op(1, cas("a", None, "1"), 0, 1, Output::Cas { succeeded: true }),
+            op(2, get("a"), 2, 3, read(None)),
+        ];
+        assert_illegal(&history, "a");
+        // Reported failure, but a later read sees its value.
+        let history = vec![
+            op(1, cas("a", None, "1"), 0, 1, Output::Cas { succeeded: false }),
+            op(2, get("a"), 2, 3, read(Some("1"))),
+        ];
+        assert_illegal(&history, "a");
+    }
+
+    #[test]
+    fn delete_semantics() {
+        let ok = vec![
+            op(1, delete("a"), 0, 1, Output::Delete { deleted: false }),
+            op(1, put("a", "1"), 2, 3, Output::Put),
+            op(2, delete("a"), 4, 5, Output::Delete { deleted: true }),
+            op(3, get("a"), 6, 7, read(None)),
+            op(3, cas("a", None, "2"), 8, 9, Output::Cas { succeeded: true }),
+            op(2, delete("a"), 10, 11, Output::Delete { deleted: true }),
+            op(1, delete("a"), 12, 13, Output::Delete { deleted: false }),
+        ];
+        assert_ok(&ok);
+        // Deleting an absent key cannot report that it existed.
+        let history = vec![op(1, delete("a"), 0, 1, Output::Delete { deleted: true })];
+        assert_illegal(&history, "a");
+        // Deleting an existing key cannot report that it did not exist.
+        let history = vec![
+            op(1, put("a", "1"), 0, 1, Output::Put),
+            op(1, delete("a"), 2, 3, Output::Delete { deleted: false }),
+        ];
+        assert_illegal(&history, "a");
+        // A read after a completed delete cannot see the old value.
+        let history = vec![
+            op(1, put("a", "1"), 0, 1, Output::Put),
+            op(1, delete("a"), 2, 3, Output::Delete { deleted: true }),
+            op(2, get("a"), 4, 5, read(Some("1"))),
+        ];
+        assert_illegal(&history, "a");
+        // Two concurrent deletes of one existing key: only one finds it.
+        let history = vec![
+            op(1, put("a", "1"), 0, 1, Output::Put),
+            op(1, delete("a"), 2, 5, Output::Delete { deleted: true }),
+            op(2, delete("a"), 3, 6, Output::Delete { deleted: true }),
+        ];
+        assert_illegal(&history, "a");
+    }
+
+    #[test]
+    fn unknown_put_that_shows_up_later_is_ok() {
+        let history = vec![
+            op(1, put("a", "1"), 0, 1, Output::Put),
+            unknown_op(2, put("a", "2"), 2),
+            op(3, get("a"), 3, 4, read(Some("1"))),
+            op(3, get("a"), 100, 101, read(Some("2"))),
+            op(3, get("a"), 102, 103, read(Some("2"))),
+        ];
+        assert_ok(&history);
+    }
+
+    #[test]
+    fn unknown_put_that_never_shows_up_is_ok() {
+        let history = vec![
+            op(1, put("a", "1"), 0, 1, Output::Put),
+            unknown_op(2, put("a", "2"), 2),
+            op(3, get("a"), 3, 4, read(Some("1"))),
+            op(3, get("a"), 100, 101, read(Some("1"))),
+        ];
+        assert_ok(&history);
+    }
+
+    #[test]
+    fn unknown_put_is_not_visible_before_its_call() {
+        let history = vec![op(3, get("a"), 0, 1, read(Some("2"))), unknown_op(2, put("a", "2"), 2)];
+        assert_illegal(&history, "a");
+    }
+
+    #[test]
+    fn unknown_put_cannot_flicker() {
+        // Once seen and then overwritten, it cannot be seen again.
+        let history = vec![
+            unknown_op(2, put("a", "2"), 0),
+            op(3, get("a"), 1, 2, read(Some("2"))),
+            op(1, put("a", "1"), 3, 4, Output::Put),
+            op(3, get("a"), 5, 6, read(Some("2"))),
+        ];
+        assert_illegal(&history, "a");
+    }
+
+    #[test]
+    fn unknown_output_with_return_time_is_unknown() {
+        let history = vec![
+            Operation {
+                client_id: 1,
+                input: cas("a", None, "1"),
+                call: 0,
+                output: Output::Unknown,
+                return_time: Some(1),
+            },
+            op(2, get("a"), 5, 6, read(None)),
+            op(2, get("a"), 7, 8, read(Some("1"))),
+        ];
+        assert_ok(&history);
+    }
+
+    #[test]
+    fn unknown_delete_and_cas_are_ok_either_way() {
+        let history = vec![
+            op(1, put("a", "1"), 0, 1, Output::Put),
+            unknown_op(2, delete("a"), 2),
+            unknown_op(3, cas("a", Some("1"), "2"), 3),
+            op(1, get("a"), 4, 5, read(Some("1"))),
+            op(1, get("a"), 6, 7, read(Some("2"))),
+            op(1, get("a"), 8, 9, read(None)),
+        ];
+        assert_ok(&history);
+    }
+
+    #[test]
+    fn mismatched_output_is_illegal() {
+        let history = vec![op(1, put("a", "1"), 0, 1, read(None))];
+        let detail = assert_illegal(&history, "a");
+        assert!(detail.contains("malformed"), "{detail}");
+        let history = vec![op(1, get("a"), 2, 1, read(None))];
+        let detail = assert_illegal(&history, "a");
+        assert!(detail.contains("malformed"), "{detail}");
+    }
+
+    #[test]
+    fn keys_are_checked_independently() {
+        let history = vec![
+            op(1, put("a", "1"), 0, 1, Output::Put),
+            op(1, put("b", "1"), 2, 3, Output::Put),
+            op(2, get("a"), 4, 5, read(Some("1"))),
+            // Fine for "a" but stale for "b".
+            op(2, get("b"), 6, 7, read(None)),
+        ];
+        assert_illegal(&history, "b");
+    }
+
+    #[test]
+    fn tiny_budget_times_out() {
+        let history = vec![
+            op(1, put("a", "1"), 0, 10, Output::Put),
+            op(2, put("a", "2"), 1, 11, Output::Put),
+            op(3, get("a"), 12, 13, read(Some("1"))),
+        ];
+        assert_eq!(
+            check_with_budget(&history, 1),
+            CheckResult::Timeout { key: "a".to_owned() }
+        );
+        assert_eq!(check_with_budget(&history, 1_000), CheckResult::Ok);
+    }
+
+    #[test]
+    fn recorder_records_concurrent_clients() {
+        let recorder = Recorder::new();
+        let store = Arc::new(Mutex::new(HashMap::<String, String>::new()));
+        let threads: Vec<_> = (0..8u64)
+            .map(|client| {
+                let recorder = recorder.clone();
+                let store = Arc::clone(&store);
+                std::thread::spawn(move || {
+                    let mut rng = XorShift::new(client + 1);
+                    for i in 0..200 {
+                        let key = format!("k{}", rng.below(3));
+                        let pending = match rng.below(4) {
+                            0 => {
+                                let value = format!("c{client}-{i}");
+                                let pending = recorder.invoke(client, put(&key, &value));
+                                store.lock().unwrap().insert(key, value);
+                                pending.complete(Output::Put);
+                                continue;
+                            }
+                            1 => recorder.invoke(client, get(&key)),
+                            2 => {
+                                let pending = recorder.invoke(client, delete(&key));
+                                let deleted = store.lock().unwrap().remove(&key).is_some();
+                                pending.complete(Output::Delete { deleted });
+                                continue;
+                            }
+                            _ => {
+                                // Dropped without an outcome: recorded as
+                                // unknown; it never takes effect.
+                                let pending = recorder.invoke(client, cas(&key, None, &format!("u{i}")));
+                                drop(pending);
+                                continue;
+                            }
+                        };
+                        let value = store.lock().unwrap().get(&key).cloned();
+                        pending.complete(Output::Get { value });
+                    }
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().unwrap();
+        }
+        let history = recorder.history();
+        assert_eq!(history.len(), 8 * 200);
+        assert!(history.iter().any(Operation::is_unknown));
+        assert_eq!(recorder.check(), CheckResult::Ok);
+    }
+
+    #[test]
+    fn discarded_ops_are_not_recorded() {
+        let recorder = Recorder::default();
+        recorder.invoke(1, put("a", "1")).discard();
+        recorder.invoke(1, put("a", "2")).unknown();
+        recorder.invoke(1, get("a")).complete(read(None));
+        let history = recorder.history();
+        assert_eq!(history.len(), 2);
+        assert!(history[0].return_time.is_none());
+        assert!(history[1].return_time.is_some_and(|r| r >= history[1].call));
+    }
+
+    // -- Randomized histories ----------------------------------------------
+
+    /// xorshift64* PRNG.
+    struct XorShift(u64);
+
+    impl XorShift {
+        fn new(seed: u64) -> Self {
+            XorShift(splitmix64(seed) | 1)
+        }
+
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        }
+
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n
+        }
+    }
+
+    struct SimParams {
+        seed: u64,
+        ops: usize,
+        clients: usize,
+        keys: u64,
+        /// Maximal distance of call and return from the linearization point.
+        window: u64,
+        /// Percentage of operations whose outcome is lost.
+        unknown_percent: u64,
+    }
+
+    /// Simulates clients of a truly linearizable store: operations are
+    /// executed one by one at strictly increasing linearization points, and
+    /// each one's call and return are placed randomly around its point
+    /// (respecting that every client is sequential). Written values are
+    /// unique.
+    fn simulate(p: &SimParams) -> Vec<Operation> {
+        let mut rng = XorShift::new(p.seed);
+        let mut store: HashMap<String, String> = HashMap::new();
+        let mut free_at = vec![0u64; p.clients];
+        let mut history = Vec::with_capacity(p.ops);
+        let mut now = 0u64;
+        let mut counter = 0u64;
+        while history.len() < p.ops {
+            now += 1 + rng.below(4);
+            let ready: Vec<usize> = (0..p.clients).filter(|&c| free_at[c] < now).collect();
+            if ready.is_empty() {
+                continue;
+            }
+            let client = ready[rng.below(ready.len() as u64) as usize];
+            let slack = (now - free_at[client] - 1).min(p.window);
+            let call = now - rng.below(slack + 1);
+            let ret = now + rng.below(p.window + 1);
+            free_at[client] = ret;
+            let lost = rng.below(100) < p.unknown_percent;
+            // A lost operation takes effect (at `now`) or never does.
+            let effective = !lost || rng.below(2) == 0;
+
+            let key = format!("k{}", rng.below(p.keys));
+            let current = store.get(&key).cloned();
+            counter += 1;
+            let fresh = format!("v{counter}");
+            let (input, output) = match rng.below(100) {
+                0..35 => {
+                    if effective {
+                        store.insert(key.clone(), fresh.clone());
+                    }
+                    (put(&key, &fresh), Output::Put)
+                }
+                35..75 => (get(&key), Output::Get { value: current }),
+                75..90 => {
+                    let expected = match rng.below(4) {
+                        0 | 1 => current.clone(),
+                        2 => None,
+                        _ => Some(format!("v{}", rng.below(counter) + 1)),
+                    };
+                    let succeeded = expected == current;
+                    if succeeded && effective {
+                        store.insert(key.clone(), fresh.clone());
+                    }
+                    let input = Input::Cas {
+                        key: key.clone(),
+                        expected,
+                        new: fresh,
+                    };
+                    (input, Output::Cas { succeeded })
+                }
+                _ => {
+                    let deleted = current.is_some();
+                    if effective {
+                        store.remove(&key);
+                    }
+                    (delete(&key), Output::Delete { deleted })
+                }
+            };
+            history.push(Operation {
+                client_id: client as u64,
+                input,
+                call,
+                output: if lost { Output::Unknown } else { output },
+                return_time: if lost { None } else { Some(ret) },
+            });
+        }
+        history
+    }
+
+    fn params(seed: u64) -> SimParams {
+        SimParams {
+            seed,
+            ops: 4000,
+            clients: 16,
+            keys: 1,
+            window: 40,
+            unknown_percent: 0,
+        }
+    }
+
+    /// Index of a known `Get` of a present value near the middle.
+    fn middle_read(history: &[Operation]) -> usize {
+        (history.len() / 2..history.len())
+            .find(|&i| {
+                matches!(history[i].input, Input::Get { .. })
+                    && !history[i].is_unknown()
+                    && matches!(history[i].output, Output::Get { value: Some(_) })
+            })
+            .expect("some read")
+    }
+
+    #[test]
+    fn random_linearizable_history_is_ok() {
+        for seed in 1..=3 {
+            let history = simulate(&params(seed));
+            assert_ok(&history);
+        }
+    }
+
+    #[test]
+    fn random_history_with_many_keys_is_ok() {
+        let history = simulate(&SimParams {
+            ops: 10_000,
+            keys: 5,
+            clients: 32,
+            ..params(7)
+        });
+        assert_ok(&history);
+    }
+
+    #[test]
+    fn random_history_with_unknown_outcomes_is_ok() {
+        for seed in 10..=12 {
+            let history = simulate(&SimParams {
+                unknown_percent: 1,
+                ..params(seed)
+            });
+            assert!(history.iter().any(Operation::is_unknown));
+            assert_ok(&history);
+        }
+    }
+
+    #[test]
+    fn stress_tmp() {
+        for (clients, keys, window, unknown) in [
+            (16, 1, 40, 0),
+            (32, 1, 40, 0),
+            (32, 1, 100, 0),
+            (32, 4, 100, 0),
+            (32, 1, 40, 1),
+            (8, 1, 40, 3),
+        ] {
+            for seed in 100..103 {
+                let p = SimParams {
+                    ops: 5000 * keys as usize,
+                    clients,
+                    keys,
+                    window,
+                    unknown_percent: unknown,
+                    seed,
+                };
+                let mut history = simulate(&p);
+                let t = std::time::Instant::now();
+                let r1 = check(&history);
+                let d1 = t.elapsed();
+                let index = middle_read(&history);
+                history[index].output = read(Some("bogus"));
+                let t = std::time::Instant::now();
+                let r2 = check(&history);
+                let d2 = t.elapsed();
+                println!(
+                    "c={clients} k={keys} w={window} u={unknown} seed={seed}: ok={} {:?} / illegal={} {:?}",
+                    r1.is_ok(),
+                    d1,
+                    matches!(r2, CheckResult::Illegal { .. }),
+                    d2
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn random_history_with_bogus_read_is_illegal() {
+        let mut history = simulate(&params(4));
+        let index = middle_read(&history);
+        history[index].output = read(Some("bogus"));
+        let detail = assert_illegal(&history, "k0");
+        assert!(detail.contains(&format!("#{index} ")), "{detail}");
+    }
+
+    #[test]
+    fn random_history_with_read_from_the_future_is_illegal() {
+        let mut history = simulate(&params(5));
+        let index = middle_read(&history);
+        let ret = history[index].return_time.unwrap();
+        // A value first written by a put called after the read returned.
+        let future = history
+            .iter()
+            .find_map(|op| match &op.input {
+                Input::Put { value, .. } if op.call > ret => Some(value.clone()),
+                _ => None,
+            })
+            .expect("a later put");
+        history[index].output = Output::Get { value: Some(future) };
+        assert_illegal(&history, "k0");
+    }
+
+    #[test]
+    fn random_history_with_stale_read_is_illegal() {
+        // Make a read that saw the value of put W return instead the value of
+        // a put that completed before W was called: W overwrote it before
+        // the read, and values are unique, so it cannot be seen again.
+        let mut history = simulate(&SimParams { window: 5, ..params(6) });
+        let mut found = false;
+        'outer: for index in history.len() / 2..history.len() {
+            let Input::Get { .. } = history[index].input else {
+                continue;
+            };
+            let Output::Get { value: Some(seen) } = history[index].output.clone() else {
+                continue;
+            };
+            // The put that wrote `seen`, and an earlier put that completed
+            // before it was called: that earlier value is certainly stale.
+            let Some(writer) = history.iter().position(|op| match &op.input {
+                Input::Put { value, .. } => *value == seen,
+                _ => false,
+            }) else {
+                continue;
+            };
+            // The read must follow the writer in real time.
+            if !history[writer].return_time.is_some_and(|r| r < history[index].call) {
+                continue;
+            }
+            let writer_call = history[writer].call;
+            for earlier in (0..writer).rev() {
+                let Input::Put { value, .. } = &history[earlier].input else {
+                    continue;
+                };
+                if history[earlier].return_time.is_some_and(|r| r < writer_call) {
+                    let stale = value.clone();
+                    history[index].output = read(Some(&stale));
+                    found = true;
+                    break 'outer;
+                }
+            }
+        }
+        assert!(found);
+        assert_illegal(&history, "k0");
+    }
+}

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs every system package the project needs. Idempotent: a package
+# already present is left alone, so a second run is quick and offline-safe.
+set -euo pipefail
+
+packages=(
+  protobuf-compiler   # prost/tonic code generation for `proto`
+  etcd-server         # real etcd 3.4, the benchmark baseline
+  etcd-client         # etcdctl 3.4, the compatibility judge for the store
+  iproute2            # network namespaces for multi-node tests
+  nftables iptables   # kube-proxy packet path (later issues)
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "deps: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  sudo_cmd=""
+  [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
+  $sudo_cmd apt-get update -qq
+  $sudo_cmd apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# Debian's etcd-server package enables a system etcd on 2379; the project
+# starts its own etcd only inside benchmarks, so keep the system one off.
+if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet etcd 2>/dev/null; then
+  systemctl stop etcd || true
+  systemctl disable etcd >/dev/null 2>&1 || true
+fi
+pkill -x etcd 2>/dev/null || true
+
+command -v cargo-nextest >/dev/null 2>&1 || cargo install --locked cargo-nextest
+echo "deps: ok"

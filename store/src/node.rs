@@ -1,0 +1,818 @@
+//! One replica: a raft-rs `RawNode` driven by a dedicated thread, the log in
+//! [`RaftLog`], the state machine in [`Mvcc`].
+//!
+//! Everything that touches Raft state goes through the thread's inbox
+//! ([`Input`]): client proposals, read-index requests, membership changes
+//! and messages from peers. Each turn of the loop drains the inbox (so many
+//! proposals share one fsync), ticks the clock, and handles a Ready in
+//! raft-rs's order: send, install snapshot, apply committed, persist, sync,
+//! send what waited for persistence, advance.
+//!
+//! Callers hold a cheap, clonable [`Node`] handle. A proposal is answered
+//! when this replica applies the entry carrying its id; if that never
+//! happens (leader lost, entry overwritten) it times out with an unknown
+//! outcome, as etcd's "request timed out".
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, mpsc};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Mutex, RwLock};
+use prost::Message as _;
+use protobuf::Message as _;
+use proto::storepb::{ConfChangeContext, InternalRequest, MemberInfo, internal_request::Request as InternalReq};
+use raft::eraftpb::{ConfChangeSingle, ConfChangeType, ConfChangeV2, ConfState, EntryType, Message, MessageType};
+use raft::{RawNode, SnapshotStatus, StateRole};
+
+use crate::error::{Result, StoreError};
+use crate::mvcc::{Applied, Mvcc};
+use crate::raft_log::RaftLog;
+use crate::watch::WatchHub;
+
+/// Sends Raft messages to peers. Implementations must not block: queue and
+/// return. Lost messages are fine (Raft retries); report unreachable peers
+/// and snapshot outcomes back through [`Node::report_unreachable`] and
+/// [`Node::report_snapshot`].
+pub trait Transport: Send + Sync + 'static {
+    fn send(&self, msgs: Vec<Message>);
+    /// Learns or updates where a peer listens.
+    fn set_peer(&self, member: &MemberInfo);
+    fn remove_peer(&self, id: u64);
+}
+
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    pub id: u64,
+    pub cluster_id: u64,
+    pub tick: Duration,
+    pub election_ticks: usize,
+    pub heartbeat_ticks: usize,
+    /// How long a proposal or read may wait before "request timed out".
+    pub request_timeout: Duration,
+    /// Compact the Raft log once it holds this many applied entries...
+    pub snapshot_entries: u64,
+    /// ...keeping this many so that slightly slow followers need no snapshot.
+    pub catchup_entries: u64,
+    /// Largest encoded request accepted (etcd: 1.5 MiB).
+    pub max_request_bytes: usize,
+}
+
+impl NodeConfig {
+    pub fn new(id: u64) -> Self {
+        Self {
+            id,
+            cluster_id: 0,
+            tick: Duration::from_millis(100),
+            election_ticks: 10,
+            heartbeat_ticks: 1,
+            request_timeout: Duration::from_secs(5),
+            snapshot_entries: 10_000,
+            catchup_entries: 5_000,
+            max_request_bytes: crate::DEFAULT_MAX_REQUEST_BYTES,
+        }
+    }
+}
+
+/// How a replica starts.
+#[derive(Clone, Debug)]
+pub enum Bootstrap {
+    /// A member of a new cluster: every initial member writes the same
+    /// member table and voter set. Ignored if the data dir already has state.
+    NewCluster(Vec<MemberInfo>),
+    /// Joining an existing cluster that already added this member: wait for
+    /// the leader to send a snapshot. Ignored if the data dir has state.
+    Join,
+    /// Recovery from quorum loss: keep this replica's data and make it the
+    /// only voter of a new cluster.
+    ForceNewCluster,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NodeStatus {
+    pub id: u64,
+    pub leader: u64,
+    pub term: u64,
+    pub is_leader: bool,
+    pub is_learner: bool,
+    pub last_index: u64,
+    pub commit: u64,
+    pub applied: u64,
+    pub stopped: bool,
+}
+
+type Reply<T> = tokio::sync::oneshot::Sender<Result<T>>;
+
+enum Input {
+    Propose { id: u64, data: Vec<u8>, reply: Reply<Applied> },
+    ConfChange { id: u64, cc: ConfChangeV2, promote: Option<u64>, reply: Reply<ConfState> },
+    ReadIndex { reply: Reply<()> },
+    SnapshotData { reply: Reply<Vec<u8>> },
+    Step(Box<Message>),
+    Unreachable(u64),
+    Snapshot(u64, bool),
+    TransferLeader(u64),
+    Stop,
+}
+
+struct Shared {
+    config: NodeConfig,
+    db: sled::Db,
+    inbox: Mutex<mpsc::Sender<Input>>,
+    mvcc: Arc<Mvcc>,
+    hub: Arc<WatchHub>,
+    status: RwLock<NodeStatus>,
+    next_id: AtomicU64,
+    stopped: AtomicBool,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// A handle to a running replica.
+#[derive(Clone)]
+pub struct Node {
+    shared: Arc<Shared>,
+}
+
+impl Node {
+    /// Starts a replica over an open `db` (the caller opened `mvcc` from it).
+    pub fn start(
+        config: NodeConfig,
+        db: &sled::Db,
+        mvcc: Arc<Mvcc>,
+        hub: Arc<WatchHub>,
+        transport: Arc<dyn Transport>,
+        bootstrap: Bootstrap,
+    ) -> Result<Node> {
+        let log = RaftLog::open(db, mvcc.clone())?;
+        if log.is_empty() {
+            match &bootstrap {
+                Bootstrap::NewCluster(members) => {
+                    let mut cs = ConfState::default();
+                    cs.voters = members.iter().filter(|m| !m.is_learner).map(|m| m.id).collect();
+                    cs.learners = members.iter().filter(|m| m.is_learner).map(|m| m.id).collect();
+                    mvcc.reset_members(members)?;
+                    log.set_conf_state(&cs)?;
+                    log.sync()?;
+                }
+                Bootstrap::Join => {}
+                Bootstrap::ForceNewCluster => {
+                    return Err(StoreError::InvalidArgument("force-new-cluster needs an existing data dir".into()));
+                }
+            }
+        } else if matches!(bootstrap, Bootstrap::ForceNewCluster) {
+            force_new_cluster(&log, &mvcc, config.id)?;
+        }
+        for m in mvcc.members() {
+            if m.id != config.id {
+                transport.set_peer(&m);
+            }
+        }
+        let (applied, _) = mvcc.applied();
+        let raft_config = raft::Config {
+            id: config.id,
+            election_tick: config.election_ticks,
+            heartbeat_tick: config.heartbeat_ticks,
+            applied,
+            max_size_per_msg: 1024 * 1024,
+            max_inflight_msgs: 256,
+            check_quorum: true,
+            pre_vote: true,
+            read_only_option: raft::ReadOnlyOption::Safe,
+            ..Default::default()
+        };
+        raft_config.validate().map_err(|e| StoreError::InvalidArgument(e.to_string()))?;
+        let logger = slog::Logger::root(slog::Discard, slog::o!());
+        let mut raw = RawNode::new(&raft_config, log, &logger).map_err(|e| StoreError::Storage(e.to_string()))?;
+        let cs = raw.store().conf_state();
+        if cs.voters == [config.id] && cs.learners.is_empty() {
+            // A single voter need not wait an election timeout.
+            let _ = raw.campaign();
+        }
+        let (tx, rx) = mpsc::channel();
+        let shared = Arc::new(Shared {
+            config: config.clone(),
+            db: db.clone(),
+            inbox: Mutex::new(tx),
+            mvcc: mvcc.clone(),
+            hub: hub.clone(),
+            status: RwLock::new(NodeStatus { id: config.id, applied, ..Default::default() }),
+            next_id: AtomicU64::new(rand::random::<u64>() >> 1),
+            stopped: AtomicBool::new(false),
+            thread: Mutex::new(None),
+        });
+        let node = Node { shared: shared.clone() };
+        let driver = Driver {
+            raw,
+            rx,
+            shared: shared.clone(),
+            transport,
+            pending: HashMap::new(),
+            pending_conf: HashMap::new(),
+            read_batches: BTreeMap::new(),
+            waiting_reads: Vec::new(),
+            next_read_ctx: 1,
+            new_reads: Vec::new(),
+            was_leader: false,
+        };
+        driver.publish_status();
+        let handle = std::thread::Builder::new()
+            .name(format!("raft-{:x}", config.id))
+            .spawn(move || driver.run())
+            .map_err(|e| StoreError::Storage(format!("spawn raft thread: {e}")))?;
+        *shared.thread.lock() = Some(handle);
+        Ok(node)
+    }
+
+    pub fn id(&self) -> u64 {
+        self.shared.config.id
+    }
+
+    pub fn config(&self) -> &NodeConfig {
+        &self.shared.config
+    }
+
+    pub fn mvcc(&self) -> &Arc<Mvcc> {
+        &self.shared.mvcc
+    }
+
+    pub fn hub(&self) -> &Arc<WatchHub> {
+        &self.shared.hub
+    }
+
+    pub fn status(&self) -> NodeStatus {
+        self.shared.status.read().clone()
+    }
+
+    fn send(&self, input: Input) -> Result<()> {
+        if self.shared.stopped.load(Ordering::Acquire) {
+            return Err(StoreError::Stopped);
+        }
+        self.shared.inbox.lock().send(input).map_err(|_| StoreError::Stopped)
+    }
+
+    async fn wait<T>(&self, rx: tokio::sync::oneshot::Receiver<Result<T>>) -> Result<T> {
+        match tokio::time::timeout(self.shared.config.request_timeout + Duration::from_millis(500), rx).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(_)) => Err(StoreError::Stopped),
+            Err(_) => Err(StoreError::Timeout),
+        }
+    }
+
+    /// Replicates a request and returns its result once this replica has
+    /// applied it.
+    pub async fn propose(&self, req: InternalReq) -> Result<Applied> {
+        let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
+        let data = InternalRequest { id, request: Some(req) }.encode_to_vec();
+        if data.len() > self.shared.config.max_request_bytes {
+            return Err(StoreError::RequestTooLarge);
+        }
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        self.send(Input::Propose { id, data, reply })?;
+        self.wait(rx).await
+    }
+
+    /// Returns once this replica's state is at least as new as any write
+    /// acknowledged before the call (Raft ReadIndex).
+    pub async fn read_index(&self) -> Result<()> {
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        self.send(Input::ReadIndex { reply })?;
+        self.wait(rx).await
+    }
+
+    /// Adds a voter or learner. The member's id must be new.
+    pub async fn add_member(&self, member: MemberInfo) -> Result<ConfState> {
+        if self.shared.mvcc.member(member.id).is_some() {
+            return Err(StoreError::MemberExists);
+        }
+        let exists = self.shared.mvcc.members().into_iter().any(|m| m.peer_urls.iter().any(|u| member.peer_urls.contains(u)));
+        if exists {
+            return Err(StoreError::PeerUrlExists);
+        }
+        let ty = if member.is_learner { ConfChangeType::AddLearnerNode } else { ConfChangeType::AddNode };
+        self.conf_change(member, ty, None).await
+    }
+
+    pub async fn remove_member(&self, id: u64) -> Result<ConfState> {
+        let member = self.shared.mvcc.member(id).ok_or(StoreError::MemberNotFound)?;
+        self.conf_change(member, ConfChangeType::RemoveNode, None).await
+    }
+
+    /// Makes a learner a voter, once it has caught up with the leader.
+    pub async fn promote_member(&self, id: u64) -> Result<ConfState> {
+        let mut member = self.shared.mvcc.member(id).ok_or(StoreError::MemberNotFound)?;
+        if !member.is_learner {
+            return Err(StoreError::NotLearner);
+        }
+        member.is_learner = false;
+        self.conf_change(member, ConfChangeType::AddNode, Some(id)).await
+    }
+
+    async fn conf_change(&self, member: MemberInfo, ty: ConfChangeType, promote: Option<u64>) -> Result<ConfState> {
+        let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
+        let mut single = ConfChangeSingle::default();
+        single.set_change_type(ty);
+        single.node_id = member.id;
+        let mut cc = ConfChangeV2::default();
+        cc.set_changes(vec![single].into());
+        cc.set_context(ConfChangeContext { id, member: Some(member) }.encode_to_vec().into());
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        self.send(Input::ConfChange { id, cc, promote, reply })?;
+        self.wait(rx).await
+    }
+
+    /// A consistent snapshot of the state machine (see [`crate::snapshot`]),
+    /// built on the Raft thread between two applied entries.
+    pub async fn snapshot_data(&self) -> Result<Vec<u8>> {
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        self.send(Input::SnapshotData { reply })?;
+        match rx.await {
+            Ok(r) => r,
+            Err(_) => Err(StoreError::Stopped),
+        }
+    }
+
+    /// Bytes the data dir occupies.
+    pub fn db_size(&self) -> i64 {
+        self.shared.db.size_on_disk().map_or(0, |n| n as i64)
+    }
+
+    pub fn transfer_leader(&self, to: u64) -> Result<()> {
+        self.send(Input::TransferLeader(to))
+    }
+
+    /// A message from a peer.
+    pub fn step(&self, msg: Message) {
+        let _ = self.send(Input::Step(Box::new(msg)));
+    }
+
+    pub fn report_unreachable(&self, id: u64) {
+        let _ = self.send(Input::Unreachable(id));
+    }
+
+    pub fn report_snapshot(&self, id: u64, ok: bool) {
+        let _ = self.send(Input::Snapshot(id, ok));
+    }
+
+    /// Stops the replica and waits for its thread. Pending requests fail.
+    pub fn stop(&self) {
+        let _ = self.send(Input::Stop);
+        self.shared.stopped.store(true, Ordering::Release);
+        let handle = self.shared.thread.lock().take();
+        if let Some(h) = handle {
+            let _ = h.join();
+        }
+        self.shared.mvcc.close();
+    }
+
+    pub fn is_stopped(&self) -> bool {
+        self.shared.stopped.load(Ordering::Acquire)
+    }
+}
+
+/// Rewrites the membership so that `id` is the only voter, keeping its
+/// log and state (etcd's `--force-new-cluster`).
+fn force_new_cluster(log: &RaftLog, mvcc: &Mvcc, id: u64) -> Result<()> {
+    let mut cs = ConfState::default();
+    cs.voters = vec![id];
+    log.set_conf_state(&cs)?;
+    // Entries after the commit index may never have been committed; a new
+    // cluster of one cannot know, so they go.
+    log.truncate_after(log.hard_state().commit)?;
+    let me = mvcc.member(id).unwrap_or(MemberInfo { id, ..Default::default() });
+    mvcc.reset_members(&[MemberInfo { is_learner: false, ..me }])?;
+    log.sync()
+}
+
+struct ReadBatch {
+    waiters: Vec<Reply<()>>,
+    first_issued: Instant,
+    issued: Instant,
+}
+
+struct Driver {
+    raw: RawNode<RaftLog>,
+    rx: mpsc::Receiver<Input>,
+    shared: Arc<Shared>,
+    transport: Arc<dyn Transport>,
+    pending: HashMap<u64, (Reply<Applied>, Instant)>,
+    pending_conf: HashMap<u64, (Reply<ConfState>, Instant)>,
+    read_batches: BTreeMap<u64, ReadBatch>,
+    waiting_reads: Vec<(u64, Vec<Reply<()>>)>,
+    next_read_ctx: u64,
+    new_reads: Vec<Reply<()>>,
+    was_leader: bool,
+}
+
+/// How many inputs one turn of the loop takes before handling a Ready.
+const MAX_INPUTS_PER_TURN: usize = 4096;
+
+impl Driver {
+    fn run(mut self) {
+        let tick = self.shared.config.tick;
+        let mut next_tick = Instant::now() + tick;
+        loop {
+            let wait = next_tick.saturating_duration_since(Instant::now());
+            let mut stop = false;
+            match self.rx.recv_timeout(wait) {
+                Ok(input) => stop |= self.handle(input),
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => stop = true,
+            }
+            let mut n = 1;
+            while !stop && n < MAX_INPUTS_PER_TURN {
+                match self.rx.try_recv() {
+                    Ok(input) => stop |= self.handle(input),
+                    Err(_) => break,
+                }
+                n += 1;
+            }
+            if stop {
+                break;
+            }
+            self.issue_reads();
+            let now = Instant::now();
+            if now >= next_tick {
+                self.raw.tick();
+                self.on_tick(now);
+                next_tick = now + tick;
+            }
+            if self.raw.has_ready()
+                && let Err(e) = self.on_ready()
+            {
+                tracing::error!(error = %e, "raft replica failed; stopping it");
+                break;
+            }
+            if self.shared.stopped.load(Ordering::Acquire) {
+                break;
+            }
+        }
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        self.shared.stopped.store(true, Ordering::Release);
+        for (_, (reply, _)) in self.pending.drain() {
+            let _ = reply.send(Err(StoreError::Stopped));
+        }
+        for (_, (reply, _)) in self.pending_conf.drain() {
+            let _ = reply.send(Err(StoreError::Stopped));
+        }
+        for (_, b) in std::mem::take(&mut self.read_batches) {
+            for w in b.waiters {
+                let _ = w.send(Err(StoreError::Stopped));
+            }
+        }
+        for (_, ws) in self.waiting_reads.drain(..) {
+            for w in ws {
+                let _ = w.send(Err(StoreError::Stopped));
+            }
+        }
+        self.shared.status.write().stopped = true;
+        let _ = self.raw.store().sync();
+    }
+
+    /// Returns true to stop.
+    fn handle(&mut self, input: Input) -> bool {
+        let deadline = Instant::now() + self.shared.config.request_timeout;
+        match input {
+            Input::Propose { id, data, reply } => {
+                if self.raw.raft.leader_id == raft::INVALID_ID {
+                    let _ = reply.send(Err(StoreError::NoLeader));
+                    return false;
+                }
+                match self.raw.propose(vec![], data) {
+                    Ok(()) => {
+                        self.pending.insert(id, (reply, deadline));
+                    }
+                    Err(_) => {
+                        let _ = reply.send(Err(StoreError::NoLeader));
+                    }
+                }
+            }
+            Input::ConfChange { id, cc, promote, reply } => {
+                if let Some(learner) = promote
+                    && self.raw.raft.state == StateRole::Leader
+                {
+                    let last = self.raw.raft.raft_log.last_index();
+                    let matched = self.raw.raft.prs().get(learner).map_or(0, |p| p.matched);
+                    if (matched as f64) < (last as f64) * 0.9 {
+                        let _ = reply.send(Err(StoreError::LearnerNotReady));
+                        return false;
+                    }
+                }
+                match self.raw.propose_conf_change(vec![], cc) {
+                    Ok(()) => {
+                        self.pending_conf.insert(id, (reply, deadline));
+                    }
+                    Err(raft::Error::ProposalDropped) => {
+                        let _ = reply.send(Err(StoreError::NoLeader));
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(StoreError::InvalidArgument(e.to_string())));
+                    }
+                }
+            }
+            Input::ReadIndex { reply } => self.new_reads.push(reply),
+            Input::SnapshotData { reply } => {
+                let data = self.shared.mvcc.dump().map(|entries| crate::snapshot::encode(&entries));
+                let _ = reply.send(data);
+            }
+            Input::Step(msg) => {
+                // Messages from unknown or removed peers are dropped by raft.
+                let _ = self.raw.step(*msg);
+            }
+            Input::Unreachable(id) => self.raw.report_unreachable(id),
+            Input::Snapshot(id, ok) => {
+                let status = if ok { SnapshotStatus::Finish } else { SnapshotStatus::Failure };
+                self.raw.report_snapshot(id, status);
+            }
+            Input::TransferLeader(to) => self.raw.transfer_leader(to),
+            Input::Stop => return true,
+        }
+        false
+    }
+
+    /// Starts one ReadIndex round for every read that arrived this turn.
+    fn issue_reads(&mut self) {
+        if self.new_reads.is_empty() {
+            return;
+        }
+        let waiters = std::mem::take(&mut self.new_reads);
+        if self.raw.raft.leader_id == raft::INVALID_ID {
+            for w in waiters {
+                let _ = w.send(Err(StoreError::NoLeader));
+            }
+            return;
+        }
+        let now = Instant::now();
+        self.start_read(ReadBatch { waiters, first_issued: now, issued: now });
+    }
+
+    fn start_read(&mut self, batch: ReadBatch) {
+        let ctx = self.next_read_ctx;
+        self.next_read_ctx += 1;
+        self.raw.read_index(ctx.to_be_bytes().to_vec());
+        self.read_batches.insert(ctx, batch);
+    }
+
+    fn on_tick(&mut self, now: Instant) {
+        let timeout = self.shared.config.request_timeout;
+        self.pending.retain(|_, (_, deadline)| *deadline > now);
+        self.pending_conf.retain(|_, (_, deadline)| *deadline > now);
+        // raft-rs drops read requests it cannot serve yet (no leader, or a
+        // leader that has not committed in its term): re-issue the ones
+        // unanswered for a while, fail those past the request timeout.
+        let retry_after = self.shared.config.tick * 3;
+        let stale: Vec<u64> = self
+            .read_batches
+            .iter()
+            .filter(|(_, b)| now.duration_since(b.issued) >= retry_after)
+            .map(|(k, _)| *k)
+            .collect();
+        for ctx in stale {
+            let Some(mut b) = self.read_batches.remove(&ctx) else { continue };
+            if now.duration_since(b.first_issued) >= timeout {
+                for w in b.waiters {
+                    let _ = w.send(Err(StoreError::Timeout));
+                }
+            } else {
+                b.issued = now;
+                self.start_read(b);
+            }
+        }
+        if self.raw.raft.state == StateRole::Leader {
+            self.was_leader = true;
+        }
+    }
+
+    fn on_ready(&mut self) -> Result<()> {
+        let mut rd = self.raw.ready();
+        if rd.ss().is_some() {
+            let leader = self.raw.raft.state == StateRole::Leader;
+            if leader && !self.was_leader {
+                self.shared.mvcc.refresh_all_leases();
+            }
+            self.was_leader = leader;
+        }
+        if !rd.messages().is_empty() {
+            self.transport.send(rd.take_messages());
+        }
+        let mut must_sync = false;
+        if !rd.snapshot().is_empty() {
+            let snap = rd.snapshot().clone();
+            self.raw.mut_store().apply_snapshot(&snap)?;
+            must_sync = true;
+            self.after_snapshot_install();
+        }
+        let read_states = rd.take_read_states();
+        self.on_read_states(read_states);
+        let committed = rd.take_committed_entries();
+        self.apply_entries(committed)?;
+        if !rd.entries().is_empty() {
+            self.raw.store().append(rd.entries())?;
+            must_sync = true;
+        }
+        if let Some(hs) = rd.hs() {
+            self.raw.store().set_hard_state(hs)?;
+            must_sync = true;
+        }
+        if must_sync {
+            self.raw.store().sync()?;
+        }
+        if !rd.persisted_messages().is_empty() {
+            self.transport.send(rd.take_persisted_messages());
+        }
+        let mut light = self.raw.advance(rd);
+        if let Some(commit) = light.commit_index() {
+            self.raw.store().set_commit(commit)?;
+        }
+        if !light.messages().is_empty() {
+            self.transport.send(light.take_messages());
+        }
+        let committed = light.take_committed_entries();
+        self.apply_entries(committed)?;
+        self.raw.advance_apply();
+        self.maybe_compact_log()?;
+        self.publish_status();
+        Ok(())
+    }
+
+    fn after_snapshot_install(&mut self) {
+        let mvcc = &self.shared.mvcc;
+        self.shared.hub.reset(mvcc.current_revision());
+        for m in mvcc.members() {
+            if m.id != self.shared.config.id {
+                self.transport.set_peer(&m);
+            }
+        }
+        self.shared.status.write().applied = mvcc.applied().0;
+    }
+
+    fn on_read_states(&mut self, states: Vec<raft::ReadState>) {
+        let applied = self.shared.mvcc.applied().0;
+        for rs in states {
+            let Ok(ctx) = <[u8; 8]>::try_from(rs.request_ctx.as_slice()) else { continue };
+            let Some(batch) = self.read_batches.remove(&u64::from_be_bytes(ctx)) else { continue };
+            if rs.index <= applied {
+                for w in batch.waiters {
+                    let _ = w.send(Ok(()));
+                }
+            } else {
+                self.waiting_reads.push((rs.index, batch.waiters));
+            }
+        }
+    }
+
+    fn apply_entries(&mut self, entries: Vec<raft::eraftpb::Entry>) -> Result<()> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let mvcc = self.shared.mvcc.clone();
+        for entry in entries {
+            let (index, term) = (entry.index, entry.term);
+            if index <= mvcc.applied().0 {
+                continue; // already applied before a restart
+            }
+            match entry.get_entry_type() {
+                EntryType::EntryNormal if entry.data.is_empty() => mvcc.apply_noop(index, term)?,
+                EntryType::EntryNormal => match InternalRequest::decode(entry.data.as_ref()) {
+                    Ok(InternalRequest { id, request: Some(req) }) => {
+                        let (result, events) = mvcc.apply(index, term, req)?;
+                        if let Some(events) = events {
+                            self.shared.hub.publish(events);
+                        }
+                        if let Some((reply, _)) = self.pending.remove(&id) {
+                            let _ = reply.send(result);
+                        }
+                    }
+                    Ok(InternalRequest { request: None, .. }) | Err(_) => {
+                        tracing::error!(index, "undecodable entry in the raft log; skipping it");
+                        mvcc.apply_noop(index, term)?;
+                    }
+                },
+                EntryType::EntryConfChange | EntryType::EntryConfChangeV2 => self.apply_conf_change(&entry)?,
+            }
+        }
+        let applied = mvcc.applied().0;
+        self.shared.status.write().applied = applied;
+        if !self.waiting_reads.is_empty() {
+            let (ready, waiting): (Vec<_>, Vec<_>) = self.waiting_reads.drain(..).partition(|(idx, _)| *idx <= applied);
+            self.waiting_reads = waiting;
+            for (_, ws) in ready {
+                for w in ws {
+                    let _ = w.send(Ok(()));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn apply_conf_change(&mut self, entry: &raft::eraftpb::Entry) -> Result<()> {
+        let (index, term) = (entry.index, entry.term);
+        let cc: ConfChangeV2 = if entry.get_entry_type() == EntryType::EntryConfChangeV2 {
+            let mut cc = ConfChangeV2::default();
+            cc.merge_from_bytes(&entry.data).map_err(|e| StoreError::Corrupt(format!("conf change: {e}")))?;
+            cc
+        } else {
+            let mut v1 = raft::eraftpb::ConfChange::default();
+            v1.merge_from_bytes(&entry.data).map_err(|e| StoreError::Corrupt(format!("conf change: {e}")))?;
+            // Only V2 is proposed here; accept V1 for completeness.
+            let mut single = ConfChangeSingle::default();
+            single.set_change_type(v1.get_change_type());
+            single.node_id = v1.node_id;
+            let mut cc = ConfChangeV2::default();
+            cc.set_changes(vec![single].into());
+            cc.set_context(v1.take_context());
+            cc
+        };
+        let ctx = ConfChangeContext::decode(cc.get_context()).unwrap_or_default();
+        let cs = match self.raw.apply_conf_change(&cc) {
+            Ok(cs) => cs,
+            Err(e) => {
+                tracing::warn!(error = %e, index, "rejected conf change");
+                self.shared.mvcc.apply_noop(index, term)?;
+                if let Some((reply, _)) = self.pending_conf.remove(&ctx.id) {
+                    let _ = reply.send(Err(StoreError::InvalidArgument(e.to_string())));
+                }
+                return Ok(());
+            }
+        };
+        self.raw.store().set_conf_state(&cs)?;
+        let me = self.shared.config.id;
+        let mut removed_self = false;
+        for change in cc.get_changes() {
+            let id = change.node_id;
+            match change.get_change_type() {
+                ConfChangeType::AddNode | ConfChangeType::AddLearnerNode => {
+                    let learner = change.get_change_type() == ConfChangeType::AddLearnerNode;
+                    let existing = self.shared.mvcc.member(id);
+                    let member = match (ctx.member.clone().filter(|m| m.id == id), existing) {
+                        (Some(m), Some(old)) => MemberInfo {
+                            client_urls: if m.client_urls.is_empty() { old.client_urls } else { m.client_urls },
+                            name: if m.name.is_empty() { old.name } else { m.name },
+                            ..m
+                        },
+                        (Some(m), None) => m,
+                        (None, Some(old)) => old,
+                        (None, None) => MemberInfo { id, ..Default::default() },
+                    };
+                    let member = MemberInfo { is_learner: learner, ..member };
+                    if id != me {
+                        self.transport.set_peer(&member);
+                    }
+                    self.shared.mvcc.apply_member(index, term, Some(&member), None)?;
+                }
+                ConfChangeType::RemoveNode => {
+                    self.shared.mvcc.apply_member(index, term, None, Some(id))?;
+                    if id == me {
+                        removed_self = true;
+                    } else {
+                        self.transport.remove_peer(id);
+                    }
+                }
+            }
+        }
+        if let Some((reply, _)) = self.pending_conf.remove(&ctx.id) {
+            let _ = reply.send(Ok(cs));
+        }
+        if removed_self {
+            tracing::info!("this member was removed from the cluster; stopping");
+            self.shared.stopped.store(true, Ordering::Release);
+        }
+        Ok(())
+    }
+
+    fn maybe_compact_log(&mut self) -> Result<()> {
+        let applied = self.shared.mvcc.applied().0;
+        let store = self.raw.store();
+        let cfg = &self.shared.config;
+        if applied.saturating_sub(store.first()) < cfg.snapshot_entries {
+            return Ok(());
+        }
+        let to = applied.saturating_sub(cfg.catchup_entries);
+        if to < store.first() {
+            return Ok(());
+        }
+        // The state machine must be durable up to `to` before its entries go.
+        store.sync()?;
+        store.compact(to)
+    }
+
+    fn publish_status(&self) {
+        let raft = &self.raw.raft;
+        let mut s = self.shared.status.write();
+        s.leader = raft.leader_id;
+        s.term = raft.term;
+        s.is_leader = raft.state == StateRole::Leader;
+        s.is_learner = self.raw.store().conf_state().learners.contains(&self.shared.config.id);
+        s.last_index = raft.raft_log.last_index();
+        s.commit = raft.raft_log.committed;
+        s.applied = self.shared.mvcc.applied().0;
+    }
+}
+
+/// Whether a message carries a snapshot (its sender reports the outcome).
+pub fn is_snapshot(msg: &Message) -> bool {
+    msg.get_msg_type() == MessageType::MsgSnapshot
+}

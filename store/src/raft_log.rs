@@ -1,0 +1,352 @@
+//! The Raft log and hard state in sled, behind raft-rs's [`Storage`] trait.
+//!
+//! Layout of the `raft` tree (values sealed with a checksum):
+//!
+//! | key              | value                                   |
+//! |------------------|-----------------------------------------|
+//! | `e` + index (8B) | an `eraftpb::Entry`                     |
+//! | `hard`           | `HardState` (term, vote, commit)        |
+//! | `conf`           | `ConfState` (voters, learners)          |
+//! | `trunc`          | index and term of the last removed entry|
+//!
+//! Writes are not durable until [`RaftLog::sync`]; the node syncs once per
+//! Ready, before acknowledging anything that depends on them.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use protobuf::Message as _;
+use raft::eraftpb::{ConfState, Entry, HardState, Snapshot, SnapshotMetadata};
+use raft::{GetEntriesContext, RaftState, Storage, StorageError};
+
+use crate::codec;
+use crate::error::{Result, StoreError};
+use crate::mvcc::Mvcc;
+use crate::snapshot;
+
+const KEY_HARD: &[u8] = b"hard";
+const KEY_CONF: &[u8] = b"conf";
+const KEY_TRUNC: &[u8] = b"trunc";
+
+fn entry_key(index: u64) -> [u8; 9] {
+    let mut k = [0u8; 9];
+    k[0] = b'e';
+    k[1..].copy_from_slice(&index.to_be_bytes());
+    k
+}
+
+struct LogState {
+    hard: HardState,
+    conf: ConfState,
+    /// Index and term of the last entry removed by compaction or covered by
+    /// a snapshot; the log holds `(trunc_index, trunc_index + terms.len()]`.
+    trunc_index: u64,
+    trunc_term: u64,
+    /// Term of every entry in the log, oldest first: `term()` is on Raft's
+    /// hot path and must not decode entries.
+    terms: VecDeque<u64>,
+}
+
+impl LogState {
+    fn last_index(&self) -> u64 {
+        self.trunc_index + self.terms.len() as u64
+    }
+}
+
+pub struct RaftLog {
+    db: sled::Db,
+    tree: sled::Tree,
+    mvcc: Arc<Mvcc>,
+    state: Mutex<LogState>,
+}
+
+fn pb_err(what: &str, e: protobuf::ProtobufError) -> StoreError {
+    StoreError::Corrupt(format!("{what}: {e}"))
+}
+
+fn read_pb<M: protobuf::Message>(tree: &sled::Tree, key: &[u8], what: &str) -> Result<Option<M>> {
+    match tree.get(key)? {
+        None => Ok(None),
+        Some(v) => {
+            let payload = codec::open(&v, what)?;
+            let mut m = M::new();
+            m.merge_from_bytes(payload).map_err(|e| pb_err(what, e))?;
+            Ok(Some(m))
+        }
+    }
+}
+
+fn seal_pb<M: protobuf::Message>(m: &M) -> Vec<u8> {
+    codec::seal(m.write_to_bytes().expect("encoding a raft message into memory cannot fail"))
+}
+
+fn decode_entry(v: &[u8]) -> Result<Entry> {
+    let payload = codec::open(v, "raft entry")?;
+    let mut e = Entry::default();
+    e.merge_from_bytes(payload).map_err(|e| pb_err("raft entry", e))?;
+    Ok(e)
+}
+
+impl RaftLog {
+    /// Opens the log in `db`, checking every entry's checksum and that the
+    /// entries are contiguous.
+    pub fn open(db: &sled::Db, mvcc: Arc<Mvcc>) -> Result<Self> {
+        let tree = db.open_tree("raft")?;
+        let hard: HardState = read_pb(&tree, KEY_HARD, "hard state")?.unwrap_or_default();
+        let conf: ConfState = read_pb(&tree, KEY_CONF, "conf state")?.unwrap_or_default();
+        let (trunc_index, trunc_term) = match tree.get(KEY_TRUNC)? {
+            None => (0, 0),
+            Some(v) => {
+                let b = codec::open(&v, "log truncation point")?;
+                if b.len() != 16 {
+                    return Err(StoreError::Corrupt("log truncation point: bad length".into()));
+                }
+                (u64::from_be_bytes(b[..8].try_into().expect("8")), u64::from_be_bytes(b[8..].try_into().expect("8")))
+            }
+        };
+        let mut terms = VecDeque::new();
+        let mut expect = trunc_index + 1;
+        for item in tree.scan_prefix(b"e") {
+            let (k, v) = item?;
+            let e = decode_entry(&v)?;
+            let idx = u64::from_be_bytes(k[1..].try_into().map_err(|_| StoreError::Corrupt("raft entry key".into()))?);
+            if idx != expect || e.index != idx {
+                return Err(StoreError::Corrupt(format!("raft log has a gap or stray entry at index {idx}, expected {expect}")));
+            }
+            terms.push_back(e.term);
+            expect += 1;
+        }
+        let log = Self { db: db.clone(), tree, mvcc, state: Mutex::new(LogState { hard, conf, trunc_index, trunc_term, terms }) };
+        let last = log.state.lock().last_index();
+        let commit = log.state.lock().hard.commit;
+        if commit > last {
+            return Err(StoreError::Corrupt(format!("commit index {commit} is past the end of the log ({last})")));
+        }
+        Ok(log)
+    }
+
+    /// True when this log was never initialized (a fresh data dir).
+    pub fn is_empty(&self) -> bool {
+        let s = self.state.lock();
+        s.conf.voters.is_empty() && s.conf.learners.is_empty() && s.last_index() == 0 && s.hard.term == 0
+    }
+
+    pub fn hard_state(&self) -> HardState {
+        self.state.lock().hard.clone()
+    }
+
+    pub fn conf_state(&self) -> ConfState {
+        self.state.lock().conf.clone()
+    }
+
+    pub fn last(&self) -> u64 {
+        self.state.lock().last_index()
+    }
+
+    pub fn first(&self) -> u64 {
+        self.state.lock().trunc_index + 1
+    }
+
+    /// Appends entries, replacing any conflicting suffix.
+    pub fn append(&self, entries: &[Entry]) -> Result<()> {
+        let Some(first) = entries.first() else { return Ok(()) };
+        let mut s = self.state.lock();
+        if first.index <= s.trunc_index {
+            return Err(StoreError::Storage(format!("append at {} below the log start {}", first.index, s.trunc_index + 1)));
+        }
+        let last = s.last_index();
+        if first.index > last + 1 {
+            return Err(StoreError::Storage(format!("append at {} leaves a gap after {last}", first.index)));
+        }
+        let mut batch = sled::Batch::default();
+        for idx in first.index..=last {
+            batch.remove(&entry_key(idx)[..]);
+        }
+        for e in entries {
+            batch.insert(&entry_key(e.index)[..], seal_pb(e));
+        }
+        self.tree.apply_batch(batch)?;
+        let keep = (first.index - s.trunc_index - 1) as usize;
+        s.terms.truncate(keep);
+        s.terms.extend(entries.iter().map(|e| e.term));
+        Ok(())
+    }
+
+    /// Drops every entry after `index` (forced recovery only).
+    pub fn truncate_after(&self, index: u64) -> Result<()> {
+        let mut s = self.state.lock();
+        let last = s.last_index();
+        if index >= last || index < s.trunc_index {
+            return Ok(());
+        }
+        let mut batch = sled::Batch::default();
+        for idx in index + 1..=last {
+            batch.remove(&entry_key(idx)[..]);
+        }
+        self.tree.apply_batch(batch)?;
+        let keep = (index - s.trunc_index) as usize;
+        s.terms.truncate(keep);
+        Ok(())
+    }
+
+    pub fn set_hard_state(&self, hs: &HardState) -> Result<()> {
+        self.tree.insert(KEY_HARD, seal_pb(hs))?;
+        self.state.lock().hard = hs.clone();
+        Ok(())
+    }
+
+    pub fn set_commit(&self, commit: u64) -> Result<()> {
+        let mut hs = self.hard_state();
+        hs.commit = commit;
+        self.set_hard_state(&hs)
+    }
+
+    pub fn set_conf_state(&self, cs: &ConfState) -> Result<()> {
+        self.tree.insert(KEY_CONF, seal_pb(cs))?;
+        self.state.lock().conf = cs.clone();
+        Ok(())
+    }
+
+    /// Removes entries up to and including `index`, which must be applied.
+    pub fn compact(&self, index: u64) -> Result<()> {
+        let mut s = self.state.lock();
+        if index <= s.trunc_index || index > s.last_index() {
+            return Ok(());
+        }
+        let term = s.terms[(index - s.trunc_index - 1) as usize];
+        let mut batch = sled::Batch::default();
+        for idx in s.trunc_index + 1..=index {
+            batch.remove(&entry_key(idx)[..]);
+        }
+        batch.insert(KEY_TRUNC, trunc_value(index, term));
+        self.tree.apply_batch(batch)?;
+        let n = (index - s.trunc_index) as usize;
+        s.terms.drain(..n);
+        s.trunc_index = index;
+        s.trunc_term = term;
+        Ok(())
+    }
+
+    /// Installs a snapshot received from the leader: the log restarts after
+    /// it and the state machine is replaced by its contents.
+    pub fn apply_snapshot(&self, snap: &Snapshot) -> Result<()> {
+        let meta = snap.get_metadata();
+        let entries = snapshot::decode(snap.get_data())?;
+        self.mvcc.restore(entries)?;
+        let mut s = self.state.lock();
+        let mut batch = sled::Batch::default();
+        for idx in s.trunc_index + 1..=s.last_index() {
+            batch.remove(&entry_key(idx)[..]);
+        }
+        let mut hard = s.hard.clone();
+        hard.commit = hard.commit.max(meta.index);
+        hard.term = hard.term.max(meta.term);
+        batch.insert(KEY_TRUNC, trunc_value(meta.index, meta.term));
+        batch.insert(KEY_HARD, seal_pb(&hard));
+        batch.insert(KEY_CONF, seal_pb(meta.get_conf_state()));
+        self.tree.apply_batch(batch)?;
+        s.terms.clear();
+        s.trunc_index = meta.index;
+        s.trunc_term = meta.term;
+        s.hard = hard;
+        s.conf = meta.get_conf_state().clone();
+        Ok(())
+    }
+
+    /// Makes every write so far durable (fsync).
+    pub fn sync(&self) -> Result<()> {
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// Builds a snapshot of the state machine as of its applied index.
+    pub fn build_snapshot(&self) -> Result<Snapshot> {
+        let (index, term) = self.mvcc.applied();
+        let data = snapshot::encode(&self.mvcc.dump()?);
+        let mut meta = SnapshotMetadata::default();
+        meta.index = index;
+        meta.term = term;
+        meta.set_conf_state(self.conf_state());
+        let mut snap = Snapshot::default();
+        snap.set_data(data.into());
+        snap.set_metadata(meta);
+        Ok(snap)
+    }
+}
+
+fn trunc_value(index: u64, term: u64) -> Vec<u8> {
+    let mut b = Vec::with_capacity(16);
+    b.extend_from_slice(&index.to_be_bytes());
+    b.extend_from_slice(&term.to_be_bytes());
+    codec::seal(b)
+}
+
+fn storage_err(e: StoreError) -> raft::Error {
+    raft::Error::Store(StorageError::Other(Box::new(e)))
+}
+
+impl Storage for RaftLog {
+    fn initial_state(&self) -> raft::Result<RaftState> {
+        let s = self.state.lock();
+        Ok(RaftState::new(s.hard.clone(), s.conf.clone()))
+    }
+
+    fn entries(&self, low: u64, high: u64, max_size: impl Into<Option<u64>>, _ctx: GetEntriesContext) -> raft::Result<Vec<Entry>> {
+        let max_size = max_size.into();
+        {
+            let s = self.state.lock();
+            if low <= s.trunc_index {
+                return Err(raft::Error::Store(StorageError::Compacted));
+            }
+            if high > s.last_index() + 1 {
+                return Err(raft::Error::Store(StorageError::Unavailable));
+            }
+        }
+        let mut out = Vec::with_capacity((high - low) as usize);
+        let mut size = 0u64;
+        for item in self.tree.range(entry_key(low)..entry_key(high)) {
+            let (_, v) = item.map_err(|e| storage_err(e.into()))?;
+            let e = decode_entry(&v).map_err(storage_err)?;
+            size += u64::from(e.compute_size());
+            if let Some(max) = max_size
+                && !out.is_empty()
+                && size > max
+            {
+                break;
+            }
+            out.push(e);
+        }
+        if out.is_empty() && low < high {
+            return Err(raft::Error::Store(StorageError::Unavailable));
+        }
+        Ok(out)
+    }
+
+    fn term(&self, idx: u64) -> raft::Result<u64> {
+        let s = self.state.lock();
+        if idx == s.trunc_index {
+            return Ok(s.trunc_term);
+        }
+        if idx < s.trunc_index {
+            return Err(raft::Error::Store(StorageError::Compacted));
+        }
+        s.terms.get((idx - s.trunc_index - 1) as usize).copied().ok_or(raft::Error::Store(StorageError::Unavailable))
+    }
+
+    fn first_index(&self) -> raft::Result<u64> {
+        Ok(self.first())
+    }
+
+    fn last_index(&self) -> raft::Result<u64> {
+        Ok(self.last())
+    }
+
+    fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
+        let snap = self.build_snapshot().map_err(storage_err)?;
+        if snap.get_metadata().index < request_index {
+            return Err(raft::Error::Store(StorageError::SnapshotTemporarilyUnavailable));
+        }
+        Ok(snap)
+    }
+}
