@@ -50,6 +50,9 @@ mod tests {
         flipped[1] ^= 0x40;
         assert!(matches!(open(&flipped, "t"), Err(StoreError::Corrupt(_))));
         assert!(matches!(open(&sealed[..2], "t"), Err(StoreError::Corrupt(_))));
-        assert!(matches!(open(&sealed[..sealed.len() - 1], "t"), Err(StoreError::Corrupt(_))));
+        assert!(matches!(
+            open(&sealed[..sealed.len() - 1], "t"),
+            Err(StoreError::Corrupt(_))
+        ));
     }
 }

@@ -76,12 +76,17 @@ impl From<StoreError> for Status {
         use StoreError::*;
         let code = match &e {
             Compacted { .. } | FutureRevision => Code::OutOfRange,
-            EmptyKey | ValueProvided | LeaseProvided | TooManyOps | DuplicateKey
-            | RequestTooLarge | InvalidArgument(_) => Code::InvalidArgument,
+            EmptyKey | ValueProvided | LeaseProvided | TooManyOps | DuplicateKey | RequestTooLarge
+            | InvalidArgument(_) => Code::InvalidArgument,
             KeyNotFound => Code::InvalidArgument,
             LeaseNotFound | MemberNotFound => Code::NotFound,
-            LeaseExists | PeerUrlExists | MemberExists | NotLearner | LearnerNotReady
-            | NotEnoughStartedMembers | LeaseTtlTooLarge => Code::FailedPrecondition,
+            LeaseExists
+            | PeerUrlExists
+            | MemberExists
+            | NotLearner
+            | LearnerNotReady
+            | NotEnoughStartedMembers
+            | LeaseTtlTooLarge => Code::FailedPrecondition,
             NoLeader | Timeout | Stopped => Code::Unavailable,
             Corrupt(_) => Code::DataLoss,
             Storage(_) => Code::Internal,

@@ -44,15 +44,26 @@ impl EtcdService {
     /// `progress_interval`: how often an idle watcher that asked for
     /// progress notifications gets one (etcd: 10 minutes).
     pub fn new(store: Store, progress_interval: Duration) -> Self {
-        Self { store, progress_interval }
+        Self {
+            store,
+            progress_interval,
+        }
     }
 
     /// Adds every etcd service to a tonic router.
     pub fn add_to(self, server: &mut tonic::transport::Server) -> tonic::transport::server::Router {
         let max = self.store.node().config().max_request_bytes + GRPC_OVERHEAD_BYTES;
         server
-            .add_service(KvServer::new(self.clone()).max_decoding_message_size(max).max_encoding_message_size(usize::MAX))
-            .add_service(WatchServer::new(self.clone()).max_decoding_message_size(max).max_encoding_message_size(usize::MAX))
+            .add_service(
+                KvServer::new(self.clone())
+                    .max_decoding_message_size(max)
+                    .max_encoding_message_size(usize::MAX),
+            )
+            .add_service(
+                WatchServer::new(self.clone())
+                    .max_decoding_message_size(max)
+                    .max_encoding_message_size(usize::MAX),
+            )
             .add_service(LeaseServer::new(self.clone()).max_decoding_message_size(max))
             .add_service(ClusterServer::new(self.clone()).max_decoding_message_size(max))
             .add_service(MaintenanceServer::new(self).max_decoding_message_size(max))
@@ -131,9 +142,16 @@ impl Watch for EtcdService {
                         // Like etcd 3.5: one notification for the stream,
                         // only when every watcher has caught up.
                         let current = this.store.node().hub().current_revision();
-                        let synced = watchers.tasks.values().all(|(_, next)| next.load(Ordering::Acquire) > current);
+                        let synced = watchers
+                            .tasks
+                            .values()
+                            .all(|(_, next)| next.load(Ordering::Acquire) > current);
                         if synced {
-                            let resp = pb::WatchResponse { header: Some(this.store.header(current)), watch_id: -1, ..Default::default() };
+                            let resp = pb::WatchResponse {
+                                header: Some(this.store.header(current)),
+                                watch_id: -1,
+                                ..Default::default()
+                            };
                             let _ = tx.send(Ok(resp)).await;
                         }
                     }
@@ -176,7 +194,12 @@ impl EtcdService {
             ..Default::default()
         };
         if watchers.tasks.contains_key(&id) {
-            let _ = tx.send(Ok(refuse("etcdserver: duplicate watch ID provided on the WatchStream".into(), 0))).await;
+            let _ = tx
+                .send(Ok(refuse(
+                    "etcdserver: duplicate watch ID provided on the WatchStream".into(),
+                    0,
+                )))
+                .await;
             return;
         }
         let spec = WatchSpec {
@@ -190,7 +213,12 @@ impl EtcdService {
         let mut watcher = match self.store.watch(spec) {
             Ok(w) => w,
             Err(StoreError::Compacted { compact_revision }) => {
-                let _ = tx.send(Ok(refuse(StoreError::Compacted { compact_revision }.to_string(), compact_revision))).await;
+                let _ = tx
+                    .send(Ok(refuse(
+                        StoreError::Compacted { compact_revision }.to_string(),
+                        compact_revision,
+                    )))
+                    .await;
                 return;
             }
             Err(e) => {
@@ -198,7 +226,12 @@ impl EtcdService {
                 return;
             }
         };
-        let created = pb::WatchResponse { header: Some(self.store.header(current)), watch_id: id, created: true, ..Default::default() };
+        let created = pb::WatchResponse {
+            header: Some(self.store.header(current)),
+            watch_id: id,
+            created: true,
+            ..Default::default()
+        };
         if tx.send(Ok(created)).await.is_err() {
             return;
         }
@@ -211,12 +244,17 @@ impl EtcdService {
                 let item = watcher.next(WATCH_BATCH_EVENTS, deadline).await;
                 pos.store(watcher.next_revision(), Ordering::Release);
                 let resp = match item {
-                    Ok(WatchItem::Events { revision, events }) => {
-                        pb::WatchResponse { header: Some(store.header(revision)), watch_id: id, events, ..Default::default() }
-                    }
-                    Ok(WatchItem::Progress { revision }) => {
-                        pb::WatchResponse { header: Some(store.header(revision)), watch_id: id, ..Default::default() }
-                    }
+                    Ok(WatchItem::Events { revision, events }) => pb::WatchResponse {
+                        header: Some(store.header(revision)),
+                        watch_id: id,
+                        events,
+                        ..Default::default()
+                    },
+                    Ok(WatchItem::Progress { revision }) => pb::WatchResponse {
+                        header: Some(store.header(revision)),
+                        watch_id: id,
+                        ..Default::default()
+                    },
                     Err(StoreError::Compacted { compact_revision }) => {
                         let resp = pb::WatchResponse {
                             header: Some(store.header(store.mvcc().current_revision())),
@@ -256,7 +294,10 @@ impl Lease for EtcdService {
 
     type LeaseKeepAliveStream = BoxStream<pb::LeaseKeepAliveResponse>;
 
-    async fn lease_keep_alive(&self, req: Request<Streaming<pb::LeaseKeepAliveRequest>>) -> GrpcResult<Self::LeaseKeepAliveStream> {
+    async fn lease_keep_alive(
+        &self,
+        req: Request<Streaming<pb::LeaseKeepAliveRequest>>,
+    ) -> GrpcResult<Self::LeaseKeepAliveStream> {
         let mut inbound = req.into_inner();
         let (tx, rx) = mpsc::channel(64);
         let store = self.store.clone();
@@ -271,7 +312,11 @@ impl Lease for EtcdService {
                         return;
                     }
                 };
-                let resp = pb::LeaseKeepAliveResponse { header: Some(store.header(store.mvcc().current_revision())), id: msg.id, ttl };
+                let resp = pb::LeaseKeepAliveResponse {
+                    header: Some(store.header(store.mvcc().current_revision())),
+                    id: msg.id,
+                    ttl,
+                };
                 if tx.send(Ok(resp)).await.is_err() {
                     return;
                 }
@@ -280,7 +325,10 @@ impl Lease for EtcdService {
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
-    async fn lease_time_to_live(&self, req: Request<pb::LeaseTimeToLiveRequest>) -> GrpcResult<pb::LeaseTimeToLiveResponse> {
+    async fn lease_time_to_live(
+        &self,
+        req: Request<pb::LeaseTimeToLiveRequest>,
+    ) -> GrpcResult<pb::LeaseTimeToLiveResponse> {
         let r = req.into_inner();
         Ok(Response::new(self.store.lease_time_to_live(r.id, r.keys).await?))
     }
@@ -311,7 +359,9 @@ impl Cluster for EtcdService {
     }
 
     async fn member_update(&self, _req: Request<pb::MemberUpdateRequest>) -> GrpcResult<pb::MemberUpdateResponse> {
-        Err(Status::unimplemented("member update is not supported; remove and re-add the member"))
+        Err(Status::unimplemented(
+            "member update is not supported; remove and re-add the member",
+        ))
     }
 
     async fn member_list(&self, _req: Request<pb::MemberListRequest>) -> GrpcResult<pb::MemberListResponse> {
@@ -333,7 +383,10 @@ impl Cluster for EtcdService {
 #[tonic::async_trait]
 impl Maintenance for EtcdService {
     async fn alarm(&self, _req: Request<pb::AlarmRequest>) -> GrpcResult<pb::AlarmResponse> {
-        Ok(Response::new(pb::AlarmResponse { header: Some(self.store.header(self.store.mvcc().current_revision())), alarms: vec![] }))
+        Ok(Response::new(pb::AlarmResponse {
+            header: Some(self.store.header(self.store.mvcc().current_revision())),
+            alarms: vec![],
+        }))
     }
 
     async fn status(&self, _req: Request<pb::StatusRequest>) -> GrpcResult<pb::StatusResponse> {
@@ -355,16 +408,25 @@ impl Maintenance for EtcdService {
 
     async fn defragment(&self, _req: Request<pb::DefragmentRequest>) -> GrpcResult<pb::DefragmentResponse> {
         // sled reclaims space on its own; nothing to do.
-        Ok(Response::new(pb::DefragmentResponse { header: Some(self.store.header(self.store.mvcc().current_revision())) }))
+        Ok(Response::new(pb::DefragmentResponse {
+            header: Some(self.store.header(self.store.mvcc().current_revision())),
+        }))
     }
 
     async fn hash(&self, _req: Request<pb::HashRequest>) -> GrpcResult<pb::HashResponse> {
         let (hash, _) = self.store.mvcc().hash_kv(0).map_err(Status::from)?;
-        Ok(Response::new(pb::HashResponse { header: Some(self.store.header(self.store.mvcc().current_revision())), hash }))
+        Ok(Response::new(pb::HashResponse {
+            header: Some(self.store.header(self.store.mvcc().current_revision())),
+            hash,
+        }))
     }
 
     async fn hash_kv(&self, req: Request<pb::HashKvRequest>) -> GrpcResult<pb::HashKvResponse> {
-        let (hash, compact_revision) = self.store.mvcc().hash_kv(req.into_inner().revision).map_err(Status::from)?;
+        let (hash, compact_revision) = self
+            .store
+            .mvcc()
+            .hash_kv(req.into_inner().revision)
+            .map_err(Status::from)?;
         Ok(Response::new(pb::HashKvResponse {
             header: Some(self.store.header(self.store.mvcc().current_revision())),
             hash,
@@ -382,7 +444,11 @@ impl Maintenance for EtcdService {
             .chunks(SNAPSHOT_CHUNK)
             .scan(0usize, |sent, c| {
                 *sent += c.len();
-                Some(Ok(pb::SnapshotResponse { header: Some(header.clone()), remaining_bytes: (total - *sent) as u64, blob: c.to_vec() }))
+                Some(Ok(pb::SnapshotResponse {
+                    header: Some(header.clone()),
+                    remaining_bytes: (total - *sent) as u64,
+                    blob: c.to_vec(),
+                }))
             })
             .collect();
         Ok(Response::new(Box::pin(tokio_stream::iter(chunks))))
@@ -404,6 +470,8 @@ impl Maintenance for EtcdService {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        Ok(Response::new(pb::MoveLeaderResponse { header: Some(self.store.header(self.store.mvcc().current_revision())) }))
+        Ok(Response::new(pb::MoveLeaderResponse {
+            header: Some(self.store.header(self.store.mvcc().current_revision())),
+        }))
     }
 }

@@ -136,7 +136,11 @@ impl KeyIndex {
             }
             return out;
         }
-        let upper = if end == [0] { Bound::Unbounded } else { Bound::Excluded(end) };
+        let upper = if end == [0] {
+            Bound::Unbounded
+        } else {
+            Bound::Excluded(end)
+        };
         if let Bound::Excluded(e) = upper
             && e <= start
         {
@@ -176,7 +180,11 @@ impl KeyIndex {
     ) -> Option<Vec<u8>> {
         let mut emptied = Vec::new();
         let mut next = None;
-        for (n, (k, h)) in self.keys.range_mut::<[u8], _>((Bound::Included(from), Bound::Unbounded)).enumerate() {
+        for (n, (k, h)) in self
+            .keys
+            .range_mut::<[u8], _>((Bound::Included(from), Bound::Unbounded))
+            .enumerate()
+        {
             if n == max_keys {
                 next = Some(k.clone());
                 break;
@@ -250,13 +258,29 @@ mod tests {
             ix.put(k, r(i as i64 + 2));
         }
         ix.tombstone(b"b", r(10));
-        assert_eq!(keys(&ix.range(b"b", b"", 100, 0)), Vec::<&[u8]>::new(), "deleted single key");
-        assert_eq!(keys(&ix.range(b"b", b"", 9, 0)), vec![&b"b"[..]], "single key in the past");
+        assert_eq!(
+            keys(&ix.range(b"b", b"", 100, 0)),
+            Vec::<&[u8]>::new(),
+            "deleted single key"
+        );
+        assert_eq!(
+            keys(&ix.range(b"b", b"", 9, 0)),
+            vec![&b"b"[..]],
+            "single key in the past"
+        );
         assert_eq!(keys(&ix.range(b"b", b"c", 100, 0)), vec![&b"ba"[..]], "half-open range");
-        assert_eq!(keys(&ix.range(b"a", &[0], 100, 0)), vec![&b"a"[..], b"ba", b"c"], "from key");
+        assert_eq!(
+            keys(&ix.range(b"a", &[0], 100, 0)),
+            vec![&b"a"[..], b"ba", b"c"],
+            "from key"
+        );
         assert_eq!(ix.range(b"c", b"a", 100, 0), RangeResult::default(), "inverted range");
         let limited = ix.range(b"a", &[0], 100, 2);
-        assert_eq!((keys(&limited), limited.count), (vec![&b"a"[..], b"ba"], 3), "limit keeps count");
+        assert_eq!(
+            (keys(&limited), limited.count),
+            (vec![&b"a"[..], b"ba"], 3),
+            "limit keeps count"
+        );
     }
 
     #[test]
@@ -268,7 +292,11 @@ mod tests {
         ix.tombstone(b"b", r(5));
         ix.put(b"c", r(6));
         let keep = ix.compact(5);
-        assert_eq!(keep, [r(3)].into_iter().collect(), "a@3 survives, b is gone, c untouched");
+        assert_eq!(
+            keep,
+            [r(3)].into_iter().collect(),
+            "a@3 survives, b is gone, c untouched"
+        );
         assert_eq!(ix.get(b"a", 5), Some(r(3)));
         assert_eq!(ix.get(b"b", 5), None);
         assert_eq!(ix.len(), 2, "b's history is dropped entirely");
@@ -299,7 +327,11 @@ mod tests {
         }
         assert_eq!(got, want);
         for at in 30..60 {
-            assert_eq!(chunked.range(b"k", &[0], at, 0), whole.range(b"k", &[0], at, 0), "at {at}");
+            assert_eq!(
+                chunked.range(b"k", &[0], at, 0),
+                whole.range(b"k", &[0], at, 0),
+                "at {at}"
+            );
         }
     }
 

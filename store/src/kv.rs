@@ -45,11 +45,18 @@ impl Store {
     /// A response header from this replica.
     pub fn header(&self, revision: i64) -> pb::ResponseHeader {
         let s = self.node.status();
-        pb::ResponseHeader { cluster_id: self.node.config().cluster_id, member_id: self.node.id(), revision, raft_term: s.term }
+        pb::ResponseHeader {
+            cluster_id: self.node.config().cluster_id,
+            member_id: self.node.id(),
+            revision,
+            raft_term: s.term,
+        }
     }
 
     fn fill(&self, h: &mut Option<pb::ResponseHeader>) {
-        let revision = h.as_ref().map_or_else(|| self.mvcc().current_revision(), |h| h.revision);
+        let revision = h
+            .as_ref()
+            .map_or_else(|| self.mvcc().current_revision(), |h| h.revision);
         *h = Some(self.header(revision));
     }
 
@@ -120,15 +127,24 @@ impl Store {
         for op in ops {
             let response = match &op.request {
                 Some(Request::RequestRange(r)) => {
-                    let r = pb::RangeRequest { revision: if r.revision > 0 { r.revision } else { at }, ..r.clone() };
+                    let r = pb::RangeRequest {
+                        revision: if r.revision > 0 { r.revision } else { at },
+                        ..r.clone()
+                    };
                     Response::ResponseRange(self.mvcc().range(&r)?)
                 }
                 Some(Request::RequestTxn(t)) => Response::ResponseTxn(self.read_only_txn(t)?),
                 _ => return Err(StoreError::InvalidArgument("write in a read-only txn".into())),
             };
-            responses.push(pb::ResponseOp { response: Some(response) });
+            responses.push(pb::ResponseOp {
+                response: Some(response),
+            });
         }
-        let mut r = pb::TxnResponse { header: None, succeeded, responses };
+        let mut r = pb::TxnResponse {
+            header: None,
+            succeeded,
+            responses,
+        };
         set_headers(&mut r, &self.header(at));
         Ok(r)
     }
@@ -169,7 +185,11 @@ impl Store {
     }
 
     pub async fn lease_revoke(&self, id: i64) -> Result<pb::LeaseRevokeResponse> {
-        match self.node.propose(InternalReq::LeaseRevoke(pb::LeaseRevokeRequest { id })).await? {
+        match self
+            .node
+            .propose(InternalReq::LeaseRevoke(pb::LeaseRevokeRequest { id }))
+            .await?
+        {
             Applied::LeaseRevoke(mut r) => {
                 self.fill(&mut r.header);
                 Ok(r)
@@ -191,7 +211,13 @@ impl Store {
         let header = Some(self.header(self.mvcc().current_revision()));
         Ok(match self.mvcc().lease_ttl(id) {
             // etcd answers an unknown lease with TTL -1, not an error.
-            None => pb::LeaseTimeToLiveResponse { header, id, ttl: -1, granted_ttl: 0, keys: vec![] },
+            None => pb::LeaseTimeToLiveResponse {
+                header,
+                id,
+                ttl: -1,
+                granted_ttl: 0,
+                keys: vec![],
+            },
             Some((granted, remaining, k)) => pb::LeaseTimeToLiveResponse {
                 header,
                 id,
@@ -204,8 +230,16 @@ impl Store {
 
     pub async fn lease_leases(&self) -> Result<pb::LeaseLeasesResponse> {
         self.node.read_index().await?;
-        let leases = self.mvcc().lease_ids().into_iter().map(|id| pb::LeaseStatus { id }).collect();
-        Ok(pb::LeaseLeasesResponse { header: Some(self.header(self.mvcc().current_revision())), leases })
+        let leases = self
+            .mvcc()
+            .lease_ids()
+            .into_iter()
+            .map(|id| pb::LeaseStatus { id })
+            .collect();
+        Ok(pb::LeaseLeasesResponse {
+            header: Some(self.header(self.mvcc().current_revision())),
+            leases,
+        })
     }
 
     pub fn members(&self) -> Vec<MemberInfo> {
@@ -219,7 +253,13 @@ impl Store {
         for u in &peer_urls {
             url::Url::parse(u).map_err(|e| StoreError::InvalidArgument(format!("peer URL {u:?}: {e}")))?;
         }
-        let member = MemberInfo { id: rand::random::<u64>().max(1), name: String::new(), peer_urls, client_urls: vec![], is_learner };
+        let member = MemberInfo {
+            id: rand::random::<u64>().max(1),
+            name: String::new(),
+            peer_urls,
+            client_urls: vec![],
+            is_learner,
+        };
         self.node.add_member(member.clone()).await?;
         Ok(member)
     }
@@ -235,7 +275,13 @@ impl Store {
     /// Records this member's name and client URLs in the member table.
     pub async fn publish(&self, name: String, client_urls: Vec<String>) -> Result<()> {
         let me = self.mvcc().member(self.node.id()).unwrap_or_default();
-        let info = MemberInfo { id: self.node.id(), name, client_urls, peer_urls: me.peer_urls, is_learner: me.is_learner };
+        let info = MemberInfo {
+            id: self.node.id(),
+            name,
+            client_urls,
+            peer_urls: me.peer_urls,
+            is_learner: me.is_learner,
+        };
         self.node.propose(InternalReq::Publish(info)).await.map(|_| ())
     }
 
@@ -281,7 +327,13 @@ impl Store {
             if let Some(rev) = target
                 && rev > self.mvcc().compacted_revision()
             {
-                match self.compact(pb::CompactionRequest { revision: rev, physical: false }).await {
+                match self
+                    .compact(pb::CompactionRequest {
+                        revision: rev,
+                        physical: false,
+                    })
+                    .await
+                {
                     Ok(_) => tracing::info!(revision = rev, "auto-compacted history"),
                     Err(StoreError::Compacted { .. }) => {}
                     Err(e) => tracing::warn!(revision = rev, error = %e, "auto-compaction failed"),
@@ -365,7 +417,9 @@ pub fn check_txn(t: &pb::TxnRequest, max_ops: usize) -> Result<()> {
         if c.key.is_empty() {
             return Err(StoreError::EmptyKey);
         }
-        if pb::compare::CompareResult::try_from(c.result).is_err() || pb::compare::CompareTarget::try_from(c.target).is_err() {
+        if pb::compare::CompareResult::try_from(c.result).is_err()
+            || pb::compare::CompareTarget::try_from(c.target).is_err()
+        {
             return Err(StoreError::InvalidArgument("compare".into()));
         }
     }
@@ -413,26 +467,54 @@ mod tests {
     use pb::request_op::Request;
 
     fn put(k: &str) -> pb::RequestOp {
-        pb::RequestOp { request: Some(Request::RequestPut(pb::PutRequest { key: k.into(), ..Default::default() })) }
+        pb::RequestOp {
+            request: Some(Request::RequestPut(pb::PutRequest {
+                key: k.into(),
+                ..Default::default()
+            })),
+        }
     }
 
     fn del(k: &str, end: &str) -> pb::RequestOp {
         pb::RequestOp {
-            request: Some(Request::RequestDeleteRange(pb::DeleteRangeRequest { key: k.into(), range_end: end.into(), ..Default::default() })),
+            request: Some(Request::RequestDeleteRange(pb::DeleteRangeRequest {
+                key: k.into(),
+                range_end: end.into(),
+                ..Default::default()
+            })),
         }
     }
 
     #[test]
     fn txn_checks() {
-        let ok = |success: Vec<pb::RequestOp>| pb::TxnRequest { success, ..Default::default() };
+        let ok = |success: Vec<pb::RequestOp>| pb::TxnRequest {
+            success,
+            ..Default::default()
+        };
         let cases: Vec<(pb::TxnRequest, Result<()>, &str)> = vec![
             (ok(vec![put("a"), put("b")]), Ok(()), "distinct puts"),
-            (ok(vec![put("a"), put("a")]), Err(StoreError::DuplicateKey), "same key twice"),
-            (ok(vec![put("b"), del("a", "c")]), Err(StoreError::DuplicateKey), "put inside a deleted range"),
+            (
+                ok(vec![put("a"), put("a")]),
+                Err(StoreError::DuplicateKey),
+                "same key twice",
+            ),
+            (
+                ok(vec![put("b"), del("a", "c")]),
+                Err(StoreError::DuplicateKey),
+                "put inside a deleted range",
+            ),
             (ok(vec![put("c"), del("a", "c")]), Ok(()), "range end is exclusive"),
             (ok(vec![put("")]), Err(StoreError::EmptyKey), "empty key"),
-            (ok((0..129).map(|i| put(&i.to_string())).collect()), Err(StoreError::TooManyOps), "129 ops"),
-            (ok(vec![pb::RequestOp { request: None }]), Err(StoreError::InvalidArgument("request op: empty".into())), "empty op"),
+            (
+                ok((0..129).map(|i| put(&i.to_string())).collect()),
+                Err(StoreError::TooManyOps),
+                "129 ops",
+            ),
+            (
+                ok(vec![pb::RequestOp { request: None }]),
+                Err(StoreError::InvalidArgument("request op: empty".into())),
+                "empty op",
+            ),
         ];
         for (req, want, why) in cases {
             assert_eq!(check_txn(&req, MAX_TXN_OPS), want, "{why}");
@@ -441,7 +523,14 @@ mod tests {
 
     #[test]
     fn put_checks() {
-        let p = |value: &str, lease, iv, il| pb::PutRequest { key: b"k".to_vec(), value: value.into(), lease, ignore_value: iv, ignore_lease: il, prev_kv: false };
+        let p = |value: &str, lease, iv, il| pb::PutRequest {
+            key: b"k".to_vec(),
+            value: value.into(),
+            lease,
+            ignore_value: iv,
+            ignore_lease: il,
+            prev_kv: false,
+        };
         assert_eq!(check_put(&p("", 0, true, false)), Ok(()));
         assert_eq!(check_put(&p("x", 0, true, false)), Err(StoreError::ValueProvided));
         assert_eq!(check_put(&p("", 5, false, true)), Err(StoreError::LeaseProvided));

@@ -101,11 +101,17 @@ pub fn member_id(peer_urls: &[String], token: &str) -> u64 {
 pub fn parse_initial_cluster(spec: &str, token: &str) -> anyhow::Result<Vec<MemberInfo>> {
     let mut members: Vec<MemberInfo> = Vec::new();
     for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let (name, url) = part.split_once('=').with_context(|| format!("--initial-cluster: {part:?} is not name=url"))?;
+        let (name, url) = part
+            .split_once('=')
+            .with_context(|| format!("--initial-cluster: {part:?} is not name=url"))?;
         url::Url::parse(url).with_context(|| format!("--initial-cluster: bad URL {url:?} for {name}"))?;
         match members.iter_mut().find(|m| m.name == name) {
             Some(m) => m.peer_urls.push(url.into()),
-            None => members.push(MemberInfo { name: name.into(), peer_urls: vec![url.into()], ..Default::default() }),
+            None => members.push(MemberInfo {
+                name: name.into(),
+                peer_urls: vec![url.into()],
+                ..Default::default()
+            }),
         }
     }
     if members.is_empty() {
@@ -127,7 +133,10 @@ fn socket_addr(url: &str) -> anyhow::Result<SocketAddr> {
     let host = host.trim_start_matches('[').trim_end_matches(']');
     format!("{host}:{port}").parse().or_else(|_| {
         use std::net::ToSocketAddrs;
-        (host, port).to_socket_addrs()?.next().with_context(|| format!("cannot resolve {host}"))
+        (host, port)
+            .to_socket_addrs()?
+            .next()
+            .with_context(|| format!("cannot resolve {host}"))
     })
 }
 
@@ -165,11 +174,15 @@ pub struct Member {
 
 impl Member {
     pub async fn start(cfg: MemberConfig) -> anyhow::Result<Member> {
-        std::fs::create_dir_all(&cfg.data_dir).with_context(|| format!("creating data dir {}", cfg.data_dir.display()))?;
+        std::fs::create_dir_all(&cfg.data_dir)
+            .with_context(|| format!("creating data dir {}", cfg.data_dir.display()))?;
         let initial = parse_initial_cluster(&cfg.initial_cluster, &cfg.initial_cluster_token)?;
         let me_derived = member_id(&cfg.initial_advertise_peer_urls, &cfg.initial_cluster_token);
         if cfg.initial_cluster_state == ClusterState::New && !initial.iter().any(|m| m.name == cfg.name) {
-            bail!("--initial-cluster has no member named {:?} (this member's --name)", cfg.name);
+            bail!(
+                "--initial-cluster has no member named {:?} (this member's --name)",
+                cfg.name
+            );
         }
         if let Some(m) = initial.iter().find(|m| m.name == cfg.name) {
             let mut a = m.peer_urls.clone();
@@ -177,7 +190,12 @@ impl Member {
             a.sort();
             b.sort();
             if a != b {
-                bail!("--initial-cluster has {:?} for {:?} but --initial-advertise-peer-urls is {:?}", a, cfg.name, b);
+                bail!(
+                    "--initial-cluster has {:?} for {:?} but --initial-advertise-peer-urls is {:?}",
+                    a,
+                    cfg.name,
+                    b
+                );
             }
         }
         let mut ids: Vec<u64> = initial.iter().map(|m| m.id).collect();
@@ -192,7 +210,12 @@ impl Member {
             .path(&db_path)
             .flush_every_ms(None)
             .open()
-            .with_context(|| format!("opening data dir {} (corrupt, or in use by another process)", db_path.display()))?;
+            .with_context(|| {
+                format!(
+                    "opening data dir {} (corrupt, or in use by another process)",
+                    db_path.display()
+                )
+            })?;
         let mvcc = Mvcc::open(&db).with_context(|| format!("data dir {} failed its checks", cfg.data_dir.display()))?;
         let hub = WatchHub::new(mvcc.current_revision());
         let cell = Arc::new(OnceLock::new());
@@ -227,7 +250,9 @@ impl Member {
         let mut tasks = Vec::new();
         let mut peer_addrs = Vec::new();
         for url in &cfg.listen_peer_urls {
-            let listener = TcpListener::bind(socket_addr(url)?).await.with_context(|| format!("listening for peers on {url}"))?;
+            let listener = TcpListener::bind(socket_addr(url)?)
+                .await
+                .with_context(|| format!("listening for peers on {url}"))?;
             peer_addrs.push(listener.local_addr()?);
             let svc = PeerService::new(cell.clone()).into_server();
             let mut stop = shutdown.subscribe();
@@ -245,7 +270,9 @@ impl Member {
         }
         let mut client_addrs = Vec::new();
         for url in &cfg.listen_client_urls {
-            let listener = TcpListener::bind(socket_addr(url)?).await.with_context(|| format!("listening for clients on {url}"))?;
+            let listener = TcpListener::bind(socket_addr(url)?)
+                .await
+                .with_context(|| format!("listening for clients on {url}"))?;
             client_addrs.push(listener.local_addr()?);
             let svc = EtcdService::new(store.clone(), cfg.progress_notify_interval);
             let mut stop = shutdown.subscribe();
@@ -262,7 +289,9 @@ impl Member {
                 }
             }));
         }
-        tasks.push(tokio::spawn(store.clone().run_leader_duties(cfg.auto_compaction_retention)));
+        tasks.push(tokio::spawn(
+            store.clone().run_leader_duties(cfg.auto_compaction_retention),
+        ));
         // Publish our name and client URLs into the member table, like etcd.
         let (pstore, name, urls) = (store.clone(), cfg.name.clone(), cfg.advertise_client_urls.clone());
         tasks.push(tokio::spawn(async move {
@@ -280,8 +309,19 @@ impl Member {
                 }
             }
         }));
-        tracing::info!(member = format!("{id:x}"), cluster = format!("{cluster_id:x}"), name = cfg.name, "store member started");
-        Ok(Member { store, client_addrs, peer_addrs, shutdown, tasks })
+        tracing::info!(
+            member = format!("{id:x}"),
+            cluster = format!("{cluster_id:x}"),
+            name = cfg.name,
+            "store member started"
+        );
+        Ok(Member {
+            store,
+            client_addrs,
+            peer_addrs,
+            shutdown,
+            tasks,
+        })
     }
 
     pub fn store(&self) -> &Store {

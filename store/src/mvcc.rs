@@ -129,7 +129,9 @@ fn read_i64(tree: &sled::Tree, key: &[u8]) -> Result<Option<i64>> {
         None => Ok(None),
         Some(v) => {
             let b = codec::open(&v, "metadata")?;
-            let arr: [u8; 8] = b.try_into().map_err(|_| StoreError::Corrupt("metadata: bad length".into()))?;
+            let arr: [u8; 8] = b
+                .try_into()
+                .map_err(|_| StoreError::Corrupt("metadata: bad length".into()))?;
             Ok(Some(i64::from_be_bytes(arr)))
         }
     }
@@ -142,7 +144,11 @@ impl Mvcc {
         let tree = db.open_tree("state")?;
         let mvcc = Arc::new(Self {
             tree,
-            revs: RwLock::new(Revisions { index: KeyIndex::new(), current: INITIAL_REVISION, compacted: 0 }),
+            revs: RwLock::new(Revisions {
+                index: KeyIndex::new(),
+                current: INITIAL_REVISION,
+                compacted: 0,
+            }),
             leases: Mutex::new(HashMap::new()),
             deadlines: Mutex::new(HashMap::new()),
             members: RwLock::new(BTreeMap::new()),
@@ -182,7 +188,13 @@ impl Mvcc {
         for item in self.tree.scan_prefix([PREFIX_LEASE]) {
             let (_, v) = item?;
             let rec: LeaseRecord = codec::open_msg(&v, "lease record")?;
-            leases.insert(rec.id, Lease { ttl: rec.ttl, keys: HashSet::new() });
+            leases.insert(
+                rec.id,
+                Lease {
+                    ttl: rec.ttl,
+                    keys: HashSet::new(),
+                },
+            );
         }
         for (key, lease) in lease_of_key {
             if let Some(l) = leases.get_mut(&lease) {
@@ -206,18 +218,26 @@ impl Mvcc {
                 (idx, term)
             }
         };
-        let current = read_i64(&self.tree, META_REVISION)?.unwrap_or(INITIAL_REVISION).max(last_rev);
+        let current = read_i64(&self.tree, META_REVISION)?
+            .unwrap_or(INITIAL_REVISION)
+            .max(last_rev);
         let compacted = read_i64(&self.tree, META_COMPACT)?.unwrap_or(0);
         if compacted > 0 {
             index.compact(compacted);
         }
         let now = Instant::now();
-        *self.deadlines.lock() =
-            leases.iter().map(|(id, l)| (*id, now + Duration::from_secs(l.ttl as u64))).collect();
+        *self.deadlines.lock() = leases
+            .iter()
+            .map(|(id, l)| (*id, now + Duration::from_secs(l.ttl as u64)))
+            .collect();
         *self.leases.lock() = leases;
         *self.members.write() = members;
         *self.applied.lock() = applied;
-        *self.revs.write() = Revisions { index, current, compacted };
+        *self.revs.write() = Revisions {
+            index,
+            current,
+            compacted,
+        };
         if compacted > read_i64(&self.tree, META_COMPACT_DONE)?.unwrap_or(0)
             && let Some(tx) = self.compactor.lock().as_ref()
         {
@@ -291,7 +311,9 @@ impl Mvcc {
         match self.record(rev)? {
             Some(Record { kv: Some(kv), .. }) => Ok(kv),
             // The compactor removed it after the index pointed at it.
-            _ => Err(StoreError::Compacted { compact_revision: compacted }),
+            _ => Err(StoreError::Compacted {
+                compact_revision: compacted,
+            }),
         }
     }
 
@@ -314,14 +336,24 @@ impl Mvcc {
                 return Err(StoreError::FutureRevision);
             }
             if at < revs.compacted {
-                return Err(StoreError::Compacted { compact_revision: revs.compacted });
+                return Err(StoreError::Compacted {
+                    compact_revision: revs.compacted,
+                });
             }
             let plain = is_plain_order(req);
             let limit = if plain && req.limit > 0 { req.limit as usize } else { 0 };
-            (at, revs.current, revs.compacted, revs.index.range(&req.key, &req.range_end, at, limit))
+            (
+                at,
+                revs.current,
+                revs.compacted,
+                revs.index.range(&req.key, &req.range_end, at, limit),
+            )
         };
         let _ = (at, compacted);
-        let mut resp = pb::RangeResponse { header: Some(header(current)), ..Default::default() };
+        let mut resp = pb::RangeResponse {
+            header: Some(header(current)),
+            ..Default::default()
+        };
         if req.count_only && !needs_values_to_count(req) {
             resp.count = selected.count as i64;
             return Ok(resp);
@@ -356,10 +388,19 @@ impl Mvcc {
     /// The events of every revision in `[from, to]` whose keys fall in
     /// `[key, range_end)`, from the on-disk history, in order. Used by
     /// watchers that are behind the in-memory event window.
-    pub fn history(&self, from: i64, to: i64, key: &[u8], range_end: &[u8], prev_kv: bool) -> Result<Vec<RevisionEvents>> {
+    pub fn history(
+        &self,
+        from: i64,
+        to: i64,
+        key: &[u8],
+        range_end: &[u8],
+        prev_kv: bool,
+    ) -> Result<Vec<RevisionEvents>> {
         let compacted = self.compacted_revision();
         if from <= compacted {
-            return Err(StoreError::Compacted { compact_revision: compacted });
+            return Err(StoreError::Compacted {
+                compact_revision: compacted,
+            });
         }
         let mut out: Vec<RevisionEvents> = Vec::new();
         let start = kv_key(Revision::new(from, 0));
@@ -372,22 +413,35 @@ impl Mvcc {
             if !key_in_range(&kv.key, key, range_end) {
                 continue;
             }
-            let prev = if prev_kv { self.prev_kv(&kv.key, rev.main)? } else { None };
+            let prev = if prev_kv {
+                self.prev_kv(&kv.key, rev.main)?
+            } else {
+                None
+            };
             let event = Event {
-                r#type: if rec.tombstone { EventType::Delete } else { EventType::Put } as i32,
+                r#type: if rec.tombstone {
+                    EventType::Delete
+                } else {
+                    EventType::Put
+                } as i32,
                 kv: Some(kv),
                 prev_kv: prev,
             };
             match out.last_mut() {
                 Some(last) if last.revision == rev.main => last.events.push(event),
-                _ => out.push(RevisionEvents { revision: rev.main, events: vec![event] }),
+                _ => out.push(RevisionEvents {
+                    revision: rev.main,
+                    events: vec![event],
+                }),
             }
         }
         // A compaction that raced with this read may have removed part of
         // what it returned; callers must not see a gap.
         let compacted = self.compacted_revision();
         if from <= compacted {
-            return Err(StoreError::Compacted { compact_revision: compacted });
+            return Err(StoreError::Compacted {
+                compact_revision: compacted,
+            });
         }
         Ok(out)
     }
@@ -422,7 +476,12 @@ impl Mvcc {
 
     /// Leases whose deadline has passed on this replica's clock.
     pub fn expired_leases(&self, now: Instant) -> Vec<i64> {
-        self.deadlines.lock().iter().filter(|(_, d)| **d <= now).map(|(id, _)| *id).collect()
+        self.deadlines
+            .lock()
+            .iter()
+            .filter(|(_, d)| **d <= now)
+            .map(|(id, _)| *id)
+            .collect()
     }
 
     /// Restarts every lease's clock; called when this replica becomes
@@ -444,10 +503,14 @@ impl Mvcc {
             (if revision <= 0 { revs.current } else { revision }, revs.compacted)
         };
         if at < compacted {
-            return Err(StoreError::Compacted { compact_revision: compacted });
+            return Err(StoreError::Compacted {
+                compact_revision: compacted,
+            });
         }
         let mut h = crc32fast::Hasher::new();
-        for item in self.tree.range(kv_key(Revision::new(compacted.saturating_add(1), 0))..kv_key(Revision::new(at.saturating_add(1), 0))) {
+        for item in self.tree.range(
+            kv_key(Revision::new(compacted.saturating_add(1), 0))..kv_key(Revision::new(at.saturating_add(1), 0)),
+        ) {
             let (k, v) = item?;
             h.update(&k);
             h.update(&v);
@@ -464,10 +527,17 @@ impl Mvcc {
     /// a missing key compares as a zero key-value, except by value.
     pub fn compare_at(&self, c: &pb::Compare, at: i64) -> Result<bool> {
         use pb::compare::{CompareResult, CompareTarget, TargetUnion};
-        let range = pb::RangeRequest { key: c.key.clone(), range_end: c.range_end.clone(), revision: at, ..Default::default() };
+        let range = pb::RangeRequest {
+            key: c.key.clone(),
+            range_end: c.range_end.clone(),
+            revision: at,
+            ..Default::default()
+        };
         let kvs = self.range(&range)?.kvs;
-        let target = CompareTarget::try_from(c.target).map_err(|_| StoreError::InvalidArgument("compare target".into()))?;
-        let result = CompareResult::try_from(c.result).map_err(|_| StoreError::InvalidArgument("compare result".into()))?;
+        let target =
+            CompareTarget::try_from(c.target).map_err(|_| StoreError::InvalidArgument("compare target".into()))?;
+        let result =
+            CompareResult::try_from(c.result).map_err(|_| StoreError::InvalidArgument("compare result".into()))?;
         let check = |kv: &KeyValue| -> bool {
             let ord = match (&c.target_union, target) {
                 (Some(TargetUnion::Version(v)), CompareTarget::Version) => kv.version.cmp(v),
@@ -571,7 +641,9 @@ impl Mvcc {
                 Applied::Txn(r)
             }),
             InternalReq::Compaction(c) => w.compact(&c).map(|()| {
-                Applied::Compaction(pb::CompactionResponse { header: Some(header(current)) })
+                Applied::Compaction(pb::CompactionResponse {
+                    header: Some(header(current)),
+                })
             }),
             InternalReq::LeaseGrant(g) => w.lease_grant(&g).map(|ttl| {
                 Applied::LeaseGrant(pb::LeaseGrantResponse {
@@ -582,7 +654,9 @@ impl Mvcc {
                 })
             }),
             InternalReq::LeaseRevoke(r) => w.lease_revoke(r.id).map(|()| {
-                Applied::LeaseRevoke(pb::LeaseRevokeResponse { header: Some(header(w.revision_after())) })
+                Applied::LeaseRevoke(pb::LeaseRevokeResponse {
+                    header: Some(header(w.revision_after())),
+                })
             }),
             InternalReq::LeaseRenew(r) => match self.leases.lock().get(&r.id) {
                 None => Err(StoreError::LeaseNotFound),
@@ -611,7 +685,9 @@ impl Mvcc {
 
     /// Restarts lease deadlines for granted or renewed leases.
     fn touch_lease(&self, id: i64, ttl: i64) {
-        self.deadlines.lock().insert(id, Instant::now() + Duration::from_secs(ttl as u64));
+        self.deadlines
+            .lock()
+            .insert(id, Instant::now() + Duration::from_secs(ttl as u64));
     }
 
     // ------------------------------------------------------------ compaction
@@ -634,7 +710,8 @@ impl Mvcc {
             let mut last = None;
             for item in self.tree.range(kv_key(Revision::new(0, 0))..end) {
                 let (k, _) = item?;
-                let rev = Revision::from_bytes(&k[1..]).ok_or_else(|| StoreError::Corrupt("bad revision key".into()))?;
+                let rev =
+                    Revision::from_bytes(&k[1..]).ok_or_else(|| StoreError::Corrupt("bad revision key".into()))?;
                 last = Some(rev);
                 if !keep.contains(&rev) {
                     batch.remove(k);
@@ -697,7 +774,10 @@ fn applied_value(index: u64, term: u64) -> Vec<u8> {
 }
 
 fn header(revision: i64) -> pb::ResponseHeader {
-    pb::ResponseHeader { revision, ..Default::default() }
+    pb::ResponseHeader {
+        revision,
+        ..Default::default()
+    }
 }
 
 fn set_txn_headers(r: &mut pb::TxnResponse, h: &pb::ResponseHeader) {
@@ -735,7 +815,10 @@ fn is_plain_order(req: &pb::RangeRequest) -> bool {
 }
 
 fn needs_values_to_count(req: &pb::RangeRequest) -> bool {
-    req.min_mod_revision != 0 || req.max_mod_revision != 0 || req.min_create_revision != 0 || req.max_create_revision != 0
+    req.min_mod_revision != 0
+        || req.max_mod_revision != 0
+        || req.min_create_revision != 0
+        || req.max_create_revision != 0
 }
 
 fn passes_filters(req: &pb::RangeRequest, kv: &KeyValue) -> bool {
@@ -811,7 +894,10 @@ impl<'a> Writer<'a> {
 
     fn lease_exists(&self, id: i64) -> bool {
         self.mvcc.leases.lock().contains_key(&id)
-            || self.lease_changes.iter().any(|c| matches!(c, LeaseChange::Grant(g, _) if *g == id))
+            || self
+                .lease_changes
+                .iter()
+                .any(|c| matches!(c, LeaseChange::Grant(g, _) if *g == id))
     }
 
     fn put(&mut self, req: &pb::PutRequest) -> Result<pb::PutResponse> {
@@ -845,16 +931,36 @@ impl<'a> Writer<'a> {
         if lease != 0 {
             self.lease_changes.push(LeaseChange::Attach(lease, req.key.clone()));
         }
-        self.batch.insert(&kv_key(rev)[..], codec::seal_msg(&Record { kv: Some(kv.clone()), tombstone: false }));
+        self.batch.insert(
+            &kv_key(rev)[..],
+            codec::seal_msg(&Record {
+                kv: Some(kv.clone()),
+                tombstone: false,
+            }),
+        );
         self.index_ops.push((req.key.clone(), rev, false));
-        self.events.push(Event { r#type: EventType::Put as i32, kv: Some(kv), prev_kv: prev.clone() });
-        Ok(pb::PutResponse { header: None, prev_kv: if req.prev_kv { prev } else { None } })
+        self.events.push(Event {
+            r#type: EventType::Put as i32,
+            kv: Some(kv),
+            prev_kv: prev.clone(),
+        });
+        Ok(pb::PutResponse {
+            header: None,
+            prev_kv: if req.prev_kv { prev } else { None },
+        })
     }
 
     fn delete_range(&mut self, req: &pb::DeleteRangeRequest) -> Result<pb::DeleteRangeResponse> {
-        let range = pb::RangeRequest { key: req.key.clone(), range_end: req.range_end.clone(), ..Default::default() };
+        let range = pb::RangeRequest {
+            key: req.key.clone(),
+            range_end: req.range_end.clone(),
+            ..Default::default()
+        };
         let existing = self.mvcc.range(&range)?.kvs;
-        let mut resp = pb::DeleteRangeResponse { deleted: existing.len() as i64, ..Default::default() };
+        let mut resp = pb::DeleteRangeResponse {
+            deleted: existing.len() as i64,
+            ..Default::default()
+        };
         for prev in existing {
             self.tombstone(&prev);
             if req.prev_kv {
@@ -866,13 +972,28 @@ impl<'a> Writer<'a> {
 
     fn tombstone(&mut self, prev: &KeyValue) {
         let rev = self.next_rev();
-        let kv = KeyValue { key: prev.key.clone(), mod_revision: self.main, ..Default::default() };
+        let kv = KeyValue {
+            key: prev.key.clone(),
+            mod_revision: self.main,
+            ..Default::default()
+        };
         if prev.lease != 0 {
-            self.lease_changes.push(LeaseChange::Detach(prev.lease, prev.key.clone()));
+            self.lease_changes
+                .push(LeaseChange::Detach(prev.lease, prev.key.clone()));
         }
-        self.batch.insert(&kv_key(rev)[..], codec::seal_msg(&Record { kv: Some(kv.clone()), tombstone: true }));
+        self.batch.insert(
+            &kv_key(rev)[..],
+            codec::seal_msg(&Record {
+                kv: Some(kv.clone()),
+                tombstone: true,
+            }),
+        );
         self.index_ops.push((prev.key.clone(), rev, true));
-        self.events.push(Event { r#type: EventType::Delete as i32, kv: Some(kv), prev_kv: Some(prev.clone()) });
+        self.events.push(Event {
+            r#type: EventType::Delete as i32,
+            kv: Some(kv),
+            prev_kv: Some(prev.clone()),
+        });
     }
 
     fn txn(&mut self, req: &pb::TxnRequest) -> Result<pb::TxnResponse> {
@@ -895,9 +1016,15 @@ impl<'a> Writer<'a> {
                 Some(Request::RequestTxn(t)) => Response::ResponseTxn(self.txn(t)?),
                 None => return Err(StoreError::InvalidArgument("empty request op".into())),
             };
-            responses.push(pb::ResponseOp { response: Some(response) });
+            responses.push(pb::ResponseOp {
+                response: Some(response),
+            });
         }
-        Ok(pb::TxnResponse { header: None, succeeded, responses })
+        Ok(pb::TxnResponse {
+            header: None,
+            succeeded,
+            responses,
+        })
     }
 
     fn compare(&self, c: &pb::Compare) -> Result<bool> {
@@ -907,7 +1034,9 @@ impl<'a> Writer<'a> {
     fn compact(&mut self, req: &pb::CompactionRequest) -> Result<()> {
         let revs = self.mvcc.revs.read();
         if req.revision <= revs.compacted {
-            return Err(StoreError::Compacted { compact_revision: revs.compacted });
+            return Err(StoreError::Compacted {
+                compact_revision: revs.compacted,
+            });
         }
         if req.revision > revs.current {
             return Err(StoreError::FutureRevision);
@@ -928,7 +1057,10 @@ impl<'a> Writer<'a> {
             return Err(StoreError::LeaseTtlTooLarge);
         }
         let ttl = req.ttl.max(MIN_LEASE_TTL);
-        self.batch.insert(&id_key(PREFIX_LEASE, req.id as u64)[..], codec::seal_msg(&LeaseRecord { id: req.id, ttl }));
+        self.batch.insert(
+            &id_key(PREFIX_LEASE, req.id as u64)[..],
+            codec::seal_msg(&LeaseRecord { id: req.id, ttl }),
+        );
         self.lease_changes.push(LeaseChange::Grant(req.id, ttl));
         Ok(ttl)
     }
@@ -970,7 +1102,13 @@ impl<'a> Writer<'a> {
             for change in self.lease_changes {
                 match change {
                     LeaseChange::Grant(id, ttl) => {
-                        leases.insert(id, Lease { ttl, keys: HashSet::new() });
+                        leases.insert(
+                            id,
+                            Lease {
+                                ttl,
+                                keys: HashSet::new(),
+                            },
+                        );
                         mvcc.touch_lease(id, ttl);
                     }
                     LeaseChange::Revoke(id) => {
@@ -1014,7 +1152,10 @@ impl<'a> Writer<'a> {
             }
         }
         *mvcc.applied.lock() = (index, term);
-        Ok(changed.then(|| RevisionEvents { revision: self.main, events: self.events }))
+        Ok(changed.then(|| RevisionEvents {
+            revision: self.main,
+            events: self.events,
+        }))
     }
 }
 

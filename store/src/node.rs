@@ -21,8 +21,8 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Mutex, RwLock};
 use prost::Message as _;
-use protobuf::Message as _;
 use proto::storepb::{ConfChangeContext, InternalRequest, MemberInfo, internal_request::Request as InternalReq};
+use protobuf::Message as _;
 use raft::eraftpb::{ConfChangeSingle, ConfChangeType, ConfChangeV2, ConfState, EntryType, Message, MessageType};
 use raft::{RawNode, SnapshotStatus, StateRole};
 
@@ -105,10 +105,23 @@ pub struct NodeStatus {
 type Reply<T> = tokio::sync::oneshot::Sender<Result<T>>;
 
 enum Input {
-    Propose { id: u64, data: Vec<u8>, reply: Reply<Applied> },
-    ConfChange { id: u64, cc: ConfChangeV2, promote: Option<u64>, reply: Reply<ConfState> },
-    ReadIndex { reply: Reply<()> },
-    SnapshotData { reply: Reply<Vec<u8>> },
+    Propose {
+        id: u64,
+        data: Vec<u8>,
+        reply: Reply<Applied>,
+    },
+    ConfChange {
+        id: u64,
+        cc: ConfChangeV2,
+        promote: Option<u64>,
+        reply: Reply<ConfState>,
+    },
+    ReadIndex {
+        reply: Reply<()>,
+    },
+    SnapshotData {
+        reply: Reply<Vec<u8>>,
+    },
     Step(Box<Message>),
     Unreachable(u64),
     Snapshot(u64, bool),
@@ -152,12 +165,15 @@ impl Node {
                     cs.voters = members.iter().filter(|m| !m.is_learner).map(|m| m.id).collect();
                     cs.learners = members.iter().filter(|m| m.is_learner).map(|m| m.id).collect();
                     mvcc.reset_members(members)?;
-                    log.set_conf_state(&cs)?;
+                    mvcc.apply_noop(1, 1)?;
+                    log.bootstrap(&cs)?;
                     log.sync()?;
                 }
                 Bootstrap::Join => {}
                 Bootstrap::ForceNewCluster => {
-                    return Err(StoreError::InvalidArgument("force-new-cluster needs an existing data dir".into()));
+                    return Err(StoreError::InvalidArgument(
+                        "force-new-cluster needs an existing data dir".into(),
+                    ));
                 }
             }
         } else if matches!(bootstrap, Bootstrap::ForceNewCluster) {
@@ -181,7 +197,9 @@ impl Node {
             read_only_option: raft::ReadOnlyOption::Safe,
             ..Default::default()
         };
-        raft_config.validate().map_err(|e| StoreError::InvalidArgument(e.to_string()))?;
+        raft_config
+            .validate()
+            .map_err(|e| StoreError::InvalidArgument(e.to_string()))?;
         let logger = slog::Logger::root(slog::Discard, slog::o!());
         let mut raw = RawNode::new(&raft_config, log, &logger).map_err(|e| StoreError::Storage(e.to_string()))?;
         let cs = raw.store().conf_state();
@@ -196,7 +214,11 @@ impl Node {
             inbox: Mutex::new(tx),
             mvcc: mvcc.clone(),
             hub: hub.clone(),
-            status: RwLock::new(NodeStatus { id: config.id, applied, ..Default::default() }),
+            status: RwLock::new(NodeStatus {
+                id: config.id,
+                applied,
+                ..Default::default()
+            }),
             next_id: AtomicU64::new(rand::random::<u64>() >> 1),
             stopped: AtomicBool::new(false),
             thread: Mutex::new(None),
@@ -285,11 +307,20 @@ impl Node {
         if self.shared.mvcc.member(member.id).is_some() {
             return Err(StoreError::MemberExists);
         }
-        let exists = self.shared.mvcc.members().into_iter().any(|m| m.peer_urls.iter().any(|u| member.peer_urls.contains(u)));
+        let exists = self
+            .shared
+            .mvcc
+            .members()
+            .into_iter()
+            .any(|m| m.peer_urls.iter().any(|u| member.peer_urls.contains(u)));
         if exists {
             return Err(StoreError::PeerUrlExists);
         }
-        let ty = if member.is_learner { ConfChangeType::AddLearnerNode } else { ConfChangeType::AddNode };
+        let ty = if member.is_learner {
+            ConfChangeType::AddLearnerNode
+        } else {
+            ConfChangeType::AddNode
+        };
         self.conf_change(member, ty, None).await
     }
 
@@ -315,7 +346,14 @@ impl Node {
         single.node_id = member.id;
         let mut cc = ConfChangeV2::default();
         cc.set_changes(vec![single].into());
-        cc.set_context(ConfChangeContext { id, member: Some(member) }.encode_to_vec().into());
+        cc.set_context(
+            ConfChangeContext {
+                id,
+                member: Some(member),
+            }
+            .encode_to_vec()
+            .into(),
+        );
         let (reply, rx) = tokio::sync::oneshot::channel();
         self.send(Input::ConfChange { id, cc, promote, reply })?;
         self.wait(rx).await
@@ -379,8 +417,14 @@ fn force_new_cluster(log: &RaftLog, mvcc: &Mvcc, id: u64) -> Result<()> {
     // Entries after the commit index may never have been committed; a new
     // cluster of one cannot know, so they go.
     log.truncate_after(log.hard_state().commit)?;
-    let me = mvcc.member(id).unwrap_or(MemberInfo { id, ..Default::default() });
-    mvcc.reset_members(&[MemberInfo { is_learner: false, ..me }])?;
+    let me = mvcc.member(id).unwrap_or(MemberInfo {
+        id,
+        ..Default::default()
+    });
+    mvcc.reset_members(&[MemberInfo {
+        is_learner: false,
+        ..me
+    }])?;
     log.sync()
 }
 
@@ -524,7 +568,11 @@ impl Driver {
             }
             Input::Unreachable(id) => self.raw.report_unreachable(id),
             Input::Snapshot(id, ok) => {
-                let status = if ok { SnapshotStatus::Finish } else { SnapshotStatus::Failure };
+                let status = if ok {
+                    SnapshotStatus::Finish
+                } else {
+                    SnapshotStatus::Failure
+                };
                 self.raw.report_snapshot(id, status);
             }
             Input::TransferLeader(to) => self.raw.transfer_leader(to),
@@ -546,7 +594,11 @@ impl Driver {
             return;
         }
         let now = Instant::now();
-        self.start_read(ReadBatch { waiters, first_issued: now, issued: now });
+        self.start_read(ReadBatch {
+            waiters,
+            first_issued: now,
+            issued: now,
+        });
     }
 
     fn start_read(&mut self, batch: ReadBatch) {
@@ -571,7 +623,9 @@ impl Driver {
             .map(|(k, _)| *k)
             .collect();
         for ctx in stale {
-            let Some(mut b) = self.read_batches.remove(&ctx) else { continue };
+            let Some(mut b) = self.read_batches.remove(&ctx) else {
+                continue;
+            };
             if now.duration_since(b.first_issued) >= timeout {
                 for w in b.waiters {
                     let _ = w.send(Err(StoreError::Timeout));
@@ -652,8 +706,12 @@ impl Driver {
     fn on_read_states(&mut self, states: Vec<raft::ReadState>) {
         let applied = self.shared.mvcc.applied().0;
         for rs in states {
-            let Ok(ctx) = <[u8; 8]>::try_from(rs.request_ctx.as_slice()) else { continue };
-            let Some(batch) = self.read_batches.remove(&u64::from_be_bytes(ctx)) else { continue };
+            let Ok(ctx) = <[u8; 8]>::try_from(rs.request_ctx.as_slice()) else {
+                continue;
+            };
+            let Some(batch) = self.read_batches.remove(&u64::from_be_bytes(ctx)) else {
+                continue;
+            };
             if rs.index <= applied {
                 for w in batch.waiters {
                     let _ = w.send(Ok(()));
@@ -712,11 +770,13 @@ impl Driver {
         let (index, term) = (entry.index, entry.term);
         let cc: ConfChangeV2 = if entry.get_entry_type() == EntryType::EntryConfChangeV2 {
             let mut cc = ConfChangeV2::default();
-            cc.merge_from_bytes(&entry.data).map_err(|e| StoreError::Corrupt(format!("conf change: {e}")))?;
+            cc.merge_from_bytes(&entry.data)
+                .map_err(|e| StoreError::Corrupt(format!("conf change: {e}")))?;
             cc
         } else {
             let mut v1 = raft::eraftpb::ConfChange::default();
-            v1.merge_from_bytes(&entry.data).map_err(|e| StoreError::Corrupt(format!("conf change: {e}")))?;
+            v1.merge_from_bytes(&entry.data)
+                .map_err(|e| StoreError::Corrupt(format!("conf change: {e}")))?;
             // Only V2 is proposed here; accept V1 for completeness.
             let mut single = ConfChangeSingle::default();
             single.set_change_type(v1.get_change_type());
@@ -749,15 +809,25 @@ impl Driver {
                     let existing = self.shared.mvcc.member(id);
                     let member = match (ctx.member.clone().filter(|m| m.id == id), existing) {
                         (Some(m), Some(old)) => MemberInfo {
-                            client_urls: if m.client_urls.is_empty() { old.client_urls } else { m.client_urls },
+                            client_urls: if m.client_urls.is_empty() {
+                                old.client_urls
+                            } else {
+                                m.client_urls
+                            },
                             name: if m.name.is_empty() { old.name } else { m.name },
                             ..m
                         },
                         (Some(m), None) => m,
                         (None, Some(old)) => old,
-                        (None, None) => MemberInfo { id, ..Default::default() },
+                        (None, None) => MemberInfo {
+                            id,
+                            ..Default::default()
+                        },
                     };
-                    let member = MemberInfo { is_learner: learner, ..member };
+                    let member = MemberInfo {
+                        is_learner: learner,
+                        ..member
+                    };
                     if id != me {
                         self.transport.set_peer(&member);
                     }

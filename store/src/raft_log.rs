@@ -78,7 +78,10 @@ fn read_pb<M: protobuf::Message>(tree: &sled::Tree, key: &[u8], what: &str) -> R
 }
 
 fn seal_pb<M: protobuf::Message>(m: &M) -> Vec<u8> {
-    codec::seal(m.write_to_bytes().expect("encoding a raft message into memory cannot fail"))
+    codec::seal(
+        m.write_to_bytes()
+            .expect("encoding a raft message into memory cannot fail"),
+    )
 }
 
 fn decode_entry(v: &[u8]) -> Result<Entry> {
@@ -102,7 +105,10 @@ impl RaftLog {
                 if b.len() != 16 {
                     return Err(StoreError::Corrupt("log truncation point: bad length".into()));
                 }
-                (u64::from_be_bytes(b[..8].try_into().expect("8")), u64::from_be_bytes(b[8..].try_into().expect("8")))
+                (
+                    u64::from_be_bytes(b[..8].try_into().expect("8")),
+                    u64::from_be_bytes(b[8..].try_into().expect("8")),
+                )
             }
         };
         let mut terms = VecDeque::new();
@@ -110,18 +116,37 @@ impl RaftLog {
         for item in tree.scan_prefix(b"e") {
             let (k, v) = item?;
             let e = decode_entry(&v)?;
-            let idx = u64::from_be_bytes(k[1..].try_into().map_err(|_| StoreError::Corrupt("raft entry key".into()))?);
+            let idx = u64::from_be_bytes(
+                k[1..]
+                    .try_into()
+                    .map_err(|_| StoreError::Corrupt("raft entry key".into()))?,
+            );
             if idx != expect || e.index != idx {
-                return Err(StoreError::Corrupt(format!("raft log has a gap or stray entry at index {idx}, expected {expect}")));
+                return Err(StoreError::Corrupt(format!(
+                    "raft log has a gap or stray entry at index {idx}, expected {expect}"
+                )));
             }
             terms.push_back(e.term);
             expect += 1;
         }
-        let log = Self { db: db.clone(), tree, mvcc, state: Mutex::new(LogState { hard, conf, trunc_index, trunc_term, terms }) };
+        let log = Self {
+            db: db.clone(),
+            tree,
+            mvcc,
+            state: Mutex::new(LogState {
+                hard,
+                conf,
+                trunc_index,
+                trunc_term,
+                terms,
+            }),
+        };
         let last = log.state.lock().last_index();
         let commit = log.state.lock().hard.commit;
         if commit > last {
-            return Err(StoreError::Corrupt(format!("commit index {commit} is past the end of the log ({last})")));
+            return Err(StoreError::Corrupt(format!(
+                "commit index {commit} is past the end of the log ({last})"
+            )));
         }
         Ok(log)
     }
@@ -153,11 +178,18 @@ impl RaftLog {
         let Some(first) = entries.first() else { return Ok(()) };
         let mut s = self.state.lock();
         if first.index <= s.trunc_index {
-            return Err(StoreError::Storage(format!("append at {} below the log start {}", first.index, s.trunc_index + 1)));
+            return Err(StoreError::Storage(format!(
+                "append at {} below the log start {}",
+                first.index,
+                s.trunc_index + 1
+            )));
         }
         let last = s.last_index();
         if first.index > last + 1 {
-            return Err(StoreError::Storage(format!("append at {} leaves a gap after {last}", first.index)));
+            return Err(StoreError::Storage(format!(
+                "append at {} leaves a gap after {last}",
+                first.index
+            )));
         }
         let mut batch = sled::Batch::default();
         for idx in first.index..=last {
@@ -170,6 +202,29 @@ impl RaftLog {
         let keep = (first.index - s.trunc_index - 1) as usize;
         s.terms.truncate(keep);
         s.terms.extend(entries.iter().map(|e| e.term));
+        Ok(())
+    }
+
+    /// Initializes a new cluster's log as if a snapshot at index 1, term 1
+    /// held the initial membership. Members that join later have an empty
+    /// log, which lies before this point, so the leader must send them a
+    /// snapshot — and with it the member table and conf state, which the
+    /// log alone does not carry.
+    pub fn bootstrap(&self, cs: &ConfState) -> Result<()> {
+        let mut hard = HardState::default();
+        hard.term = 1;
+        hard.commit = 1;
+        let mut batch = sled::Batch::default();
+        batch.insert(KEY_TRUNC, trunc_value(1, 1));
+        batch.insert(KEY_HARD, seal_pb(&hard));
+        batch.insert(KEY_CONF, seal_pb(cs));
+        self.tree.apply_batch(batch)?;
+        let mut s = self.state.lock();
+        s.trunc_index = 1;
+        s.trunc_term = 1;
+        s.terms.clear();
+        s.hard = hard;
+        s.conf = cs.clone();
         Ok(())
     }
 
@@ -292,7 +347,13 @@ impl Storage for RaftLog {
         Ok(RaftState::new(s.hard.clone(), s.conf.clone()))
     }
 
-    fn entries(&self, low: u64, high: u64, max_size: impl Into<Option<u64>>, _ctx: GetEntriesContext) -> raft::Result<Vec<Entry>> {
+    fn entries(
+        &self,
+        low: u64,
+        high: u64,
+        max_size: impl Into<Option<u64>>,
+        _ctx: GetEntriesContext,
+    ) -> raft::Result<Vec<Entry>> {
         let max_size = max_size.into();
         {
             let s = self.state.lock();
@@ -331,7 +392,10 @@ impl Storage for RaftLog {
         if idx < s.trunc_index {
             return Err(raft::Error::Store(StorageError::Compacted));
         }
-        s.terms.get((idx - s.trunc_index - 1) as usize).copied().ok_or(raft::Error::Store(StorageError::Unavailable))
+        s.terms
+            .get((idx - s.trunc_index - 1) as usize)
+            .copied()
+            .ok_or(raft::Error::Store(StorageError::Unavailable))
     }
 
     fn first_index(&self) -> raft::Result<u64> {

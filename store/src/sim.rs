@@ -48,7 +48,11 @@ pub struct SimNetwork {
 impl SimNetwork {
     /// Must be called inside a Tokio runtime (delays run on it).
     pub fn new() -> Arc<Self> {
-        Arc::new(Self { nodes: RwLock::default(), filters: Mutex::default(), runtime: tokio::runtime::Handle::current() })
+        Arc::new(Self {
+            nodes: RwLock::default(),
+            filters: Mutex::default(),
+            runtime: tokio::runtime::Handle::current(),
+        })
     }
 
     pub fn transport(self: &Arc<Self>, me: u64) -> Arc<SimTransport> {

@@ -68,7 +68,11 @@ mod tests {
 
     #[test]
     fn round_trip() {
-        let entries = vec![(b"a".to_vec(), b"1".to_vec()), (vec![], vec![]), (b"k".to_vec(), vec![7; 1000])];
+        let entries = vec![
+            (b"a".to_vec(), b"1".to_vec()),
+            (vec![], vec![]),
+            (b"k".to_vec(), vec![7; 1000]),
+        ];
         assert_eq!(decode(&encode(&entries)).unwrap(), entries);
         assert_eq!(decode(&encode(&[])).unwrap(), vec![]);
     }
@@ -136,7 +140,10 @@ pub async fn fetch(endpoint: &str) -> anyhow::Result<Vec<u8>> {
         .await
         .with_context(|| format!("connecting to {endpoint}"))?
         .max_decoding_message_size(usize::MAX);
-    let mut stream = client.snapshot(proto::etcdserverpb::SnapshotRequest {}).await?.into_inner();
+    let mut stream = client
+        .snapshot(proto::etcdserverpb::SnapshotRequest {})
+        .await?
+        .into_inner();
     let mut data = Vec::new();
     while let Some(chunk) = stream.next().await {
         data.extend_from_slice(&chunk?.blob);
@@ -168,13 +175,18 @@ pub fn restore_file(
 ) -> anyhow::Result<()> {
     use anyhow::{Context, bail};
     let data = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
-    let entries = unwrap(&data).and_then(decode).with_context(|| format!("{} is not a valid snapshot", file.display()))?;
+    let entries = unwrap(&data)
+        .and_then(decode)
+        .with_context(|| format!("{} is not a valid snapshot", file.display()))?;
     let members = crate::member::parse_initial_cluster(initial_cluster, token)?;
     if !members.iter().any(|m| m.name == name) {
         bail!("--initial-cluster has no member named {name:?}");
     }
     if data_dir.join("db").exists() {
-        bail!("data dir {} already has data; restore needs a new one", data_dir.display());
+        bail!(
+            "data dir {} already has data; restore needs a new one",
+            data_dir.display()
+        );
     }
     std::fs::create_dir_all(data_dir)?;
     let db = sled::open(data_dir.join("db"))?;

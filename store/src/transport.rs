@@ -9,10 +9,10 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use protobuf::Message as _;
 use proto::storepb::raft_peer_client::RaftPeerClient;
 use proto::storepb::raft_peer_server::{RaftPeer, RaftPeerServer};
 use proto::storepb::{MemberInfo, MessageBatch, SendAck};
+use protobuf::Message as _;
 use raft::eraftpb::Message;
 use tokio::sync::mpsc;
 
@@ -39,7 +39,12 @@ pub struct GrpcTransport {
 impl GrpcTransport {
     /// Must be called inside a Tokio runtime; peer tasks run on it.
     pub fn new(me: u64, node: Arc<OnceLock<Node>>) -> Arc<Self> {
-        Arc::new(Self { me, runtime: tokio::runtime::Handle::current(), peers: Mutex::new(HashMap::new()), node })
+        Arc::new(Self {
+            me,
+            runtime: tokio::runtime::Handle::current(),
+            peers: Mutex::new(HashMap::new()),
+            node,
+        })
     }
 
     fn spawn_peer(&self, id: u64, url: String) -> mpsc::Sender<Message> {
@@ -53,7 +58,10 @@ impl GrpcTransport {
 
 async fn peer_loop(me: u64, id: u64, url: String, mut rx: mpsc::Receiver<Message>, node: Arc<OnceLock<Node>>) {
     let endpoint = match tonic::transport::Endpoint::from_shared(url.clone()) {
-        Ok(e) => e.connect_timeout(Duration::from_secs(1)).timeout(Duration::from_secs(30)).tcp_nodelay(true),
+        Ok(e) => e
+            .connect_timeout(Duration::from_secs(1))
+            .timeout(Duration::from_secs(30))
+            .tcp_nodelay(true),
         Err(e) => {
             tracing::error!(peer = format!("{id:x}"), url, error = %e, "bad peer URL; not sending to it");
             return;
@@ -106,13 +114,21 @@ impl Transport for GrpcTransport {
     }
 
     fn set_peer(&self, member: &MemberInfo) {
-        let Some(url) = member.peer_urls.first().cloned() else { return };
+        let Some(url) = member.peer_urls.first().cloned() else {
+            return;
+        };
         let mut peers = self.peers.lock();
         if peers.get(&member.id).is_some_and(|p| p.urls == member.peer_urls) {
             return;
         }
         let tx = self.spawn_peer(member.id, url);
-        peers.insert(member.id, Peer { urls: member.peer_urls.clone(), tx });
+        peers.insert(
+            member.id,
+            Peer {
+                urls: member.peer_urls.clone(),
+                tx,
+            },
+        );
     }
 
     fn remove_peer(&self, id: u64) {
@@ -132,14 +148,19 @@ impl PeerService {
     }
 
     pub fn into_server(self) -> RaftPeerServer<Self> {
-        RaftPeerServer::new(self).max_decoding_message_size(MAX_MESSAGE_BYTES).max_encoding_message_size(MAX_MESSAGE_BYTES)
+        RaftPeerServer::new(self)
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES)
     }
 }
 
 #[tonic::async_trait]
 impl RaftPeer for PeerService {
     async fn send(&self, req: tonic::Request<MessageBatch>) -> Result<tonic::Response<SendAck>, tonic::Status> {
-        let node = self.node.get().ok_or_else(|| tonic::Status::unavailable("member is starting"))?;
+        let node = self
+            .node
+            .get()
+            .ok_or_else(|| tonic::Status::unavailable("member is starting"))?;
         let batch = req.into_inner();
         for bytes in batch.messages {
             let mut m = Message::default();

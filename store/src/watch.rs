@@ -55,7 +55,10 @@ fn approx_size(r: &RevisionEvents) -> usize {
 impl WatchHub {
     pub fn new(current_revision: i64) -> Arc<Self> {
         let (tx, _) = tokio_watch::channel(current_revision);
-        Arc::new(Self { window: Mutex::new(Window::default()), revision: tx })
+        Arc::new(Self {
+            window: Mutex::new(Window::default()),
+            revision: tx,
+        })
     }
 
     /// Adds a committed revision. Called by the Raft thread, in order.
@@ -139,12 +142,24 @@ impl Watcher {
     pub fn new(mvcc: Arc<Mvcc>, hub: Arc<WatchHub>, spec: WatchSpec) -> Result<Self> {
         let revision = hub.revision.subscribe();
         let current = *revision.borrow();
-        let next = if spec.start_revision > 0 { spec.start_revision } else { current + 1 };
+        let next = if spec.start_revision > 0 {
+            spec.start_revision
+        } else {
+            current + 1
+        };
         let compacted = mvcc.compacted_revision();
         if next <= compacted {
-            return Err(StoreError::Compacted { compact_revision: compacted });
+            return Err(StoreError::Compacted {
+                compact_revision: compacted,
+            });
         }
-        Ok(Self { spec, next, mvcc, hub, revision })
+        Ok(Self {
+            spec,
+            next,
+            mvcc,
+            hub,
+            revision,
+        })
     }
 
     /// The next revision this watcher will return.
@@ -179,7 +194,10 @@ impl Watcher {
             let (covered, events) = self.read(current, max_events).await?;
             self.next = covered + 1;
             if !events.is_empty() {
-                return Ok(WatchItem::Events { revision: covered, events });
+                return Ok(WatchItem::Events {
+                    revision: covered,
+                    events,
+                });
             }
         }
     }
@@ -192,10 +210,16 @@ impl Watcher {
             _ => {
                 let (mvcc, from, spec) = (self.mvcc.clone(), self.next, self.spec.clone());
                 let to = current.min(from + HISTORY_STEP - 1);
-                let revs = tokio::task::spawn_blocking(move || mvcc.history(from, to, &spec.key, &spec.range_end, spec.prev_kv))
-                    .await
-                    .map_err(|e| StoreError::Storage(format!("history read: {e}")))??;
-                let events = revs.into_iter().flat_map(|r| r.events).filter(|e| self.wants(e)).collect();
+                let revs = tokio::task::spawn_blocking(move || {
+                    mvcc.history(from, to, &spec.key, &spec.range_end, spec.prev_kv)
+                })
+                .await
+                .map_err(|e| StoreError::Storage(format!("history read: {e}")))??;
+                let events = revs
+                    .into_iter()
+                    .flat_map(|r| r.events)
+                    .filter(|e| self.wants(e))
+                    .collect();
                 return Ok((to, events));
             }
         };

@@ -15,7 +15,12 @@ impl Fixture {
         let dir = tempfile::tempdir().unwrap();
         let db = sled::open(dir.path().join("db")).unwrap();
         let mvcc = Mvcc::open(&db).unwrap();
-        Self { _dir: dir, db, mvcc, index: 0 }
+        Self {
+            _dir: dir,
+            db,
+            mvcc,
+            index: 0,
+        }
     }
 
     fn apply(&mut self, req: InternalReq) -> (Result<Applied>, Option<RevisionEvents>) {
@@ -24,7 +29,13 @@ impl Fixture {
     }
 
     fn put(&mut self, k: &str, v: &str) -> pb::PutResponse {
-        self.put_req(pb::PutRequest { key: k.into(), value: v.into(), prev_kv: true, ..Default::default() }).unwrap()
+        self.put_req(pb::PutRequest {
+            key: k.into(),
+            value: v.into(),
+            prev_kv: true,
+            ..Default::default()
+        })
+        .unwrap()
     }
 
     fn put_req(&mut self, req: pb::PutRequest) -> Result<pb::PutResponse> {
@@ -35,7 +46,11 @@ impl Fixture {
     }
 
     fn del(&mut self, k: &str, end: &str) -> pb::DeleteRangeResponse {
-        let req = pb::DeleteRangeRequest { key: k.into(), range_end: end.into(), prev_kv: true };
+        let req = pb::DeleteRangeRequest {
+            key: k.into(),
+            range_end: end.into(),
+            prev_kv: true,
+        };
         match self.apply(InternalReq::DeleteRange(req)).0.unwrap() {
             Applied::DeleteRange(r) => r,
             other => panic!("{other:?}"),
@@ -50,7 +65,11 @@ impl Fixture {
     }
 
     fn get(&self, k: &str, rev: i64) -> Result<Vec<(String, String)>> {
-        let r = self.mvcc.range(&pb::RangeRequest { key: k.into(), revision: rev, ..Default::default() })?;
+        let r = self.mvcc.range(&pb::RangeRequest {
+            key: k.into(),
+            revision: rev,
+            ..Default::default()
+        })?;
         Ok(r.kvs.into_iter().map(|kv| (s(&kv.key), s(&kv.value))).collect())
     }
 
@@ -79,17 +98,32 @@ fn mod_eq(key: &str, rev: i64) -> pb::Compare {
 }
 
 fn put_op(k: &str, v: &str) -> pb::RequestOp {
-    pb::RequestOp { request: Some(Request::RequestPut(pb::PutRequest { key: k.into(), value: v.into(), ..Default::default() })) }
+    pb::RequestOp {
+        request: Some(Request::RequestPut(pb::PutRequest {
+            key: k.into(),
+            value: v.into(),
+            ..Default::default()
+        })),
+    }
 }
 
 fn get_op(k: &str) -> pb::RequestOp {
-    pb::RequestOp { request: Some(Request::RequestRange(pb::RangeRequest { key: k.into(), ..Default::default() })) }
+    pb::RequestOp {
+        request: Some(Request::RequestRange(pb::RangeRequest {
+            key: k.into(),
+            ..Default::default()
+        })),
+    }
 }
 
 #[test]
 fn revisions_versions_and_history() {
     let mut f = Fixture::new();
-    assert_eq!(f.mvcc.current_revision(), 1, "a fresh store is at revision 1, like etcd");
+    assert_eq!(
+        f.mvcc.current_revision(),
+        1,
+        "a fresh store is at revision 1, like etcd"
+    );
     let r = f.put("a", "1");
     assert_eq!(r.header.unwrap().revision, 2);
     assert!(r.prev_kv.is_none());
@@ -101,7 +135,11 @@ fn revisions_versions_and_history() {
     f.del("a", "");
     f.put("a", "3");
     let kv = f.mvcc.get(b"a").unwrap().unwrap();
-    assert_eq!((kv.create_revision, kv.version), (5, 1), "a new generation restarts version");
+    assert_eq!(
+        (kv.create_revision, kv.version),
+        (5, 1),
+        "a new generation restarts version"
+    );
     assert_eq!(f.get("a", 2).unwrap(), vec![("a".into(), "1".into())]);
     assert_eq!(f.get("a", 4).unwrap(), vec![], "deleted at 4");
     assert_eq!(f.get("a", 6), Err(StoreError::FutureRevision));
@@ -127,13 +165,38 @@ fn range_limit_count_sort_and_filters() {
     let r = f.mvcc.range(&req(0, SortOrder::Descend, SortTarget::Value)).unwrap();
     let keys: Vec<_> = r.kvs.iter().map(|kv| s(&kv.key)).collect();
     assert_eq!(keys, ["p/a", "p/c", "p/b"]);
-    let r = f.mvcc.range(&pb::RangeRequest { count_only: true, ..req(0, SortOrder::None, SortTarget::Key) }).unwrap();
+    let r = f
+        .mvcc
+        .range(&pb::RangeRequest {
+            count_only: true,
+            ..req(0, SortOrder::None, SortTarget::Key)
+        })
+        .unwrap();
     assert_eq!((r.count, r.kvs.len()), (3, 0));
-    let r = f.mvcc.range(&pb::RangeRequest { keys_only: true, ..req(1, SortOrder::None, SortTarget::Key) }).unwrap();
+    let r = f
+        .mvcc
+        .range(&pb::RangeRequest {
+            keys_only: true,
+            ..req(1, SortOrder::None, SortTarget::Key)
+        })
+        .unwrap();
     assert!(r.kvs[0].value.is_empty());
-    let r = f.mvcc.range(&pb::RangeRequest { min_mod_revision: 4, ..req(0, SortOrder::None, SortTarget::Key) }).unwrap();
+    let r = f
+        .mvcc
+        .range(&pb::RangeRequest {
+            min_mod_revision: 4,
+            ..req(0, SortOrder::None, SortTarget::Key)
+        })
+        .unwrap();
     assert_eq!(r.count, 1, "only p/c was written at revision 4 or later within p/");
-    let all = f.mvcc.range(&pb::RangeRequest { key: vec![0], range_end: vec![0], ..Default::default() }).unwrap();
+    let all = f
+        .mvcc
+        .range(&pb::RangeRequest {
+            key: vec![0],
+            range_end: vec![0],
+            ..Default::default()
+        })
+        .unwrap();
     assert_eq!(all.count, 4, "\\0..\\0 is every key");
 }
 
@@ -141,7 +204,11 @@ fn range_limit_count_sort_and_filters() {
 fn kubernetes_txn_shapes() {
     let mut f = Fixture::new();
     // create: mod_revision == 0 -> put
-    let create = |v: &str| pb::TxnRequest { compare: vec![mod_eq("obj", 0)], success: vec![put_op("obj", v)], failure: vec![] };
+    let create = |v: &str| pb::TxnRequest {
+        compare: vec![mod_eq("obj", 0)],
+        success: vec![put_op("obj", v)],
+        failure: vec![],
+    };
     let r = f.txn(create("v1")).unwrap();
     assert!(r.succeeded);
     let rev = r.header.unwrap().revision;
@@ -159,7 +226,9 @@ fn kubernetes_txn_shapes() {
     let r = f.txn(update(rev, "stale")).unwrap();
     assert!(!r.succeeded, "stale resourceVersion conflicts");
     match &r.responses[0].response {
-        Some(Response::ResponseRange(rr)) => assert_eq!(s(&rr.kvs[0].value), "v2", "failure branch returns current object"),
+        Some(Response::ResponseRange(rr)) => {
+            assert_eq!(s(&rr.kvs[0].value), "v2", "failure branch returns current object")
+        }
         other => panic!("{other:?}"),
     }
     // delete: mod_revision == rv -> delete, else get
@@ -167,7 +236,10 @@ fn kubernetes_txn_shapes() {
     let del = pb::TxnRequest {
         compare: vec![mod_eq("obj", cur)],
         success: vec![pb::RequestOp {
-            request: Some(Request::RequestDeleteRange(pb::DeleteRangeRequest { key: b"obj".to_vec(), ..Default::default() })),
+            request: Some(Request::RequestDeleteRange(pb::DeleteRangeRequest {
+                key: b"obj".to_vec(),
+                ..Default::default()
+            })),
         }],
         failure: vec![get_op("obj")],
     };
@@ -194,15 +266,25 @@ fn compare_targets() {
         (cmp(Create, Equal, TargetUnion::CreateRevision(2)), true, "created at 2"),
         (cmp(Mod, Less, TargetUnion::ModRevision(3)), true, "mod 2 < 3"),
         (cmp(Value, Equal, TargetUnion::Value(b"v".to_vec())), true, "value"),
-        (cmp(Value, NotEqual, TargetUnion::Value(b"v".to_vec())), false, "value equal"),
+        (
+            cmp(Value, NotEqual, TargetUnion::Value(b"v".to_vec())),
+            false,
+            "value equal",
+        ),
         (cmp(Lease, Equal, TargetUnion::Lease(0)), true, "no lease"),
         (
-            pb::Compare { key: b"missing".to_vec(), ..cmp(Value, Equal, TargetUnion::Value(vec![])) },
+            pb::Compare {
+                key: b"missing".to_vec(),
+                ..cmp(Value, Equal, TargetUnion::Value(vec![]))
+            },
             false,
             "a missing key never matches by value",
         ),
         (
-            pb::Compare { key: b"missing".to_vec(), ..cmp(Create, Equal, TargetUnion::CreateRevision(0)) },
+            pb::Compare {
+                key: b"missing".to_vec(),
+                ..cmp(Create, Equal, TargetUnion::CreateRevision(0))
+            },
             true,
             "a missing key has create revision 0",
         ),
@@ -217,16 +299,30 @@ fn failed_request_changes_nothing() {
     let mut f = Fixture::new();
     f.put("a", "1");
     let before = (f.mvcc.current_revision(), f.mvcc.dump().unwrap().len());
-    let err = f.put_req(pb::PutRequest { key: b"b".to_vec(), lease: 42, ..Default::default() });
+    let err = f.put_req(pb::PutRequest {
+        key: b"b".to_vec(),
+        lease: 42,
+        ..Default::default()
+    });
     assert_eq!(err.unwrap_err(), StoreError::LeaseNotFound);
-    let err = f.put_req(pb::PutRequest { key: b"nope".to_vec(), ignore_value: true, ..Default::default() });
+    let err = f.put_req(pb::PutRequest {
+        key: b"nope".to_vec(),
+        ignore_value: true,
+        ..Default::default()
+    });
     assert_eq!(err.unwrap_err(), StoreError::KeyNotFound);
     // A txn whose second op fails writes none of its ops.
     let t = pb::TxnRequest {
         compare: vec![],
         success: vec![
             put_op("x", "1"),
-            pb::RequestOp { request: Some(Request::RequestPut(pb::PutRequest { key: b"y".to_vec(), lease: 7, ..Default::default() })) },
+            pb::RequestOp {
+                request: Some(Request::RequestPut(pb::PutRequest {
+                    key: b"y".to_vec(),
+                    lease: 7,
+                    ..Default::default()
+                })),
+            },
         ],
         failure: vec![],
     };
@@ -246,8 +342,18 @@ fn leases_attach_and_revoke() {
     }
     let (r, _) = f.apply(InternalReq::LeaseGrant(pb::LeaseGrantRequest { id: 9, ttl: 10 }));
     assert_eq!(r.unwrap_err(), StoreError::LeaseExists);
-    f.put_req(pb::PutRequest { key: b"a".to_vec(), lease: 9, ..Default::default() }).unwrap();
-    f.put_req(pb::PutRequest { key: b"b".to_vec(), lease: 9, ..Default::default() }).unwrap();
+    f.put_req(pb::PutRequest {
+        key: b"a".to_vec(),
+        lease: 9,
+        ..Default::default()
+    })
+    .unwrap();
+    f.put_req(pb::PutRequest {
+        key: b"b".to_vec(),
+        lease: 9,
+        ..Default::default()
+    })
+    .unwrap();
     f.put("b", "detached"); // re-put without lease detaches
     assert_eq!(f.mvcc.lease_ttl(9).unwrap().2, vec![b"a".to_vec()]);
     // Lease state survives a restart.
@@ -259,7 +365,10 @@ fn leases_attach_and_revoke() {
     assert_eq!(events.events.len(), 1);
     assert_eq!(events.events[0].r#type, EventType::Delete as i32);
     assert_eq!(f.mvcc.get(b"a").unwrap(), None);
-    assert_eq!(f.mvcc.get(b"b").unwrap().map(|kv| s(&kv.value)), Some("detached".into()));
+    assert_eq!(
+        f.mvcc.get(b"b").unwrap().map(|kv| s(&kv.value)),
+        Some("detached".into())
+    );
     assert!(f.mvcc.lease_ttl(9).is_none());
 }
 
@@ -268,7 +377,11 @@ fn events_carry_whole_revisions() {
     let mut f = Fixture::new();
     f.put("a", "1");
     f.put("b", "1");
-    let t = pb::TxnRequest { compare: vec![], success: vec![put_op("a", "2"), put_op("b", "2")], failure: vec![] };
+    let t = pb::TxnRequest {
+        compare: vec![],
+        success: vec![put_op("a", "2"), put_op("b", "2")],
+        failure: vec![],
+    };
     let (_, events) = f.apply(InternalReq::Txn(t));
     let events = events.unwrap();
     assert_eq!(events.revision, 4);
@@ -281,7 +394,11 @@ fn events_carry_whole_revisions() {
     assert_eq!(shape, vec![(2, 1), (3, 1), (4, 2), (5, 2)]);
     let deleted_a = &hist[3].events[0];
     assert_eq!(deleted_a.r#type, EventType::Delete as i32);
-    assert_eq!(s(&deleted_a.prev_kv.as_ref().unwrap().value), "2", "history carries prev_kv");
+    assert_eq!(
+        s(&deleted_a.prev_kv.as_ref().unwrap().value),
+        "2",
+        "history carries prev_kv"
+    );
 }
 
 #[test]
@@ -292,15 +409,34 @@ fn compaction_drops_old_revisions_and_keeps_latest() {
     }
     f.del("k0", "");
     let at = f.mvcc.current_revision() - 5;
-    let (r, _) = f.apply(InternalReq::Compaction(pb::CompactionRequest { revision: at, physical: true }));
+    let (r, _) = f.apply(InternalReq::Compaction(pb::CompactionRequest {
+        revision: at,
+        physical: true,
+    }));
     r.unwrap();
-    let (r, _) = f.apply(InternalReq::Compaction(pb::CompactionRequest { revision: at, physical: true }));
-    assert!(matches!(r, Err(StoreError::Compacted { .. })), "compacting twice at one revision");
-    let (r, _) = f.apply(InternalReq::Compaction(pb::CompactionRequest { revision: 10_000, physical: true }));
+    let (r, _) = f.apply(InternalReq::Compaction(pb::CompactionRequest {
+        revision: at,
+        physical: true,
+    }));
+    assert!(
+        matches!(r, Err(StoreError::Compacted { .. })),
+        "compacting twice at one revision"
+    );
+    let (r, _) = f.apply(InternalReq::Compaction(pb::CompactionRequest {
+        revision: 10_000,
+        physical: true,
+    }));
     assert_eq!(r.unwrap_err(), StoreError::FutureRevision);
     assert!(matches!(f.get("k1", at - 1), Err(StoreError::Compacted { .. })));
-    assert_eq!(f.get("k1", at).unwrap().len(), 1, "reading at the compacted revision itself works");
-    assert!(matches!(f.mvcc.history(at, at + 1, b"k", &[0], false), Err(StoreError::Compacted { .. })));
+    assert_eq!(
+        f.get("k1", at).unwrap().len(),
+        1,
+        "reading at the compacted revision itself works"
+    );
+    assert!(matches!(
+        f.mvcc.history(at, at + 1, b"k", &[0], false),
+        Err(StoreError::Compacted { .. })
+    ));
     // Wait for the background compactor, then check what is left on disk.
     let deadline = Instant::now() + Duration::from_secs(10);
     while read_i64(&f.mvcc.tree, META_COMPACT_DONE).unwrap() != Some(at) {
@@ -308,7 +444,10 @@ fn compaction_drops_old_revisions_and_keeps_latest() {
         std::thread::sleep(Duration::from_millis(10));
     }
     let records = f.mvcc.tree.scan_prefix([PREFIX_KV]).count();
-    assert!(records <= 9 + 6, "9 live keys at the compact point plus 5 later writes, got {records}");
+    assert!(
+        records <= 9 + 6,
+        "9 live keys at the compact point plus 5 later writes, got {records}"
+    );
     for i in 1..10 {
         assert_eq!(f.get(&format!("k{i}"), 0).unwrap().len(), 1);
     }
@@ -340,7 +479,9 @@ fn snapshot_restore_into_another_store() {
     let mut a = Fixture::new();
     a.put("x", "1");
     a.put("y", "2");
-    a.apply(InternalReq::LeaseGrant(pb::LeaseGrantRequest { id: 5, ttl: 100 })).0.unwrap();
+    a.apply(InternalReq::LeaseGrant(pb::LeaseGrantRequest { id: 5, ttl: 100 }))
+        .0
+        .unwrap();
     let data = crate::snapshot::encode(&a.mvcc.dump().unwrap());
     let mut b = Fixture::new();
     b.put("junk", "gone");
