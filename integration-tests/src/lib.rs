@@ -1,1 +1,5 @@
+//! Support for tests that start whole processes and clusters, and the
+//! checkers they use.
+
 pub mod linearizability;
+pub mod store_cluster;

@@ -10,6 +10,7 @@
 //! configuration; [`sim`] is the simulated network for tests.
 
 pub mod codec;
+pub mod data_dir;
 pub mod error;
 pub mod grpc;
 pub mod index;
@@ -23,6 +24,7 @@ pub mod snapshot;
 pub mod transport;
 pub mod watch;
 
+pub use data_dir::DataDir;
 pub use error::{Result, StoreError};
 pub use kv::Store;
 pub use member::{Member, MemberConfig};

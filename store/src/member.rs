@@ -10,8 +10,9 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use proto::storepb::MemberInfo;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::server::TcpIncoming;
 
+use crate::data_dir::DataDir;
 use crate::grpc::EtcdService;
 use crate::kv::Store;
 use crate::mvcc::Mvcc;
@@ -205,18 +206,14 @@ impl Member {
         parts.push(&cfg.initial_cluster_token);
         let (id, cluster_id) = identity(&cfg.data_dir, (me_derived, fnv1a(&parts)))?;
 
-        let db_path = cfg.data_dir.join("db");
-        let db = sled::Config::new()
-            .path(&db_path)
-            .flush_every_ms(None)
-            .open()
-            .with_context(|| {
-                format!(
-                    "opening data dir {} (corrupt, or in use by another process)",
-                    db_path.display()
-                )
-            })?;
-        let mvcc = Mvcc::open(&db).with_context(|| format!("data dir {} failed its checks", cfg.data_dir.display()))?;
+        let data = Arc::new(DataDir::open(&cfg.data_dir).with_context(|| {
+            format!(
+                "opening data dir {} (corrupt, or in use by another process)",
+                cfg.data_dir.display()
+            )
+        })?);
+        let mvcc = Mvcc::open(&data.state)
+            .with_context(|| format!("data dir {} failed its checks", cfg.data_dir.display()))?;
         let hub = WatchHub::new(mvcc.current_revision());
         let cell = Arc::new(OnceLock::new());
         let transport = GrpcTransport::new(id, cell.clone());
@@ -242,7 +239,8 @@ impl Member {
         ncfg.max_request_bytes = cfg.max_request_bytes;
         ncfg.snapshot_entries = cfg.snapshot_count.max(1);
         ncfg.catchup_entries = (cfg.snapshot_count / 2).max(1);
-        let node = Node::start(ncfg, &db, mvcc, hub, transport, bootstrap).context("starting the raft replica")?;
+        let node = Node::start(ncfg, data, mvcc, hub, transport, bootstrap)
+            .with_context(|| format!("data dir {} failed its checks", cfg.data_dir.display()))?;
         let _ = cell.set(node.clone());
         let store = Store::new(node);
 
@@ -259,7 +257,7 @@ impl Member {
             tasks.push(tokio::spawn(async move {
                 let r = tonic::transport::Server::builder()
                     .add_service(svc)
-                    .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+                    .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), async move {
                         let _ = stop.wait_for(|s| *s).await;
                     })
                     .await;
@@ -277,10 +275,10 @@ impl Member {
             let svc = EtcdService::new(store.clone(), cfg.progress_notify_interval);
             let mut stop = shutdown.subscribe();
             tasks.push(tokio::spawn(async move {
-                let mut builder = tonic::transport::Server::builder().tcp_nodelay(true);
+                let mut builder = tonic::transport::Server::builder();
                 let r = svc
                     .add_to(&mut builder)
-                    .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+                    .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), async move {
                         let _ = stop.wait_for(|s| *s).await;
                     })
                     .await;

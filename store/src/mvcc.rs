@@ -95,6 +95,7 @@ enum LeaseChange {
 }
 
 pub struct Mvcc {
+    db: sled::Db,
     tree: sled::Tree,
     revs: RwLock<Revisions>,
     leases: Mutex<HashMap<i64, Lease>>,
@@ -143,6 +144,7 @@ impl Mvcc {
     pub fn open(db: &sled::Db) -> Result<Arc<Self>> {
         let tree = db.open_tree("state")?;
         let mvcc = Arc::new(Self {
+            db: db.clone(),
             tree,
             revs: RwLock::new(Revisions {
                 index: KeyIndex::new(),
@@ -269,6 +271,12 @@ impl Mvcc {
                 }
             })
             .expect("spawn compactor thread");
+    }
+
+    /// Makes the state machine durable (fsync).
+    pub fn sync(&self) -> Result<()> {
+        self.db.flush()?;
+        Ok(())
     }
 
     /// Stops the background compactor (the tree stays usable).
@@ -762,7 +770,8 @@ impl Mvcc {
             batch.insert(k, v);
         }
         self.tree.apply_batch(batch)?;
-        self.load()
+        self.load()?;
+        self.sync()
     }
 }
 

@@ -131,7 +131,7 @@ enum Input {
 
 struct Shared {
     config: NodeConfig,
-    db: sled::Db,
+    data: Arc<crate::DataDir>,
     inbox: Mutex<mpsc::Sender<Input>>,
     mvcc: Arc<Mvcc>,
     hub: Arc<WatchHub>,
@@ -148,16 +148,17 @@ pub struct Node {
 }
 
 impl Node {
-    /// Starts a replica over an open `db` (the caller opened `mvcc` from it).
+    /// Starts a replica over an open data dir (the caller opened `mvcc` from
+    /// its state database).
     pub fn start(
         config: NodeConfig,
-        db: &sled::Db,
+        data: Arc<crate::DataDir>,
         mvcc: Arc<Mvcc>,
         hub: Arc<WatchHub>,
         transport: Arc<dyn Transport>,
         bootstrap: Bootstrap,
     ) -> Result<Node> {
-        let log = RaftLog::open(db, mvcc.clone())?;
+        let log = RaftLog::open(&data.wal, mvcc.clone())?;
         if log.is_empty() {
             match &bootstrap {
                 Bootstrap::NewCluster(members) => {
@@ -210,7 +211,7 @@ impl Node {
         let (tx, rx) = mpsc::channel();
         let shared = Arc::new(Shared {
             config: config.clone(),
-            db: db.clone(),
+            data,
             inbox: Mutex::new(tx),
             mvcc: mvcc.clone(),
             hub: hub.clone(),
@@ -372,7 +373,7 @@ impl Node {
 
     /// Bytes the data dir occupies.
     pub fn db_size(&self) -> i64 {
-        self.shared.db.size_on_disk().map_or(0, |n| n as i64)
+        self.shared.data.size() as i64
     }
 
     pub fn transfer_leader(&self, to: u64) -> Result<()> {
@@ -514,6 +515,7 @@ impl Driver {
         }
         self.shared.status.write().stopped = true;
         let _ = self.raw.store().sync();
+        let _ = self.shared.mvcc.sync();
     }
 
     /// Returns true to stop.
@@ -602,9 +604,13 @@ impl Driver {
     }
 
     fn start_read(&mut self, batch: ReadBatch) {
+        // The leader keeps pending reads by context: contexts from different
+        // members must never collide, so each carries the member's id.
         let ctx = self.next_read_ctx;
         self.next_read_ctx += 1;
-        self.raw.read_index(ctx.to_be_bytes().to_vec());
+        let mut bytes = self.shared.config.id.to_be_bytes().to_vec();
+        bytes.extend_from_slice(&ctx.to_be_bytes());
+        self.raw.read_index(bytes);
         self.read_batches.insert(ctx, batch);
     }
 
@@ -706,7 +712,13 @@ impl Driver {
     fn on_read_states(&mut self, states: Vec<raft::ReadState>) {
         let applied = self.shared.mvcc.applied().0;
         for rs in states {
-            let Ok(ctx) = <[u8; 8]>::try_from(rs.request_ctx.as_slice()) else {
+            let Some((member, ctx)) = rs.request_ctx.split_at_checked(8) else {
+                continue;
+            };
+            if member != self.shared.config.id.to_be_bytes() {
+                continue;
+            }
+            let Ok(ctx) = <[u8; 8]>::try_from(ctx) else {
                 continue;
             };
             let Some(batch) = self.read_batches.remove(&u64::from_be_bytes(ctx)) else {
@@ -865,7 +877,7 @@ impl Driver {
             return Ok(());
         }
         // The state machine must be durable up to `to` before its entries go.
-        store.sync()?;
+        self.shared.mvcc.sync()?;
         store.compact(to)
     }
 

@@ -141,14 +141,41 @@ impl RaftLog {
                 terms,
             }),
         };
-        let last = log.state.lock().last_index();
-        let commit = log.state.lock().hard.commit;
-        if commit > last {
+        log.check_against_state()?;
+        Ok(log)
+    }
+
+    /// Cross-checks the log with the state machine, which lives in another
+    /// database: each is evidence of what the other must hold.
+    fn check_against_state(&self) -> Result<()> {
+        let (applied, _) = self.mvcc.applied();
+        let mut s = self.state.lock();
+        let (first, last) = (s.trunc_index + 1, s.last_index());
+        if s.hard.commit > last {
             return Err(StoreError::Corrupt(format!(
-                "commit index {commit} is past the end of the log ({last})"
+                "raft log: commit index {} is past the end of the log ({last}); the log was truncated",
+                s.hard.commit
             )));
         }
-        Ok(log)
+        if applied > last {
+            return Err(StoreError::Corrupt(format!(
+                "raft log ends at {last} but the state machine applied {applied}; the log was truncated or lost"
+            )));
+        }
+        if applied + 1 < first {
+            return Err(StoreError::Corrupt(format!(
+                "state machine applied {applied} but the raft log starts at {first}; state was lost"
+            )));
+        }
+        if applied > s.hard.commit {
+            // The commit index is persisted lazily; applied entries were
+            // committed, so it is at least that.
+            s.hard.commit = applied;
+            let hard = s.hard.clone();
+            drop(s);
+            self.tree.insert(KEY_HARD, seal_pb(&hard))?;
+        }
+        Ok(())
     }
 
     /// True when this log was never initialized (a fresh data dir).
@@ -288,6 +315,8 @@ impl RaftLog {
     pub fn apply_snapshot(&self, snap: &Snapshot) -> Result<()> {
         let meta = snap.get_metadata();
         let entries = snapshot::decode(snap.get_data())?;
+        // The state (synced by restore) must be durable before the log
+        // forgets what came before the snapshot.
         self.mvcc.restore(entries)?;
         let mut s = self.state.lock();
         let mut batch = sled::Batch::default();

@@ -54,8 +54,8 @@ impl SimCluster {
 
     fn start(&mut self, id: u64, bootstrap: Bootstrap) {
         let dir = self.root.path().join(id.to_string());
-        let db = sled::Config::new().path(&dir).flush_every_ms(None).open().unwrap();
-        let mvcc = Mvcc::open(&db).unwrap();
+        let data = Arc::new(store::DataDir::open(&dir).unwrap());
+        let mvcc = Mvcc::open(&data.state).unwrap();
         let hub = WatchHub::new(mvcc.current_revision());
         let mut cfg = NodeConfig::new(id);
         cfg.tick = Duration::from_millis(20);
@@ -63,7 +63,7 @@ impl SimCluster {
         cfg.request_timeout = Duration::from_secs(2);
         cfg.snapshot_entries = self.snapshot_entries;
         cfg.catchup_entries = (self.snapshot_entries / 2).max(1);
-        let node = Node::start(cfg, &db, mvcc, hub, self.net.transport(id), bootstrap).unwrap();
+        let node = Node::start(cfg, data, mvcc, hub, self.net.transport(id), bootstrap).unwrap();
         self.net.register(node.clone());
         self.replicas.insert(
             id,
