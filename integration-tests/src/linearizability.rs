@@ -1059,11 +1059,11 @@ fn search(ops: &[PartOp], max_steps: u64) -> SearchOutcome {
                 if !search.step() {
                     return SearchOutcome::Timeout;
                 }
-                if let Some(next_state) = ops[node.op].step.apply(search.state) {
-                    if search.try_push(entry, next_state, false) {
-                        pushed = true;
-                        break;
-                    }
+                if let Some(next_state) = ops[node.op].step.apply(search.state)
+                    && search.try_push(entry, next_state, false)
+                {
+                    pushed = true;
+                    break;
                 }
             }
             entry = node.next;
@@ -1786,7 +1786,7 @@ mod tests {
                 continue;
             };
             // The read must follow the writer in real time.
-            if !history[writer].return_time.is_some_and(|r| r < history[index].call) {
+            if history[writer].return_time.is_none_or(|r| r >= history[index].call) {
                 continue;
             }
             let writer_call = history[writer].call;

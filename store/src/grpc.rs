@@ -445,7 +445,7 @@ impl Maintenance for EtcdService {
             .scan(0usize, |sent, c| {
                 *sent += c.len();
                 Some(Ok(pb::SnapshotResponse {
-                    header: Some(header.clone()),
+                    header: Some(header),
                     remaining_bytes: (total - *sent) as u64,
                     blob: c.to_vec(),
                 }))

@@ -103,7 +103,7 @@ impl Store {
         match self.node.propose(InternalReq::Txn(req)).await? {
             Applied::Txn(mut r) => {
                 let h = self.header(r.header.as_ref().map_or(0, |h| h.revision));
-                set_headers(&mut r, &h);
+                crate::mvcc::set_txn_headers(&mut r, &h);
                 Ok(r)
             }
             other => Err(unexpected(other)),
@@ -145,7 +145,7 @@ impl Store {
             succeeded,
             responses,
         };
-        set_headers(&mut r, &self.header(at));
+        crate::mvcc::set_txn_headers(&mut r, &self.header(at));
         Ok(r)
     }
 
@@ -347,20 +347,6 @@ fn unexpected(a: Applied) -> StoreError {
     StoreError::Storage(format!("unexpected apply result {a:?}"))
 }
 
-fn set_headers(r: &mut pb::TxnResponse, h: &pb::ResponseHeader) {
-    use pb::response_op::Response;
-    r.header = Some(h.clone());
-    for op in &mut r.responses {
-        match op.response.as_mut() {
-            Some(Response::ResponseRange(x)) => x.header = Some(h.clone()),
-            Some(Response::ResponsePut(x)) => x.header = Some(h.clone()),
-            Some(Response::ResponseDeleteRange(x)) => x.header = Some(h.clone()),
-            Some(Response::ResponseTxn(x)) => set_headers(x, h),
-            None => {}
-        }
-    }
-}
-
 fn is_read_only(req: &pb::TxnRequest) -> bool {
     use pb::request_op::Request;
     req.success.iter().chain(&req.failure).all(|op| match &op.request {
@@ -444,10 +430,8 @@ fn check_duplicates(ops: &[pb::RequestOp]) -> Result<()> {
     let mut deletes: Vec<(&[u8], &[u8])> = Vec::new();
     for op in ops {
         match &op.request {
-            Some(Request::RequestPut(p)) => {
-                if !puts.insert(&p.key) {
-                    return Err(StoreError::DuplicateKey);
-                }
+            Some(Request::RequestPut(p)) if !puts.insert(&p.key) => {
+                return Err(StoreError::DuplicateKey);
             }
             Some(Request::RequestDeleteRange(d)) => deletes.push((&d.key, &d.range_end)),
             _ => {}

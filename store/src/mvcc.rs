@@ -789,14 +789,15 @@ fn header(revision: i64) -> pb::ResponseHeader {
     }
 }
 
-fn set_txn_headers(r: &mut pb::TxnResponse, h: &pb::ResponseHeader) {
+/// Puts `h` on a txn response and every response inside it.
+pub(crate) fn set_txn_headers(r: &mut pb::TxnResponse, h: &pb::ResponseHeader) {
     use pb::response_op::Response;
-    r.header = Some(h.clone());
+    r.header = Some(*h);
     for op in &mut r.responses {
         match op.response.as_mut() {
-            Some(Response::ResponseRange(x)) => x.header = Some(h.clone()),
-            Some(Response::ResponsePut(x)) => x.header = Some(h.clone()),
-            Some(Response::ResponseDeleteRange(x)) => x.header = Some(h.clone()),
+            Some(Response::ResponseRange(x)) => x.header = Some(*h),
+            Some(Response::ResponsePut(x)) => x.header = Some(*h),
+            Some(Response::ResponseDeleteRange(x)) => x.header = Some(*h),
             Some(Response::ResponseTxn(x)) => set_txn_headers(x, h),
             None => {}
         }
@@ -1161,7 +1162,7 @@ impl<'a> Writer<'a> {
             }
         }
         *mvcc.applied.lock() = (index, term);
-        Ok(changed.then(|| RevisionEvents {
+        Ok(changed.then_some(RevisionEvents {
             revision: self.main,
             events: self.events,
         }))

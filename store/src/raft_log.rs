@@ -112,8 +112,7 @@ impl RaftLog {
             }
         };
         let mut terms = VecDeque::new();
-        let mut expect = trunc_index + 1;
-        for item in tree.scan_prefix(b"e") {
+        for (expect, item) in (trunc_index + 1..).zip(tree.scan_prefix(b"e")) {
             let (k, v) = item?;
             let e = decode_entry(&v)?;
             let idx = u64::from_be_bytes(
@@ -127,7 +126,6 @@ impl RaftLog {
                 )));
             }
             terms.push_back(e.term);
-            expect += 1;
         }
         let log = Self {
             db: db.clone(),

@@ -62,46 +62,6 @@ pub fn decode(data: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
     Ok(entries)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn round_trip() {
-        let entries = vec![
-            (b"a".to_vec(), b"1".to_vec()),
-            (vec![], vec![]),
-            (b"k".to_vec(), vec![7; 1000]),
-        ];
-        assert_eq!(decode(&encode(&entries)).unwrap(), entries);
-        assert_eq!(decode(&encode(&[])).unwrap(), vec![]);
-    }
-
-    #[test]
-    fn envelope_round_trip_and_damage() {
-        let data = encode(&[(b"k".to_vec(), vec![1; 700])]);
-        let file = wrap(&data);
-        assert_eq!((file.len() - 32) % 512, 0, "etcdctl checks this shape");
-        assert_eq!(unwrap(&file).unwrap(), &data[..]);
-        let mut bad = file.clone();
-        bad[20] ^= 1;
-        assert!(unwrap(&bad).is_err());
-        assert!(unwrap(&file[..file.len() - 1]).is_err());
-    }
-
-    #[test]
-    fn rejects_damage() {
-        let data = encode(&[(b"key".to_vec(), b"value".to_vec())]);
-        for cut in [0, 5, data.len() - 1] {
-            assert!(decode(&data[..cut]).is_err(), "truncated at {cut}");
-        }
-        let mut flipped = data.clone();
-        flipped[12] ^= 1;
-        assert!(matches!(decode(&flipped), Err(StoreError::Corrupt(_))));
-        assert!(decode(b"not a snapshot at all, just text").is_err());
-    }
-}
-
 /// A snapshot as `Maintenance.Snapshot` streams it and snapshot files hold
 /// it, in the envelope etcd's tools check: the length of the data (u64 BE),
 /// the data, zero padding to a multiple of 512 bytes, then the SHA-256 of
@@ -121,7 +81,7 @@ pub fn wrap(data: &[u8]) -> Vec<u8> {
 pub fn unwrap(file: &[u8]) -> Result<&[u8]> {
     use sha2::Digest;
     let corrupt = |why: &str| StoreError::Corrupt(format!("snapshot file: {why}"));
-    if file.len() < 8 + 32 || (file.len() - 32) % 512 != 0 {
+    if file.len() < 8 + 32 || !(file.len() - 32).is_multiple_of(512) {
         return Err(corrupt("wrong size for a snapshot file"));
     }
     let (body, digest) = file.split_at(file.len() - 32);
@@ -197,4 +157,44 @@ pub fn restore_file(
     mvcc.close();
     db.flush()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip() {
+        let entries = vec![
+            (b"a".to_vec(), b"1".to_vec()),
+            (vec![], vec![]),
+            (b"k".to_vec(), vec![7; 1000]),
+        ];
+        assert_eq!(decode(&encode(&entries)).unwrap(), entries);
+        assert_eq!(decode(&encode(&[])).unwrap(), vec![]);
+    }
+
+    #[test]
+    fn envelope_round_trip_and_damage() {
+        let data = encode(&[(b"k".to_vec(), vec![1; 700])]);
+        let file = wrap(&data);
+        assert_eq!((file.len() - 32) % 512, 0, "etcdctl checks this shape");
+        assert_eq!(unwrap(&file).unwrap(), &data[..]);
+        let mut bad = file.clone();
+        bad[20] ^= 1;
+        assert!(unwrap(&bad).is_err());
+        assert!(unwrap(&file[..file.len() - 1]).is_err());
+    }
+
+    #[test]
+    fn rejects_damage() {
+        let data = encode(&[(b"key".to_vec(), b"value".to_vec())]);
+        for cut in [0, 5, data.len() - 1] {
+            assert!(decode(&data[..cut]).is_err(), "truncated at {cut}");
+        }
+        let mut flipped = data.clone();
+        flipped[12] ^= 1;
+        assert!(matches!(decode(&flipped), Err(StoreError::Corrupt(_))));
+        assert!(decode(b"not a snapshot at all, just text").is_err());
+    }
 }

@@ -88,7 +88,7 @@ impl WatchHub {
     }
 
     /// Revisions `from..=to` if the window holds all of them.
-    fn from_window(&self, from: i64, to: i64, max_events: usize) -> Option<Vec<Arc<RevisionEvents>>> {
+    fn window_range(&self, from: i64, to: i64, max_events: usize) -> Option<Vec<Arc<RevisionEvents>>> {
         let w = self.window.lock();
         let first = w.revs.front()?.revision;
         if from < first {
@@ -205,7 +205,7 @@ impl Watcher {
     /// Reads forward from `self.next`, up to `current`. Returns the last
     /// revision covered and the matching events.
     async fn read(&self, current: i64, max_events: usize) -> Result<(i64, Vec<Event>)> {
-        let revs = match self.hub.from_window(self.next, current, max_events) {
+        let revs = match self.hub.window_range(self.next, current, max_events) {
             Some(revs) if !revs.is_empty() => revs,
             _ => {
                 let (mvcc, from, spec) = (self.mvcc.clone(), self.next, self.spec.clone());

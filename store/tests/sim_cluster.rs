@@ -287,7 +287,7 @@ async fn cluster_isolated_follower_rejoins() {
     c.net.heal();
     c.converged(&c.ids()).await;
     // Pre-vote keeps the rejoining follower from disrupting the leader.
-    assert_eq!(c.store(leader).status().is_leader, true);
+    assert!(c.store(leader).status().is_leader);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
