@@ -337,7 +337,7 @@ const FIRST_VALUE: u32 = 2;
 
 /// One operation of a partition, with values interned. Outputs of
 /// unknown-outcome operations are `None` (unconstrained).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Step {
     Put(u32),
     Get(u32),
@@ -713,6 +713,10 @@ impl LinearizedSet {
         }
     }
 
+    fn contains(&self, op: usize) -> bool {
+        self.words[op / 64] & (1 << (op % 64)) != 0
+    }
+
     fn insert(&mut self, op: usize) {
         let word = op / 64;
         self.words[word] |= 1 << (op % 64);
@@ -785,25 +789,9 @@ impl Hasher for PrehashedHasher {
     }
 }
 
-/// One visited configuration.
-struct MemoEntry {
-    state: u32,
-    /// [`LinearizedSet::snapshot`] of the linearized known operations.
-    known: Box<[u64]>,
-    /// Bitset of the linearized unknown-outcome operations.
-    unknown: Box<[u64]>,
-    /// Whether the search from this configuration is over (and so failed).
-    failed: bool,
-}
-
-/// Memo of visited configurations, keyed by a hash of (linearized known
-/// operations, state): configurations differing only in which
-/// unknown-outcome operations are linearized share a bucket.
-type Memo = HashMap<u64, Vec<MemoEntry>, BuildHasherDefault<PrehashedHasher>>;
-
-fn is_subset(small: &[u64], large: &[u64]) -> bool {
-    small.iter().zip(large).all(|(s, l)| s & !l == 0)
-}
+/// Memo of visited configurations, keyed by a hash of (linearized set,
+/// state); each bucket holds the (state, set snapshot) pairs with that hash.
+type Memo = HashMap<u64, Vec<(u32, Box<[u64]>)>, BuildHasherDefault<PrehashedHasher>>;
 
 struct Frame {
     /// The call entry that was lifted.
@@ -813,9 +801,6 @@ struct Frame {
     /// Whether this was a forced move (see [`search`]), which has no
     /// alternatives to try when backtracking.
     forced: bool,
-    /// Where the configuration reached by this move is in the memo.
-    memo_key: u64,
-    memo_slot: usize,
 }
 
 enum SearchOutcome {
@@ -833,9 +818,13 @@ struct Search<'a> {
     ops: &'a [PartOp],
     /// Operations `n_known..` have unknown outcomes.
     n_known: usize,
+    /// How many known-outcome operations are not linearized.
+    known_left: usize,
+    /// For an unknown-outcome operation, the previous unknown-outcome
+    /// operation (in call order) with the same step, or `NIL`.
+    twin_before: Vec<usize>,
     list: EntryList,
-    known: LinearizedSet,
-    unknown: Vec<u64>,
+    linearized: LinearizedSet,
     memo: Memo,
     snapshot: Vec<u64>,
     stack: Vec<Frame>,
@@ -848,7 +837,6 @@ struct Search<'a> {
     unchanged: usize,
     steps: u64,
     max_steps: u64,
-    dominance: bool,
 }
 
 impl Search<'_> {
@@ -858,67 +846,35 @@ impl Search<'_> {
         self.steps <= self.max_steps
     }
 
-    fn is_unknown(&self, op: usize) -> bool {
-        op >= self.n_known
-    }
-
-    fn set_linearized(&mut self, op: usize, linearized: bool) {
-        if let Some(u) = op.checked_sub(self.n_known) {
-            if linearized {
-                self.unknown[u / 64] |= 1 << (u % 64);
-            } else {
-                self.unknown[u / 64] &= !(1 << (u % 64));
-            }
-        } else if linearized {
-            self.known.insert(op);
-        } else {
-            self.known.remove(op);
-        }
-    }
-
     /// Linearizes the operation of call entry `entry`, moving to state
-    /// `next_state`, unless that configuration is known to fail. Returns
-    /// whether it did.
-    ///
-    /// A configuration fails if it was visited before (the search from it is
-    /// over, or it would be on the stack, where every configuration is
-    /// smaller), or if the same configuration with fewer unknown-outcome
-    /// operations linearized failed: anything that completes the larger one
-    /// completes the smaller one too, with the extra unknown-outcome
-    /// operations appended at the end.
+    /// `next_state`, unless that configuration was visited before (and so
+    /// failed: every configuration on the stack is smaller). Returns whether
+    /// it did.
     fn try_push(&mut self, entry: usize, next_state: u32, forced: bool) -> bool {
         let op = self.list.nodes[entry].op;
-        self.set_linearized(op, true);
-        self.known.snapshot(&mut self.snapshot);
-        let memo_key = self.known.hash ^ splitmix64(u64::from(next_state));
-        let bucket = self.memo.entry(memo_key).or_default();
-        let (snapshot, unknown) = (&self.snapshot, &self.unknown);
-        let dominance = self.dominance;
-        let dead = bucket.iter().any(|e| {
-            e.state == next_state
-                && e.known[..] == snapshot[..]
-                && (e.unknown[..] == unknown[..] || (dominance && e.failed && is_subset(&e.unknown, unknown)))
-        });
-        if dead {
-            self.set_linearized(op, false);
+        self.linearized.insert(op);
+        self.linearized.snapshot(&mut self.snapshot);
+        let key = self.linearized.hash ^ splitmix64(u64::from(next_state));
+        let bucket = self.memo.entry(key).or_default();
+        let snapshot = &self.snapshot;
+        if bucket
+            .iter()
+            .any(|(state, set)| *state == next_state && set[..] == snapshot[..])
+        {
+            self.linearized.remove(op);
             return false;
         }
-        bucket.push(MemoEntry {
-            state: next_state,
-            known: snapshot.as_slice().into(),
-            unknown: unknown.as_slice().into(),
-            failed: false,
-        });
-        let memo_slot = bucket.len() - 1;
+        bucket.push((next_state, snapshot.as_slice().into()));
         self.stack.push(Frame {
             node: entry,
             state: self.state,
             forced,
-            memo_key,
-            memo_slot,
         });
         self.state = next_state;
         self.list.lift(entry);
+        if op < self.n_known {
+            self.known_left -= 1;
+        }
         if self.stack.len() > self.best.len() {
             self.best.truncate(self.unchanged);
             let list = &self.list;
@@ -930,28 +886,22 @@ impl Search<'_> {
         true
     }
 
-    /// Undoes frames up to and including the last unforced one, marking the
-    /// configurations they reached as failed. Returns where the search
-    /// resumes: the entry after that frame's call entry, and whether its
-    /// operation's outcome is unknown (the pass to continue); `None` if the
-    /// stack ran out.
-    fn backtrack(&mut self) -> Option<(usize, bool)> {
+    /// Undoes frames up to and including the last unforced one, and returns
+    /// the entry after its call entry, where the search resumes; `None` if
+    /// the stack ran out.
+    fn backtrack(&mut self) -> Option<usize> {
         loop {
             let frame = self.stack.pop()?;
-            if let Some(entry) = self
-                .memo
-                .get_mut(&frame.memo_key)
-                .and_then(|bucket| bucket.get_mut(frame.memo_slot))
-            {
-                entry.failed = true;
-            }
             self.unchanged = self.unchanged.min(self.stack.len());
             let op = self.list.nodes[frame.node].op;
-            self.set_linearized(op, false);
+            if op < self.n_known {
+                self.known_left += 1;
+            }
+            self.linearized.remove(op);
             self.state = frame.state;
             self.list.unlift(frame.node);
             if !frame.forced {
-                return Some((self.list.nodes[frame.node].next, self.is_unknown(op)));
+                return Some(self.list.nodes[frame.node].next);
             }
         }
     }
@@ -984,21 +934,36 @@ impl Search<'_> {
 ///   candidate), moving it earlier only drops constraints of the form "it
 ///   precedes X", its output is possible at the front, and it changes no
 ///   state wherever it stands, so every other operation sees the same states
-///   as before. Consequently, if the configuration after a forced move is
-///   known to fail, so does the current one.
-/// * Candidates with known outcomes are tried before unknown-outcome ones, so
-///   that configurations with fewer unknown-outcome operations linearized are
-///   explored (and fail) first and then prune the larger ones (see
-///   [`Search::try_push`]). Without this, every unknown-outcome operation
-///   could double the search space.
-fn search(ops: &[PartOp], max_steps: u64) -> SearchOutcome {
-    let n_known = ops.iter().take_while(|op| op.ret != u64::MAX).count();
+///   as before. Consequently, if the configuration after a forced move was
+///   visited before (and failed), so does the current one.
+/// * Unknown-outcome operations with the same step (for example puts of
+///   values nobody reads, which all map to the same state) are
+///   interchangeable: they never have to return, so in any linearization
+///   they can be reordered among themselves by call time. Only such
+///   linearizations are searched: an unknown-outcome operation is a
+///   candidate only once its earlier twin is linearized. Without this, every
+///   pending unknown-outcome operation could double the search space.
+/// * An unknown-outcome operation is never linearized where it would not
+///   change the state: it can as well go to the very end, after every
+///   known-outcome operation, where nothing observes it (which is also why
+///   the search succeeds once no known-outcome operation is left). Again,
+///   without this every pending compare-and-swap whose expected value is gone
+///   for good could double the search space.
+fn search(ops: &[PartOp], n_known: usize, max_steps: u64) -> SearchOutcome {
+    let mut twin_before = vec![NIL; ops.len()];
+    let mut last_with_step: HashMap<Step, usize> = HashMap::new();
+    for (i, op) in ops.iter().enumerate().skip(n_known) {
+        if let Some(before) = last_with_step.insert(op.step, i) {
+            twin_before[i] = before;
+        }
+    }
     let mut search = Search {
         ops,
         n_known,
+        known_left: n_known,
+        twin_before,
         list: EntryList::new(ops),
-        known: LinearizedSet::new(n_known),
-        unknown: vec![0; (ops.len() - n_known).div_ceil(64)],
+        linearized: LinearizedSet::new(ops.len()),
         memo: Memo::default(),
         snapshot: Vec::new(),
         stack: Vec::new(),
@@ -1008,25 +973,20 @@ fn search(ops: &[PartOp], max_steps: u64) -> SearchOutcome {
         unchanged: 0,
         steps: 0,
         max_steps,
-        dominance: false,
     };
-    let mode = std::env::var("LINMODE").unwrap_or_default();
-    let known_first = mode.contains('k');
-    search.dominance = mode.contains('d');
-    let has_unknown = n_known < ops.len() && known_first;
-    // `Some((entry, unknown_pass))`: resume scanning the candidates of the
-    // current configuration at `entry`, in the pass over known-outcome
-    // (false) or unknown-outcome (true) operations; `None`: the
-    // configuration is new.
-    let mut resume: Option<(usize, bool)> = None;
+    // `Some(entry)`: resume scanning the candidates of the current
+    // configuration at `entry`; `None`: the configuration is new.
+    let mut resume: Option<usize> = None;
     loop {
         if !search.step() {
             return SearchOutcome::Timeout;
         }
-        let (mut entry, mut unknown_pass) = match resume {
-            Some(resume) => resume,
+        let mut entry = match resume {
+            Some(entry) => entry,
             None => {
-                if search.list.first() == NIL {
+                if search.known_left == 0 {
+                    // Only unknown-outcome operations are left: linearize
+                    // them at the end, where nothing observes them.
                     return SearchOutcome::Linearizable;
                 }
                 if let Some(forced) = search.find_read_only() {
@@ -1039,31 +999,25 @@ fn search(ops: &[PartOp], max_steps: u64) -> SearchOutcome {
                     }
                     continue;
                 }
-                (search.list.first(), false)
+                search.list.first()
             }
         };
         // Try the candidates from `entry` on; no read-only one among them is
         // possible now (or it would have been forced).
         let mut pushed = false;
-        loop {
-            let node = search.list.nodes[entry];
-            if !node.is_call {
-                if unknown_pass || !has_unknown {
-                    break;
-                }
-                unknown_pass = true;
-                entry = search.list.first();
-                continue;
+        while search.list.nodes[entry].is_call {
+            if !search.step() {
+                return SearchOutcome::Timeout;
             }
-            if !known_first || search.is_unknown(node.op) == unknown_pass {
-                if !search.step() {
-                    return SearchOutcome::Timeout;
-                }
-                if let Some(next_state) = ops[node.op].step.apply(search.state)
-                    && search.try_push(entry, next_state, false)
-                {
-                    pushed = true;
-                    break;
+            let node = search.list.nodes[entry];
+            let twin = search.twin_before[node.op];
+            if twin == NIL || search.linearized.contains(twin) {
+                if let Some(next_state) = ops[node.op].step.apply(search.state) {
+                    let useless = node.op >= n_known && next_state == search.state;
+                    if !useless && search.try_push(entry, next_state, false) {
+                        pushed = true;
+                        break;
+                    }
                 }
             }
             entry = node.next;

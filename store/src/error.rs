@@ -45,6 +45,8 @@ pub enum StoreError {
     InvalidArgument(String),
     #[error("etcdserver: no leader")]
     NoLeader,
+    #[error("etcdserver: not leader")]
+    NotLeader,
     #[error("etcdserver: request timed out")]
     Timeout,
     #[error("etcdserver: server stopped")]
@@ -87,7 +89,7 @@ impl From<StoreError> for Status {
             | LearnerNotReady
             | NotEnoughStartedMembers
             | LeaseTtlTooLarge => Code::FailedPrecondition,
-            NoLeader | Timeout | Stopped => Code::Unavailable,
+            NoLeader | NotLeader | Timeout | Stopped => Code::Unavailable,
             Corrupt(_) => Code::DataLoss,
             Storage(_) => Code::Internal,
         };

@@ -372,11 +372,34 @@ impl Cluster for EtcdService {
     }
 
     async fn member_promote(&self, req: Request<pb::MemberPromoteRequest>) -> GrpcResult<pb::MemberPromoteResponse> {
-        self.store.promote_member(req.into_inner().id).await?;
+        let id = req.into_inner().id;
+        match self.store.promote_member(id).await {
+            Ok(()) => {}
+            // Like etcd, hand the promotion to the leader, the only member
+            // that can tell whether the learner has caught up.
+            Err(StoreError::NotLeader) => return self.forward_promote(id).await,
+            Err(e) => return Err(e.into()),
+        }
         Ok(Response::new(pb::MemberPromoteResponse {
             header: Some(self.store.header(self.store.mvcc().current_revision())),
             members: self.store.members().iter().map(member_pb).collect(),
         }))
+    }
+}
+
+impl EtcdService {
+    async fn forward_promote(&self, id: u64) -> GrpcResult<pb::MemberPromoteResponse> {
+        let leader = self.store.status().leader;
+        let url = self
+            .store
+            .mvcc()
+            .member(leader)
+            .and_then(|m| m.client_urls.first().cloned())
+            .ok_or(StoreError::NoLeader)?;
+        let mut client = proto::etcdserverpb::cluster_client::ClusterClient::connect(url)
+            .await
+            .map_err(|e| Status::unavailable(format!("etcdserver: cannot reach the leader: {e}")))?;
+        client.member_promote(pb::MemberPromoteRequest { id }).await
     }
 }
 

@@ -537,9 +537,13 @@ impl Driver {
                 }
             }
             Input::ConfChange { id, cc, promote, reply } => {
-                if let Some(learner) = promote
-                    && self.raw.raft.state == StateRole::Leader
-                {
+                // Only the leader knows how far a learner has caught up;
+                // callers forward promotions to it.
+                if promote.is_some() && self.raw.raft.state != StateRole::Leader {
+                    let _ = reply.send(Err(StoreError::NotLeader));
+                    return false;
+                }
+                if let Some(learner) = promote {
                     let last = self.raw.raft.raft_log.last_index();
                     let matched = self.raw.raft.prs().get(learner).map_or(0, |p| p.matched);
                     if (matched as f64) < (last as f64) * 0.9 {

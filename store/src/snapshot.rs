@@ -142,20 +142,20 @@ pub fn restore_file(
     if !members.iter().any(|m| m.name == name) {
         bail!("--initial-cluster has no member named {name:?}");
     }
-    if data_dir.join("db").exists() {
+    if data_dir.join("state").exists() || data_dir.join("wal").exists() {
         bail!(
             "data dir {} already has data; restore needs a new one",
             data_dir.display()
         );
     }
     std::fs::create_dir_all(data_dir)?;
-    let db = sled::open(data_dir.join("db"))?;
-    let mvcc = crate::mvcc::Mvcc::open(&db)?;
+    let data = crate::DataDir::open(data_dir)?;
+    let mvcc = crate::mvcc::Mvcc::open(&data.state)?;
     mvcc.restore(entries)?;
     mvcc.reset_applied()?;
     mvcc.reset_members(&members)?;
     mvcc.close();
-    db.flush()?;
+    mvcc.sync()?;
     Ok(())
 }
 
