@@ -184,7 +184,7 @@ pub fn check_with_budget(history: &[Operation], max_steps_per_key: u64) -> Check
                 };
             }
         };
-        match search(&partition.ops, max_steps_per_key) {
+        match search(&partition.ops, partition.n_known, max_steps_per_key) {
             SearchOutcome::Linearizable => {}
             SearchOutcome::Timeout => {
                 if timed_out.is_none() {
@@ -412,7 +412,10 @@ struct PartOp {
 
 /// The operations of one key.
 struct Partition {
+    /// Known-outcome operations by call time, then unknown-outcome ones by
+    /// call time.
     ops: Vec<PartOp>,
+    n_known: usize,
     /// `values[id]` is the value with interned id `id` (from `FIRST_VALUE`).
     values: Vec<String>,
 }
@@ -510,8 +513,13 @@ impl Partition {
         // small window, which keeps the memo's entries small.
         known.sort_by_key(|op| (op.call, op.ret, op.orig));
         unknown.sort_by_key(|op| (op.call, op.orig));
+        let n_known = known.len();
         known.extend(unknown);
-        Ok(Partition { ops: known, values })
+        Ok(Partition {
+            ops: known,
+            n_known,
+            values,
+        })
     }
 
     fn fmt_state(&self, state: u32) -> String {
