@@ -184,7 +184,8 @@ pub fn check_with_budget(history: &[Operation], max_steps_per_key: u64) -> Check
                 };
             }
         };
-        match search(&partition.ops, partition.n_known, max_steps_per_key) {
+        let strategy = if std::env::var("LINMODE").is_ok_and(|m| m.contains('k')) { Strategy::KnownFirst } else { Strategy::CallOrder };
+        match search(&partition.ops, partition.n_known, max_steps_per_key, strategy) {
             SearchOutcome::Linearizable => {}
             SearchOutcome::Timeout => {
                 if timed_out.is_none() {
@@ -797,9 +798,25 @@ impl Hasher for PrehashedHasher {
     }
 }
 
-/// Memo of visited configurations, keyed by a hash of (linearized set,
-/// state); each bucket holds the (state, set snapshot) pairs with that hash.
-type Memo = HashMap<u64, Vec<(u32, Box<[u64]>)>, BuildHasherDefault<PrehashedHasher>>;
+/// One visited configuration.
+struct MemoEntry {
+    state: u32,
+    /// [`LinearizedSet::snapshot`] of the linearized known-outcome
+    /// operations.
+    known: Box<[u64]>,
+    /// Bitset of the linearized unknown-outcome operations.
+    unknown: Box<[u64]>,
+    /// Whether the search from this configuration is over (and so failed).
+    failed: bool,
+}
+
+/// Memo of visited configurations, keyed by a hash of the configuration
+/// (without the unknown-outcome operations, with [`Strategy::KnownFirst`]).
+type Memo = HashMap<u64, Vec<MemoEntry>, BuildHasherDefault<PrehashedHasher>>;
+
+fn is_subset(small: &[u64], large: &[u64]) -> bool {
+    small.iter().zip(large).all(|(s, l)| s & !l == 0)
+}
 
 struct Frame {
     /// The call entry that was lifted.
@@ -809,6 +826,24 @@ struct Frame {
     /// Whether this was a forced move (see [`search`]), which has no
     /// alternatives to try when backtracking.
     forced: bool,
+    /// Where the configuration reached by this move is in the memo.
+    memo_key: u64,
+    memo_slot: usize,
+}
+
+/// The order in which [`search`] tries candidates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Strategy {
+    /// In list order, that is by call time. Quick to find a linearization
+    /// when there is one: unknown-outcome operations are linearized early,
+    /// and then usually absorbed by later writes.
+    CallOrder,
+    /// Known-outcome candidates first, then unknown-outcome ones; and a
+    /// configuration is also known to fail if the same configuration with
+    /// fewer unknown-outcome operations linearized failed. Quicker to prove
+    /// that there is no linearization when many unknown-outcome operations
+    /// are pending.
+    KnownFirst,
 }
 
 enum SearchOutcome {
@@ -824,6 +859,7 @@ enum SearchOutcome {
 
 struct Search<'a> {
     ops: &'a [PartOp],
+    strategy: Strategy,
     /// Operations `n_known..` have unknown outcomes.
     n_known: usize,
     /// How many known-outcome operations are not linearized.
@@ -832,7 +868,13 @@ struct Search<'a> {
     /// operation (in call order) with the same step, or `NIL`.
     twin_before: Vec<usize>,
     list: EntryList,
-    linearized: LinearizedSet,
+    /// The linearized known-outcome operations.
+    known: LinearizedSet,
+    /// The linearized unknown-outcome operations (bit `op - n_known`), and a
+    /// Zobrist hash of them.
+    unknown: Vec<u64>,
+    unknown_hash: u64,
+    unknown_zobrist: Vec<u64>,
     memo: Memo,
     snapshot: Vec<u64>,
     stack: Vec<Frame>,
@@ -854,29 +896,69 @@ impl Search<'_> {
         self.steps <= self.max_steps
     }
 
+    fn is_linearized(&self, op: usize) -> bool {
+        match op.checked_sub(self.n_known) {
+            Some(u) => self.unknown[u / 64] & (1 << (u % 64)) != 0,
+            None => self.known.contains(op),
+        }
+    }
+
+    fn set_linearized(&mut self, op: usize, linearized: bool) {
+        match op.checked_sub(self.n_known) {
+            Some(u) => {
+                self.unknown[u / 64] ^= 1 << (u % 64);
+                self.unknown_hash ^= self.unknown_zobrist[u];
+            }
+            None if linearized => self.known.insert(op),
+            None => self.known.remove(op),
+        }
+    }
+
     /// Linearizes the operation of call entry `entry`, moving to state
-    /// `next_state`, unless that configuration was visited before (and so
-    /// failed: every configuration on the stack is smaller). Returns whether
-    /// it did.
+    /// `next_state`, unless that configuration is known to fail. Returns
+    /// whether it did.
+    ///
+    /// A configuration fails if it was visited before (the search from it is
+    /// over, or it would be on the stack, where every configuration is
+    /// smaller). With [`Strategy::KnownFirst`] it also fails if the same
+    /// configuration with fewer unknown-outcome operations linearized
+    /// failed: anything that completes the larger one completes the smaller
+    /// one too, with the extra unknown-outcome operations appended at the
+    /// end.
     fn try_push(&mut self, entry: usize, next_state: u32, forced: bool) -> bool {
         let op = self.list.nodes[entry].op;
-        self.linearized.insert(op);
-        self.linearized.snapshot(&mut self.snapshot);
-        let key = self.linearized.hash ^ splitmix64(u64::from(next_state));
-        let bucket = self.memo.entry(key).or_default();
-        let snapshot = &self.snapshot;
-        if bucket
-            .iter()
-            .any(|(state, set)| *state == next_state && set[..] == snapshot[..])
-        {
-            self.linearized.remove(op);
+        self.set_linearized(op, true);
+        self.known.snapshot(&mut self.snapshot);
+        let dominance = self.strategy == Strategy::KnownFirst;
+        let mut memo_key = self.known.hash ^ splitmix64(u64::from(next_state));
+        if !dominance {
+            memo_key ^= self.unknown_hash;
+        }
+        let bucket = self.memo.entry(memo_key).or_default();
+        let (snapshot, unknown) = (&self.snapshot, &self.unknown);
+        let dead = bucket.iter().any(|e| {
+            e.state == next_state
+                && e.known[..] == snapshot[..]
+                && (e.unknown[..] == unknown[..]
+                    || (dominance && e.failed && is_subset(&e.unknown, unknown)))
+        });
+        if dead {
+            self.set_linearized(op, false);
             return false;
         }
-        bucket.push((next_state, snapshot.as_slice().into()));
+        bucket.push(MemoEntry {
+            state: next_state,
+            known: snapshot.as_slice().into(),
+            unknown: unknown.as_slice().into(),
+            failed: false,
+        });
+        let memo_slot = bucket.len() - 1;
         self.stack.push(Frame {
             node: entry,
             state: self.state,
             forced,
+            memo_key,
+            memo_slot,
         });
         self.state = next_state;
         self.list.lift(entry);
@@ -894,22 +976,30 @@ impl Search<'_> {
         true
     }
 
-    /// Undoes frames up to and including the last unforced one, and returns
-    /// the entry after its call entry, where the search resumes; `None` if
-    /// the stack ran out.
-    fn backtrack(&mut self) -> Option<usize> {
+    /// Undoes frames up to and including the last unforced one, marking the
+    /// configurations they reached as failed. Returns where the search
+    /// resumes: the entry after that frame's call entry, and whether its
+    /// operation's outcome is unknown; `None` if the stack ran out.
+    fn backtrack(&mut self) -> Option<(usize, bool)> {
         loop {
             let frame = self.stack.pop()?;
+            if let Some(entry) = self
+                .memo
+                .get_mut(&frame.memo_key)
+                .and_then(|bucket| bucket.get_mut(frame.memo_slot))
+            {
+                entry.failed = true;
+            }
             self.unchanged = self.unchanged.min(self.stack.len());
             let op = self.list.nodes[frame.node].op;
             if op < self.n_known {
                 self.known_left += 1;
             }
-            self.linearized.remove(op);
+            self.set_linearized(op, false);
             self.state = frame.state;
             self.list.unlift(frame.node);
             if !frame.forced {
-                return Some(self.list.nodes[frame.node].next);
+                return Some((self.list.nodes[frame.node].next, op >= self.n_known));
             }
         }
     }
@@ -930,7 +1020,8 @@ impl Search<'_> {
     }
 }
 
-/// Searches for a linearization of one key's operations.
+/// Searches for a linearization of one key's operations; `ops[n_known..]`
+/// have unknown outcomes.
 ///
 /// On top of the plain just-in-time search with memoization:
 ///
@@ -942,22 +1033,22 @@ impl Search<'_> {
 ///   candidate), moving it earlier only drops constraints of the form "it
 ///   precedes X", its output is possible at the front, and it changes no
 ///   state wherever it stands, so every other operation sees the same states
-///   as before. Consequently, if the configuration after a forced move was
-///   visited before (and failed), so does the current one.
+///   as before. Consequently, if the configuration after a forced move is
+///   known to fail, so does the current one.
 /// * Unknown-outcome operations with the same step (for example puts of
 ///   values nobody reads, which all map to the same state) are
 ///   interchangeable: they never have to return, so in any linearization
 ///   they can be reordered among themselves by call time. Only such
 ///   linearizations are searched: an unknown-outcome operation is a
-///   candidate only once its earlier twin is linearized. Without this, every
-///   pending unknown-outcome operation could double the search space.
+///   candidate only once its earlier twin is linearized.
 /// * An unknown-outcome operation is never linearized where it would not
 ///   change the state: it can as well go to the very end, after every
 ///   known-outcome operation, where nothing observes it (which is also why
-///   the search succeeds once no known-outcome operation is left). Again,
-///   without this every pending compare-and-swap whose expected value is gone
-///   for good could double the search space.
-fn search(ops: &[PartOp], n_known: usize, max_steps: u64) -> SearchOutcome {
+///   the search succeeds once no known-outcome operation is left).
+///
+/// Without the last two, every pending unknown-outcome operation could
+/// double the search space.
+fn search(ops: &[PartOp], n_known: usize, max_steps: u64, strategy: Strategy) -> SearchOutcome {
     let mut twin_before = vec![NIL; ops.len()];
     let mut last_with_step: HashMap<Step, usize> = HashMap::new();
     for (i, op) in ops.iter().enumerate().skip(n_known) {
@@ -965,13 +1056,20 @@ fn search(ops: &[PartOp], n_known: usize, max_steps: u64) -> SearchOutcome {
             twin_before[i] = before;
         }
     }
+    let n_unknown = ops.len() - n_known;
     let mut search = Search {
         ops,
+        strategy,
         n_known,
         known_left: n_known,
         twin_before,
         list: EntryList::new(ops),
-        linearized: LinearizedSet::new(ops.len()),
+        known: LinearizedSet::new(n_known),
+        unknown: vec![0; n_unknown.div_ceil(64)],
+        unknown_hash: 0,
+        unknown_zobrist: (0..n_unknown as u64)
+            .map(|i| splitmix64(i ^ 0x0DD_BA11))
+            .collect(),
         memo: Memo::default(),
         snapshot: Vec::new(),
         stack: Vec::new(),
@@ -982,15 +1080,17 @@ fn search(ops: &[PartOp], n_known: usize, max_steps: u64) -> SearchOutcome {
         steps: 0,
         max_steps,
     };
-    // `Some(entry)`: resume scanning the candidates of the current
-    // configuration at `entry`; `None`: the configuration is new.
-    let mut resume: Option<usize> = None;
+    let two_passes = strategy == Strategy::KnownFirst && n_unknown > 0;
+    // `Some((entry, unknown_pass))`: resume scanning the candidates of the
+    // current configuration at `entry`, in the pass over unknown-outcome
+    // operations or not; `None`: the configuration is new.
+    let mut resume: Option<(usize, bool)> = None;
     loop {
         if !search.step() {
             return SearchOutcome::Timeout;
         }
-        let mut entry = match resume {
-            Some(entry) => entry,
+        let (mut entry, mut unknown_pass) = match resume {
+            Some(resume) => resume,
             None => {
                 if search.known_left == 0 {
                     // Only unknown-outcome operations are left: linearize
@@ -1007,21 +1107,34 @@ fn search(ops: &[PartOp], n_known: usize, max_steps: u64) -> SearchOutcome {
                     }
                     continue;
                 }
-                search.list.first()
+                (search.list.first(), false)
             }
         };
         // Try the candidates from `entry` on; no read-only one among them is
-        // possible now (or it would have been forced).
+        // possible now (or it would have been forced). With two passes, the
+        // first one skips unknown-outcome operations and the second one
+        // everything else.
         let mut pushed = false;
-        while search.list.nodes[entry].is_call {
-            if !search.step() {
-                return SearchOutcome::Timeout;
-            }
+        loop {
             let node = search.list.nodes[entry];
+            if !node.is_call {
+                if !two_passes || unknown_pass {
+                    break;
+                }
+                unknown_pass = true;
+                entry = search.list.first();
+                continue;
+            }
+            let is_unknown = node.op >= n_known;
             let twin = search.twin_before[node.op];
-            if twin == NIL || search.linearized.contains(twin) {
+            if (!two_passes || is_unknown == unknown_pass)
+                && (twin == NIL || search.is_linearized(twin))
+            {
+                if !search.step() {
+                    return SearchOutcome::Timeout;
+                }
                 if let Some(next_state) = ops[node.op].step.apply(search.state) {
-                    let useless = node.op >= n_known && next_state == search.state;
+                    let useless = is_unknown && next_state == search.state;
                     if !useless && search.try_push(entry, next_state, false) {
                         pushed = true;
                         break;
