@@ -49,9 +49,9 @@
 //! observed. An unknown-outcome `Get` has no effect and constrains nothing, so
 //! it is dropped.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
@@ -184,8 +184,7 @@ pub fn check_with_budget(history: &[Operation], max_steps_per_key: u64) -> Check
                 };
             }
         };
-        let strategy = if std::env::var("LINMODE").is_ok_and(|m| m.contains('k')) { Strategy::KnownFirst } else { Strategy::CallOrder };
-        match search(&partition.ops, partition.n_known, max_steps_per_key, strategy) {
+        match search(&partition.ops, partition.n_known, max_steps_per_key) {
             SearchOutcome::Linearizable => {}
             SearchOutcome::Timeout => {
                 if timed_out.is_none() {
@@ -327,6 +326,9 @@ impl Drop for PendingOp {
 
 // ---------------------------------------------------------------------------
 // The model of one key.
+
+/// [`Search::context`] when the last operation had a known outcome.
+const NO_CONTEXT: u32 = u32::MAX;
 
 /// Interned value id meaning "key absent".
 const ABSENT: u32 = 0;
@@ -799,24 +801,26 @@ impl Hasher for PrehashedHasher {
 }
 
 /// One visited configuration.
-struct MemoEntry {
+#[derive(PartialEq, Eq)]
+struct MemoKey {
+    /// A hash of the rest, which is all that [`Hash`] feeds the hasher.
+    hash: u64,
     state: u32,
+    /// See [`Search::context`].
+    context: u32,
     /// [`LinearizedSet::snapshot`] of the linearized known-outcome
-    /// operations.
-    known: Box<[u64]>,
-    /// Bitset of the linearized unknown-outcome operations.
-    unknown: Box<[u64]>,
-    /// Whether the search from this configuration is over (and so failed).
-    failed: bool,
+    /// operations, followed by the bitset of the linearized unknown-outcome
+    /// ones (whose length is the same for the whole search).
+    sets: Vec<u64>,
 }
 
-/// Memo of visited configurations, keyed by a hash of the configuration
-/// (without the unknown-outcome operations, with [`Strategy::KnownFirst`]).
-type Memo = HashMap<u64, Vec<MemoEntry>, BuildHasherDefault<PrehashedHasher>>;
-
-fn is_subset(small: &[u64], large: &[u64]) -> bool {
-    small.iter().zip(large).all(|(s, l)| s & !l == 0)
+impl Hash for MemoKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
+    }
 }
+
+type Memo = HashSet<MemoKey, BuildHasherDefault<PrehashedHasher>>;
 
 struct Frame {
     /// The call entry that was lifted.
@@ -826,24 +830,6 @@ struct Frame {
     /// Whether this was a forced move (see [`search`]), which has no
     /// alternatives to try when backtracking.
     forced: bool,
-    /// Where the configuration reached by this move is in the memo.
-    memo_key: u64,
-    memo_slot: usize,
-}
-
-/// The order in which [`search`] tries candidates.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Strategy {
-    /// In list order, that is by call time. Quick to find a linearization
-    /// when there is one: unknown-outcome operations are linearized early,
-    /// and then usually absorbed by later writes.
-    CallOrder,
-    /// Known-outcome candidates first, then unknown-outcome ones; and a
-    /// configuration is also known to fail if the same configuration with
-    /// fewer unknown-outcome operations linearized failed. Quicker to prove
-    /// that there is no linearization when many unknown-outcome operations
-    /// are pending.
-    KnownFirst,
 }
 
 enum SearchOutcome {
@@ -859,7 +845,6 @@ enum SearchOutcome {
 
 struct Search<'a> {
     ops: &'a [PartOp],
-    strategy: Strategy,
     /// Operations `n_known..` have unknown outcomes.
     n_known: usize,
     /// How many known-outcome operations are not linearized.
@@ -876,7 +861,8 @@ struct Search<'a> {
     unknown_hash: u64,
     unknown_zobrist: Vec<u64>,
     memo: Memo,
-    snapshot: Vec<u64>,
+    /// A buffer for [`MemoKey::sets`].
+    scratch: Vec<u64>,
     stack: Vec<Frame>,
     state: u32,
     /// The longest prefix seen so far. `best[..unchanged]` equals the bottom
@@ -903,68 +889,73 @@ impl Search<'_> {
         }
     }
 
-    fn set_linearized(&mut self, op: usize, linearized: bool) {
+    /// Adds `op` to the linearized set, or removes it.
+    fn toggle(&mut self, op: usize, linearized: bool) {
         match op.checked_sub(self.n_known) {
             Some(u) => {
                 self.unknown[u / 64] ^= 1 << (u % 64);
                 self.unknown_hash ^= self.unknown_zobrist[u];
             }
-            None if linearized => self.known.insert(op),
-            None => self.known.remove(op),
+            None if linearized => {
+                self.known.insert(op);
+                self.known_left -= 1;
+            }
+            None => {
+                self.known.remove(op);
+                self.known_left += 1;
+            }
         }
     }
 
+    /// What the search from the current configuration depends on besides
+    /// the linearized set and the state: if the last linearized operation
+    /// has an unknown outcome, the state before it (see [`search`]), else
+    /// `NO_CONTEXT`.
+    fn context(&self) -> u32 {
+        match self.stack.last() {
+            Some(frame) if self.list.nodes[frame.node].op >= self.n_known => frame.state,
+            _ => NO_CONTEXT,
+        }
+    }
+
+    /// Whether linearizing `op` next, reaching `next_state`, would make the
+    /// last linearized operation pointless (see [`search`]).
+    fn absorbs_last(&self, op: usize, next_state: u32) -> bool {
+        let context = self.context();
+        context != NO_CONTEXT && self.ops[op].step.apply(context) == Some(next_state)
+    }
+
     /// Linearizes the operation of call entry `entry`, moving to state
-    /// `next_state`, unless that configuration is known to fail. Returns
-    /// whether it did.
-    ///
-    /// A configuration fails if it was visited before (the search from it is
-    /// over, or it would be on the stack, where every configuration is
-    /// smaller). With [`Strategy::KnownFirst`] it also fails if the same
-    /// configuration with fewer unknown-outcome operations linearized
-    /// failed: anything that completes the larger one completes the smaller
-    /// one too, with the extra unknown-outcome operations appended at the
-    /// end.
+    /// `next_state`, unless that configuration was visited before (and so
+    /// failed: every configuration on the stack is smaller). Returns whether
+    /// it did.
     fn try_push(&mut self, entry: usize, next_state: u32, forced: bool) -> bool {
         let op = self.list.nodes[entry].op;
-        self.set_linearized(op, true);
-        self.known.snapshot(&mut self.snapshot);
-        let dominance = self.strategy == Strategy::KnownFirst;
-        let mut memo_key = self.known.hash ^ splitmix64(u64::from(next_state));
-        if !dominance {
-            memo_key ^= self.unknown_hash;
-        }
-        let bucket = self.memo.entry(memo_key).or_default();
-        let (snapshot, unknown) = (&self.snapshot, &self.unknown);
-        let dead = bucket.iter().any(|e| {
-            e.state == next_state
-                && e.known[..] == snapshot[..]
-                && (e.unknown[..] == unknown[..]
-                    || (dominance && e.failed && is_subset(&e.unknown, unknown)))
-        });
-        if dead {
-            self.set_linearized(op, false);
+        let context = if op >= self.n_known { self.state } else { NO_CONTEXT };
+        self.toggle(op, true);
+        let mut sets = std::mem::take(&mut self.scratch);
+        self.known.snapshot(&mut sets);
+        sets.extend_from_slice(&self.unknown);
+        let mut key = MemoKey {
+            hash: self.known.hash ^ self.unknown_hash ^ splitmix64(u64::from(next_state) | (u64::from(context) << 32)),
+            state: next_state,
+            context,
+            sets,
+        };
+        if self.memo.contains(&key) {
+            self.scratch = key.sets;
+            self.toggle(op, false);
             return false;
         }
-        bucket.push(MemoEntry {
-            state: next_state,
-            known: snapshot.as_slice().into(),
-            unknown: unknown.as_slice().into(),
-            failed: false,
-        });
-        let memo_slot = bucket.len() - 1;
+        key.sets.shrink_to_fit();
+        self.memo.insert(key);
         self.stack.push(Frame {
             node: entry,
             state: self.state,
             forced,
-            memo_key,
-            memo_slot,
         });
         self.state = next_state;
         self.list.lift(entry);
-        if op < self.n_known {
-            self.known_left -= 1;
-        }
         if self.stack.len() > self.best.len() {
             self.best.truncate(self.unchanged);
             let list = &self.list;
@@ -976,30 +967,19 @@ impl Search<'_> {
         true
     }
 
-    /// Undoes frames up to and including the last unforced one, marking the
-    /// configurations they reached as failed. Returns where the search
-    /// resumes: the entry after that frame's call entry, and whether its
-    /// operation's outcome is unknown; `None` if the stack ran out.
-    fn backtrack(&mut self) -> Option<(usize, bool)> {
+    /// Undoes frames up to and including the last unforced one, and returns
+    /// the entry after its call entry, where the search resumes; `None` if
+    /// the stack ran out.
+    fn backtrack(&mut self) -> Option<usize> {
         loop {
             let frame = self.stack.pop()?;
-            if let Some(entry) = self
-                .memo
-                .get_mut(&frame.memo_key)
-                .and_then(|bucket| bucket.get_mut(frame.memo_slot))
-            {
-                entry.failed = true;
-            }
             self.unchanged = self.unchanged.min(self.stack.len());
             let op = self.list.nodes[frame.node].op;
-            if op < self.n_known {
-                self.known_left += 1;
-            }
-            self.set_linearized(op, false);
+            self.toggle(op, false);
             self.state = frame.state;
             self.list.unlift(frame.node);
             if !frame.forced {
-                return Some((self.list.nodes[frame.node].next, op >= self.n_known));
+                return Some(self.list.nodes[frame.node].next);
             }
         }
     }
@@ -1023,7 +1003,8 @@ impl Search<'_> {
 /// Searches for a linearization of one key's operations; `ops[n_known..]`
 /// have unknown outcomes.
 ///
-/// On top of the plain just-in-time search with memoization:
+/// Candidates are tried in list order, that is by call time. On top of the
+/// plain just-in-time search with memoization:
 ///
 /// * If a read-only candidate (see [`Step::is_read_only`]) can be linearized
 ///   now, it is linearized at once and no alternative is tried at that point
@@ -1033,8 +1014,8 @@ impl Search<'_> {
 ///   candidate), moving it earlier only drops constraints of the form "it
 ///   precedes X", its output is possible at the front, and it changes no
 ///   state wherever it stands, so every other operation sees the same states
-///   as before. Consequently, if the configuration after a forced move is
-///   known to fail, so does the current one.
+///   as before. Consequently, if the configuration after a forced move was
+///   visited before (and failed), so does the current one.
 /// * Unknown-outcome operations with the same step (for example puts of
 ///   values nobody reads, which all map to the same state) are
 ///   interchangeable: they never have to return, so in any linearization
@@ -1045,10 +1026,20 @@ impl Search<'_> {
 ///   change the state: it can as well go to the very end, after every
 ///   known-outcome operation, where nothing observes it (which is also why
 ///   the search succeeds once no known-outcome operation is left).
+/// * An unknown-outcome operation U is never followed directly by an
+///   operation X that would do the same without U, that is, X's output is
+///   also possible in the state before U and leads to the same state (say X
+///   is a put): U could as well go to the end. Since the search from a
+///   configuration then depends on whether the last operation had an
+///   unknown outcome and on the state before it, that "context" is part of
+///   the memoized configuration.
 ///
-/// Without the last two, every pending unknown-outcome operation could
-/// double the search space.
-fn search(ops: &[PartOp], n_known: usize, max_steps: u64, strategy: Strategy) -> SearchOutcome {
+/// Without the last three, every pending unknown-outcome operation could
+/// multiply the search space. In terms of completeness, the search looks for
+/// "canonical" linearizations only: any linearization can be made canonical
+/// by moving unknown-outcome operations to the end (each such move keeps it
+/// valid and leaves fewer in the middle) and then reordering twins.
+fn search(ops: &[PartOp], n_known: usize, max_steps: u64) -> SearchOutcome {
     let mut twin_before = vec![NIL; ops.len()];
     let mut last_with_step: HashMap<Step, usize> = HashMap::new();
     for (i, op) in ops.iter().enumerate().skip(n_known) {
@@ -1059,7 +1050,6 @@ fn search(ops: &[PartOp], n_known: usize, max_steps: u64, strategy: Strategy) ->
     let n_unknown = ops.len() - n_known;
     let mut search = Search {
         ops,
-        strategy,
         n_known,
         known_left: n_known,
         twin_before,
@@ -1067,11 +1057,9 @@ fn search(ops: &[PartOp], n_known: usize, max_steps: u64, strategy: Strategy) ->
         known: LinearizedSet::new(n_known),
         unknown: vec![0; n_unknown.div_ceil(64)],
         unknown_hash: 0,
-        unknown_zobrist: (0..n_unknown as u64)
-            .map(|i| splitmix64(i ^ 0x0DD_BA11))
-            .collect(),
+        unknown_zobrist: (0..n_unknown as u64).map(|i| splitmix64(i ^ 0x0DD_BA11)).collect(),
         memo: Memo::default(),
-        snapshot: Vec::new(),
+        scratch: Vec::new(),
         stack: Vec::new(),
         state: ABSENT,
         best: Vec::new(),
@@ -1080,17 +1068,42 @@ fn search(ops: &[PartOp], n_known: usize, max_steps: u64, strategy: Strategy) ->
         steps: 0,
         max_steps,
     };
-    let two_passes = strategy == Strategy::KnownFirst && n_unknown > 0;
-    // `Some((entry, unknown_pass))`: resume scanning the candidates of the
-    // current configuration at `entry`, in the pass over unknown-outcome
-    // operations or not; `None`: the configuration is new.
-    let mut resume: Option<(usize, bool)> = None;
+    // `Some(entry)`: resume scanning the candidates of the current
+    // configuration at `entry`; `None`: the configuration is new.
+    let mut resume: Option<usize> = None;
     loop {
         if !search.step() {
+            if std::env::var("LINDBG").is_ok() {
+                let nk = search.n_known;
+                let mut groups = std::collections::HashMap::<(u32, u32, Vec<u64>), Vec<Vec<u64>>>::new();
+                let ulen = search.unknown.len();
+                for e in &search.memo {
+                    let k = e.sets.len() - ulen;
+                    groups
+                        .entry((e.state, e.context, e.sets[..k].to_vec()))
+                        .or_default()
+                        .push(e.sets[k..].to_vec());
+                }
+                let mut g: Vec<_> = groups.into_iter().collect();
+                g.sort_by_key(|(_, v)| std::cmp::Reverse(v.len()));
+                eprintln!("memo={} groups={}", search.memo.len(), g.len());
+                for ((st, ctx, _), v) in g.iter().take(2) {
+                    eprintln!("group state={st} ctx={ctx} entries={}", v.len());
+                    for u in v.iter().take(10) {
+                        let mut names = Vec::new();
+                        for i in 0..(ops.len() - nk) {
+                            if u[i / 64] & (1 << (i % 64)) != 0 {
+                                names.push(format!("{:?}@{}#{i}", ops[nk + i].step, ops[nk + i].call));
+                            }
+                        }
+                        eprintln!("  {}", names.join(" "));
+                    }
+                }
+            }
             return SearchOutcome::Timeout;
         }
-        let (mut entry, mut unknown_pass) = match resume {
-            Some(resume) => resume,
+        let mut entry = match resume {
+            Some(entry) => entry,
             None => {
                 if search.known_left == 0 {
                     // Only unknown-outcome operations are left: linearize
@@ -1107,35 +1120,23 @@ fn search(ops: &[PartOp], n_known: usize, max_steps: u64, strategy: Strategy) ->
                     }
                     continue;
                 }
-                (search.list.first(), false)
+                search.list.first()
             }
         };
         // Try the candidates from `entry` on; no read-only one among them is
-        // possible now (or it would have been forced). With two passes, the
-        // first one skips unknown-outcome operations and the second one
-        // everything else.
+        // possible now (or it would have been forced).
         let mut pushed = false;
-        loop {
-            let node = search.list.nodes[entry];
-            if !node.is_call {
-                if !two_passes || unknown_pass {
-                    break;
-                }
-                unknown_pass = true;
-                entry = search.list.first();
-                continue;
+        while search.list.nodes[entry].is_call {
+            if !search.step() {
+                return SearchOutcome::Timeout;
             }
-            let is_unknown = node.op >= n_known;
+            let node = search.list.nodes[entry];
             let twin = search.twin_before[node.op];
-            if (!two_passes || is_unknown == unknown_pass)
-                && (twin == NIL || search.is_linearized(twin))
-            {
-                if !search.step() {
-                    return SearchOutcome::Timeout;
-                }
+            if twin == NIL || search.is_linearized(twin) {
                 if let Some(next_state) = ops[node.op].step.apply(search.state) {
-                    let useless = is_unknown && next_state == search.state;
-                    if !useless && search.try_push(entry, next_state, false) {
+                    let redundant =
+                        (node.op >= n_known && next_state == search.state) || search.absorbs_last(node.op, next_state);
+                    if !redundant && search.try_push(entry, next_state, false) {
                         pushed = true;
                         break;
                     }
@@ -1772,23 +1773,13 @@ mod tests {
 
     #[test]
     fn stress_tmp() {
-        for (clients, keys, window, unknown) in [
-            (16, 1, 40, 0),
-            (32, 1, 40, 0),
-            (32, 1, 100, 0),
-            (32, 4, 100, 0),
-            (32, 1, 40, 1),
-            (8, 1, 40, 3),
-        ] {
-            if std::env::var("STRESS").is_ok_and(|f| !format!("{clients},{keys},{window},{unknown}").starts_with(&f)) {
-                continue;
-            }
-            for seed in 100..103 {
+        for (clients, unknown, ops) in [(4, 2, 4000)] {
+            for seed in 102..103 {
                 let p = SimParams {
-                    ops: 5000 * keys as usize,
+                    ops,
                     clients,
-                    keys,
-                    window,
+                    keys: 1,
+                    window: 40,
                     unknown_percent: unknown,
                     seed,
                 };
@@ -1802,7 +1793,7 @@ mod tests {
                 let r2 = check(&history);
                 let d2 = t.elapsed();
                 println!(
-                    "c={clients} k={keys} w={window} u={unknown} seed={seed}: ok={} {:?} / illegal={} {:?}",
+                    "c={clients} u={unknown} ops={ops} seed={seed}: ok={} {:?} / illegal={} {:?}",
                     r1.is_ok(),
                     d1,
                     matches!(r2, CheckResult::Illegal { .. }),

@@ -94,9 +94,21 @@ enum LeaseChange {
     Detach(i64, Vec<u8>),
 }
 
+/// Writes of applied entries not yet in sled. The Raft thread stages each
+/// entry's writes here and writes them in one batch per Ready
+/// ([`Mvcc::flush_staged`]): a sled batch seals sled's IO buffer, too costly
+/// per entry. Readers look here before sled, so staged records are visible
+/// as soon as the index points at them.
+#[derive(Default)]
+struct Staged {
+    ops: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    records: HashMap<Revision, Record>,
+}
+
 pub struct Mvcc {
     db: sled::Db,
     tree: sled::Tree,
+    staged: RwLock<Staged>,
     revs: RwLock<Revisions>,
     leases: Mutex<HashMap<i64, Lease>>,
     /// When each lease expires. Local to this replica, never replicated:
@@ -146,6 +158,7 @@ impl Mvcc {
         let mvcc = Arc::new(Self {
             db: db.clone(),
             tree,
+            staged: RwLock::new(Staged::default()),
             revs: RwLock::new(Revisions {
                 index: KeyIndex::new(),
                 current: INITIAL_REVISION,
@@ -275,6 +288,7 @@ impl Mvcc {
 
     /// Makes the state machine durable (fsync).
     pub fn sync(&self) -> Result<()> {
+        self.flush_staged()?;
         self.db.flush()?;
         Ok(())
     }
@@ -308,6 +322,9 @@ impl Mvcc {
     }
 
     fn record(&self, rev: Revision) -> Result<Option<Record>> {
+        if let Some(r) = self.staged.read().records.get(&rev) {
+            return Ok(Some(r.clone()));
+        }
         match self.tree.get(kv_key(rev))? {
             None => Ok(None),
             Some(v) => Ok(Some(codec::open_msg(&v, "key-value record")?)),
@@ -506,6 +523,7 @@ impl Mvcc {
     /// A checksum of every record up to `revision` (0: the current one), and
     /// the compacted revision: equal on replicas that agree.
     pub fn hash_kv(&self, revision: i64) -> Result<(u32, i64)> {
+        // Covers what sled holds: the state as of the last flushed Ready.
         let (at, compacted) = {
             let revs = self.revs.read();
             (if revision <= 0 { revs.current } else { revision }, revs.compacted)
@@ -581,25 +599,52 @@ impl Mvcc {
 
     /// Records an entry that changes no key (empty entries, conf changes).
     pub fn apply_noop(&self, index: u64, term: u64) -> Result<()> {
-        let mut batch = sled::Batch::default();
-        batch.insert(META_APPLIED, applied_value(index, term));
-        self.tree.apply_batch(batch)?;
+        self.stage(
+            vec![(META_APPLIED.to_vec(), Some(applied_value(index, term)))],
+            Vec::new(),
+        );
         *self.applied.lock() = (index, term);
+        Ok(())
+    }
+
+    fn stage(&self, ops: Vec<(Vec<u8>, Option<Vec<u8>>)>, records: Vec<(Revision, Record)>) {
+        let mut staged = self.staged.write();
+        staged.ops.extend(ops);
+        staged.records.extend(records);
+    }
+
+    /// Writes every staged change to sled in one batch. The Raft thread
+    /// calls it after applying a Ready's entries, before anything reads
+    /// sled directly (watch history, snapshots).
+    pub fn flush_staged(&self) -> Result<()> {
+        let ops = std::mem::take(&mut self.staged.write().ops);
+        if ops.is_empty() {
+            return Ok(());
+        }
+        let mut batch = sled::Batch::default();
+        for (k, v) in ops {
+            match v {
+                Some(v) => batch.insert(k, v),
+                None => batch.remove(k),
+            }
+        }
+        self.tree.apply_batch(batch)?;
+        self.staged.write().records.clear();
         Ok(())
     }
 
     /// Adds, updates or removes a member as part of applying the entry at
     /// `index`.
     pub fn apply_member(&self, index: u64, term: u64, member: Option<&MemberInfo>, remove: Option<u64>) -> Result<()> {
-        let mut batch = sled::Batch::default();
+        let mut ops = Vec::new();
         if let Some(m) = member {
-            batch.insert(&id_key(PREFIX_MEMBER, m.id)[..], codec::seal_msg(m));
+            ops.push((id_key(PREFIX_MEMBER, m.id).to_vec(), Some(codec::seal_msg(m))));
         }
         if let Some(id) = remove {
-            batch.remove(&id_key(PREFIX_MEMBER, id)[..]);
+            ops.push((id_key(PREFIX_MEMBER, id).to_vec(), None));
         }
-        batch.insert(META_APPLIED, applied_value(index, term));
-        self.tree.apply_batch(batch)?;
+        ops.push((META_APPLIED.to_vec(), Some(applied_value(index, term))));
+        self.stage(ops, Vec::new());
         let mut members = self.members.write();
         if let Some(m) = member {
             members.insert(m.id, m.clone());
@@ -615,6 +660,7 @@ impl Mvcc {
     /// Writes members directly, outside Raft: bootstrap of a new cluster
     /// (every member writes the same table) and forced recovery.
     pub fn reset_members(&self, members: &[MemberInfo]) -> Result<()> {
+        self.flush_staged()?;
         let mut batch = sled::Batch::default();
         for item in self.tree.scan_prefix([PREFIX_MEMBER]) {
             batch.remove(item?.0);
@@ -746,6 +792,7 @@ impl Mvcc {
     /// Every entry of the state tree, for a Raft snapshot. Consistent when
     /// called from the Raft thread, which is the only writer.
     pub fn dump(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        self.flush_staged()?;
         let mut out = Vec::new();
         for item in self.tree.iter() {
             let (k, v) = item?;
@@ -764,6 +811,7 @@ impl Mvcc {
 
     /// Replaces the whole state with a snapshot's entries.
     pub fn restore(&self, entries: Vec<(Vec<u8>, Vec<u8>)>) -> Result<()> {
+        *self.staged.write() = Staged::default();
         self.tree.clear()?;
         let mut batch = sled::Batch::default();
         for (k, v) in entries {
@@ -862,7 +910,8 @@ struct Writer<'a> {
     mvcc: &'a Mvcc,
     main: i64,
     sub: i64,
-    batch: sled::Batch,
+    ops: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    records: Vec<(Revision, Record)>,
     index_ops: Vec<(Vec<u8>, Revision, bool)>,
     events: Vec<Event>,
     lease_changes: Vec<LeaseChange>,
@@ -877,7 +926,8 @@ impl<'a> Writer<'a> {
             mvcc,
             main,
             sub: 0,
-            batch: sled::Batch::default(),
+            ops: Vec::new(),
+            records: Vec::new(),
             index_ops: Vec::new(),
             events: Vec::new(),
             lease_changes: Vec::new(),
@@ -941,12 +991,12 @@ impl<'a> Writer<'a> {
         if lease != 0 {
             self.lease_changes.push(LeaseChange::Attach(lease, req.key.clone()));
         }
-        self.batch.insert(
-            &kv_key(rev)[..],
-            codec::seal_msg(&Record {
+        self.put_record(
+            rev,
+            Record {
                 kv: Some(kv.clone()),
                 tombstone: false,
-            }),
+            },
         );
         self.index_ops.push((req.key.clone(), rev, false));
         self.events.push(Event {
@@ -991,12 +1041,12 @@ impl<'a> Writer<'a> {
             self.lease_changes
                 .push(LeaseChange::Detach(prev.lease, prev.key.clone()));
         }
-        self.batch.insert(
-            &kv_key(rev)[..],
-            codec::seal_msg(&Record {
+        self.put_record(
+            rev,
+            Record {
                 kv: Some(kv.clone()),
                 tombstone: true,
-            }),
+            },
         );
         self.index_ops.push((prev.key.clone(), rev, true));
         self.events.push(Event {
@@ -1051,7 +1101,7 @@ impl<'a> Writer<'a> {
         if req.revision > revs.current {
             return Err(StoreError::FutureRevision);
         }
-        self.batch.insert(META_COMPACT, i64_value(req.revision));
+        self.ops.push((META_COMPACT.to_vec(), Some(i64_value(req.revision))));
         self.compact_to = Some(req.revision);
         Ok(())
     }
@@ -1067,10 +1117,10 @@ impl<'a> Writer<'a> {
             return Err(StoreError::LeaseTtlTooLarge);
         }
         let ttl = req.ttl.max(MIN_LEASE_TTL);
-        self.batch.insert(
-            &id_key(PREFIX_LEASE, req.id as u64)[..],
-            codec::seal_msg(&LeaseRecord { id: req.id, ttl }),
-        );
+        self.ops.push((
+            id_key(PREFIX_LEASE, req.id as u64).to_vec(),
+            Some(codec::seal_msg(&LeaseRecord { id: req.id, ttl })),
+        ));
         self.lease_changes.push(LeaseChange::Grant(req.id, ttl));
         Ok(ttl)
     }
@@ -1089,24 +1139,31 @@ impl<'a> Writer<'a> {
                 self.tombstone(&prev);
             }
         }
-        self.batch.remove(&id_key(PREFIX_LEASE, id as u64)[..]);
+        self.ops.push((id_key(PREFIX_LEASE, id as u64).to_vec(), None));
         self.lease_changes.push(LeaseChange::Revoke(id));
         Ok(())
     }
 
-    /// Writes the batch with the applied index, then publishes the changes
-    /// in memory. Returns the events of the new revision, if any.
+    fn put_record(&mut self, rev: Revision, record: Record) {
+        self.ops.push((kv_key(rev).to_vec(), Some(codec::seal_msg(&record))));
+        self.records.push((rev, record));
+    }
+
+    /// Stages the writes with the applied index (one atomic sled batch per
+    /// Ready, see [`Staged`]), then publishes the changes in memory.
+    /// Returns the events of the new revision, if any.
     fn commit(mut self, index: u64, term: u64) -> Result<Option<RevisionEvents>> {
         let changed = self.changed();
         if changed {
-            self.batch.insert(META_REVISION, i64_value(self.main));
+            self.ops.push((META_REVISION.to_vec(), Some(i64_value(self.main))));
         }
         if let Some(m) = &self.member {
-            self.batch.insert(&id_key(PREFIX_MEMBER, m.id)[..], codec::seal_msg(m));
+            self.ops
+                .push((id_key(PREFIX_MEMBER, m.id).to_vec(), Some(codec::seal_msg(m))));
         }
-        self.batch.insert(META_APPLIED, applied_value(index, term));
+        self.ops.push((META_APPLIED.to_vec(), Some(applied_value(index, term))));
         let mvcc = self.mvcc;
-        mvcc.tree.apply_batch(self.batch)?;
+        mvcc.stage(self.ops, self.records);
         {
             let mut leases = mvcc.leases.lock();
             for change in self.lease_changes {

@@ -167,6 +167,9 @@ impl Node {
                     cs.learners = members.iter().filter(|m| m.is_learner).map(|m| m.id).collect();
                     mvcc.reset_members(members)?;
                     mvcc.apply_noop(1, 1)?;
+                    // The state must be durable before the log claims to
+                    // start after index 1.
+                    mvcc.sync()?;
                     log.bootstrap(&cs)?;
                     log.sync()?;
                 }
@@ -743,6 +746,8 @@ impl Driver {
             return Ok(());
         }
         let mvcc = self.shared.mvcc.clone();
+        let mut published = Vec::new();
+        let mut replies = Vec::new();
         for entry in entries {
             let (index, term) = (entry.index, entry.term);
             if index <= mvcc.applied().0 {
@@ -753,11 +758,9 @@ impl Driver {
                 EntryType::EntryNormal => match InternalRequest::decode(entry.data.as_ref()) {
                     Ok(InternalRequest { id, request: Some(req) }) => {
                         let (result, events) = mvcc.apply(index, term, req)?;
-                        if let Some(events) = events {
-                            self.shared.hub.publish(events);
-                        }
+                        published.extend(events);
                         if let Some((reply, _)) = self.pending.remove(&id) {
-                            let _ = reply.send(result);
+                            replies.push((reply, result));
                         }
                     }
                     Ok(InternalRequest { request: None, .. }) | Err(_) => {
@@ -767,6 +770,14 @@ impl Driver {
                 },
                 EntryType::EntryConfChange | EntryType::EntryConfChangeV2 => self.apply_conf_change(&entry)?,
             }
+        }
+        // One sled batch for the whole Ready; then watchers may read it.
+        mvcc.flush_staged()?;
+        for events in published {
+            self.shared.hub.publish(events);
+        }
+        for (reply, result) in replies {
+            let _ = reply.send(result);
         }
         let applied = mvcc.applied().0;
         self.shared.status.write().applied = applied;

@@ -25,7 +25,9 @@ impl Fixture {
 
     fn apply(&mut self, req: InternalReq) -> (Result<Applied>, Option<RevisionEvents>) {
         self.index += 1;
-        self.mvcc.apply(self.index, 1, req).unwrap()
+        let out = self.mvcc.apply(self.index, 1, req).unwrap();
+        self.mvcc.flush_staged().unwrap(); // as the Raft thread does per Ready
+        out
     }
 
     fn put(&mut self, k: &str, v: &str) -> pb::PutResponse {
