@@ -169,13 +169,25 @@ pub fn check(history: &[Operation]) -> CheckResult {
 /// reported. If none is illegal but some ran out of budget, the first such key
 /// is reported as a timeout.
 pub fn check_with_budget(history: &[Operation], max_steps_per_key: u64) -> CheckResult {
+    check_impl(history, max_steps_per_key, true)
+}
+
+/// [`check_with_budget`], optionally without the quick checks that precede
+/// the search (tests use that to exercise the search itself).
+fn check_impl(history: &[Operation], max_steps_per_key: u64, quick_checks: bool) -> CheckResult {
     let mut partitions: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
     for (index, op) in history.iter().enumerate() {
         partitions.entry(op.input.key()).or_default().push(index);
     }
     let mut timed_out: Option<String> = None;
     for (key, indices) in partitions {
-        let partition = match Partition::build(history, &indices) {
+        let built = Partition::build(history, &indices).and_then(|partition| {
+            if quick_checks {
+                partition.check_observed_values(history)?;
+            }
+            Ok(partition)
+        });
+        let partition = match built {
             Ok(partition) => partition,
             Err(detail) => {
                 return CheckResult::Illegal {
@@ -525,6 +537,56 @@ impl Partition {
         })
     }
 
+    /// A quick necessary condition, with a clearer message than the
+    /// search's: every value that a known-outcome operation observes (a read
+    /// of a present value, a successful compare-and-swap from one) must be
+    /// written by an operation called no later than the observer returned.
+    fn check_observed_values(&self, history: &[Operation]) -> Result<(), String> {
+        let mut first_write = vec![u64::MAX; self.values.len()];
+        for op in &self.ops {
+            let written = match op.step {
+                Step::Put(value) => value,
+                Step::Cas { new, succeeded, .. } if succeeded != Some(false) => new,
+                _ => continue,
+            };
+            if let Some(first) = first_write.get_mut(written as usize) {
+                *first = (*first).min(op.call);
+            }
+        }
+        for op in &self.ops[..self.n_known] {
+            let observed = match op.step {
+                Step::Get(value) => value,
+                Step::Cas {
+                    expected,
+                    succeeded: Some(true),
+                    ..
+                } => expected,
+                _ => continue,
+            };
+            if observed < FIRST_VALUE {
+                continue;
+            }
+            let first = first_write[observed as usize];
+            if first <= op.ret {
+                continue;
+            }
+            let why = if first == u64::MAX {
+                "which no operation writes".to_owned()
+            } else {
+                format!(
+                    "but the first operation writing it is called at {first}, after #{} returned",
+                    op.orig
+                )
+            };
+            return Err(format!(
+                "{} observes the value {}, {why}",
+                fmt_op(op.orig, &history[op.orig]),
+                self.fmt_state(observed),
+            ));
+        }
+        Ok(())
+    }
+
     fn fmt_state(&self, state: u32) -> String {
         match state {
             ABSENT => "absent".to_owned(),
@@ -541,16 +603,27 @@ impl Partition {
             linearized[op] = true;
         }
         // After the prefix, the next return entry in the list belongs to the
-        // remaining operation with the earliest return; the candidates are
+        // remaining operation with the earliest return (a known-outcome one;
+        // they are sorted by call time, not return time); the candidates are
         // the remaining operations called no later than that.
         let remaining: Vec<usize> = (0..self.ops.len()).filter(|&i| !linearized[i]).collect();
-        let first_return = remaining.iter().map(|&i| self.ops[i].ret).min();
+        let blocking = remaining.iter().copied().min_by_key(|&i| (self.ops[i].ret, i));
+        let first_return = blocking.map_or(u64::MAX, |i| self.ops[i].ret);
         let mut candidates: Vec<usize> = remaining
             .iter()
             .copied()
-            .filter(|&i| first_return.is_some_and(|r| self.ops[i].call <= r))
+            .filter(|&i| self.ops[i].call <= first_return)
             .collect();
-        candidates.sort_by_key(|&i| (self.ops[i].call, self.ops[i].orig));
+        // The blocking operation first, then the other known-outcome ones,
+        // then the unknown-outcome ones, each by call time.
+        candidates.sort_by_key(|&i| {
+            (
+                Some(i) != blocking,
+                i >= self.n_known,
+                self.ops[i].call,
+                self.ops[i].orig,
+            )
+        });
 
         let mut out = format!(
             "{} operations on this key; the longest linearizable prefix has {} \
@@ -571,7 +644,8 @@ impl Partition {
             }
         }
         out.push_str(&format!(
-            "\nNone of these {} pending operations can be applied next:",
+            "\nNone of these {} pending operations can usefully be linearized next (the first one must be \
+             linearized before it returns):",
             candidates.len()
         ));
         for &i in candidates.iter().take(SHOWN_PENDING) {
@@ -719,7 +793,7 @@ impl LinearizedSet {
             words: vec![0; words],
             summary: vec![0; words.div_ceil(64)],
             full_prefix: 0,
-            zobrist: (0..len as u64).map(|i| splitmix64(i ^ 0x5EED_0F_11_4EA2)).collect(),
+            zobrist: (0..len as u64).map(|i| splitmix64(i ^ 0x5EED_0F11_4EA2)).collect(),
             hash: 0,
         }
     }
@@ -1057,7 +1131,7 @@ fn search(ops: &[PartOp], n_known: usize, max_steps: u64) -> SearchOutcome {
         known: LinearizedSet::new(n_known),
         unknown: vec![0; n_unknown.div_ceil(64)],
         unknown_hash: 0,
-        unknown_zobrist: (0..n_unknown as u64).map(|i| splitmix64(i ^ 0x0DD_BA11)).collect(),
+        unknown_zobrist: (0..n_unknown as u64).map(|i| splitmix64(i ^ 0x0DDB_A110)).collect(),
         memo: Memo::default(),
         scratch: Vec::new(),
         stack: Vec::new(),
@@ -1073,33 +1147,6 @@ fn search(ops: &[PartOp], n_known: usize, max_steps: u64) -> SearchOutcome {
     let mut resume: Option<usize> = None;
     loop {
         if !search.step() {
-            if std::env::var("LINDBG").is_ok() {
-                let nk = search.n_known;
-                let mut groups = std::collections::HashMap::<(u32, u32, Vec<u64>), Vec<Vec<u64>>>::new();
-                let ulen = search.unknown.len();
-                for e in &search.memo {
-                    let k = e.sets.len() - ulen;
-                    groups
-                        .entry((e.state, e.context, e.sets[..k].to_vec()))
-                        .or_default()
-                        .push(e.sets[k..].to_vec());
-                }
-                let mut g: Vec<_> = groups.into_iter().collect();
-                g.sort_by_key(|(_, v)| std::cmp::Reverse(v.len()));
-                eprintln!("memo={} groups={}", search.memo.len(), g.len());
-                for ((st, ctx, _), v) in g.iter().take(2) {
-                    eprintln!("group state={st} ctx={ctx} entries={}", v.len());
-                    for u in v.iter().take(10) {
-                        let mut names = Vec::new();
-                        for i in 0..(ops.len() - nk) {
-                            if u[i / 64] & (1 << (i % 64)) != 0 {
-                                names.push(format!("{:?}@{}#{i}", ops[nk + i].step, ops[nk + i].call));
-                            }
-                        }
-                        eprintln!("  {}", names.join(" "));
-                    }
-                }
-            }
             return SearchOutcome::Timeout;
         }
         let mut entry = match resume {
@@ -1220,6 +1267,17 @@ mod tests {
         assert_eq!(result, CheckResult::Ok, "{result}");
     }
 
+    /// Like [`assert_illegal`], without the quick checks.
+    fn assert_search_illegal(history: &[Operation], expected_key: &str) -> String {
+        match check_impl(history, DEFAULT_MAX_STEPS_PER_KEY, false) {
+            CheckResult::Illegal { key, detail } => {
+                assert_eq!(key, expected_key, "{detail}");
+                detail
+            }
+            other => panic!("expected Illegal, got {other:?}"),
+        }
+    }
+
     fn assert_illegal(history: &[Operation], expected_key: &str) -> String {
         match check(history) {
             CheckResult::Illegal { key, detail } => {
@@ -1326,7 +1384,22 @@ mod tests {
             op(1, put("a", "1"), 0, 1, Output::Put),
             op(2, get("a"), 0, 2, read(Some("ghost"))),
         ];
+        let detail = assert_illegal(&history, "a");
+        assert!(
+            detail.contains("#1 client 2") && detail.contains("no operation writes"),
+            "{detail}"
+        );
+        assert_search_illegal(&history, "a");
+        // Also a compare-and-swap that succeeded from a value never written.
+        let history = vec![op(
+            1,
+            cas("a", Some("ghost"), "1"),
+            0,
+            1,
+            Output::Cas { succeeded: true },
+        )];
         assert_illegal(&history, "a");
+        assert_search_illegal(&history, "a");
     }
 
     #[test]
@@ -1336,6 +1409,28 @@ mod tests {
             op(1, put("a", "1"), 2, 3, Output::Put),
         ];
         assert_illegal(&history, "a");
+        assert_search_illegal(&history, "a");
+        // Touching intervals are concurrent, so this one is fine.
+        let history = vec![
+            op(2, get("a"), 0, 2, read(Some("1"))),
+            op(1, put("a", "1"), 2, 3, Output::Put),
+        ];
+        assert_ok(&history);
+    }
+
+    #[test]
+    fn put_of_the_current_value_is_not_read_only() {
+        // Putting "1" when the value is "1" changes nothing now, but the
+        // put is concurrent with a later put of "2" and must come after it
+        // for the last read.
+        let history = vec![
+            op(1, put("a", "1"), 0, 1, Output::Put),
+            op(2, put("a", "1"), 2, 10, Output::Put),
+            op(3, put("a", "2"), 3, 4, Output::Put),
+            op(3, get("a"), 5, 6, read(Some("2"))),
+            op(3, get("a"), 11, 12, read(Some("1"))),
+        ];
+        assert_ok(&history);
     }
 
     #[test]
@@ -1481,6 +1576,62 @@ mod tests {
             op(3, get("a"), 5, 6, read(Some("2"))),
         ];
         assert_illegal(&history, "a");
+    }
+
+    #[test]
+    fn unknown_put_can_explain_a_delete() {
+        let history = vec![
+            unknown_op(1, put("a", "1"), 0),
+            op(2, delete("a"), 1, 2, Output::Delete { deleted: true }),
+        ];
+        assert_ok(&history);
+        let history = vec![op(2, delete("a"), 1, 2, Output::Delete { deleted: true })];
+        assert_illegal(&history, "a");
+        // Not if the put was called after the delete returned.
+        let history = vec![
+            op(2, delete("a"), 1, 2, Output::Delete { deleted: true }),
+            unknown_op(1, put("a", "1"), 3),
+        ];
+        assert_illegal(&history, "a");
+    }
+
+    #[test]
+    fn chain_of_unknown_operations() {
+        // Only put "b", then compare-and-swap "b" -> "c" explains the read.
+        let history = vec![
+            op(1, put("a", "a"), 0, 1, Output::Put),
+            unknown_op(2, cas("a", Some("b"), "c"), 2),
+            unknown_op(3, put("a", "b"), 3),
+            op(4, get("a"), 10, 11, read(Some("c"))),
+            op(4, get("a"), 12, 13, read(Some("c"))),
+        ];
+        assert_ok(&history);
+        // ... and then "b" cannot be read any more.
+        let mut history = history;
+        history.push(op(4, get("a"), 14, 15, read(Some("b"))));
+        assert_illegal(&history, "a");
+    }
+
+    #[test]
+    fn many_unknown_puts_do_not_blow_up_the_search() {
+        // Hundreds of pending puts of values nobody reads, and a stale read
+        // at the end: proving it illegal must not try their subsets.
+        let mut history = vec![
+            op(1, put("a", "old"), 0, 1, Output::Put),
+            op(1, put("a", "new"), 2, 3, Output::Put),
+        ];
+        for i in 0..300 {
+            history.push(unknown_op(10 + i, put("a", &format!("lost{i}")), 4 + i));
+            history.push(unknown_op(1000 + i, delete("a"), 4 + i));
+        }
+        history.push(op(2, get("a"), 500, 501, read(Some("new"))));
+        history.push(op(2, get("a"), 502, 503, read(Some("old"))));
+        match check_with_budget(&history, 1_000_000) {
+            CheckResult::Illegal { key, .. } => assert_eq!(key, "a"),
+            other => panic!("expected Illegal, got {other:?}"),
+        }
+        history.pop();
+        assert_eq!(check_with_budget(&history, 1_000_000), CheckResult::Ok);
     }
 
     #[test]
@@ -1772,44 +1923,30 @@ mod tests {
     }
 
     #[test]
-    fn stress_tmp() {
-        for (clients, unknown, ops) in [(4, 2, 4000)] {
-            for seed in 102..103 {
-                let p = SimParams {
-                    ops,
-                    clients,
-                    keys: 1,
-                    window: 40,
-                    unknown_percent: unknown,
-                    seed,
-                };
-                let mut history = simulate(&p);
-                let t = std::time::Instant::now();
-                let r1 = check(&history);
-                let d1 = t.elapsed();
-                let index = middle_read(&history);
-                history[index].output = read(Some("bogus"));
-                let t = std::time::Instant::now();
-                let r2 = check(&history);
-                let d2 = t.elapsed();
-                println!(
-                    "c={clients} u={unknown} ops={ops} seed={seed}: ok={} {:?} / illegal={} {:?}",
-                    r1.is_ok(),
-                    d1,
-                    matches!(r2, CheckResult::Illegal { .. }),
-                    d2
-                );
-            }
-        }
-    }
-
-    #[test]
     fn random_history_with_bogus_read_is_illegal() {
         let mut history = simulate(&params(4));
         let index = middle_read(&history);
         history[index].output = read(Some("bogus"));
         let detail = assert_illegal(&history, "k0");
-        assert!(detail.contains(&format!("#{index} ")), "{detail}");
+        assert!(detail.contains("which no operation writes"), "{detail}");
+        // The search alone finds it too, and names the read as the blocking
+        // operation.
+        let detail = assert_search_illegal(&history, "k0");
+        assert!(detail.contains(&format!("returns):\n  #{index} ")), "{detail}");
+    }
+
+    #[test]
+    fn random_history_with_unknown_outcomes_and_bogus_read_is_illegal() {
+        let mut history = simulate(&SimParams {
+            ops: 2000,
+            clients: 4,
+            unknown_percent: 2,
+            ..params(8)
+        });
+        assert!(history.iter().any(Operation::is_unknown));
+        let index = middle_read(&history);
+        history[index].output = read(Some("bogus"));
+        assert_search_illegal(&history, "k0");
     }
 
     #[test]
@@ -1826,7 +1963,9 @@ mod tests {
             })
             .expect("a later put");
         history[index].output = Output::Get { value: Some(future) };
-        assert_illegal(&history, "k0");
+        let detail = assert_illegal(&history, "k0");
+        assert!(detail.contains("after #"), "{detail}");
+        assert_search_illegal(&history, "k0");
     }
 
     #[test]

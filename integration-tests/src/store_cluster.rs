@@ -166,6 +166,13 @@ impl StoreCluster {
         Ok(())
     }
 
+    /// Restarts a member with extra flags from now on.
+    pub fn restart_with(&mut self, i: usize, args: &[&str]) -> anyhow::Result<()> {
+        self.kill9(i);
+        self.members[i].extra_args.extend(args.iter().map(|s| s.to_string()));
+        self.spawn(i)
+    }
+
     pub fn restart(&mut self, i: usize) -> anyhow::Result<()> {
         self.kill9(i);
         self.spawn(i)

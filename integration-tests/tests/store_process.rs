@@ -288,3 +288,169 @@ async fn process_damaged_data_dir_is_detected_not_served() -> anyhow::Result<()>
     }
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn process_force_new_cluster_recovers_from_quorum_loss() -> anyhow::Result<()> {
+    let mut c = StoreCluster::start(3).await?;
+    let mut kv = c.kv(0).await?;
+    for i in 0..20 {
+        kv.put(pb::PutRequest {
+            key: format!("w/{i:02}").into_bytes(),
+            value: b"v".to_vec(),
+            ..Default::default()
+        })
+        .await?;
+    }
+    let survivor = 0;
+    c.kill9(1);
+    c.kill9(2);
+    let mut kv = c.kv(survivor).await?;
+    let lost = kv
+        .put(pb::PutRequest {
+            key: b"w/lost".to_vec(),
+            value: b"v".to_vec(),
+            ..Default::default()
+        })
+        .await;
+    assert!(lost.is_err(), "one of three members cannot commit");
+    c.restart_with(survivor, &["--force-new-cluster"])?;
+    c.leader().await?;
+    let mut kv = c.kv(survivor).await?;
+    kv.put(pb::PutRequest {
+        key: b"w/after".to_vec(),
+        value: b"v".to_vec(),
+        ..Default::default()
+    })
+    .await?;
+    let keys = all_keys(&c, survivor).await?;
+    assert!(
+        keys.contains("w/after") && (0..20).all(|i| keys.contains(&format!("w/{i:02}"))),
+        "{keys:?}"
+    );
+    let mut cluster = proto::etcdserverpb::cluster_client::ClusterClient::new(
+        integration_tests::store_cluster::channel(&c.members[survivor].client_url).await?,
+    );
+    let members = cluster
+        .member_list(pb::MemberListRequest::default())
+        .await?
+        .into_inner()
+        .members;
+    assert_eq!(members.len(), 1, "the survivor is alone in its new cluster");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn process_leases_expire_unless_kept_alive() -> anyhow::Result<()> {
+    use futures::StreamExt;
+    let c = StoreCluster::start(1).await?;
+    let ch = integration_tests::store_cluster::channel(&c.members[0].client_url).await?;
+    let mut lease = proto::etcdserverpb::lease_client::LeaseClient::new(ch);
+    let granted = lease
+        .lease_grant(pb::LeaseGrantRequest { ttl: 2, id: 0 })
+        .await?
+        .into_inner();
+    assert_eq!(granted.ttl, 2);
+    let mut kv = c.kv(0).await?;
+    kv.put(pb::PutRequest {
+        key: b"leased".to_vec(),
+        value: b"v".to_vec(),
+        lease: granted.id,
+        ..Default::default()
+    })
+    .await?;
+
+    // Keep it alive past its TTL: it stays.
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let mut responses = lease
+        .lease_keep_alive(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await?
+        .into_inner();
+    let started = std::time::Instant::now();
+    while started.elapsed() < Duration::from_secs(4) {
+        tx.send(pb::LeaseKeepAliveRequest { id: granted.id }).await?;
+        let r = responses.next().await.expect("keepalive response")?;
+        assert_eq!(r.ttl, 2);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let r = kv
+        .range(pb::RangeRequest {
+            key: b"leased".to_vec(),
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    assert_eq!(r.count, 1, "kept alive beyond its TTL");
+    drop(tx);
+
+    // Stop renewing: the leader revokes it and its key goes.
+    let kvc = kv.clone();
+    eventually("the lease to expire and take its key", Duration::from_secs(10), || {
+        let mut kv = kvc.clone();
+        async move {
+            kv.range(pb::RangeRequest {
+                key: b"leased".to_vec(),
+                ..Default::default()
+            })
+            .await
+            .is_ok_and(|r| r.into_inner().count == 0)
+        }
+    })
+    .await?;
+    let ttl = lease
+        .lease_time_to_live(pb::LeaseTimeToLiveRequest {
+            id: granted.id,
+            keys: false,
+        })
+        .await?
+        .into_inner();
+    assert_eq!(ttl.ttl, -1, "an expired lease is gone");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn process_periodic_auto_compaction() -> anyhow::Result<()> {
+    let c = StoreCluster::start_with(1, &["--auto-compaction-retention", "1s"]).await?;
+    let mut kv = c.kv(0).await?;
+    kv.put(pb::PutRequest {
+        key: b"k".to_vec(),
+        value: b"1".to_vec(),
+        ..Default::default()
+    })
+    .await?;
+    let kvc = kv.clone();
+    eventually(
+        "history older than the retention to be compacted",
+        Duration::from_secs(20),
+        || {
+            let mut kv = kvc.clone();
+            async move {
+                // Keep writing so there is history to compact.
+                let _ = kv
+                    .put(pb::PutRequest {
+                        key: b"k".to_vec(),
+                        value: b"x".to_vec(),
+                        ..Default::default()
+                    })
+                    .await;
+                let old = kv
+                    .range(pb::RangeRequest {
+                        key: b"k".to_vec(),
+                        revision: 2,
+                        ..Default::default()
+                    })
+                    .await;
+                old.is_err_and(|e| e.message().contains("compacted"))
+            }
+        },
+    )
+    .await?;
+    let latest = kv
+        .range(pb::RangeRequest {
+            key: b"k".to_vec(),
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    assert_eq!(latest.kvs[0].value, b"x");
+    Ok(())
+}

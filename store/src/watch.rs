@@ -33,6 +33,7 @@ const HISTORY_STEP: i64 = 1024;
 
 pub struct WatchHub {
     window: Mutex<Window>,
+    capacity: usize,
     revision: tokio_watch::Sender<i64>,
 }
 
@@ -54,9 +55,15 @@ fn approx_size(r: &RevisionEvents) -> usize {
 
 impl WatchHub {
     pub fn new(current_revision: i64) -> Arc<Self> {
+        Self::with_capacity(current_revision, WINDOW_REVISIONS)
+    }
+
+    /// A hub keeping at most `capacity` revisions in memory.
+    pub fn with_capacity(current_revision: i64, capacity: usize) -> Arc<Self> {
         let (tx, _) = tokio_watch::channel(current_revision);
         Arc::new(Self {
             window: Mutex::new(Window::default()),
+            capacity: capacity.max(1),
             revision: tx,
         })
     }
@@ -68,7 +75,7 @@ impl WatchHub {
             let mut w = self.window.lock();
             w.bytes += approx_size(&events);
             w.revs.push_back(Arc::new(events));
-            while w.revs.len() > WINDOW_REVISIONS || (w.bytes > WINDOW_BYTES && w.revs.len() > 1) {
+            while w.revs.len() > self.capacity || (w.bytes > WINDOW_BYTES && w.revs.len() > 1) {
                 if let Some(old) = w.revs.pop_front() {
                     w.bytes -= approx_size(&old);
                 }
@@ -246,5 +253,174 @@ impl Watcher {
         }
         let is_put = e.r#type == EventType::Put as i32;
         !(is_put && self.spec.no_put || !is_put && self.spec.no_delete)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proto::etcdserverpb as pb;
+    use proto::storepb::internal_request::Request as InternalReq;
+
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        mvcc: Arc<Mvcc>,
+        hub: Arc<WatchHub>,
+        index: u64,
+    }
+
+    impl Fixture {
+        fn new(capacity: usize) -> Self {
+            let dir = tempfile::tempdir().unwrap();
+            let db = sled::open(dir.path()).unwrap();
+            let mvcc = Mvcc::open(&db).unwrap();
+            let hub = WatchHub::with_capacity(mvcc.current_revision(), capacity);
+            Self {
+                _dir: dir,
+                mvcc,
+                hub,
+                index: 0,
+            }
+        }
+
+        /// Applies like the Raft thread: apply, flush, then publish.
+        fn apply(&mut self, req: InternalReq) {
+            self.index += 1;
+            let (r, events) = self.mvcc.apply(self.index, 1, req).unwrap();
+            r.unwrap();
+            self.mvcc.flush_staged().unwrap();
+            if let Some(e) = events {
+                self.hub.publish(e);
+            }
+        }
+
+        fn put(&mut self, k: &str, v: &str) {
+            self.apply(InternalReq::Put(pb::PutRequest {
+                key: k.into(),
+                value: v.into(),
+                ..Default::default()
+            }));
+        }
+
+        fn watcher(&self, spec: WatchSpec) -> Result<Watcher> {
+            Watcher::new(self.mvcc.clone(), self.hub.clone(), spec)
+        }
+    }
+
+    fn prefix(start_revision: i64) -> WatchSpec {
+        WatchSpec {
+            key: b"a/".to_vec(),
+            range_end: b"a0".to_vec(),
+            start_revision,
+            ..Default::default()
+        }
+    }
+
+    async fn drain(w: &mut Watcher, until: i64) -> Vec<(i64, String)> {
+        let mut out = Vec::new();
+        while w.next_revision() <= until {
+            match w.next(50, None).await.unwrap() {
+                WatchItem::Events { events, .. } => out.extend(events.iter().map(|e| {
+                    let kv = e.kv.as_ref().unwrap();
+                    (kv.mod_revision, String::from_utf8_lossy(&kv.value).into_owned())
+                })),
+                WatchItem::Progress { .. } => unreachable!("no progress deadline given"),
+            }
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn slow_watcher_catches_up_from_disk_without_loss() {
+        let mut f = Fixture::new(16);
+        let mut slow = f.watcher(prefix(0)).unwrap();
+        // Writes go on while the watcher reads nothing: publishing never
+        // waits for it, and the window forgets most of these revisions.
+        for i in 0..500 {
+            f.put(&format!("a/{}", i % 7), &i.to_string());
+            f.put("b", "other prefix");
+        }
+        let end = f.mvcc.current_revision();
+        let got = drain(&mut slow, end).await;
+        let want: Vec<(i64, String)> = (0..500).map(|i| (2 + 2 * i as i64, i.to_string())).collect();
+        assert_eq!(
+            got, want,
+            "every matching revision once, in order, none from the other prefix"
+        );
+    }
+
+    #[tokio::test]
+    async fn watch_filters_and_prev_kv() {
+        let mut f = Fixture::new(1024);
+        let mut w = f
+            .watcher(WatchSpec {
+                prev_kv: true,
+                no_put: false,
+                no_delete: false,
+                ..prefix(0)
+            })
+            .unwrap();
+        let mut puts_only = f
+            .watcher(WatchSpec {
+                no_delete: true,
+                ..prefix(0)
+            })
+            .unwrap();
+        f.put("a/x", "1");
+        f.put("a/x", "2");
+        f.apply(InternalReq::DeleteRange(pb::DeleteRangeRequest {
+            key: b"a/x".to_vec(),
+            ..Default::default()
+        }));
+        let end = f.mvcc.current_revision();
+        let mut types = Vec::new();
+        while w.next_revision() <= end {
+            if let WatchItem::Events { events, .. } = w.next(10, None).await.unwrap() {
+                for e in events {
+                    let prev = e.prev_kv.map(|kv| String::from_utf8_lossy(&kv.value).into_owned());
+                    types.push((e.r#type, prev));
+                }
+            }
+        }
+        assert_eq!(types, vec![(0, None), (0, Some("1".into())), (1, Some("2".into()))]);
+        let got = drain(&mut puts_only, end).await;
+        assert_eq!(got.len(), 2, "the delete is filtered out");
+    }
+
+    #[tokio::test]
+    async fn compaction_cancels_a_watcher_behind_it() {
+        let mut f = Fixture::new(4);
+        for i in 0..20 {
+            f.put("a/k", &i.to_string());
+        }
+        let mut behind = f.watcher(prefix(2)).unwrap();
+        f.apply(InternalReq::Compaction(pb::CompactionRequest {
+            revision: 10,
+            physical: false,
+        }));
+        assert_eq!(
+            behind.next(10, None).await.unwrap_err(),
+            StoreError::Compacted { compact_revision: 10 }
+        );
+        assert_eq!(
+            f.watcher(prefix(5)).err(),
+            Some(StoreError::Compacted { compact_revision: 10 })
+        );
+        let mut from_compacted_plus_one = f.watcher(prefix(11)).unwrap();
+        assert_eq!(drain(&mut from_compacted_plus_one, 21).await.len(), 11);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn progress_when_idle() {
+        let f = Fixture::new(16);
+        let mut w = f.watcher(prefix(0)).unwrap();
+        let at = Instant::now() + std::time::Duration::from_secs(600);
+        let item = w.next(10, Some(at)).await.unwrap();
+        assert_eq!(
+            item,
+            WatchItem::Progress {
+                revision: f.mvcc.current_revision()
+            }
+        );
     }
 }
