@@ -216,14 +216,24 @@ impl RaftLog {
                 first.index
             )));
         }
-        let mut batch = sled::Batch::default();
-        for idx in first.index..=last {
-            batch.remove(&entry_key(idx)[..]);
+        if first.index == last + 1 {
+            // A plain append: ordered inserts. A crash before the next sync
+            // leaves a contiguous prefix, and nothing unsynced was promised.
+            // (A sled batch would seal sled's IO buffer each time.)
+            for e in entries {
+                self.tree.insert(entry_key(e.index), seal_pb(e))?;
+            }
+        } else {
+            // Replacing a suffix must not leave a gap if interrupted.
+            let mut batch = sled::Batch::default();
+            for idx in first.index..=last {
+                batch.remove(&entry_key(idx)[..]);
+            }
+            for e in entries {
+                batch.insert(&entry_key(e.index)[..], seal_pb(e));
+            }
+            self.tree.apply_batch(batch)?;
         }
-        for e in entries {
-            batch.insert(&entry_key(e.index)[..], seal_pb(e));
-        }
-        self.tree.apply_batch(batch)?;
         let keep = (first.index - s.trunc_index - 1) as usize;
         s.terms.truncate(keep);
         s.terms.extend(entries.iter().map(|e| e.term));
