@@ -109,6 +109,7 @@ pub struct Mvcc {
     db: sled::Db,
     tree: sled::Tree,
     staged: RwLock<Staged>,
+    flush_lock: Mutex<()>,
     revs: RwLock<Revisions>,
     leases: Mutex<HashMap<i64, Lease>>,
     /// When each lease expires. Local to this replica, never replicated:
@@ -159,6 +160,7 @@ impl Mvcc {
             db: db.clone(),
             tree,
             staged: RwLock::new(Staged::default()),
+            flush_lock: Mutex::new(()),
             revs: RwLock::new(Revisions {
                 index: KeyIndex::new(),
                 current: INITIAL_REVISION,
@@ -428,12 +430,29 @@ impl Mvcc {
             });
         }
         let mut out: Vec<RevisionEvents> = Vec::new();
+        // Records not yet flushed to sled come from the staged map. Copy
+        // them first: a record that leaves the map was written to sled
+        // before it left, so the sled read below still finds it.
+        let staged: std::collections::BTreeMap<Revision, Record> = self
+            .staged
+            .read()
+            .records
+            .iter()
+            .filter(|(r, _)| r.main >= from && r.main <= to)
+            .map(|(r, rec)| (*r, rec.clone()))
+            .collect();
         let start = kv_key(Revision::new(from, 0));
         let end = kv_key(Revision::new(to.saturating_add(1), 0));
+        let mut records: std::collections::BTreeMap<Revision, Record> = staged;
         for item in self.tree.range(start..end) {
             let (k, v) = item?;
             let rev = Revision::from_bytes(&k[1..]).ok_or_else(|| StoreError::Corrupt("bad revision key".into()))?;
-            let rec: Record = codec::open_msg(&v, "key-value record")?;
+            if records.contains_key(&rev) {
+                continue;
+            }
+            records.insert(rev, codec::open_msg(&v, "key-value record")?);
+        }
+        for (rev, rec) in records {
             let kv = rec.kv.unwrap_or_default();
             if !key_in_range(&kv.key, key, range_end) {
                 continue;
@@ -523,7 +542,7 @@ impl Mvcc {
     /// A checksum of every record up to `revision` (0: the current one), and
     /// the compacted revision: equal on replicas that agree.
     pub fn hash_kv(&self, revision: i64) -> Result<(u32, i64)> {
-        // Covers what sled holds: the state as of the last flushed Ready.
+        self.flush_staged()?;
         let (at, compacted) = {
             let revs = self.revs.read();
             (if revision <= 0 { revs.current } else { revision }, revs.compacted)
@@ -617,20 +636,38 @@ impl Mvcc {
     /// calls it after applying a Ready's entries, before anything reads
     /// sled directly (watch history, snapshots).
     pub fn flush_staged(&self) -> Result<()> {
+        // Flushes run one at a time so batches reach sled in staging order.
+        let _order = self.flush_lock.lock();
         let ops = std::mem::take(&mut self.staged.write().ops);
         if ops.is_empty() {
             return Ok(());
         }
         let mut batch = sled::Batch::default();
+        let mut flushed = Vec::new();
         for (k, v) in ops {
+            if k.first() == Some(&PREFIX_KV)
+                && let Some(rev) = Revision::from_bytes(&k[1..])
+            {
+                flushed.push(rev);
+            }
             match v {
                 Some(v) => batch.insert(k, v),
                 None => batch.remove(k),
             }
         }
         self.tree.apply_batch(batch)?;
-        self.staged.write().records.clear();
+        // Only now, with the records in sled, may readers stop finding
+        // them in the staged map. Records staged meanwhile stay.
+        let mut staged = self.staged.write();
+        for rev in flushed {
+            staged.records.remove(&rev);
+        }
         Ok(())
+    }
+
+    /// How many writes wait in the staged batch.
+    pub fn staged_len(&self) -> usize {
+        self.staged.read().ops.len()
     }
 
     /// Adds, updates or removes a member as part of applying the entry at
@@ -749,6 +786,9 @@ impl Mvcc {
     /// Removes history at or below `at` that no read can need any more, in
     /// chunks: the index lock and the tree are held briefly per chunk.
     fn compact_physical(&self, at: i64) -> Result<()> {
+        // Records at or below `at` may still be staged; delete them from
+        // sled only once they are there.
+        self.flush_staged()?;
         let started = Instant::now();
         let mut keep = HashSet::new();
         let mut cursor = Some(Vec::new());
@@ -811,6 +851,9 @@ impl Mvcc {
 
     /// Replaces the whole state with a snapshot's entries.
     pub fn restore(&self, entries: Vec<(Vec<u8>, Vec<u8>)>) -> Result<()> {
+        // No flush from another thread may land between the clear and the
+        // new contents.
+        let order = self.flush_lock.lock();
         *self.staged.write() = Staged::default();
         self.tree.clear()?;
         let mut batch = sled::Batch::default();
@@ -818,6 +861,7 @@ impl Mvcc {
             batch.insert(k, v);
         }
         self.tree.apply_batch(batch)?;
+        drop(order);
         self.load()?;
         self.sync()
     }

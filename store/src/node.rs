@@ -240,6 +240,7 @@ impl Node {
             next_read_ctx: 1,
             new_reads: Vec::new(),
             was_leader: false,
+            last_state_flush: Instant::now(),
         };
         driver.publish_status();
         let handle = std::thread::Builder::new()
@@ -450,10 +451,15 @@ struct Driver {
     next_read_ctx: u64,
     new_reads: Vec<Reply<()>>,
     was_leader: bool,
+    last_state_flush: Instant,
 }
 
 /// How many inputs one turn of the loop takes before handling a Ready.
 const MAX_INPUTS_PER_TURN: usize = 4096;
+/// Staged state writes go to sled in one batch at least this often...
+const STATE_FLUSH_INTERVAL: Duration = Duration::from_millis(100);
+/// ...or once this many accumulated.
+const STATE_FLUSH_OPS: usize = 8192;
 
 impl Driver {
     fn run(mut self) {
@@ -622,6 +628,9 @@ impl Driver {
     }
 
     fn on_tick(&mut self, now: Instant) {
+        if let Err(e) = self.maybe_flush_state(false) {
+            tracing::error!(error = %e, "flushing the state machine");
+        }
         let timeout = self.shared.config.request_timeout;
         self.pending.retain(|_, (_, deadline)| *deadline > now);
         self.pending_conf.retain(|_, (_, deadline)| *deadline > now);
@@ -771,8 +780,9 @@ impl Driver {
                 EntryType::EntryConfChange | EntryType::EntryConfChangeV2 => self.apply_conf_change(&entry)?,
             }
         }
-        // One sled batch for the whole Ready; then watchers may read it.
-        mvcc.flush_staged()?;
+        // The state database gets one batch per many Readies (see
+        // `maybe_flush_state`); readers and watchers see staged writes.
+        self.maybe_flush_state(false)?;
         for events in published {
             self.shared.hub.publish(events);
         }
@@ -876,6 +886,19 @@ impl Driver {
         if removed_self {
             tracing::info!("this member was removed from the cluster; stopping");
             self.shared.stopped.store(true, Ordering::Release);
+        }
+        Ok(())
+    }
+
+    /// Writes staged state-machine changes to sled when enough accumulated
+    /// or enough time passed (or when `force`d). Durability does not depend
+    /// on it: the WAL is synced, and the state catches up by replay.
+    fn maybe_flush_state(&mut self, force: bool) -> Result<()> {
+        let mvcc = &self.shared.mvcc;
+        let due = self.last_state_flush.elapsed() >= STATE_FLUSH_INTERVAL;
+        if force || due || mvcc.staged_len() >= STATE_FLUSH_OPS {
+            mvcc.flush_staged()?;
+            self.last_state_flush = Instant::now();
         }
         Ok(())
     }
