@@ -103,6 +103,9 @@ enum LeaseChange {
 struct Staged {
     ops: Vec<(Vec<u8>, Option<Vec<u8>>)>,
     records: HashMap<Revision, Record>,
+    /// Metadata rewritten by every entry: only the newest value of each
+    /// key goes into the batch.
+    meta: BTreeMap<&'static [u8], Vec<u8>>,
 }
 
 pub struct Mvcc {
@@ -628,7 +631,17 @@ impl Mvcc {
 
     fn stage(&self, ops: Vec<(Vec<u8>, Option<Vec<u8>>)>, records: Vec<(Revision, Record)>) {
         let mut staged = self.staged.write();
-        staged.ops.extend(ops);
+        for (k, v) in ops {
+            match (k.as_slice(), v) {
+                (META_APPLIED, Some(v)) => {
+                    staged.meta.insert(META_APPLIED, v);
+                }
+                (META_REVISION, Some(v)) => {
+                    staged.meta.insert(META_REVISION, v);
+                }
+                (_, v) => staged.ops.push((k, v)),
+            }
+        }
         staged.records.extend(records);
     }
 
@@ -638,11 +651,17 @@ impl Mvcc {
     pub fn flush_staged(&self) -> Result<()> {
         // Flushes run one at a time so batches reach sled in staging order.
         let _order = self.flush_lock.lock();
-        let ops = std::mem::take(&mut self.staged.write().ops);
-        if ops.is_empty() {
+        let (ops, meta) = {
+            let mut staged = self.staged.write();
+            (std::mem::take(&mut staged.ops), std::mem::take(&mut staged.meta))
+        };
+        if ops.is_empty() && meta.is_empty() {
             return Ok(());
         }
         let mut batch = sled::Batch::default();
+        for (k, v) in meta {
+            batch.insert(k, v);
+        }
         let mut flushed = Vec::new();
         for (k, v) in ops {
             if k.first() == Some(&PREFIX_KV)
@@ -667,7 +686,8 @@ impl Mvcc {
 
     /// How many writes wait in the staged batch.
     pub fn staged_len(&self) -> usize {
-        self.staged.read().ops.len()
+        let staged = self.staged.read();
+        staged.ops.len() + staged.meta.len()
     }
 
     /// Adds, updates or removes a member as part of applying the entry at

@@ -46,6 +46,41 @@ struct LogState {
     /// Term of every entry in the log, oldest first: `term()` is on Raft's
     /// hot path and must not decode entries.
     terms: VecDeque<u64>,
+    /// The newest entries, decoded: Raft reads what it just appended (to
+    /// apply it, to send it to followers); sled need not decode it again.
+    tail: VecDeque<Entry>,
+}
+
+/// Entries kept decoded in memory.
+const TAIL_ENTRIES: usize = 4096;
+
+impl LogState {
+    /// The cached entries `[low, high)`, if the tail holds all of them.
+    fn cached(&self, low: u64, high: u64) -> Option<Vec<Entry>> {
+        let first = self.tail.front()?.index;
+        if low < first || high > self.last_index() + 1 {
+            return None;
+        }
+        let start = (low - first) as usize;
+        Some(self.tail.range(start..start + (high - low) as usize).cloned().collect())
+    }
+
+    fn cache(&mut self, entries: &[Entry]) {
+        if let (Some(first), Some(back)) = (entries.first(), self.tail.back())
+            && first.index != back.index + 1
+        {
+            // Replacing a suffix: drop what it replaces.
+            let keep = self.tail.iter().take_while(|e| e.index < first.index).count();
+            self.tail.truncate(keep);
+            if self.tail.back().is_some_and(|b| b.index + 1 != first.index) {
+                self.tail.clear();
+            }
+        }
+        self.tail.extend(entries.iter().cloned());
+        while self.tail.len() > TAIL_ENTRIES {
+            self.tail.pop_front();
+        }
+    }
 }
 
 impl LogState {
@@ -137,6 +172,7 @@ impl RaftLog {
                 trunc_index,
                 trunc_term,
                 terms,
+                tail: VecDeque::new(),
             }),
         };
         log.check_against_state()?;
@@ -237,6 +273,7 @@ impl RaftLog {
         let keep = (first.index - s.trunc_index - 1) as usize;
         s.terms.truncate(keep);
         s.terms.extend(entries.iter().map(|e| e.term));
+        s.cache(entries);
         Ok(())
     }
 
@@ -258,6 +295,7 @@ impl RaftLog {
         s.trunc_index = 1;
         s.trunc_term = 1;
         s.terms.clear();
+        s.tail.clear();
         s.hard = hard;
         s.conf = cs.clone();
         Ok(())
@@ -277,6 +315,7 @@ impl RaftLog {
         self.tree.apply_batch(batch)?;
         let keep = (index - s.trunc_index) as usize;
         s.terms.truncate(keep);
+        s.tail.retain(|e| e.index <= index);
         Ok(())
     }
 
@@ -313,6 +352,7 @@ impl RaftLog {
         self.tree.apply_batch(batch)?;
         let n = (index - s.trunc_index) as usize;
         s.terms.drain(..n);
+        s.tail.retain(|e| e.index > index);
         s.trunc_index = index;
         s.trunc_term = term;
         Ok(())
@@ -339,6 +379,7 @@ impl RaftLog {
         batch.insert(KEY_CONF, seal_pb(meta.get_conf_state()));
         self.tree.apply_batch(batch)?;
         s.terms.clear();
+        s.tail.clear();
         s.trunc_index = meta.index;
         s.trunc_term = meta.term;
         s.hard = hard;
@@ -399,6 +440,10 @@ impl Storage for RaftLog {
             }
             if high > s.last_index() + 1 {
                 return Err(raft::Error::Store(StorageError::Unavailable));
+            }
+            if let Some(mut ents) = s.cached(low, high) {
+                raft::util::limit_size(&mut ents, max_size);
+                return Ok(ents);
             }
         }
         let mut out = Vec::with_capacity((high - low) as usize);

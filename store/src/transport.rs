@@ -67,9 +67,13 @@ async fn peer_loop(me: u64, id: u64, url: String, mut rx: mpsc::Receiver<Message
             return;
         }
     };
-    let mut client = RaftPeerClient::new(endpoint.connect_lazy())
+    let client = RaftPeerClient::new(endpoint.connect_lazy())
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    // Batches go over one long-lived stream; when it breaks, the next batch
+    // opens a new one. Snapshots, rare and large, go as single calls so
+    // their outcome can be reported.
+    let mut stream: Option<mpsc::Sender<MessageBatch>> = None;
     while let Some(first) = rx.recv().await {
         let mut msgs = vec![first];
         while msgs.len() < BATCH {
@@ -78,18 +82,45 @@ async fn peer_loop(me: u64, id: u64, url: String, mut rx: mpsc::Receiver<Message
                 Err(_) => break,
             }
         }
-        let snapshots: Vec<u64> = msgs.iter().filter(|m| is_snapshot(m)).map(|m| m.to).collect();
-        let batch = MessageBatch {
+        let (snapshots, rest): (Vec<Message>, Vec<Message>) = msgs.into_iter().partition(is_snapshot);
+        let encode = |msgs: &[Message]| MessageBatch {
             from: me,
             messages: msgs.iter().filter_map(|m| m.write_to_bytes().ok()).collect(),
         };
-        let ok = client.send(batch).await.is_ok();
-        if let Some(node) = node.get() {
-            if !ok {
-                node.report_unreachable(id);
+        if !rest.is_empty() {
+            let batch = encode(&rest);
+            let sent = match &stream {
+                Some(tx) if !tx.is_closed() => tx.send(batch).await.is_ok(),
+                _ => {
+                    let (tx, rx) = mpsc::channel(QUEUE);
+                    let mut c = client.clone();
+                    let node = node.clone();
+                    tokio::spawn(async move {
+                        if c.stream(tokio_stream::wrappers::ReceiverStream::new(rx)).await.is_err()
+                            && let Some(node) = node.get()
+                        {
+                            node.report_unreachable(id);
+                        }
+                    });
+                    let ok = tx.send(batch).await.is_ok();
+                    stream = Some(tx);
+                    ok
+                }
+            };
+            if !sent {
+                stream = None;
+                if let Some(node) = node.get() {
+                    node.report_unreachable(id);
+                }
             }
-            for to in snapshots {
-                node.report_snapshot(to, ok);
+        }
+        for snap in snapshots {
+            let ok = client.clone().send(encode(std::slice::from_ref(&snap))).await.is_ok();
+            if let Some(node) = node.get() {
+                if !ok {
+                    node.report_unreachable(id);
+                }
+                node.report_snapshot(snap.to, ok);
             }
         }
     }
@@ -154,14 +185,12 @@ impl PeerService {
     }
 }
 
-#[tonic::async_trait]
-impl RaftPeer for PeerService {
-    async fn send(&self, req: tonic::Request<MessageBatch>) -> Result<tonic::Response<SendAck>, tonic::Status> {
+impl PeerService {
+    fn step_batch(&self, batch: MessageBatch) -> Result<(), tonic::Status> {
         let node = self
             .node
             .get()
             .ok_or_else(|| tonic::Status::unavailable("member is starting"))?;
-        let batch = req.into_inner();
         for bytes in batch.messages {
             let mut m = Message::default();
             if m.merge_from_bytes(&bytes).is_err() {
@@ -169,6 +198,25 @@ impl RaftPeer for PeerService {
             }
             node.step(m);
         }
+        Ok(())
+    }
+}
+
+#[tonic::async_trait]
+impl RaftPeer for PeerService {
+    async fn stream(
+        &self,
+        req: tonic::Request<tonic::Streaming<MessageBatch>>,
+    ) -> Result<tonic::Response<SendAck>, tonic::Status> {
+        let mut inbound = req.into_inner();
+        while let Some(batch) = inbound.message().await? {
+            self.step_batch(batch)?;
+        }
+        Ok(tonic::Response::new(SendAck {}))
+    }
+
+    async fn send(&self, req: tonic::Request<MessageBatch>) -> Result<tonic::Response<SendAck>, tonic::Status> {
+        self.step_batch(req.into_inner())?;
         Ok(tonic::Response::new(SendAck {}))
     }
 }
