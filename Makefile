@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 CLUSTER_DIR ?= $(CURDIR)/.cluster
 
-.PHONY: deps build test lint unit integration bench bench-store up down clean
+.PHONY: deps build test lint unit bench bench-store bench-history up down clean
 
 deps:
 	@bash scripts/deps.sh
@@ -23,12 +23,17 @@ test: deps lint
 unit:
 	$(CARGO) nextest run --workspace --lib --bins
 
-bench: bench-store
+bench: bench-store bench-history
 
 # Our store vs etcd 3.4 (Debian's etcd-server), same load generator.
 bench-store: deps
 	$(CARGO) build --release -p store -p integration-tests
 	$(CARGO) run --release -p integration-tests --bin loadgen -- compare
+
+# The linearizability and watch check with 10x CI's operations per phase.
+bench-history: deps
+	$(CARGO) build -p store
+	STORE_HISTORY_OPS=$${STORE_HISTORY_OPS:-8000} $(CARGO) test -p integration-tests --test store_history -- --nocapture
 
 # `make up` starts a local single-member store under .cluster/ (the
 # apiserver and the other components join it as their issues land).

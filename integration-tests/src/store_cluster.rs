@@ -45,6 +45,9 @@ pub struct StoreProcess {
     log: PathBuf,
     child: Option<Child>,
     extra_args: Vec<String>,
+    /// Set for a member that joins an existing cluster: its own
+    /// `--initial-cluster`, and `--initial-cluster-state existing`.
+    joins: Option<String>,
 }
 
 impl StoreProcess {
@@ -80,6 +83,7 @@ impl StoreCluster {
                 name,
                 child: None,
                 extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+                joins: None,
             });
         }
         let initial_cluster = members
@@ -123,12 +127,15 @@ impl StoreCluster {
                 "--initial-advertise-peer-urls",
                 &m.peer_url,
             ])
-            .args([
-                "--initial-cluster",
-                &self.initial_cluster,
-                "--initial-cluster-state",
-                "new",
-            ])
+            .args(match &m.joins {
+                None => [
+                    "--initial-cluster",
+                    &self.initial_cluster,
+                    "--initial-cluster-state",
+                    "new",
+                ],
+                Some(cluster) => ["--initial-cluster", cluster, "--initial-cluster-state", "existing"],
+            })
             .args(&m.extra_args)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
@@ -145,6 +152,34 @@ impl StoreCluster {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+
+    /// Describes a new member (fresh ports and data dir) without starting
+    /// it; returns its index. Add it to the cluster (MemberAdd with its
+    /// `peer_url`), then [`StoreCluster::start_joined`] it.
+    pub fn new_member(&mut self, name: &str) -> anyhow::Result<usize> {
+        let peer_url = format!("http://127.0.0.1:{}", free_port()?);
+        let mut cluster: Vec<String> = self
+            .members
+            .iter()
+            .map(|m| format!("{}={}", m.name, m.peer_url))
+            .collect();
+        cluster.push(format!("{name}={peer_url}"));
+        self.members.push(StoreProcess {
+            name: name.into(),
+            client_url: format!("http://127.0.0.1:{}", free_port()?),
+            data_dir: self.dir.path().join(name),
+            log: self.dir.path().join(format!("{name}.log")),
+            peer_url,
+            child: None,
+            extra_args: Vec::new(),
+            joins: Some(cluster.join(",")),
+        });
+        Ok(self.members.len() - 1)
+    }
+
+    pub fn start_joined(&mut self, i: usize) -> anyhow::Result<()> {
+        self.spawn(i)
     }
 
     /// SIGTERM, and waits for a clean exit (everything flushed).

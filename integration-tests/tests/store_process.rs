@@ -454,3 +454,80 @@ async fn process_periodic_auto_compaction() -> anyhow::Result<()> {
     assert_eq!(latest.kvs[0].value, b"x");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn process_member_joins_as_learner_and_is_promoted() -> anyhow::Result<()> {
+    use integration_tests::store_cluster::channel;
+    use proto::etcdserverpb::cluster_client::ClusterClient;
+    use proto::etcdserverpb::maintenance_client::MaintenanceClient;
+    let mut c = StoreCluster::start(1).await?;
+    let mut kv = c.kv(0).await?;
+    for i in 0..30 {
+        kv.put(pb::PutRequest {
+            key: format!("w/{i:02}").into_bytes(),
+            value: b"v".to_vec(),
+            ..Default::default()
+        })
+        .await?;
+    }
+    // The operator's flow: add the member as a learner, then start it with
+    // --initial-cluster-state existing.
+    let new = c.new_member("joiner")?;
+    let mut cluster = ClusterClient::new(channel(&c.members[0].client_url).await?);
+    let added = cluster
+        .member_add(pb::MemberAddRequest {
+            peer_ur_ls: vec![c.members[new].peer_url.clone()],
+            is_learner: true,
+        })
+        .await?
+        .into_inner();
+    let id = added.member.map_or(0, |m| m.id);
+    c.start_joined(new)?;
+
+    // It catches up (by snapshot: it starts with an empty log), under the
+    // id the cluster gave it.
+    let leader = MaintenanceClient::new(channel(&c.members[0].client_url).await?)
+        .status(pb::StatusRequest {})
+        .await?;
+    let target = leader.into_inner().raft_applied_index;
+    let joiner = channel(&c.members[new].client_url).await?;
+    let j = joiner.clone();
+    eventually("the joiner to catch up", Duration::from_secs(20), || {
+        let j = j.clone();
+        async move {
+            MaintenanceClient::new(j)
+                .status(pb::StatusRequest {})
+                .await
+                .is_ok_and(|s| {
+                    let s = s.into_inner();
+                    s.is_learner && s.raft_applied_index >= target && s.header.is_some_and(|h| h.member_id == id)
+                })
+        }
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}\n{}", c.logs()))?;
+
+    // Promote it once the leader agrees it is in sync; then it is a voter,
+    // knows the whole membership, and serves reads.
+    eventually("the promotion to be accepted", Duration::from_secs(20), || {
+        let mut cl = cluster.clone();
+        async move { cl.member_promote(pb::MemberPromoteRequest { id }).await.is_ok() }
+    })
+    .await?;
+    let members = ClusterClient::new(joiner.clone())
+        .member_list(pb::MemberListRequest::default())
+        .await?
+        .into_inner()
+        .members;
+    assert_eq!(members.len(), 2);
+    assert!(members.iter().all(|m| !m.is_learner), "{members:?}");
+    assert_eq!(all_keys(&c, new).await?.len(), 30);
+    kv.put(pb::PutRequest {
+        key: b"w/after".to_vec(),
+        value: b"v".to_vec(),
+        ..Default::default()
+    })
+    .await?;
+    assert!(all_keys(&c, new).await?.contains("w/after"));
+    Ok(())
+}

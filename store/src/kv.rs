@@ -254,7 +254,7 @@ impl Store {
             url::Url::parse(u).map_err(|e| StoreError::InvalidArgument(format!("peer URL {u:?}: {e}")))?;
         }
         let member = MemberInfo {
-            id: rand::random::<u64>().max(1),
+            id: crate::member::member_id(&peer_urls, &self.node.config().cluster_token),
             name: String::new(),
             peer_urls,
             client_urls: vec![],

@@ -232,6 +232,7 @@ impl Member {
         let tick = cfg.heartbeat_interval;
         let mut ncfg = NodeConfig::new(id);
         ncfg.cluster_id = cluster_id;
+        ncfg.cluster_token = cfg.initial_cluster_token.clone();
         ncfg.tick = tick;
         ncfg.heartbeat_ticks = 1;
         ncfg.election_ticks = ((cfg.election_timeout.as_millis() / tick.as_millis().max(1)) as usize).max(2);

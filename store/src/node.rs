@@ -46,6 +46,10 @@ pub trait Transport: Send + Sync + 'static {
 pub struct NodeConfig {
     pub id: u64,
     pub cluster_id: u64,
+    /// The cluster token: with a member's peer URLs it determines the
+    /// member's id, so a member added here and the process that joins as
+    /// it agree without asking each other.
+    pub cluster_token: String,
     pub tick: Duration,
     pub election_ticks: usize,
     pub heartbeat_ticks: usize,
@@ -64,6 +68,7 @@ impl NodeConfig {
         Self {
             id,
             cluster_id: 0,
+            cluster_token: "etcd-cluster".into(),
             tick: Duration::from_millis(100),
             election_ticks: 10,
             heartbeat_ticks: 1,
