@@ -57,13 +57,6 @@ pub enum StoreError {
     Storage(String),
 }
 
-impl StoreError {
-    /// Errors after which the request may or may not have been applied.
-    pub fn outcome_unknown(&self) -> bool {
-        matches!(self, StoreError::Timeout | StoreError::Stopped)
-    }
-}
-
 impl From<sled::Error> for StoreError {
     fn from(e: sled::Error) -> Self {
         match e {

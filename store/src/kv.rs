@@ -115,13 +115,7 @@ impl Store {
         use pb::response_op::Response;
         // Evaluate at one revision so compares and ranges agree.
         let at = self.mvcc().current_revision();
-        let mut succeeded = true;
-        for c in &req.compare {
-            if !self.mvcc().compare_at(c, at)? {
-                succeeded = false;
-                break;
-            }
-        }
+        let succeeded = self.mvcc().compares_hold(&req.compare, at)?;
         let ops = if succeeded { &req.success } else { &req.failure };
         let mut responses = Vec::with_capacity(ops.len());
         for op in ops {

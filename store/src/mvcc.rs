@@ -359,7 +359,7 @@ impl Mvcc {
     /// Serves a Range request against the current state. The caller has
     /// already made it linearizable if asked to.
     pub fn range(&self, req: &pb::RangeRequest) -> Result<pb::RangeResponse> {
-        let (at, current, compacted, selected) = {
+        let (current, selected) = {
             let revs = self.revs.read();
             let at = if req.revision <= 0 { revs.current } else { req.revision };
             if at > revs.current {
@@ -372,14 +372,8 @@ impl Mvcc {
             }
             let plain = is_plain_order(req);
             let limit = if plain && req.limit > 0 { req.limit as usize } else { 0 };
-            (
-                at,
-                revs.current,
-                revs.compacted,
-                revs.index.range(&req.key, &req.range_end, at, limit),
-            )
+            (revs.current, revs.index.range(&req.key, &req.range_end, at, limit))
         };
-        let _ = (at, compacted);
         let mut resp = pb::RangeResponse {
             header: Some(header(current)),
             ..Default::default()
@@ -566,13 +560,18 @@ impl Mvcc {
         Ok((h.finalize(), compacted))
     }
 
-    /// Keys currently in the index (live or with history).
-    pub fn approximate_keys(&self) -> usize {
-        self.revs.read().index.len()
-    }
-
     /// etcd's comparison: every key in the compare's range must satisfy it;
     /// a missing key compares as a zero key-value, except by value.
+    /// Whether every compare of a txn holds at revision `at`.
+    pub fn compares_hold(&self, compares: &[pb::Compare], at: i64) -> Result<bool> {
+        for c in compares {
+            if !self.compare_at(c, at)? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
     pub fn compare_at(&self, c: &pb::Compare, at: i64) -> Result<bool> {
         use pb::compare::{CompareResult, CompareTarget, TargetUnion};
         let range = pb::RangeRequest {
@@ -1123,13 +1122,7 @@ impl<'a> Writer<'a> {
     fn txn(&mut self, req: &pb::TxnRequest) -> Result<pb::TxnResponse> {
         use pb::request_op::Request;
         use pb::response_op::Response;
-        let mut succeeded = true;
-        for c in &req.compare {
-            if !self.compare(c)? {
-                succeeded = false;
-                break;
-            }
-        }
+        let succeeded = self.mvcc.compares_hold(&req.compare, self.main - 1)?;
         let ops = if succeeded { &req.success } else { &req.failure };
         let mut responses = Vec::with_capacity(ops.len());
         for op in ops {
@@ -1149,10 +1142,6 @@ impl<'a> Writer<'a> {
             succeeded,
             responses,
         })
-    }
-
-    fn compare(&self, c: &pb::Compare) -> Result<bool> {
-        self.mvcc.compare_at(c, self.main - 1)
     }
 
     fn compact(&mut self, req: &pb::CompactionRequest) -> Result<()> {
