@@ -314,9 +314,7 @@ impl Node {
 
     /// Adds a voter or learner. The member's id must be new.
     pub async fn add_member(&self, member: MemberInfo) -> Result<ConfState> {
-        if self.shared.mvcc.member(member.id).is_some() {
-            return Err(StoreError::MemberExists);
-        }
+        // Ids derive from peer URLs, so a URL clash is the telling error.
         let exists = self
             .shared
             .mvcc
@@ -325,6 +323,9 @@ impl Node {
             .any(|m| m.peer_urls.iter().any(|u| member.peer_urls.contains(u)));
         if exists {
             return Err(StoreError::PeerUrlExists);
+        }
+        if self.shared.mvcc.member(member.id).is_some() {
+            return Err(StoreError::MemberExists);
         }
         let ty = if member.is_learner {
             ConfChangeType::AddLearnerNode

@@ -119,11 +119,50 @@ fn seal_pb<M: protobuf::Message>(m: &M) -> Vec<u8> {
     )
 }
 
-fn decode_entry(v: &[u8]) -> Result<Entry> {
-    let payload = codec::open(v, "raft entry")?;
-    let mut e = Entry::default();
-    e.merge_from_bytes(payload).map_err(|e| pb_err("raft entry", e))?;
-    Ok(e)
+/// A chunk: the consecutive entries one Ready appended, stored as one
+/// value under the first entry's index (a sled insert copies a leaf, so one
+/// per Ready, not one per entry): `(u32 length, eraftpb.Entry)*`, sealed.
+fn encode_chunk(entries: &[Entry]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for e in entries {
+        let bytes = e
+            .write_to_bytes()
+            .expect("encoding a raft entry into memory cannot fail");
+        out.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
+        out.extend_from_slice(&bytes);
+    }
+    codec::seal(out)
+}
+
+fn decode_chunk(v: &[u8]) -> Result<Vec<Entry>> {
+    let corrupt = |why: &str| StoreError::Corrupt(format!("raft log chunk: {why}"));
+    let mut payload = codec::open(v, "raft log chunk")?;
+    let mut out: Vec<Entry> = Vec::new();
+    while !payload.is_empty() {
+        let len = payload.get(..4).ok_or_else(|| corrupt("truncated length"))?;
+        let len = u32::from_be_bytes(len.try_into().expect("4 bytes")) as usize;
+        let bytes = payload.get(4..4 + len).ok_or_else(|| corrupt("truncated entry"))?;
+        let mut e = Entry::default();
+        e.merge_from_bytes(bytes).map_err(|e| pb_err("raft entry", e))?;
+        if out.last().is_some_and(|p| p.index + 1 != e.index) {
+            return Err(corrupt("entries out of sequence"));
+        }
+        out.push(e);
+        payload = &payload[4 + len..];
+    }
+    Ok(out)
+}
+
+fn chunk_start(key: &[u8]) -> Result<u64> {
+    key.get(1..9)
+        .and_then(|b| b.try_into().ok())
+        .map(u64::from_be_bytes)
+        .ok_or_else(|| StoreError::Corrupt("raft log chunk key".into()))
+}
+
+/// Every chunk key, in index order.
+fn all_chunks() -> std::ops::RangeInclusive<[u8; 9]> {
+    entry_key(0)..=entry_key(u64::MAX)
 }
 
 impl RaftLog {
@@ -147,20 +186,27 @@ impl RaftLog {
             }
         };
         let mut terms = VecDeque::new();
-        for (expect, item) in (trunc_index + 1..).zip(tree.scan_prefix(b"e")) {
+        let mut expect = trunc_index + 1;
+        for item in tree.range(all_chunks()) {
             let (k, v) = item?;
-            let e = decode_entry(&v)?;
-            let idx = u64::from_be_bytes(
-                k[1..]
-                    .try_into()
-                    .map_err(|_| StoreError::Corrupt("raft entry key".into()))?,
-            );
-            if idx != expect || e.index != idx {
+            let start = chunk_start(&k)?;
+            let chunk = decode_chunk(&v)?;
+            if chunk.first().is_none_or(|e| e.index != start) {
                 return Err(StoreError::Corrupt(format!(
-                    "raft log has a gap or stray entry at index {idx}, expected {expect}"
+                    "raft log chunk at {start} holds other entries"
                 )));
             }
-            terms.push_back(e.term);
+            // The first chunk may straddle the truncation point.
+            for e in chunk.into_iter().filter(|e| e.index > trunc_index) {
+                if e.index != expect {
+                    return Err(StoreError::Corrupt(format!(
+                        "raft log has a gap or stray entry at index {}, expected {expect}",
+                        e.index
+                    )));
+                }
+                terms.push_back(e.term);
+                expect += 1;
+            }
         }
         let log = Self {
             db: db.clone(),
@@ -253,21 +299,14 @@ impl RaftLog {
             )));
         }
         if first.index == last + 1 {
-            // A plain append: ordered inserts. A crash before the next sync
-            // leaves a contiguous prefix, and nothing unsynced was promised.
-            // (A sled batch would seal sled's IO buffer each time.)
-            for e in entries {
-                self.tree.insert(entry_key(e.index), seal_pb(e))?;
-            }
+            // A plain append: one insert (a sled batch would also seal
+            // sled's IO buffer).
+            self.tree.insert(entry_key(first.index), encode_chunk(entries))?;
         } else {
             // Replacing a suffix must not leave a gap if interrupted.
             let mut batch = sled::Batch::default();
-            for idx in first.index..=last {
-                batch.remove(&entry_key(idx)[..]);
-            }
-            for e in entries {
-                batch.insert(&entry_key(e.index)[..], seal_pb(e));
-            }
+            self.cut_from(first.index, &mut batch)?;
+            batch.insert(&entry_key(first.index)[..], encode_chunk(entries));
             self.tree.apply_batch(batch)?;
         }
         let keep = (first.index - s.trunc_index - 1) as usize;
@@ -275,6 +314,38 @@ impl RaftLog {
         s.terms.extend(entries.iter().map(|e| e.term));
         s.cache(entries);
         Ok(())
+    }
+
+    /// Adds to `batch` the removal of every entry at or after `from`: later
+    /// chunks go, and the chunk straddling `from` is rewritten shorter.
+    fn cut_from(&self, from: u64, batch: &mut sled::Batch) -> Result<()> {
+        if let Some(item) = self.tree.range(entry_key(0)..entry_key(from)).next_back() {
+            let (k, v) = item?;
+            let kept: Vec<Entry> = decode_chunk(&v)?.into_iter().filter(|e| e.index < from).collect();
+            batch.insert(k, encode_chunk(&kept));
+        }
+        for item in self.tree.range(entry_key(from)..=entry_key(u64::MAX)) {
+            batch.remove(item?.0);
+        }
+        Ok(())
+    }
+
+    /// Entries `[low, high)` from sled.
+    fn read_range(&self, low: u64, high: u64) -> Result<Vec<Entry>> {
+        let start = match self.tree.range(entry_key(0)..=entry_key(low)).next_back() {
+            Some(item) => chunk_start(&item?.0)?,
+            None => low,
+        };
+        let mut out = Vec::new();
+        for item in self.tree.range(entry_key(start)..entry_key(high)) {
+            let (_, v) = item?;
+            out.extend(
+                decode_chunk(&v)?
+                    .into_iter()
+                    .filter(|e| e.index >= low && e.index < high),
+            );
+        }
+        Ok(out)
     }
 
     /// Initializes a new cluster's log as if a snapshot at index 1, term 1
@@ -309,9 +380,7 @@ impl RaftLog {
             return Ok(());
         }
         let mut batch = sled::Batch::default();
-        for idx in index + 1..=last {
-            batch.remove(&entry_key(idx)[..]);
-        }
+        self.cut_from(index + 1, &mut batch)?;
         self.tree.apply_batch(batch)?;
         let keep = (index - s.trunc_index) as usize;
         s.terms.truncate(keep);
@@ -345,8 +414,22 @@ impl RaftLog {
         }
         let term = s.terms[(index - s.trunc_index - 1) as usize];
         let mut batch = sled::Batch::default();
-        for idx in s.trunc_index + 1..=index {
-            batch.remove(&entry_key(idx)[..]);
+        // A chunk goes once all its entries are at or below `index`, which
+        // the next chunk's start tells; one straddling `index` stays.
+        let keys: Vec<sled::IVec> = self
+            .tree
+            .range(entry_key(0)..=entry_key(index + 1))
+            .keys()
+            .collect::<std::result::Result<_, _>>()?;
+        for pair in keys.windows(2) {
+            if chunk_start(&pair[1])? <= index + 1 {
+                batch.remove(pair[0].clone());
+            }
+        }
+        if s.last_index() == index
+            && let Some(last) = keys.last()
+        {
+            batch.remove(last.clone());
         }
         batch.insert(KEY_TRUNC, trunc_value(index, term));
         self.tree.apply_batch(batch)?;
@@ -368,8 +451,8 @@ impl RaftLog {
         self.mvcc.restore(entries)?;
         let mut s = self.state.lock();
         let mut batch = sled::Batch::default();
-        for idx in s.trunc_index + 1..=s.last_index() {
-            batch.remove(&entry_key(idx)[..]);
+        for item in self.tree.range(all_chunks()) {
+            batch.remove(item?.0);
         }
         let mut hard = s.hard.clone();
         hard.commit = hard.commit.max(meta.index);
@@ -446,20 +529,8 @@ impl Storage for RaftLog {
                 return Ok(ents);
             }
         }
-        let mut out = Vec::with_capacity((high - low) as usize);
-        let mut size = 0u64;
-        for item in self.tree.range(entry_key(low)..entry_key(high)) {
-            let (_, v) = item.map_err(|e| storage_err(e.into()))?;
-            let e = decode_entry(&v).map_err(storage_err)?;
-            size += u64::from(e.compute_size());
-            if let Some(max) = max_size
-                && !out.is_empty()
-                && size > max
-            {
-                break;
-            }
-            out.push(e);
-        }
+        let mut out = self.read_range(low, high).map_err(storage_err)?;
+        raft::util::limit_size(&mut out, max_size);
         if out.is_empty() && low < high {
             return Err(raft::Error::Store(StorageError::Unavailable));
         }
@@ -494,5 +565,80 @@ impl Storage for RaftLog {
             return Err(raft::Error::Store(StorageError::SnapshotTemporarilyUnavailable));
         }
         Ok(snap)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ent(index: u64, term: u64) -> Entry {
+        let mut e = Entry::default();
+        e.index = index;
+        e.term = term;
+        e.data = format!("{index}@{term}").into_bytes().into();
+        e
+    }
+
+    fn ents(range: std::ops::RangeInclusive<u64>, term: u64) -> Vec<Entry> {
+        range.map(|i| ent(i, term)).collect()
+    }
+
+    fn open(dir: &std::path::Path) -> (sled::Db, RaftLog) {
+        let db = sled::open(dir).unwrap();
+        let mvcc = Mvcc::open(&db).unwrap();
+        let log = RaftLog::open(&db, mvcc).unwrap();
+        (db, log)
+    }
+
+    /// What the log holds, read through sled (not the in-memory tail).
+    fn stored(log: &RaftLog) -> Vec<(u64, u64)> {
+        log.read_range(log.first(), log.last() + 1)
+            .unwrap()
+            .iter()
+            .map(|e| (e.index, e.term))
+            .collect()
+    }
+
+    #[test]
+    fn chunks_survive_replace_compact_truncate_and_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let (db, log) = open(dir.path());
+        log.append(&ents(1..=5, 1)).unwrap();
+        log.append(&ents(6..=9, 1)).unwrap();
+        log.append(&ents(10..=12, 2)).unwrap();
+        // A new leader replaces the suffix from 8, inside the second chunk.
+        log.append(&ents(8..=10, 3)).unwrap();
+        let want: Vec<(u64, u64)> = (1..=7).map(|i| (i, 1)).chain((8..=10).map(|i| (i, 3))).collect();
+        assert_eq!(stored(&log), want, "conflicting suffix replaced");
+        assert_eq!(raft::Storage::term(&log, 9).unwrap(), 3);
+        // Compaction inside a chunk keeps the straddling chunk's later part.
+        log.compact(3).unwrap();
+        assert_eq!(log.first(), 4);
+        assert_eq!(
+            raft::Storage::term(&log, 3).unwrap(),
+            1,
+            "the truncation point keeps its term"
+        );
+        assert_eq!(stored(&log), want[3..].to_vec());
+        assert!(matches!(
+            raft::Storage::entries(&log, 3, 5, None, GetEntriesContext::empty(false)),
+            Err(raft::Error::Store(StorageError::Compacted))
+        ));
+        log.compact(7).unwrap();
+        assert_eq!(stored(&log), want[7..].to_vec(), "the whole first chunk group is gone");
+        log.truncate_after(9).unwrap();
+        assert_eq!(stored(&log), vec![(8, 3), (9, 3)]);
+        // Entries are compacted only once applied; say so, durably.
+        log.mvcc.apply_noop(9, 3).unwrap();
+        log.mvcc.sync().unwrap();
+        drop(log);
+        db.flush().unwrap();
+        drop(db);
+        let (_db, log) = open(dir.path());
+        assert_eq!((log.first(), log.last()), (8, 9), "reopened with the same span");
+        assert_eq!(stored(&log), vec![(8, 3), (9, 3)]);
+        let got = raft::Storage::entries(&log, 8, 10, None, GetEntriesContext::empty(false)).unwrap();
+        assert_eq!(got[1].data.as_ref(), b"9@3");
     }
 }
