@@ -2,8 +2,8 @@
 //!
 //! * `wal/`: the Raft log and hard state. Synced (fsync) once per Raft
 //!   Ready, before anything that depends on it is acknowledged or sent.
-//! * `state/`: the MVCC state machine, flushed in the background and before
-//!   the log is compacted. After a crash it may be behind the log; the
+//! * `state/`: the MVCC state machine, written and synced by a background
+//!   flusher; the log is compacted only up to what it has synced. After a crash it may be behind the log; the
 //!   missing entries are replayed.
 //!
 //! Keeping them apart halves what each Ready must fsync and lets each check
@@ -31,10 +31,8 @@ impl DataDir {
                     other => StoreError::Storage(format!("opening {}: {other}", dir.join(name).display())),
                 })
         };
-        Ok(Self {
-            wal: open("wal", None)?,
-            state: open("state", Some(1000))?,
-        })
+        // The state database is synced by its flusher thread (see mvcc).
+        Ok(Self { wal: open("wal", None)?, state: open("state", None)? })
     }
 
     /// Bytes both databases occupy.

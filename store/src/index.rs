@@ -132,7 +132,7 @@ impl KeyIndex {
         if end.is_empty() {
             if let Some(rev) = self.get(start, at) {
                 out.count = 1;
-                out.keys.push((start.to_vec(), rev));
+                out.revs.push(rev);
             }
             return out;
         }
@@ -146,11 +146,11 @@ impl KeyIndex {
         {
             return out;
         }
-        for (k, h) in self.keys.range::<[u8], _>((Bound::Included(start), upper)) {
+        for h in self.keys.range::<[u8], _>((Bound::Included(start), upper)).map(|(_, h)| h) {
             if let Some(rev) = h.live_at(at) {
                 out.count += 1;
-                if limit == 0 || out.keys.len() < limit {
-                    out.keys.push((k.clone(), rev));
+                if limit == 0 || out.revs.len() < limit {
+                    out.revs.push(rev);
                 }
             }
         }
@@ -210,10 +210,11 @@ impl KeyIndex {
     }
 }
 
-/// The keys a range selected and how many matched in all.
+/// The records a range selected (in key order; the keys themselves are in
+/// the records) and how many keys matched in all.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct RangeResult {
-    pub keys: Vec<(Vec<u8>, Revision)>,
+    pub revs: Vec<Revision>,
     pub count: usize,
 }
 
@@ -225,8 +226,19 @@ mod tests {
         Revision::new(main, 0)
     }
 
-    fn keys(res: &RangeResult) -> Vec<&[u8]> {
-        res.keys.iter().map(|(k, _)| k.as_slice()).collect()
+    /// Names the selected records, for the fixture below where each key
+    /// was written once: a@2, b@3, ba@4, c@5.
+    fn keys(res: &RangeResult) -> Vec<&'static [u8]> {
+        let name = |r: &Revision| -> &'static [u8] {
+            match r.main {
+                2 => b"a",
+                3 => b"b",
+                4 => b"ba",
+                5 => b"c",
+                _ => b"?",
+            }
+        };
+        res.revs.iter().map(name).collect()
     }
 
     #[test]

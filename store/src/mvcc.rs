@@ -48,6 +48,10 @@ pub const MAX_LEASE_TTL: i64 = 9_000_000_000;
 /// many records it deletes per batch.
 const COMPACT_CHUNK: usize = 2_000;
 
+/// How often staged state writes go to sled, and how often they are synced.
+const FLUSH_EVERY: Duration = Duration::from_millis(100);
+const SYNC_EVERY: Duration = Duration::from_secs(1);
+
 /// The revision a fresh store starts at, as in etcd.
 const INITIAL_REVISION: i64 = 1;
 
@@ -113,6 +117,8 @@ pub struct Mvcc {
     tree: sled::Tree,
     staged: RwLock<Staged>,
     flush_lock: Mutex<()>,
+    /// The applied index the `state` database holds durably (fsynced).
+    durable_applied: std::sync::atomic::AtomicU64,
     revs: RwLock<Revisions>,
     leases: Mutex<HashMap<i64, Lease>>,
     /// When each lease expires. Local to this replica, never replicated:
@@ -164,6 +170,7 @@ impl Mvcc {
             tree,
             staged: RwLock::new(Staged::default()),
             flush_lock: Mutex::new(()),
+            durable_applied: std::sync::atomic::AtomicU64::new(0),
             revs: RwLock::new(Revisions {
                 index: KeyIndex::new(),
                 current: INITIAL_REVISION,
@@ -176,7 +183,9 @@ impl Mvcc {
             compactor: Mutex::new(None),
         });
         mvcc.load()?;
+        mvcc.durable_applied.store(mvcc.applied().0, std::sync::atomic::Ordering::Release);
         Self::start_compactor(&mvcc);
+        Self::start_flusher(&mvcc);
         Ok(mvcc)
     }
 
@@ -293,9 +302,46 @@ impl Mvcc {
 
     /// Makes the state machine durable (fsync).
     pub fn sync(&self) -> Result<()> {
+        // Everything applied before this point is staged already.
+        let applied = self.applied().0;
         self.flush_staged()?;
         self.db.flush()?;
+        self.durable_applied.fetch_max(applied, std::sync::atomic::Ordering::AcqRel);
         Ok(())
+    }
+
+    /// The applied index the `state` database holds durably: the Raft log
+    /// may drop entries up to here.
+    pub fn durable_applied(&self) -> u64 {
+        self.durable_applied.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Writes staged changes to sled every [`FLUSH_EVERY`] and syncs them
+    /// every [`SYNC_EVERY`], off the Raft thread.
+    fn start_flusher(this: &Arc<Self>) {
+        let weak = Arc::downgrade(this);
+        std::thread::Builder::new()
+            .name("state-flusher".into())
+            .spawn(move || {
+                let mut last_sync = Instant::now();
+                loop {
+                    std::thread::sleep(FLUSH_EVERY);
+                    let Some(mvcc) = weak.upgrade() else { return };
+                    if mvcc.compactor.lock().is_none() {
+                        return; // closed
+                    }
+                    let r = if last_sync.elapsed() >= SYNC_EVERY {
+                        last_sync = Instant::now();
+                        mvcc.sync()
+                    } else {
+                        mvcc.flush_staged()
+                    };
+                    if let Err(e) = r {
+                        tracing::error!(error = %e, "writing the state machine");
+                    }
+                }
+            })
+            .expect("spawn state flusher thread");
     }
 
     /// Stops the background compactor (the tree stays usable).
@@ -382,8 +428,8 @@ impl Mvcc {
             resp.count = selected.count as i64;
             return Ok(resp);
         }
-        let mut kvs = Vec::with_capacity(selected.keys.len());
-        for (_, rev) in &selected.keys {
+        let mut kvs = Vec::with_capacity(selected.revs.len());
+        for rev in &selected.revs {
             kvs.push(self.kv_at(*rev)?);
         }
         let mut count = selected.count as i64;

@@ -245,7 +245,6 @@ impl Node {
             next_read_ctx: 1,
             new_reads: Vec::new(),
             was_leader: false,
-            last_state_flush: Instant::now(),
         };
         driver.publish_status();
         let handle = std::thread::Builder::new()
@@ -457,15 +456,12 @@ struct Driver {
     next_read_ctx: u64,
     new_reads: Vec<Reply<()>>,
     was_leader: bool,
-    last_state_flush: Instant,
 }
 
 /// How many inputs one turn of the loop takes before handling a Ready.
 const MAX_INPUTS_PER_TURN: usize = 4096;
-/// Staged state writes go to sled in one batch at least this often...
-const STATE_FLUSH_INTERVAL: Duration = Duration::from_millis(100);
-/// ...or once this many accumulated.
-const STATE_FLUSH_OPS: usize = 8192;
+/// Staged state writes past which the Raft thread flushes them itself.
+const STATE_FLUSH_OPS: usize = 65_536;
 
 impl Driver {
     fn run(mut self) {
@@ -634,9 +630,6 @@ impl Driver {
     }
 
     fn on_tick(&mut self, now: Instant) {
-        if let Err(e) = self.maybe_flush_state(false) {
-            tracing::error!(error = %e, "flushing the state machine");
-        }
         let timeout = self.shared.config.request_timeout;
         self.pending.retain(|_, (_, deadline)| *deadline > now);
         self.pending_conf.retain(|_, (_, deadline)| *deadline > now);
@@ -786,9 +779,9 @@ impl Driver {
                 EntryType::EntryConfChange | EntryType::EntryConfChangeV2 => self.apply_conf_change(&entry)?,
             }
         }
-        // The state database gets one batch per many Readies (see
-        // `maybe_flush_state`); readers and watchers see staged writes.
-        self.maybe_flush_state(false)?;
+        // The state database gets one batch per many Readies, from the
+        // state flusher; readers and watchers see staged writes.
+        self.maybe_flush_state()?;
         for events in published {
             self.shared.hub.publish(events);
         }
@@ -899,12 +892,12 @@ impl Driver {
     /// Writes staged state-machine changes to sled when enough accumulated
     /// or enough time passed (or when `force`d). Durability does not depend
     /// on it: the WAL is synced, and the state catches up by replay.
-    fn maybe_flush_state(&mut self, force: bool) -> Result<()> {
+    fn maybe_flush_state(&mut self) -> Result<()> {
+        // The state flusher thread normally keeps up; if it falls behind,
+        // the Raft thread writes the batch itself (back-pressure).
         let mvcc = &self.shared.mvcc;
-        let due = self.last_state_flush.elapsed() >= STATE_FLUSH_INTERVAL;
-        if force || due || mvcc.staged_len() >= STATE_FLUSH_OPS {
+        if mvcc.staged_len() >= STATE_FLUSH_OPS {
             mvcc.flush_staged()?;
-            self.last_state_flush = Instant::now();
         }
         Ok(())
     }
@@ -916,12 +909,12 @@ impl Driver {
         if applied.saturating_sub(store.first()) < cfg.snapshot_entries {
             return Ok(());
         }
-        let to = applied.saturating_sub(cfg.catchup_entries);
+        // Entries go only once the state machine holds them durably (the
+        // state flusher syncs it every second).
+        let to = applied.saturating_sub(cfg.catchup_entries).min(self.shared.mvcc.durable_applied());
         if to < store.first() {
             return Ok(());
         }
-        // The state machine must be durable up to `to` before its entries go.
-        self.shared.mvcc.sync()?;
         store.compact(to)
     }
 
