@@ -32,7 +32,10 @@ impl DataDir {
                 })
         };
         // The state database is synced by its flusher thread (see mvcc).
-        Ok(Self { wal: open("wal", None)?, state: open("state", None)? })
+        Ok(Self {
+            wal: open("wal", None)?,
+            state: open("state", None)?,
+        })
     }
 
     /// Bytes both databases occupy.

@@ -146,7 +146,11 @@ impl KeyIndex {
         {
             return out;
         }
-        for h in self.keys.range::<[u8], _>((Bound::Included(start), upper)).map(|(_, h)| h) {
+        for h in self
+            .keys
+            .range::<[u8], _>((Bound::Included(start), upper))
+            .map(|(_, h)| h)
+        {
             if let Some(rev) = h.live_at(at) {
                 out.count += 1;
                 if limit == 0 || out.revs.len() < limit {

@@ -183,7 +183,8 @@ impl Mvcc {
             compactor: Mutex::new(None),
         });
         mvcc.load()?;
-        mvcc.durable_applied.store(mvcc.applied().0, std::sync::atomic::Ordering::Release);
+        mvcc.durable_applied
+            .store(mvcc.applied().0, std::sync::atomic::Ordering::Release);
         Self::start_compactor(&mvcc);
         Self::start_flusher(&mvcc);
         Ok(mvcc)
@@ -306,7 +307,8 @@ impl Mvcc {
         let applied = self.applied().0;
         self.flush_staged()?;
         self.db.flush()?;
-        self.durable_applied.fetch_max(applied, std::sync::atomic::Ordering::AcqRel);
+        self.durable_applied
+            .fetch_max(applied, std::sync::atomic::Ordering::AcqRel);
         Ok(())
     }
 

@@ -911,7 +911,9 @@ impl Driver {
         }
         // Entries go only once the state machine holds them durably (the
         // state flusher syncs it every second).
-        let to = applied.saturating_sub(cfg.catchup_entries).min(self.shared.mvcc.durable_applied());
+        let to = applied
+            .saturating_sub(cfg.catchup_entries)
+            .min(self.shared.mvcc.durable_applied());
         if to < store.first() {
             return Ok(());
         }
