@@ -37,7 +37,7 @@ bench-history: deps
 
 # `make up` starts a local single-member store under .cluster/ (the
 # apiserver and the other components join it as their issues land).
-up: build
+up: deps build
 	@bash scripts/up.sh "$(CLUSTER_DIR)"
 
 down:
