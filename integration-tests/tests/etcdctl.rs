@@ -195,6 +195,16 @@ async fn etcdctl_works_against_three_members() -> anyhow::Result<()> {
         promote_err.contains("in sync with leader"),
         "an unstarted learner cannot be promoted: {promote_err}"
     );
+    // member update: new peer URLs for it; unknown ids are refused.
+    let moved = format!("http://127.0.0.1:{}", free_port()?);
+    e.run(&["member", "update", &new_id, &format!("--peer-urls={moved}")])?;
+    let listed = e.run(&["member", "list"])?;
+    assert!(listed.contains(&moved) && !listed.contains(&peer), "{listed}");
+    let unknown = e
+        .cmd()
+        .args(["member", "update", "1234", "--peer-urls=http://127.0.0.1:1"])
+        .output()?;
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("member not found"));
     e.run(&["member", "remove", &new_id])?;
     assert_eq!(
         e.json(&["member", "list"])?["members"].as_array().map(Vec::len),

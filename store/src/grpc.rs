@@ -358,10 +358,13 @@ impl Cluster for EtcdService {
         }))
     }
 
-    async fn member_update(&self, _req: Request<pb::MemberUpdateRequest>) -> GrpcResult<pb::MemberUpdateResponse> {
-        Err(Status::unimplemented(
-            "member update is not supported; remove and re-add the member",
-        ))
+    async fn member_update(&self, req: Request<pb::MemberUpdateRequest>) -> GrpcResult<pb::MemberUpdateResponse> {
+        let r = req.into_inner();
+        self.store.update_member(r.id, r.peer_ur_ls).await?;
+        Ok(Response::new(pb::MemberUpdateResponse {
+            header: Some(self.store.header(self.store.mvcc().current_revision())),
+            members: self.store.members().iter().map(member_pb).collect(),
+        }))
     }
 
     async fn member_list(&self, _req: Request<pb::MemberListRequest>) -> GrpcResult<pb::MemberListResponse> {

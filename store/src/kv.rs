@@ -258,6 +258,35 @@ impl Store {
         Ok(member)
     }
 
+    /// Changes a member's peer URLs (etcd's MemberUpdate).
+    pub async fn update_member(&self, id: u64, peer_urls: Vec<String>) -> Result<()> {
+        if peer_urls.is_empty() {
+            return Err(StoreError::InvalidArgument("peer URLs: none given".into()));
+        }
+        for u in &peer_urls {
+            url::Url::parse(u).map_err(|e| StoreError::InvalidArgument(format!("peer URL {u:?}: {e}")))?;
+        }
+        if self.mvcc().member(id).is_none() {
+            return Err(StoreError::MemberNotFound);
+        }
+        let taken = self
+            .members()
+            .iter()
+            .any(|m| m.id != id && m.peer_urls.iter().any(|u| peer_urls.contains(u)));
+        if taken {
+            return Err(StoreError::PeerUrlExists);
+        }
+        let update = MemberInfo {
+            id,
+            peer_urls,
+            ..Default::default()
+        };
+        match self.node.propose(InternalReq::MemberUpdate(update)).await? {
+            Applied::MemberUpdated => Ok(()),
+            other => Err(unexpected(other)),
+        }
+    }
+
     pub async fn remove_member(&self, id: u64) -> Result<()> {
         self.node.remove_member(id).await.map(|_| ())
     }

@@ -70,6 +70,7 @@ pub enum Applied {
     LeaseRevoke(pb::LeaseRevokeResponse),
     LeaseRenew { ttl: i64 },
     Published,
+    MemberUpdated,
 }
 
 /// All events of one revision. Watchers never see a revision split.
@@ -825,6 +826,14 @@ impl Mvcc {
                 Some(l) => {
                     w.renewed = Some((r.id, l.ttl));
                     Ok(Applied::LeaseRenew { ttl: l.ttl })
+                }
+            },
+            InternalReq::MemberUpdate(m) => match self.member(m.id) {
+                None => Err(StoreError::MemberNotFound),
+                Some(mut existing) => {
+                    existing.peer_urls = m.peer_urls.clone();
+                    w.member = Some(existing);
+                    Ok(Applied::MemberUpdated)
                 }
             },
             InternalReq::Publish(m) => match self.member(m.id) {

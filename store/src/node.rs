@@ -765,7 +765,18 @@ impl Driver {
                 EntryType::EntryNormal if entry.data.is_empty() => mvcc.apply_noop(index, term)?,
                 EntryType::EntryNormal => match InternalRequest::decode(entry.data.as_ref()) {
                     Ok(InternalRequest { id, request: Some(req) }) => {
+                        let moved = match &req {
+                            InternalReq::MemberUpdate(m) => Some(m.id),
+                            _ => None,
+                        };
                         let (result, events) = mvcc.apply(index, term, req)?;
+                        // A member's new peer URLs: send to it there.
+                        if let Some(member) = moved
+                            .filter(|m| *m != self.shared.config.id)
+                            .and_then(|m| mvcc.member(m))
+                        {
+                            self.transport.set_peer(&member);
+                        }
                         published.extend(events);
                         if let Some((reply, _)) = self.pending.remove(&id) {
                             replies.push((reply, result));
