@@ -380,8 +380,13 @@ impl Mvcc {
     }
 
     fn record(&self, rev: Revision) -> Result<Option<Record>> {
-        if let Some(r) = self.staged.read().records.get(&rev) {
-            return Ok(Some(r.clone()));
+        {
+            let staged = self.staged.read();
+            if !staged.records.is_empty()
+                && let Some(r) = staged.records.get(&rev)
+            {
+                return Ok(Some(r.clone()));
+            }
         }
         match self.tree.get(kv_key(rev))? {
             None => Ok(None),
@@ -398,6 +403,38 @@ impl Mvcc {
                 compact_revision: compacted,
             }),
         }
+    }
+
+    /// The key-values at `revs`, in that order. When the revisions are
+    /// dense (a list after compaction, or of keys written together), one
+    /// ordered scan of the history replaces a tree descent per record.
+    fn kvs_at(&self, revs: &[Revision]) -> Result<Vec<KeyValue>> {
+        const DENSE_MIN: usize = 64;
+        let (Some(min), Some(max)) = (revs.iter().min(), revs.iter().max()) else {
+            return Ok(Vec::new());
+        };
+        let span = (max.main - min.main + 1) as usize;
+        if revs.len() < DENSE_MIN || span > revs.len() * 4 {
+            return revs.iter().map(|r| self.kv_at(*r)).collect();
+        }
+        let mut wanted: Vec<(Revision, usize)> = revs.iter().copied().zip(0..).collect();
+        wanted.sort_unstable();
+        let mut out: Vec<Option<KeyValue>> = vec![None; revs.len()];
+        let mut next = wanted.iter().peekable();
+        for item in self.tree.range(kv_key(*min)..=kv_key(*max)) {
+            let (k, v) = item?;
+            let rev = Revision::from_bytes(&k[1..]).ok_or_else(|| StoreError::Corrupt("bad revision key".into()))?;
+            while next.next_if(|(r, _)| *r < rev).is_some() {}
+            if let Some((_, pos)) = next.next_if(|(r, _)| *r == rev) {
+                let rec: Record = codec::open_msg(&v, "key-value record")?;
+                out[*pos] = rec.kv;
+            }
+        }
+        // Staged (not yet in sled) or concurrently compacted records.
+        out.into_iter()
+            .zip(revs)
+            .map(|(kv, r)| kv.map_or_else(|| self.kv_at(*r), Ok))
+            .collect()
     }
 
     /// The key's latest value.
@@ -435,10 +472,7 @@ impl Mvcc {
             resp.count = selected.count as i64;
             return Ok(resp);
         }
-        let mut kvs = Vec::with_capacity(selected.revs.len());
-        for rev in &selected.revs {
-            kvs.push(self.kv_at(*rev)?);
-        }
+        let mut kvs = self.kvs_at(&selected.revs)?;
         let mut count = selected.count as i64;
         if needs_values_to_count(req) {
             kvs.retain(|kv| passes_filters(req, kv));

@@ -511,3 +511,45 @@ fn corrupt_record_is_detected_on_open() {
     let err = Mvcc::open(&f.db).err().expect("open must fail");
     assert!(matches!(err, StoreError::Corrupt(_)), "{err}");
 }
+
+#[test]
+fn dense_range_scan_matches_point_reads() {
+    let mut f = Fixture::new();
+    for i in 0..300 {
+        f.put(&format!("d/{i:03}"), &format!("v{i}"));
+    }
+    for i in (0..300).step_by(7) {
+        f.put(&format!("d/{i:03}"), "rewritten");
+    }
+    f.del("d/100", "d/110");
+    let past = f.mvcc.current_revision() - 20;
+    // Some writes stay staged (not flushed to sled), as between flushes.
+    for i in 200..230 {
+        f.index += 1;
+        let put = pb::PutRequest {
+            key: format!("d/{i:03}").into(),
+            value: b"staged".to_vec(),
+            ..Default::default()
+        };
+        f.mvcc.apply(f.index, 1, InternalReq::Put(put)).unwrap().0.unwrap();
+    }
+    assert!(f.mvcc.staged_len() > 0);
+    for at in [0, past] {
+        let all = f
+            .mvcc
+            .range(&pb::RangeRequest {
+                key: b"d/".to_vec(),
+                range_end: b"d0".to_vec(),
+                revision: at,
+                ..Default::default()
+            })
+            .unwrap();
+        assert!(all.kvs.len() > 64, "the dense path is taken");
+        for kv in &all.kvs {
+            let one = f.get(&s(&kv.key), at).unwrap();
+            assert_eq!(one, vec![(s(&kv.key), s(&kv.value))], "key {} at {at}", s(&kv.key));
+        }
+    }
+    let latest = f.get("d/215", 0).unwrap();
+    assert_eq!(latest[0].1, "staged");
+}
