@@ -130,7 +130,7 @@ impl Watch for EtcdService {
                         if let Some((task, _)) = watchers.tasks.remove(&c.watch_id) {
                             task.abort();
                             let resp = pb::WatchResponse {
-                                header: Some(this.store.header(this.store.mvcc().current_revision())),
+                                header: Some(this.store.current_header()),
                                 watch_id: c.watch_id,
                                 canceled: true,
                                 ..Default::default()
@@ -257,7 +257,7 @@ impl EtcdService {
                     },
                     Err(StoreError::Compacted { compact_revision }) => {
                         let resp = pb::WatchResponse {
-                            header: Some(store.header(store.mvcc().current_revision())),
+                            header: Some(store.current_header()),
                             watch_id: id,
                             canceled: true,
                             compact_revision,
@@ -313,7 +313,7 @@ impl Lease for EtcdService {
                     }
                 };
                 let resp = pb::LeaseKeepAliveResponse {
-                    header: Some(store.header(store.mvcc().current_revision())),
+                    header: Some(store.current_header()),
                     id: msg.id,
                     ttl,
                 };
@@ -344,7 +344,7 @@ impl Cluster for EtcdService {
         let r = req.into_inner();
         let m = self.store.add_member(r.peer_ur_ls, r.is_learner).await?;
         Ok(Response::new(pb::MemberAddResponse {
-            header: Some(self.store.header(self.store.mvcc().current_revision())),
+            header: Some(self.store.current_header()),
             member: Some(member_pb(&m)),
             members: self.store.members().iter().map(member_pb).collect(),
         }))
@@ -353,7 +353,7 @@ impl Cluster for EtcdService {
     async fn member_remove(&self, req: Request<pb::MemberRemoveRequest>) -> GrpcResult<pb::MemberRemoveResponse> {
         self.store.remove_member(req.into_inner().id).await?;
         Ok(Response::new(pb::MemberRemoveResponse {
-            header: Some(self.store.header(self.store.mvcc().current_revision())),
+            header: Some(self.store.current_header()),
             members: self.store.members().iter().map(member_pb).collect(),
         }))
     }
@@ -362,14 +362,14 @@ impl Cluster for EtcdService {
         let r = req.into_inner();
         self.store.update_member(r.id, r.peer_ur_ls).await?;
         Ok(Response::new(pb::MemberUpdateResponse {
-            header: Some(self.store.header(self.store.mvcc().current_revision())),
+            header: Some(self.store.current_header()),
             members: self.store.members().iter().map(member_pb).collect(),
         }))
     }
 
     async fn member_list(&self, _req: Request<pb::MemberListRequest>) -> GrpcResult<pb::MemberListResponse> {
         Ok(Response::new(pb::MemberListResponse {
-            header: Some(self.store.header(self.store.mvcc().current_revision())),
+            header: Some(self.store.current_header()),
             members: self.store.members().iter().map(member_pb).collect(),
         }))
     }
@@ -384,7 +384,7 @@ impl Cluster for EtcdService {
             Err(e) => return Err(e.into()),
         }
         Ok(Response::new(pb::MemberPromoteResponse {
-            header: Some(self.store.header(self.store.mvcc().current_revision())),
+            header: Some(self.store.current_header()),
             members: self.store.members().iter().map(member_pb).collect(),
         }))
     }
@@ -410,7 +410,7 @@ impl EtcdService {
 impl Maintenance for EtcdService {
     async fn alarm(&self, _req: Request<pb::AlarmRequest>) -> GrpcResult<pb::AlarmResponse> {
         Ok(Response::new(pb::AlarmResponse {
-            header: Some(self.store.header(self.store.mvcc().current_revision())),
+            header: Some(self.store.current_header()),
             alarms: vec![],
         }))
     }
@@ -419,7 +419,7 @@ impl Maintenance for EtcdService {
         let s = self.store.status();
         let size = self.store.node().db_size();
         Ok(Response::new(pb::StatusResponse {
-            header: Some(self.store.header(self.store.mvcc().current_revision())),
+            header: Some(self.store.current_header()),
             version: crate::ETCD_API_VERSION.into(),
             db_size: size,
             leader: s.leader,
@@ -435,14 +435,14 @@ impl Maintenance for EtcdService {
     async fn defragment(&self, _req: Request<pb::DefragmentRequest>) -> GrpcResult<pb::DefragmentResponse> {
         // sled reclaims space on its own; nothing to do.
         Ok(Response::new(pb::DefragmentResponse {
-            header: Some(self.store.header(self.store.mvcc().current_revision())),
+            header: Some(self.store.current_header()),
         }))
     }
 
     async fn hash(&self, _req: Request<pb::HashRequest>) -> GrpcResult<pb::HashResponse> {
         let (hash, _) = self.store.mvcc().hash_kv(0).map_err(Status::from)?;
         Ok(Response::new(pb::HashResponse {
-            header: Some(self.store.header(self.store.mvcc().current_revision())),
+            header: Some(self.store.current_header()),
             hash,
         }))
     }
@@ -454,7 +454,7 @@ impl Maintenance for EtcdService {
             .hash_kv(req.into_inner().revision)
             .map_err(Status::from)?;
         Ok(Response::new(pb::HashKvResponse {
-            header: Some(self.store.header(self.store.mvcc().current_revision())),
+            header: Some(self.store.current_header()),
             hash,
             compact_revision,
         }))
@@ -464,7 +464,7 @@ impl Maintenance for EtcdService {
 
     async fn snapshot(&self, _req: Request<pb::SnapshotRequest>) -> GrpcResult<Self::SnapshotStream> {
         let data = crate::snapshot::wrap(&self.store.node().snapshot_data().await?);
-        let header = self.store.header(self.store.mvcc().current_revision());
+        let header = self.store.current_header();
         let total = data.len();
         let chunks: Vec<Result<pb::SnapshotResponse, Status>> = data
             .chunks(SNAPSHOT_CHUNK)
@@ -497,7 +497,7 @@ impl Maintenance for EtcdService {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         Ok(Response::new(pb::MoveLeaderResponse {
-            header: Some(self.store.header(self.store.mvcc().current_revision())),
+            header: Some(self.store.current_header()),
         }))
     }
 }

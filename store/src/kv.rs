@@ -42,6 +42,11 @@ impl Store {
         self.node.status()
     }
 
+    /// A response header at the current revision.
+    pub fn current_header(&self) -> pb::ResponseHeader {
+        self.header(self.mvcc().current_revision())
+    }
+
     /// A response header from this replica.
     pub fn header(&self, revision: i64) -> pb::ResponseHeader {
         let s = self.node.status();
@@ -240,13 +245,28 @@ impl Store {
         self.mvcc().members()
     }
 
-    pub async fn add_member(&self, peer_urls: Vec<String>, is_learner: bool) -> Result<MemberInfo> {
+    /// Peer URLs for member `id` (None: a new member) must be given, valid,
+    /// and used by no other member. Ids derive from peer URLs, so a clash is
+    /// reported as such rather than as an id clash.
+    fn check_peer_urls(&self, id: Option<u64>, peer_urls: &[String]) -> Result<()> {
         if peer_urls.is_empty() {
             return Err(StoreError::InvalidArgument("peer URLs: none given".into()));
         }
-        for u in &peer_urls {
+        for u in peer_urls {
             url::Url::parse(u).map_err(|e| StoreError::InvalidArgument(format!("peer URL {u:?}: {e}")))?;
         }
+        let taken = self
+            .members()
+            .iter()
+            .any(|m| Some(m.id) != id && m.peer_urls.iter().any(|u| peer_urls.contains(u)));
+        if taken {
+            return Err(StoreError::PeerUrlExists);
+        }
+        Ok(())
+    }
+
+    pub async fn add_member(&self, peer_urls: Vec<String>, is_learner: bool) -> Result<MemberInfo> {
+        self.check_peer_urls(None, &peer_urls)?;
         let member = MemberInfo {
             id: crate::member::member_id(&peer_urls, &self.node.config().cluster_token),
             name: String::new(),
@@ -260,22 +280,10 @@ impl Store {
 
     /// Changes a member's peer URLs (etcd's MemberUpdate).
     pub async fn update_member(&self, id: u64, peer_urls: Vec<String>) -> Result<()> {
-        if peer_urls.is_empty() {
-            return Err(StoreError::InvalidArgument("peer URLs: none given".into()));
-        }
-        for u in &peer_urls {
-            url::Url::parse(u).map_err(|e| StoreError::InvalidArgument(format!("peer URL {u:?}: {e}")))?;
-        }
         if self.mvcc().member(id).is_none() {
             return Err(StoreError::MemberNotFound);
         }
-        let taken = self
-            .members()
-            .iter()
-            .any(|m| m.id != id && m.peer_urls.iter().any(|u| peer_urls.contains(u)));
-        if taken {
-            return Err(StoreError::PeerUrlExists);
-        }
+        self.check_peer_urls(Some(id), &peer_urls)?;
         let update = MemberInfo {
             id,
             peer_urls,

@@ -313,16 +313,6 @@ impl Node {
 
     /// Adds a voter or learner. The member's id must be new.
     pub async fn add_member(&self, member: MemberInfo) -> Result<ConfState> {
-        // Ids derive from peer URLs, so a URL clash is the telling error.
-        let exists = self
-            .shared
-            .mvcc
-            .members()
-            .into_iter()
-            .any(|m| m.peer_urls.iter().any(|u| member.peer_urls.contains(u)));
-        if exists {
-            return Err(StoreError::PeerUrlExists);
-        }
         if self.shared.mvcc.member(member.id).is_some() {
             return Err(StoreError::MemberExists);
         }
