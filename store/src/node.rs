@@ -646,9 +646,6 @@ impl Driver {
                 self.start_read(b);
             }
         }
-        if self.raw.raft.state == StateRole::Leader {
-            self.was_leader = true;
-        }
     }
 
     fn on_ready(&mut self) -> Result<()> {
