@@ -3,6 +3,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/etcd/mvccpb/kv.proto",
         "proto/etcd/etcdserverpb/rpc.proto",
         "proto/store/raftio.proto",
+        "proto/openapi/v2.proto",
     ];
     for p in &protos {
         println!("cargo:rerun-if-changed={p}");

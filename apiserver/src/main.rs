@@ -1,17 +1,12 @@
-//! `kube-apiserver`: not built yet; its issue comes after the store and the apiserver.
+//! `kube-apiserver`: parse flags, set up logging, run.
 
 use clap::Parser;
 
-#[derive(Parser, Debug)]
-#[command(
-    name = "kube-apiserver",
-    version,
-    about = "kube-apiserver (placeholder until its issue lands)"
-)]
-struct Flags {}
-
 fn main() -> anyhow::Result<()> {
-    let _flags = Flags::parse();
+    let opts = apiserver::Options::parse();
     component_base::logging::init();
-    anyhow::bail!("kube-apiserver is not implemented yet")
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(apiserver::run(opts))
 }

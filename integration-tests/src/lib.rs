@@ -1,5 +1,7 @@
 //! Support for tests that start whole processes and clusters, and the
 //! checkers they use.
 
+pub mod apiserver_cluster;
+pub mod http;
 pub mod linearizability;
 pub mod store_cluster;

@@ -5,6 +5,8 @@
 //!   store unchanged.
 //! * [`storepb`]: the store's own messages: Raft transport between peers and
 //!   the entries replicated through the Raft log.
+//! * [`openapi_v2`]: gnostic's OpenAPI v2 model, for `/openapi/v2` in
+//!   protobuf, which kubectl reads.
 
 #![allow(clippy::all, clippy::pedantic, missing_docs)] // generated code
 
@@ -18,4 +20,8 @@ pub mod etcdserverpb {
 
 pub mod storepb {
     tonic::include_proto!("storepb");
+}
+
+pub mod openapi_v2 {
+    tonic::include_proto!("openapi.v2");
 }

@@ -158,6 +158,11 @@ impl Store {
         }
     }
 
+    /// Follows this replica's newest applied revision.
+    pub fn revision_watch(&self) -> tokio::sync::watch::Receiver<i64> {
+        self.node.hub().subscribe_revision()
+    }
+
     /// Starts a watcher. Fails at once if `start_revision` is compacted.
     pub fn watch(&self, spec: WatchSpec) -> Result<Watcher> {
         if spec.key.is_empty() {

@@ -94,6 +94,11 @@ impl WatchHub {
         *self.revision.borrow()
     }
 
+    /// Follows the newest applied revision.
+    pub fn subscribe_revision(&self) -> tokio_watch::Receiver<i64> {
+        self.revision.subscribe()
+    }
+
     /// Revisions `from..=to` if the window holds all of them.
     fn window_range(&self, from: i64, to: i64, max_events: usize) -> Option<Vec<Arc<RevisionEvents>>> {
         let w = self.window.lock();

@@ -1,0 +1,37 @@
+//! kube-apiserver: the Kubernetes REST API (v1.33 level) over the embedded
+//! replicated store.
+//!
+//! Map: [`server`] (process wiring, HTTPS, dispatch) → [`request`] (path and
+//! query parsing, content negotiation) → [`rest`] (the verbs) and [`watch`]
+//! → [`storage`] (objects in the store). Around them: [`registry`] (served
+//! resources), [`strategy`] (per-kind defaults, validation, update rules),
+//! [`admission`] (allocations, CRD registration), [`patch`] and
+//! [`managed`] (patches, server-side apply), [`customresource`] (CRDs),
+//! [`discovery`], [`openapi`], [`table`] (server-side printing), [`authn`]
+//! and [`certs`] (identity and PKI), [`metrics`], [`status`] (errors).
+
+pub mod admission;
+pub mod authn;
+pub mod bootstrap;
+pub mod certs;
+pub mod customresource;
+pub mod discovery;
+pub mod managed;
+pub mod metrics;
+pub mod object;
+pub mod openapi;
+pub mod options;
+pub mod patch;
+pub mod registry;
+pub mod request;
+pub mod rest;
+pub mod server;
+pub mod status;
+pub mod storage;
+pub mod strategy;
+pub mod subresources;
+pub mod table;
+pub mod watch;
+
+pub use options::Options;
+pub use server::{ApiServer, run};

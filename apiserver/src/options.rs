@@ -1,0 +1,96 @@
+//! Command-line flags, named like upstream kube-apiserver's where the
+//! concept is the same, plus the embedded store's (named like etcd's).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+
+#[derive(Parser, Clone, Debug)]
+#[command(
+    name = "kube-apiserver",
+    about = "Serves the Kubernetes API over an embedded replicated store."
+)]
+pub struct Options {
+    /// The port on which to serve HTTPS.
+    #[arg(long, default_value_t = 6443)]
+    pub secure_port: u16,
+    /// The IP address on which to listen for the --secure-port port.
+    #[arg(long, default_value = "0.0.0.0")]
+    pub bind_address: String,
+    /// The IP address on which to advertise the apiserver to members of the
+    /// cluster (and in kubeconfigs); defaults to 127.0.0.1.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub advertise_address: String,
+    /// Where the CA, serving certificate and keys live; created on first
+    /// start. Defaults to <data-dir>/pki.
+    #[arg(long)]
+    pub cert_dir: Option<PathBuf>,
+    /// A CIDR notation IP range from which to assign service cluster IPs.
+    #[arg(long, default_value = "10.0.0.0/24")]
+    pub service_cluster_ip_range: String,
+    /// A port range to reserve for services with NodePort visibility.
+    #[arg(long, default_value = "30000-32767")]
+    pub service_node_port_range: String,
+    /// A file of static bearer tokens: token,user,uid,"group1,group2".
+    #[arg(long)]
+    pub token_auth_file: Option<PathBuf>,
+    /// Largest request body accepted, in bytes.
+    #[arg(long, default_value_t = 3 * 1024 * 1024)]
+    pub max_request_body_bytes: usize,
+    /// Most non-long-running requests in flight before 429.
+    #[arg(long, default_value_t = 400)]
+    pub max_requests_inflight: usize,
+    /// Most mutating requests in flight before 429.
+    #[arg(long, default_value_t = 200)]
+    pub max_mutating_requests_inflight: usize,
+    /// Where to write the admin kubeconfig; defaults to
+    /// <data-dir>/admin.kubeconfig.
+    #[arg(long)]
+    pub admin_kubeconfig: Option<PathBuf>,
+
+    // The embedded store, flags as etcd's.
+    /// Human-readable name for this member.
+    #[arg(long, default_value = "default")]
+    pub name: String,
+    /// Path to the data directory (store data, and by default certs).
+    #[arg(long, default_value = "default.apiserver")]
+    pub data_dir: PathBuf,
+    /// URLs to listen on for peer traffic.
+    #[arg(long, default_value = "http://127.0.0.1:2380", value_delimiter = ',')]
+    pub listen_peer_urls: Vec<String>,
+    /// This member's peer URLs to advertise to the rest of the cluster.
+    #[arg(long, default_value = "http://127.0.0.1:2380", value_delimiter = ',')]
+    pub initial_advertise_peer_urls: Vec<String>,
+    /// Initial cluster configuration for bootstrapping (name=url,...).
+    #[arg(long, default_value = "default=http://127.0.0.1:2380")]
+    pub initial_cluster: String,
+    /// Initial cluster state ('new' or 'existing').
+    #[arg(long, value_enum, default_value = "new")]
+    pub initial_cluster_state: store::member::ClusterState,
+    /// Initial cluster token for the store cluster during bootstrap.
+    #[arg(long, default_value = "etcd-cluster")]
+    pub initial_cluster_token: String,
+    /// Also serve etcd's client API on these URLs (empty: do not).
+    #[arg(long, default_value = "", value_delimiter = ',')]
+    pub listen_client_urls: Vec<String>,
+    /// Start a new one-member cluster from this member's data.
+    #[arg(long)]
+    pub force_new_cluster: bool,
+    /// Keep this much store history, as the apiserver's compaction interval.
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    pub etcd_compaction_interval: Duration,
+}
+
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num.parse().map_err(|_| format!("invalid duration {s:?}"))?;
+    Ok(match unit {
+        "" | "s" => Duration::from_secs(n),
+        "ms" => Duration::from_millis(n),
+        "m" => Duration::from_secs(n * 60),
+        "h" => Duration::from_secs(n * 3600),
+        _ => return Err(format!("invalid duration {s:?}")),
+    })
+}

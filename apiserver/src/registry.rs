@@ -1,0 +1,398 @@
+//! The table of served resources: built-in kinds from `k8s-openapi`, plus
+//! custom resources added at run time from CustomResourceDefinitions.
+
+use std::any::TypeId;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use k8s_openapi::api::{
+    apps::v1 as apps, autoscaling::v2 as autoscaling, batch::v1 as batch, coordination::v1 as coordination,
+    core::v1 as core, discovery::v1 as discovery, events::v1 as events, networking::v1 as networking,
+    policy::v1 as policy, rbac::v1 as rbac, scheduling::v1 as scheduling, storage::v1 as storage,
+};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1 as apiextensions;
+use parking_lot::RwLock;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+/// Round-trips a JSON object through its typed form: drops unknown fields,
+/// rejects wrong types.
+pub type Normalize = fn(Value) -> Result<Value, serde_json::Error>;
+/// Adds the kind's schema to a generator and returns its name.
+pub type SchemaFn = fn(&mut schemars::SchemaGenerator) -> String;
+
+/// Everything the server needs to know to serve one resource.
+#[derive(Clone, Debug)]
+pub struct ResourceType {
+    pub group: String,
+    pub version: String,
+    pub kind: String,
+    pub list_kind: String,
+    /// The resource name in URLs (plural, lowercase).
+    pub plural: String,
+    pub singular: String,
+    pub namespaced: bool,
+    pub short_names: Vec<String>,
+    pub categories: Vec<String>,
+    /// Subresources served under `<plural>/<name>/<sub>`.
+    pub subresources: Vec<String>,
+    /// Verbs on the main resource.
+    pub verbs: Vec<&'static str>,
+    /// Prefix of keys in the store, ending in `/`.
+    pub key_prefix: String,
+    pub normalize: Option<Normalize>,
+    pub schema: Option<SchemaFn>,
+    /// For custom resources: the CRD version's schema (openAPIV3Schema).
+    pub crd_schema: Option<Value>,
+    /// For custom resources: additionalPrinterColumns.
+    pub printer_columns: Option<Value>,
+    /// For custom resources: the scale subresource's paths.
+    pub scale_paths: Option<Value>,
+}
+
+impl ResourceType {
+    pub fn api_version(&self) -> String {
+        if self.group.is_empty() {
+            self.version.clone()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
+    }
+
+    pub fn has_subresource(&self, sub: &str) -> bool {
+        self.subresources.iter().any(|s| s == sub)
+    }
+
+    pub fn is_custom(&self) -> bool {
+        self.normalize.is_none()
+    }
+
+    /// The key of one object.
+    pub fn key(&self, namespace: &str, name: &str) -> String {
+        if self.namespaced {
+            format!("{}{namespace}/{name}", self.key_prefix)
+        } else {
+            format!("{}{name}", self.key_prefix)
+        }
+    }
+
+    /// The prefix of all objects in a namespace (or of all objects when
+    /// `namespace` is empty).
+    pub fn prefix(&self, namespace: &str) -> String {
+        if self.namespaced && !namespace.is_empty() {
+            format!("{}{namespace}/", self.key_prefix)
+        } else {
+            self.key_prefix.clone()
+        }
+    }
+}
+
+const ALL_VERBS: &[&str] = &[
+    "create",
+    "delete",
+    "deletecollection",
+    "get",
+    "list",
+    "patch",
+    "update",
+    "watch",
+];
+
+fn normalize_as<T: DeserializeOwned + Serialize>(v: Value) -> Result<Value, serde_json::Error> {
+    let typed: T = serde_json::from_value(v)?;
+    serde_json::to_value(typed)
+}
+
+fn schema_of<T: schemars::JsonSchema>(g: &mut schemars::SchemaGenerator) -> String {
+    g.subschema_for::<T>();
+    T::schema_name().into_owned()
+}
+
+struct Extra {
+    short: &'static [&'static str],
+    cats: &'static [&'static str],
+    subs: &'static [&'static str],
+}
+
+const NONE: Extra = Extra {
+    short: &[],
+    cats: &[],
+    subs: &[],
+};
+
+fn builtin<T>(extra: Extra) -> ResourceType
+where
+    T: k8s_openapi::Resource + DeserializeOwned + Serialize + schemars::JsonSchema + 'static,
+    T::Scope: 'static,
+{
+    let namespaced = TypeId::of::<T::Scope>() == TypeId::of::<k8s_openapi::NamespaceResourceScope>();
+    let plural = T::URL_PATH_SEGMENT.to_string();
+    // Upstream's etcd layout: `/registry/<resource>/`, except that groups
+    // whose resource names clash with core ones (and CRDs) are qualified.
+    let key_prefix = if matches!(T::GROUP, "events.k8s.io" | "apiextensions.k8s.io") {
+        format!("/registry/{}/{plural}/", T::GROUP)
+    } else {
+        format!("/registry/{plural}/")
+    };
+    ResourceType {
+        group: T::GROUP.into(),
+        version: T::VERSION.into(),
+        kind: T::KIND.into(),
+        list_kind: format!("{}List", T::KIND),
+        singular: T::KIND.to_lowercase(),
+        plural,
+        namespaced,
+        short_names: extra.short.iter().map(|s| s.to_string()).collect(),
+        categories: extra.cats.iter().map(|s| s.to_string()).collect(),
+        subresources: extra.subs.iter().map(|s| s.to_string()).collect(),
+        verbs: ALL_VERBS.to_vec(),
+        key_prefix,
+        normalize: Some(normalize_as::<T>),
+        schema: Some(schema_of::<T>),
+        crd_schema: None,
+        printer_columns: None,
+        scale_paths: None,
+    }
+}
+
+macro_rules! x {
+    ([$($s:literal),*], [$($c:literal),*], [$($u:literal),*]) => {
+        Extra { short: &[$($s),*], cats: &[$($c),*], subs: &[$($u),*] }
+    };
+}
+
+/// The built-in resources, in discovery order.
+pub fn builtins() -> Vec<ResourceType> {
+    let mut v = vec![
+        builtin::<core::Namespace>(x!(["ns"], [], ["status", "finalize"])),
+        builtin::<core::Pod>(x!(
+            ["po"],
+            ["all"],
+            [
+                "status",
+                "binding",
+                "eviction",
+                "log",
+                "exec",
+                "attach",
+                "portforward",
+                "ephemeralcontainers",
+                "resize"
+            ]
+        )),
+        builtin::<core::Node>(x!(["no"], [], ["status", "proxy"])),
+        builtin::<core::Service>(x!(["svc"], ["all"], ["status", "proxy"])),
+        builtin::<core::Endpoints>(x!(["ep"], [], [])),
+        builtin::<core::ConfigMap>(x!(["cm"], [], [])),
+        builtin::<core::Secret>(NONE),
+        builtin::<core::ServiceAccount>(x!(["sa"], [], ["token"])),
+        builtin::<core::Event>(x!(["ev"], [], [])),
+        builtin::<core::PersistentVolume>(x!(["pv"], [], ["status"])),
+        builtin::<core::PersistentVolumeClaim>(x!(["pvc"], [], ["status"])),
+        builtin::<core::ResourceQuota>(x!(["quota"], [], ["status"])),
+        builtin::<core::LimitRange>(x!(["limits"], [], [])),
+        builtin::<core::PodTemplate>(NONE),
+        builtin::<core::ReplicationController>(x!(["rc"], ["all"], ["status", "scale"])),
+        builtin::<apps::Deployment>(x!(["deploy"], ["all"], ["status", "scale"])),
+        builtin::<apps::ReplicaSet>(x!(["rs"], ["all"], ["status", "scale"])),
+        builtin::<apps::DaemonSet>(x!(["ds"], ["all"], ["status"])),
+        builtin::<apps::StatefulSet>(x!(["sts"], ["all"], ["status", "scale"])),
+        builtin::<apps::ControllerRevision>(NONE),
+        builtin::<batch::Job>(x!([], ["all"], ["status"])),
+        builtin::<batch::CronJob>(x!(["cj"], ["all"], ["status"])),
+        builtin::<autoscaling::HorizontalPodAutoscaler>(x!(["hpa"], ["all"], ["status"])),
+        builtin::<coordination::Lease>(NONE),
+        builtin::<discovery::EndpointSlice>(NONE),
+        builtin::<events::Event>(x!(["ev"], [], [])),
+        builtin::<networking::Ingress>(x!(["ing"], [], ["status"])),
+        builtin::<networking::IngressClass>(NONE),
+        builtin::<networking::NetworkPolicy>(x!(["netpol"], [], [])),
+        builtin::<policy::PodDisruptionBudget>(x!(["pdb"], [], ["status"])),
+        builtin::<scheduling::PriorityClass>(x!(["pc"], [], [])),
+        builtin::<storage::StorageClass>(x!(["sc"], [], [])),
+        builtin::<rbac::Role>(NONE),
+        builtin::<rbac::RoleBinding>(NONE),
+        builtin::<rbac::ClusterRole>(NONE),
+        builtin::<rbac::ClusterRoleBinding>(NONE),
+        builtin::<apiextensions::CustomResourceDefinition>(x!(["crd", "crds"], ["api-extensions"], ["status"])),
+    ];
+    for r in &mut v {
+        if r.kind == "Event" && r.group.is_empty() {
+            // Core events have no short name clash in discovery upstream:
+            // `ev` belongs to core/v1 events.
+        } else if r.kind == "Event" {
+            r.short_names.clear();
+        }
+        if r.group.is_empty() && r.kind == "Namespace" {
+            r.verbs = vec!["create", "delete", "get", "list", "patch", "update", "watch"];
+        }
+    }
+    v
+}
+
+/// Group-version preference order as upstream's discovery lists them.
+pub const GROUP_ORDER: &[&str] = &[
+    "",
+    "apiregistration.k8s.io",
+    "apps",
+    "events.k8s.io",
+    "authentication.k8s.io",
+    "authorization.k8s.io",
+    "autoscaling",
+    "batch",
+    "certificates.k8s.io",
+    "networking.k8s.io",
+    "policy",
+    "rbac.authorization.k8s.io",
+    "storage.k8s.io",
+    "admissionregistration.k8s.io",
+    "apiextensions.k8s.io",
+    "scheduling.k8s.io",
+    "coordination.k8s.io",
+    "node.k8s.io",
+    "discovery.k8s.io",
+    "flowcontrol.apiserver.k8s.io",
+];
+
+/// The resource table. Built-ins are fixed; custom resources come and go
+/// with their CRDs.
+pub struct Registry {
+    inner: RwLock<Tables>,
+}
+
+#[derive(Default)]
+struct Tables {
+    all: Vec<Arc<ResourceType>>,
+    /// (group, version, plural) → resource.
+    by_path: HashMap<(String, String, String), Arc<ResourceType>>,
+}
+
+impl Tables {
+    fn insert(&mut self, r: Arc<ResourceType>) {
+        self.by_path
+            .insert((r.group.clone(), r.version.clone(), r.plural.clone()), r.clone());
+        self.all.push(r);
+    }
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Registry {
+    pub fn new() -> Self {
+        let mut t = Tables::default();
+        for r in builtins() {
+            t.insert(Arc::new(r));
+        }
+        Self { inner: RwLock::new(t) }
+    }
+
+    pub fn lookup(&self, group: &str, version: &str, plural: &str) -> Option<Arc<ResourceType>> {
+        self.inner
+            .read()
+            .by_path
+            .get(&(group.to_string(), version.to_string(), plural.to_string()))
+            .cloned()
+    }
+
+    /// Finds a resource by kind (for owner references and the like).
+    pub fn lookup_kind(&self, group: &str, kind: &str) -> Option<Arc<ResourceType>> {
+        self.inner
+            .read()
+            .all
+            .iter()
+            .find(|r| r.group == group && r.kind == kind)
+            .cloned()
+    }
+
+    pub fn all(&self) -> Vec<Arc<ResourceType>> {
+        self.inner.read().all.clone()
+    }
+
+    /// Groups with their versions, in discovery order (built-in groups
+    /// first, then custom groups alphabetically).
+    pub fn groups(&self) -> Vec<(String, Vec<String>)> {
+        let all = self.all();
+        let mut groups: Vec<(String, Vec<String>)> = Vec::new();
+        for r in &all {
+            match groups.iter_mut().find(|(g, _)| *g == r.group) {
+                Some((_, vs)) => {
+                    if !vs.contains(&r.version) {
+                        vs.push(r.version.clone());
+                    }
+                }
+                None => groups.push((r.group.clone(), vec![r.version.clone()])),
+            }
+        }
+        groups.sort_by_key(|(g, _)| {
+            (
+                GROUP_ORDER.iter().position(|x| x == g).unwrap_or(GROUP_ORDER.len()),
+                g.clone(),
+            )
+        });
+        groups
+    }
+
+    /// Replaces the custom resources of one CRD (by group and plural).
+    pub fn set_custom(&self, group: &str, plural: &str, versions: Vec<ResourceType>) {
+        let mut t = self.inner.write();
+        let keep: Vec<Arc<ResourceType>> = t
+            .all
+            .iter()
+            .filter(|r| !(r.is_custom() && r.group == group && r.plural == plural))
+            .cloned()
+            .collect();
+        let mut fresh = Tables::default();
+        for r in keep {
+            fresh.insert(r);
+        }
+        for r in versions {
+            fresh.insert(Arc::new(r));
+        }
+        *t = fresh;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtins_have_upstream_names_and_keys() {
+        let reg = Registry::new();
+        let pods = reg.lookup("", "v1", "pods").expect("pods");
+        assert!(pods.namespaced);
+        assert_eq!(pods.kind, "Pod");
+        assert_eq!(pods.key("default", "a"), "/registry/pods/default/a");
+        let deploy = reg.lookup("apps", "v1", "deployments").expect("deployments");
+        assert_eq!(deploy.short_names, vec!["deploy"]);
+        assert_eq!(deploy.key_prefix, "/registry/deployments/");
+        let nodes = reg.lookup("", "v1", "nodes").expect("nodes");
+        assert!(!nodes.namespaced);
+        assert_eq!(nodes.key("", "n1"), "/registry/nodes/n1");
+        let crb = reg
+            .lookup("rbac.authorization.k8s.io", "v1", "clusterrolebindings")
+            .expect("crb");
+        assert_eq!(crb.key_prefix, "/registry/clusterrolebindings/");
+        assert_eq!(reg.groups()[0].0, "");
+        assert_eq!(reg.groups()[1].0, "apps");
+    }
+
+    #[test]
+    fn normalize_drops_unknown_fields_and_rejects_bad_types() {
+        let reg = Registry::new();
+        let cm = reg.lookup("", "v1", "configmaps").expect("cm");
+        let norm = cm.normalize.expect("builtin");
+        let out = norm(serde_json::json!({
+            "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a"}, "data": {"k": "v"}, "bogus": 1
+        }))
+        .expect("valid");
+        assert!(out.get("bogus").is_none());
+        assert_eq!(out["data"]["k"], "v");
+        assert!(norm(serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "data": 5})).is_err());
+    }
+}

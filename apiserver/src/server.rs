@@ -1,0 +1,547 @@
+//! The apiserver process: the embedded store member, the PKI, HTTPS with
+//! per-connection client identities, and the dispatch of every request to
+//! discovery, OpenAPI, health, metrics or the REST verbs.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use axum::http::{HeaderValue, Method, Request, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
+
+use crate::admission::{IpRange, PortRange};
+use crate::authn::{Authenticator, User};
+use crate::certs::Pki;
+use crate::metrics::Metrics;
+use crate::openapi::OpenApi;
+use crate::options::Options;
+use crate::registry::Registry;
+use crate::request::{Query, Target, parse_path};
+use crate::rest::{self, Ctx};
+use crate::status::ApiError;
+use crate::storage::{ReadAt, Storage};
+use crate::{discovery, object};
+
+pub const VERSION: &str = "v1.33.0";
+
+pub struct Config {
+    pub service_range: IpRange,
+    pub node_port_range: PortRange,
+    pub advertise_address: String,
+    pub port: u16,
+    pub max_body: usize,
+}
+
+pub struct Server {
+    pub registry: Arc<Registry>,
+    pub storage: Storage,
+    pub authn: Authenticator,
+    pub openapi: OpenApi,
+    pub metrics: Metrics,
+    pub config: Config,
+    readonly_inflight: Semaphore,
+    mutating_inflight: Semaphore,
+}
+
+/// A running apiserver.
+pub struct ApiServer {
+    pub server: Arc<Server>,
+    pub addr: SocketAddr,
+    pub admin_kubeconfig: PathBuf,
+    member: store::Member,
+    stop: tokio::sync::watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl ApiServer {
+    pub async fn start(opts: Options) -> Result<ApiServer> {
+        let service_range = IpRange::parse(&opts.service_cluster_ip_range).context("--service-cluster-ip-range")?;
+        let node_port_range = PortRange::parse(&opts.service_node_port_range).context("--service-node-port-range")?;
+        std::fs::create_dir_all(&opts.data_dir).with_context(|| format!("creating {}", opts.data_dir.display()))?;
+        let mut mc = store::MemberConfig::single(
+            &opts.name,
+            &opts.data_dir.join("store"),
+            "",
+            opts.listen_peer_urls
+                .first()
+                .map_or("http://127.0.0.1:2380", String::as_str),
+        );
+        mc.listen_client_urls = opts
+            .listen_client_urls
+            .iter()
+            .filter(|u| !u.is_empty())
+            .cloned()
+            .collect();
+        mc.advertise_client_urls = mc.listen_client_urls.clone();
+        mc.listen_peer_urls = opts.listen_peer_urls.clone();
+        mc.initial_advertise_peer_urls = opts.initial_advertise_peer_urls.clone();
+        mc.initial_cluster = opts.initial_cluster.clone();
+        mc.initial_cluster_state = opts.initial_cluster_state;
+        mc.initial_cluster_token = opts.initial_cluster_token.clone();
+        mc.force_new_cluster = opts.force_new_cluster;
+        mc.auto_compaction_retention = opts.etcd_compaction_interval;
+        let member = store::Member::start(mc).await.context("starting the embedded store")?;
+
+        let cert_dir = opts.cert_dir.clone().unwrap_or_else(|| opts.data_dir.join("pki"));
+        let mut sans = vec![opts.advertise_address.clone(), service_range.first().to_string()];
+        if opts.bind_address != "0.0.0.0" && opts.bind_address != "::" {
+            sans.push(opts.bind_address.clone());
+        }
+        let pki = Pki::ensure(&cert_dir, &sans)?;
+        let tls = crate::authn::server_tls(&pki)?;
+        let authn = Authenticator::new(&pki, opts.token_auth_file.as_deref())?;
+
+        let listener = TcpListener::bind((opts.bind_address.as_str(), opts.secure_port))
+            .await
+            .with_context(|| format!("binding {}:{}", opts.bind_address, opts.secure_port))?;
+        let addr = listener.local_addr()?;
+        let url = format!("https://{}:{}", opts.advertise_address, addr.port());
+        let admin_kubeconfig = opts
+            .admin_kubeconfig
+            .clone()
+            .unwrap_or_else(|| opts.data_dir.join("admin.kubeconfig"));
+        pki.write_kubeconfig(&admin_kubeconfig, &url, "admin", &["system:masters"])?;
+        for (file, user, groups) in [
+            ("scheduler.kubeconfig", "system:kube-scheduler", vec![]),
+            (
+                "controller-manager.kubeconfig",
+                "system:kube-controller-manager",
+                vec![],
+            ),
+            (
+                "kube-proxy.kubeconfig",
+                "system:kube-proxy",
+                vec!["system:node-proxier"],
+            ),
+        ] {
+            let path = opts.data_dir.join(file);
+            if !path.exists() {
+                pki.write_kubeconfig(&path, &url, user, &groups)?;
+            }
+        }
+
+        let registry = Arc::new(Registry::new());
+        let server = Arc::new(Server {
+            openapi: OpenApi::new(registry.clone()),
+            registry,
+            storage: Storage::new(member.store().clone()),
+            authn,
+            metrics: Metrics::default(),
+            config: Config {
+                service_range,
+                node_port_range,
+                advertise_address: opts.advertise_address.clone(),
+                port: addr.port(),
+                max_body: opts.max_request_body_bytes,
+            },
+            readonly_inflight: Semaphore::new(opts.max_requests_inflight),
+            mutating_inflight: Semaphore::new(opts.max_mutating_requests_inflight),
+        });
+        let (stop, stop_rx) = tokio::sync::watch::channel(false);
+        let mut tasks = Vec::new();
+        tasks.push(tokio::spawn(crate::bootstrap::run(server.clone(), stop_rx.clone())));
+        tasks.push(tokio::spawn(serve(
+            server.clone(),
+            listener,
+            TlsAcceptor::from(tls),
+            stop_rx,
+        )));
+        tracing::info!(%addr, kubeconfig = %admin_kubeconfig.display(), "serving the Kubernetes API");
+        Ok(ApiServer {
+            server,
+            addr,
+            admin_kubeconfig,
+            member,
+            stop,
+            tasks,
+        })
+    }
+
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        for t in self.tasks {
+            t.abort();
+            let _ = t.await;
+        }
+        self.member.stop().await;
+    }
+}
+
+async fn serve(
+    server: Arc<Server>,
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        let (tcp, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = stop.changed() => return,
+        };
+        let _ = tcp.set_nodelay(true);
+        let acceptor = acceptor.clone();
+        let server = server.clone();
+        tokio::spawn(async move {
+            let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
+                Ok(Ok(t)) => t,
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => return,
+            };
+            let cert_user = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .and_then(|c| User::from_certificate(c.as_ref()));
+            let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+                let server = server.clone();
+                let cert_user = cert_user.clone();
+                async move { Ok::<_, Infallible>(server.handle(req, cert_user).await) }
+            });
+            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                .serve_connection_with_upgrades(TokioIo::new(tls), svc)
+                .await;
+        });
+    }
+}
+
+fn json_response(code: StatusCode, v: &Value) -> Response {
+    (
+        code,
+        [(header::CONTENT_TYPE, "application/json")],
+        serde_json::to_vec(v).unwrap_or_default(),
+    )
+        .into_response()
+}
+
+fn text(code: StatusCode, s: impl Into<String>) -> Response {
+    (code, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], s.into()).into_response()
+}
+
+fn not_found() -> Response {
+    ApiError::NotFoundMessage {
+        message: "the server could not find the requested resource".into(),
+    }
+    .into_response()
+}
+
+impl Server {
+    fn version(&self) -> Value {
+        json!({
+            "major": "1",
+            "minor": "33",
+            "gitVersion": VERSION,
+            "gitCommit": env!("CARGO_PKG_VERSION"),
+            "gitTreeState": "clean",
+            "buildDate": "2026-01-01T00:00:00Z",
+            "goVersion": "",
+            "compiler": "rustc",
+            "platform": format!("{}/{}", std::env::consts::OS, if std::env::consts::ARCH == "x86_64" { "amd64" } else { std::env::consts::ARCH }),
+        })
+    }
+
+    fn ready(&self) -> bool {
+        let s = self.storage.store().status();
+        !s.stopped && s.leader != 0
+    }
+
+    async fn handle(self: Arc<Self>, req: Request<Incoming>, cert_user: Option<User>) -> Response {
+        let started = Instant::now();
+        let method = req.method().clone();
+        let path = req.uri().path().to_string();
+        let (verb, resource, resp) = self.route(req, cert_user).await;
+        let verb = if verb.is_empty() {
+            method.as_str().to_string()
+        } else {
+            verb
+        };
+        self.metrics
+            .request(&verb, &resource, resp.status().as_u16(), started.elapsed());
+        tracing::debug!(%method, %path, code = resp.status().as_u16(), elapsed = ?started.elapsed(), "request");
+        resp
+    }
+
+    /// Returns (verb, resource, response) for metrics.
+    async fn route(self: &Arc<Self>, req: Request<Incoming>, cert_user: Option<User>) -> (String, String, Response) {
+        let (parts, body) = req.into_parts();
+        let path = parts.uri.path().to_string();
+        let query = Query::parse(parts.uri.query());
+        // Authentication.
+        let user = match parts.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+            Some(h) if h.len() > 7 && h[..7].eq_ignore_ascii_case("bearer ") => {
+                match self.authn.authenticate_token(h[7..].trim()) {
+                    Some(u) => u,
+                    None => return (String::new(), String::new(), ApiError::Unauthorized.into_response()),
+                }
+            }
+            _ => cert_user.unwrap_or_else(User::anonymous),
+        };
+        match path.as_str() {
+            "/healthz" | "/livez" => return (String::new(), String::new(), text(StatusCode::OK, "ok")),
+            "/readyz" | "/healthz/etcd" | "/livez/etcd" | "/readyz/etcd" => {
+                return if self.ready() {
+                    (String::new(), String::new(), text(StatusCode::OK, "ok"))
+                } else {
+                    (
+                        String::new(),
+                        String::new(),
+                        text(
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            "[-]etcd failed: reason withheld\nreadyz check failed",
+                        ),
+                    )
+                };
+            }
+            "/version" | "/version/" => {
+                return (
+                    String::new(),
+                    String::new(),
+                    json_response(StatusCode::OK, &self.version()),
+                );
+            }
+            _ => {}
+        }
+        if user.is_anonymous() {
+            return (String::new(), String::new(), ApiError::Unauthorized.into_response());
+        }
+        let accept = parts
+            .headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let simple = |r: Response| (String::new(), String::new(), r);
+        match path.as_str() {
+            "/metrics" => {
+                let s = self.storage.store().status();
+                return simple(text(
+                    StatusCode::OK,
+                    self.metrics
+                        .render(s.applied, self.storage.current_revision(), s.is_leader),
+                ));
+            }
+            "/openapi/v2" => {
+                if accept.contains("protobuf") {
+                    let body = self.openapi.v2_protobuf();
+                    return simple(
+                        (
+                            StatusCode::OK,
+                            [(
+                                header::CONTENT_TYPE,
+                                "application/com.github.proto-openapi.spec.v2.v1.0+protobuf",
+                            )],
+                            body.as_ref().clone(),
+                        )
+                            .into_response(),
+                    );
+                }
+                return simple(json_response(StatusCode::OK, &self.openapi.v2()));
+            }
+            "/openapi/v3" | "/openapi/v3/" => return simple(json_response(StatusCode::OK, &self.openapi.v3_index())),
+            _ => {}
+        }
+        if let Some(gv) = path.strip_prefix("/openapi/v3/") {
+            return simple(match self.openapi.v3(gv.trim_end_matches('/')) {
+                Some(doc) => {
+                    let mut r = json_response(StatusCode::OK, &doc);
+                    r.headers_mut()
+                        .insert(header::CACHE_CONTROL, HeaderValue::from_static("public, immutable"));
+                    r
+                }
+                None => not_found(),
+            });
+        }
+        match parse_path(&path) {
+            Target::LegacyRoot => simple(match discovery::wants_aggregated(&accept) {
+                Some(v) => aggregated(&self.registry, true, v),
+                None => json_response(
+                    StatusCode::OK,
+                    &discovery::versions(&self.config.advertise_address, self.config.port),
+                ),
+            }),
+            Target::GroupsRoot => simple(match discovery::wants_aggregated(&accept) {
+                Some(v) => aggregated(&self.registry, false, v),
+                None => json_response(StatusCode::OK, &discovery::group_list(&self.registry)),
+            }),
+            Target::Group(g) => simple(match discovery::group(&self.registry, &g) {
+                Some(v) => json_response(StatusCode::OK, &v),
+                None => not_found(),
+            }),
+            Target::GroupVersion(g, v) => simple(match discovery::resource_list(&self.registry, &g, &v) {
+                Some(v) => json_response(StatusCode::OK, &v),
+                None => not_found(),
+            }),
+            Target::Other => simple(not_found()),
+            Target::Resource(info) => {
+                let Some(rt) = self.registry.lookup(&info.group, &info.version, &info.resource) else {
+                    return simple(not_found());
+                };
+                let method = parts.method.clone();
+                let watching = info.watch_prefix || query.get("watch").is_some_and(|w| w == "true" || w == "1");
+                let verb = match (&method, info.name.is_empty()) {
+                    (&Method::GET, _) if watching => "WATCH",
+                    (&Method::GET, true) => "LIST",
+                    (&Method::GET, false) => "GET",
+                    (&Method::POST, _) => "POST",
+                    (&Method::PUT, _) => "PUT",
+                    (&Method::PATCH, _) => "PATCH",
+                    (&Method::DELETE, _) => "DELETE",
+                    _ => "OTHER",
+                }
+                .to_string();
+                let resource = if info.subresource.is_empty() {
+                    rt.plural.clone()
+                } else {
+                    format!("{}/{}", rt.plural, info.subresource)
+                };
+                let mutating = !matches!(method, Method::GET | Method::HEAD | Method::OPTIONS);
+                let _permit = if watching {
+                    None
+                } else {
+                    let sem = if mutating {
+                        &self.mutating_inflight
+                    } else {
+                        &self.readonly_inflight
+                    };
+                    match sem.try_acquire() {
+                        Ok(p) => Some(p),
+                        Err(_) => {
+                            return (
+                                verb,
+                                resource,
+                                ApiError::TooManyRequests {
+                                    message: "Too many requests, please try again later.".into(),
+                                    retry_after: 1,
+                                }
+                                .into_response(),
+                            );
+                        }
+                    }
+                };
+                let body = match Limited::new(body, self.config.max_body).collect().await {
+                    Ok(b) => b.to_bytes(),
+                    Err(e) => {
+                        let err = if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+                            ApiError::TooLarge
+                        } else {
+                            ApiError::bad_request(format!("reading the request body: {e}"))
+                        };
+                        return (verb, resource, err.into_response());
+                    }
+                };
+                let ctx = Ctx {
+                    server: self.clone(),
+                    rt,
+                    info,
+                    query,
+                    headers: parts.headers,
+                    user,
+                    warnings: Vec::new(),
+                };
+                let resp = match rest::handle(ctx, method, body).await {
+                    Ok(r) => r,
+                    Err(e) => e.into_response(),
+                };
+                (verb, resource, resp)
+            }
+        }
+    }
+}
+
+fn aggregated(reg: &Registry, legacy: bool, version: &str) -> Response {
+    let body = discovery::aggregated(reg, legacy, version);
+    let mut r = json_response(StatusCode::OK, &body);
+    if let Ok(v) = HeaderValue::from_str(&format!(
+        "application/json;g=apidiscovery.k8s.io;v={version};as=APIGroupDiscoveryList"
+    )) {
+        r.headers_mut().insert(header::CONTENT_TYPE, v);
+    }
+    r
+}
+
+/// Reads all objects under a prefix, retrying until the store serves.
+pub async fn list_all(storage: &Storage, prefix: &str) -> Vec<Value> {
+    loop {
+        match storage.list(prefix, "", 0, ReadAt::Latest).await {
+            Ok(p) => return p.items.into_iter().map(|s| s.object).collect(),
+            Err(e) => {
+                tracing::debug!(error = %e, "store not ready");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+/// Creates an object as the system would, ignoring "already exists".
+pub async fn ensure_object(server: &Arc<Server>, group: &str, version: &str, plural: &str, obj: Value) -> Result<()> {
+    let Some(rt) = server.registry.lookup(group, version, plural) else {
+        anyhow::bail!("no resource {group}/{version}/{plural}");
+    };
+    let key = rt.key(object::namespace(&obj), object::name(&obj));
+    if server
+        .storage
+        .get(&key, ReadAt::Latest)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .is_some()
+    {
+        return Ok(());
+    }
+    let mut headers = axum::http::HeaderMap::new();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(header::USER_AGENT, HeaderValue::from_static("kube-apiserver"));
+    let info = crate::request::RequestInfo {
+        group: group.into(),
+        version: version.into(),
+        namespace: object::namespace(&obj).into(),
+        resource: plural.into(),
+        ..Default::default()
+    };
+    let ctx = Ctx {
+        server: server.clone(),
+        rt,
+        info,
+        query: Query::default(),
+        headers,
+        user: User {
+            name: "system:apiserver".into(),
+            uid: String::new(),
+            groups: vec!["system:masters".into()],
+        },
+        warnings: Vec::new(),
+    };
+    let body = serde_json::to_vec(&obj)?;
+    match rest::handle(ctx, Method::POST, body.into()).await {
+        Ok(_) | Err(ApiError::AlreadyExists { .. }) => Ok(()),
+        Err(e) => Err(anyhow::anyhow!("{}", e.to_status())),
+    }
+}
+
+/// Runs an apiserver until SIGTERM/SIGINT.
+pub async fn run(opts: Options) -> Result<()> {
+    let api = ApiServer::start(opts).await?;
+    component_base::signals::shutdown().await;
+    tracing::info!("shutting down");
+    api.stop().await;
+    Ok(())
+}

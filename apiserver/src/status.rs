@@ -1,0 +1,231 @@
+//! API errors, always rendered as a `metav1.Status` with upstream's code,
+//! reason, message and details.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use apimachinery::validation::FieldError;
+
+/// Which object an error is about (for `details`).
+#[derive(Clone, Debug, Default)]
+pub struct Target {
+    pub group: String,
+    pub resource: String,
+    pub kind: String,
+    pub name: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{message}")]
+    BadRequest { message: String },
+    #[error("Unauthorized")]
+    Unauthorized,
+    #[error("{message}")]
+    Forbidden { message: String },
+    #[error("not found")]
+    NotFound { target: Target },
+    #[error("{message}")]
+    NotFoundMessage { message: String },
+    #[error("the server does not allow this method on the requested resource")]
+    MethodNotAllowed,
+    #[error("{message}")]
+    NotAcceptable { message: String },
+    #[error("{message}")]
+    UnsupportedMediaType { message: String },
+    #[error("already exists")]
+    AlreadyExists { target: Target },
+    #[error("{message}")]
+    Conflict { target: Target, message: String },
+    #[error("{message}")]
+    Gone { message: String },
+    #[error("the request is too large")]
+    TooLarge,
+    #[error("invalid")]
+    Invalid { target: Target, errors: Vec<FieldError> },
+    #[error("{message}")]
+    TooManyRequests { message: String, retry_after: u64 },
+    #[error("{message}")]
+    Internal { message: String },
+    #[error("{message}")]
+    Unavailable { message: String, retry_after: u64 },
+    #[error("{message}")]
+    Timeout { message: String, retry_after: u64 },
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;
+
+impl ApiError {
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::BadRequest {
+            message: message.into(),
+        }
+    }
+
+    pub fn internal(message: impl std::fmt::Display) -> Self {
+        Self::Internal {
+            message: message.to_string(),
+        }
+    }
+
+    pub fn code(&self) -> u16 {
+        match self {
+            Self::BadRequest { .. } => 400,
+            Self::Unauthorized => 401,
+            Self::Forbidden { .. } => 403,
+            Self::NotFound { .. } | Self::NotFoundMessage { .. } => 404,
+            Self::MethodNotAllowed => 405,
+            Self::NotAcceptable { .. } => 406,
+            Self::AlreadyExists { .. } | Self::Conflict { .. } => 409,
+            Self::Gone { .. } => 410,
+            Self::TooLarge => 413,
+            Self::UnsupportedMediaType { .. } => 415,
+            Self::Invalid { .. } => 422,
+            Self::TooManyRequests { .. } => 429,
+            Self::Internal { .. } => 500,
+            Self::Unavailable { .. } => 503,
+            Self::Timeout { .. } => 504,
+        }
+    }
+
+    fn reason(&self) -> &'static str {
+        match self {
+            Self::BadRequest { .. } => "BadRequest",
+            Self::Unauthorized => "Unauthorized",
+            Self::Forbidden { .. } => "Forbidden",
+            Self::NotFound { .. } | Self::NotFoundMessage { .. } => "NotFound",
+            Self::MethodNotAllowed => "MethodNotAllowed",
+            Self::NotAcceptable { .. } => "NotAcceptable",
+            Self::AlreadyExists { .. } => "AlreadyExists",
+            Self::Conflict { .. } => "Conflict",
+            Self::Gone { .. } => "Expired",
+            Self::TooLarge => "RequestEntityTooLarge",
+            Self::UnsupportedMediaType { .. } => "UnsupportedMediaType",
+            Self::Invalid { .. } => "Invalid",
+            Self::TooManyRequests { .. } => "TooManyRequests",
+            Self::Internal { .. } => "InternalError",
+            Self::Unavailable { .. } => "ServiceUnavailable",
+            Self::Timeout { .. } => "Timeout",
+        }
+    }
+
+    /// The `metav1.Status` object for this error.
+    pub fn to_status(&self) -> Value {
+        let (message, details) = match self {
+            Self::NotFound { target } => (
+                format!("{} \"{}\" not found", qualified(target), target.name),
+                Some(details(target, None)),
+            ),
+            Self::AlreadyExists { target } => (
+                format!("{} \"{}\" already exists", qualified(target), target.name),
+                Some(details(target, None)),
+            ),
+            Self::Conflict { target, message } => (
+                format!(
+                    "Operation cannot be fulfilled on {} \"{}\": {message}",
+                    qualified(target),
+                    target.name
+                ),
+                Some(details(target, None)),
+            ),
+            Self::Invalid { target, errors } => {
+                let msgs: Vec<String> = errors.iter().map(FieldError::message).collect();
+                let agg = if msgs.len() == 1 {
+                    msgs[0].clone()
+                } else {
+                    format!("[{}]", msgs.join(", "))
+                };
+                let causes: Vec<Value> = errors
+                    .iter()
+                    .map(|e| {
+                        json!({
+                            "reason": e.kind.reason(),
+                            "message": e.message().strip_prefix(&format!("{}: ", e.field)).unwrap_or(&e.message()).to_string(),
+                            "field": e.field,
+                        })
+                    })
+                    .collect();
+                let kind = if target.kind.is_empty() {
+                    target.resource.clone()
+                } else {
+                    target.kind.clone()
+                };
+                let group_kind = if target.group.is_empty() {
+                    kind
+                } else {
+                    format!("{kind}.{}", target.group)
+                };
+                (
+                    format!("{group_kind} \"{}\" is invalid: {agg}", target.name),
+                    Some(details(target, Some(causes))),
+                )
+            }
+            Self::TooLarge => ("the request is too large".to_string(), None),
+            Self::TooManyRequests { retry_after, .. }
+            | Self::Unavailable { retry_after, .. }
+            | Self::Timeout { retry_after, .. } => (self.to_string(), Some(json!({"retryAfterSeconds": retry_after}))),
+            other => (other.to_string(), None),
+        };
+        let mut status = json!({
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Failure",
+            "message": message,
+            "reason": self.reason(),
+            "code": self.code(),
+        });
+        if let Some(d) = details {
+            status["details"] = d;
+        }
+        status
+    }
+}
+
+fn qualified(t: &Target) -> String {
+    if t.group.is_empty() {
+        t.resource.clone()
+    } else {
+        format!("{}.{}", t.resource, t.group)
+    }
+}
+
+fn details(t: &Target, causes: Option<Vec<Value>>) -> Value {
+    let mut d =
+        json!({ "name": t.name, "group": t.group, "kind": if t.kind.is_empty() { &t.resource } else { &t.kind } });
+    if t.group.is_empty() {
+        d.as_object_mut().map(|m| m.remove("group"));
+    }
+    if let Some(c) = causes {
+        d["causes"] = Value::Array(c);
+    }
+    d
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let code = StatusCode::from_u16(self.code()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = self.to_status().to_string();
+        let mut resp = (code, [(header::CONTENT_TYPE, "application/json")], body).into_response();
+        if let Self::TooManyRequests { retry_after, .. }
+        | Self::Unavailable { retry_after, .. }
+        | Self::Timeout { retry_after, .. } = &self
+            && let Ok(v) = HeaderValue::from_str(&retry_after.to_string())
+        {
+            resp.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        resp
+    }
+}
+
+/// A `Status` of success, as returned by some deletes.
+pub fn success(target: &Target) -> Value {
+    json!({
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Success",
+        "details": details(target, None),
+    })
+}

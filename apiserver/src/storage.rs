@@ -1,0 +1,286 @@
+//! Objects in the embedded store: the narrow, etcd-shaped seam between the
+//! REST layer and the replicated store. Objects are stored as JSON without
+//! `metadata.resourceVersion`; the key's mod revision is the resource
+//! version, as with etcd upstream.
+
+use proto::etcdserverpb as pb;
+use proto::etcdserverpb::{compare, request_op, response_op};
+use serde_json::Value;
+use store::{Store, StoreError, WatchSpec, Watcher};
+
+use crate::status::{ApiError, ApiResult};
+
+/// One stored object as read.
+#[derive(Clone, Debug)]
+pub struct Stored {
+    pub key: String,
+    pub object: Value,
+    pub revision: i64,
+}
+
+/// A page of a list.
+#[derive(Debug, Default)]
+pub struct Page {
+    pub items: Vec<Stored>,
+    /// The revision the page was read at.
+    pub revision: i64,
+    pub more: bool,
+    /// Items left after this page (when `more`).
+    pub remaining: i64,
+}
+
+/// The outcome of a compare-and-swap write.
+pub enum Cas {
+    Done {
+        revision: i64,
+    },
+    /// The key's current state did not match; here it is (None: absent).
+    Mismatch(Option<Stored>),
+}
+
+#[derive(Clone)]
+pub struct Storage {
+    store: Store,
+}
+
+/// Reads: which revision to read at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadAt {
+    /// Linearizable read of the latest state.
+    Latest,
+    /// Whatever this replica has (resourceVersion "0").
+    Any,
+    /// Exactly this revision.
+    Exact(i64),
+}
+
+pub fn store_error(e: StoreError) -> ApiError {
+    match e {
+        StoreError::Compacted { compact_revision } => ApiError::Gone {
+            message: format!("The resourceVersion for the provided list is too old. (compacted at {compact_revision})"),
+        },
+        StoreError::FutureRevision => ApiError::Timeout {
+            message: "Too large resource version".into(),
+            retry_after: 1,
+        },
+        StoreError::NoLeader | StoreError::Stopped | StoreError::Timeout | StoreError::NotLeader => {
+            ApiError::Unavailable {
+                message: format!("storage is unavailable: {e}"),
+                retry_after: 1,
+            }
+        }
+        StoreError::RequestTooLarge => ApiError::TooLarge,
+        other => ApiError::internal(other),
+    }
+}
+
+fn decode(key: &[u8], value: &[u8], revision: i64) -> ApiResult<Stored> {
+    let mut object: Value = serde_json::from_slice(value).map_err(|e| {
+        ApiError::internal(format!(
+            "stored object {} is corrupt: {e}",
+            String::from_utf8_lossy(key)
+        ))
+    })?;
+    set_resource_version(&mut object, revision);
+    Ok(Stored {
+        key: String::from_utf8_lossy(key).into_owned(),
+        object,
+        revision,
+    })
+}
+
+pub fn set_resource_version(object: &mut Value, revision: i64) {
+    if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.insert("resourceVersion".into(), Value::String(revision.to_string()));
+    }
+}
+
+/// The bytes stored for an object: its JSON without the resource version.
+pub fn encode(object: &Value) -> Vec<u8> {
+    let mut o = object.clone();
+    if let Some(meta) = o.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.remove("resourceVersion");
+    }
+    serde_json::to_vec(&o).unwrap_or_default()
+}
+
+pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    vec![0]
+}
+
+impl Storage {
+    pub fn new(store: Store) -> Self {
+        Self { store }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn current_revision(&self) -> i64 {
+        self.store.mvcc().current_revision()
+    }
+
+    pub async fn get(&self, key: &str, at: ReadAt) -> ApiResult<Option<Stored>> {
+        let (revision, serializable) = match at {
+            ReadAt::Latest => (0, false),
+            ReadAt::Any => (0, true),
+            ReadAt::Exact(r) => (r, false),
+        };
+        let resp = self
+            .store
+            .range(pb::RangeRequest {
+                key: key.as_bytes().to_vec(),
+                revision,
+                serializable,
+                ..Default::default()
+            })
+            .await
+            .map_err(store_error)?;
+        resp.kvs
+            .first()
+            .map(|kv| decode(&kv.key, &kv.value, kv.mod_revision))
+            .transpose()
+    }
+
+    /// Reads up to `limit` objects (0: all) under `prefix`, starting at
+    /// `start` (a key, inclusive; empty: the prefix itself).
+    pub async fn list(&self, prefix: &str, start: &str, limit: i64, at: ReadAt) -> ApiResult<Page> {
+        let (revision, serializable) = match at {
+            ReadAt::Latest => (0, false),
+            ReadAt::Any => (0, true),
+            ReadAt::Exact(r) => (r, false),
+        };
+        let key = if start.is_empty() { prefix } else { start };
+        let resp = self
+            .store
+            .range(pb::RangeRequest {
+                key: key.as_bytes().to_vec(),
+                range_end: prefix_end(prefix.as_bytes()),
+                limit,
+                revision,
+                serializable,
+                count_only: false,
+                ..Default::default()
+            })
+            .await
+            .map_err(store_error)?;
+        let read_rev = resp.header.as_ref().map_or(0, |h| h.revision);
+        let items = resp
+            .kvs
+            .iter()
+            .map(|kv| decode(&kv.key, &kv.value, kv.mod_revision))
+            .collect::<ApiResult<Vec<_>>>()?;
+        Ok(Page {
+            remaining: resp.count - items.len() as i64,
+            more: resp.more,
+            items,
+            revision: if revision > 0 { revision } else { read_rev },
+        })
+    }
+
+    /// Creates `key` if absent.
+    pub async fn create(&self, key: &str, object: &Value) -> ApiResult<Cas> {
+        self.cas(key, 0, Some(object)).await
+    }
+
+    /// Writes `key` if its mod revision is `expected` (0: absent); with
+    /// `object` None, deletes it.
+    pub async fn cas(&self, key: &str, expected: i64, object: Option<&Value>) -> ApiResult<Cas> {
+        let k = key.as_bytes().to_vec();
+        let op = match object {
+            Some(o) => request_op::Request::RequestPut(pb::PutRequest {
+                key: k.clone(),
+                value: encode(o),
+                ..Default::default()
+            }),
+            None => request_op::Request::RequestDeleteRange(pb::DeleteRangeRequest {
+                key: k.clone(),
+                ..Default::default()
+            }),
+        };
+        let resp = self
+            .store
+            .txn(pb::TxnRequest {
+                compare: vec![pb::Compare {
+                    result: compare::CompareResult::Equal as i32,
+                    target: compare::CompareTarget::Mod as i32,
+                    key: k.clone(),
+                    target_union: Some(compare::TargetUnion::ModRevision(expected)),
+                    ..Default::default()
+                }],
+                success: vec![pb::RequestOp { request: Some(op) }],
+                failure: vec![pb::RequestOp {
+                    request: Some(request_op::Request::RequestRange(pb::RangeRequest {
+                        key: k,
+                        ..Default::default()
+                    })),
+                }],
+            })
+            .await
+            .map_err(store_error)?;
+        let revision = resp.header.as_ref().map_or(0, |h| h.revision);
+        if resp.succeeded {
+            return Ok(Cas::Done { revision });
+        }
+        let current = resp
+            .responses
+            .first()
+            .and_then(|r| match &r.response {
+                Some(response_op::Response::ResponseRange(rr)) => rr.kvs.first().cloned(),
+                _ => None,
+            })
+            .map(|kv| decode(&kv.key, &kv.value, kv.mod_revision))
+            .transpose()?;
+        Ok(Cas::Mismatch(current))
+    }
+
+    /// A watcher of `prefix` from `start_revision` (0: after now).
+    pub fn watch(&self, prefix: &str, start_revision: i64) -> ApiResult<Watcher> {
+        self.store
+            .watch(WatchSpec {
+                key: prefix.as_bytes().to_vec(),
+                range_end: prefix_end(prefix.as_bytes()),
+                start_revision,
+                prev_kv: true,
+                no_put: false,
+                no_delete: false,
+            })
+            .map_err(|e| match e {
+                StoreError::Compacted { compact_revision } => ApiError::Gone {
+                    message: format!("too old resource version: {start_revision} ({compact_revision})"),
+                },
+                other => store_error(other),
+            })
+    }
+
+    /// Decodes a watch event's object (the previous one for deletes).
+    pub fn decode_event(ev: &proto::mvccpb::Event) -> ApiResult<(bool, Stored, Option<Stored>)> {
+        let deleted = ev.r#type == proto::mvccpb::event::EventType::Delete as i32;
+        let prev = ev
+            .prev_kv
+            .as_ref()
+            .map(|kv| decode(&kv.key, &kv.value, kv.mod_revision))
+            .transpose()?;
+        let kv = ev
+            .kv
+            .as_ref()
+            .ok_or_else(|| ApiError::internal("watch event without kv"))?;
+        if deleted {
+            let mut p = prev
+                .clone()
+                .ok_or_else(|| ApiError::internal("delete event without previous value"))?;
+            set_resource_version(&mut p.object, kv.mod_revision);
+            p.revision = kv.mod_revision;
+            return Ok((true, p, prev));
+        }
+        Ok((false, decode(&kv.key, &kv.value, kv.mod_revision)?, prev))
+    }
+}

@@ -1,0 +1,690 @@
+//! Per-kind behaviour on writes, as upstream's registry strategies: what is
+//! reset on create, what an update may change, defaults, and validation.
+
+use serde_json::{Map, Value, json};
+
+use apimachinery::validation::{self as v, FieldError, NameRule};
+
+use crate::object::{self, meta_mut};
+use crate::registry::ResourceType;
+
+/// Field selectors each kind supports besides metadata.name/namespace.
+pub fn selectable_fields(rt: &ResourceType) -> &'static [&'static str] {
+    match (rt.group.as_str(), rt.kind.as_str()) {
+        ("", "Pod") => &[
+            "spec.nodeName",
+            "spec.restartPolicy",
+            "spec.schedulerName",
+            "spec.serviceAccountName",
+            "spec.hostNetwork",
+            "status.phase",
+            "status.podIP",
+            "status.nominatedNodeName",
+        ],
+        ("", "Node") => &["spec.unschedulable"],
+        ("", "Namespace") => &["status.phase"],
+        ("", "Secret") => &["type"],
+        ("", "Event") => &[
+            "involvedObject.kind",
+            "involvedObject.namespace",
+            "involvedObject.name",
+            "involvedObject.uid",
+            "involvedObject.apiVersion",
+            "involvedObject.resourceVersion",
+            "involvedObject.fieldPath",
+            "reason",
+            "reportingComponent",
+            "source",
+            "type",
+        ],
+        ("", "ReplicationController") | ("apps", "ReplicaSet") => &["status.replicas"],
+        ("batch", "Job") => &["status.successful"],
+        ("certificates.k8s.io", _) => &["spec.signerName"],
+        _ => &[],
+    }
+}
+
+fn name_rule(rt: &ResourceType) -> NameRule {
+    match (rt.group.as_str(), rt.kind.as_str()) {
+        ("", "Namespace") | ("", "Service") => NameRule::Dns1123Label,
+        ("rbac.authorization.k8s.io", _) => NameRule::PathSegment,
+        _ => NameRule::Dns1123Subdomain,
+    }
+}
+
+/// Fills what the server owns on create.
+pub fn prepare_create(rt: &ResourceType, obj: &mut Value) {
+    let m = meta_mut(obj);
+    m.insert("uid".into(), Value::String(uuid::Uuid::new_v4().to_string()));
+    m.insert("creationTimestamp".into(), Value::String(object::now()));
+    m.remove("deletionTimestamp");
+    m.remove("deletionGracePeriodSeconds");
+    m.remove("resourceVersion");
+    m.remove("selfLink");
+    if has_generation(rt, obj) {
+        meta_mut(obj).insert("generation".into(), json!(1));
+    } else {
+        meta_mut(obj).remove("generation");
+    }
+    if rt.has_subresource("status")
+        && !matches!(
+            rt.kind.as_str(),
+            "Pod" | "Namespace" | "Node" | "PersistentVolume" | "PersistentVolumeClaim" | "CustomResourceDefinition"
+        )
+    {
+        if let Some(o) = obj.as_object_mut() {
+            o.remove("status");
+        }
+    }
+    match (rt.group.as_str(), rt.kind.as_str()) {
+        ("", "Pod") => {
+            obj["status"] = json!({"phase": "Pending", "qosClass": qos_class(obj)});
+        }
+        ("", "Namespace") => {
+            obj["status"] = json!({"phase": "Active"});
+            if obj.pointer("/spec/finalizers").is_none() {
+                obj["spec"] = json!({"finalizers": ["kubernetes"]});
+            }
+        }
+        ("", "PersistentVolumeClaim") => obj["status"] = json!({"phase": "Pending"}),
+        ("", "PersistentVolume") => obj["status"] = json!({"phase": "Pending"}),
+        _ => {}
+    }
+}
+
+fn has_generation(rt: &ResourceType, obj: &Value) -> bool {
+    rt.is_custom() || obj.get("spec").is_some() || matches!(rt.kind.as_str(), "Pod")
+}
+
+/// The parts of an object that count as "spec" for generation bumps.
+fn spec_of(o: &Value) -> Value {
+    let mut o = o.clone();
+    if let Some(m) = o.as_object_mut() {
+        m.remove("metadata");
+        m.remove("status");
+        m.remove("apiVersion");
+        m.remove("kind");
+    }
+    o
+}
+
+/// Reconciles an update (of the main resource or of a subresource) with
+/// the stored object: keeps what the request may not change.
+pub fn prepare_update(rt: &ResourceType, new: &mut Value, old: &Value, subresource: &str) {
+    if subresource == "status" {
+        // Only status changes; the rest is the stored object.
+        let status = new.get("status").cloned();
+        let mut merged = old.clone();
+        match status {
+            Some(s) => merged["status"] = s,
+            None => {
+                if let Some(m) = merged.as_object_mut() {
+                    m.remove("status");
+                }
+            }
+        }
+        let rv = object::resource_version(new).to_string();
+        meta_mut(&mut merged).insert("resourceVersion".into(), Value::String(rv));
+        *new = merged;
+        return;
+    }
+    if rt.has_subresource("status") {
+        match old.get("status") {
+            Some(s) => new["status"] = s.clone(),
+            None => {
+                if let Some(m) = new.as_object_mut() {
+                    m.remove("status");
+                }
+            }
+        }
+    }
+    let old_meta = object::meta(old).cloned().unwrap_or_default();
+    let m = meta_mut(new);
+    for k in [
+        "uid",
+        "creationTimestamp",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "generation",
+    ] {
+        match old_meta.get(k) {
+            Some(v) => m.insert(k.into(), v.clone()),
+            None => m.remove(k),
+        };
+    }
+    if has_generation(rt, old) && spec_of(new) != spec_of(old) {
+        let g = old_meta.get("generation").and_then(Value::as_i64).unwrap_or(0);
+        meta_mut(new).insert("generation".into(), json!(g + 1));
+    }
+}
+
+/// Applies upstream's defaults for the kind.
+pub fn default(rt: &ResourceType, obj: &mut Value) {
+    match (rt.group.as_str(), rt.kind.as_str()) {
+        ("", "Pod") => {
+            if let Some(spec) = obj.get_mut("spec") {
+                default_pod_spec(spec);
+            }
+        }
+        ("", "PodTemplate") => default_template(obj.get_mut("template")),
+        ("", "ReplicationController") => {
+            set_default(obj, "/spec/replicas", json!(1));
+            default_template(obj.pointer_mut("/spec/template"));
+        }
+        ("apps", "Deployment") => {
+            set_default(obj, "/spec/replicas", json!(1));
+            set_default(
+                obj,
+                "/spec/strategy",
+                json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}}),
+            );
+            set_default(obj, "/spec/revisionHistoryLimit", json!(10));
+            set_default(obj, "/spec/progressDeadlineSeconds", json!(600));
+            default_template(obj.pointer_mut("/spec/template"));
+        }
+        ("apps", "ReplicaSet") => {
+            set_default(obj, "/spec/replicas", json!(1));
+            default_template(obj.pointer_mut("/spec/template"));
+        }
+        ("apps", "StatefulSet") => {
+            set_default(obj, "/spec/replicas", json!(1));
+            set_default(obj, "/spec/podManagementPolicy", json!("OrderedReady"));
+            set_default(
+                obj,
+                "/spec/updateStrategy",
+                json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 0}}),
+            );
+            set_default(obj, "/spec/revisionHistoryLimit", json!(10));
+            set_default(
+                obj,
+                "/spec/persistentVolumeClaimRetentionPolicy",
+                json!({"whenDeleted": "Retain", "whenScaled": "Retain"}),
+            );
+            default_template(obj.pointer_mut("/spec/template"));
+        }
+        ("apps", "DaemonSet") => {
+            set_default(
+                obj,
+                "/spec/updateStrategy",
+                json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}}),
+            );
+            set_default(obj, "/spec/revisionHistoryLimit", json!(10));
+            default_template(obj.pointer_mut("/spec/template"));
+        }
+        ("batch", "Job") => {
+            default_job_spec(obj.get_mut("spec"));
+        }
+        ("batch", "CronJob") => {
+            set_default(obj, "/spec/concurrencyPolicy", json!("Allow"));
+            set_default(obj, "/spec/suspend", json!(false));
+            set_default(obj, "/spec/successfulJobsHistoryLimit", json!(3));
+            set_default(obj, "/spec/failedJobsHistoryLimit", json!(1));
+            default_job_spec(obj.pointer_mut("/spec/jobTemplate/spec"));
+        }
+        ("", "Service") => default_service(obj),
+        ("", "Secret") => {
+            set_default(obj, "/type", json!("Opaque"));
+            merge_string_data(obj);
+        }
+        ("", "Namespace") => {}
+        _ => {}
+    }
+}
+
+fn set_default(obj: &mut Value, pointer: &str, value: Value) {
+    if obj.pointer(pointer).is_some_and(|v| !v.is_null()) {
+        return;
+    }
+    let (parent, leaf) = pointer.rsplit_once('/').unwrap_or(("", pointer));
+    let Some(p) = (if parent.is_empty() {
+        Some(&mut *obj)
+    } else {
+        obj.pointer_mut(parent)
+    }) else {
+        return;
+    };
+    if let Some(m) = p.as_object_mut() {
+        m.insert(leaf.to_string(), value);
+    }
+}
+
+fn default_template(t: Option<&mut Value>) {
+    if let Some(spec) = t.and_then(|t| t.get_mut("spec")) {
+        default_pod_spec(spec);
+    }
+}
+
+fn default_job_spec(spec: Option<&mut Value>) {
+    let Some(spec) = spec else { return };
+    let completions = spec.get("completions").cloned();
+    let parallelism = spec.get("parallelism").cloned();
+    if completions.is_none() && parallelism.is_none() {
+        set_default(spec, "/completions", json!(1));
+        set_default(spec, "/parallelism", json!(1));
+    } else {
+        set_default(spec, "/parallelism", json!(1));
+    }
+    set_default(spec, "/backoffLimit", json!(6));
+    set_default(spec, "/completionMode", json!("NonIndexed"));
+    set_default(spec, "/suspend", json!(false));
+    set_default(spec, "/manualSelector", Value::Null);
+    set_default(spec, "/podReplacementPolicy", json!("TerminatingOrFailed"));
+    if let Some(m) = spec.as_object_mut() {
+        m.retain(|_, v| !v.is_null());
+    }
+    default_template(spec.get_mut("template"));
+}
+
+fn default_pod_spec(spec: &mut Value) {
+    set_default(spec, "/restartPolicy", json!("Always"));
+    set_default(spec, "/terminationGracePeriodSeconds", json!(30));
+    set_default(spec, "/dnsPolicy", json!("ClusterFirst"));
+    set_default(spec, "/securityContext", json!({}));
+    set_default(spec, "/schedulerName", json!("default-scheduler"));
+    set_default(spec, "/enableServiceLinks", json!(true));
+    for list in ["containers", "initContainers"] {
+        if let Some(cs) = spec.get_mut(list).and_then(Value::as_array_mut) {
+            for c in cs {
+                default_container(c);
+            }
+        }
+    }
+}
+
+fn default_container(c: &mut Value) {
+    set_default(c, "/terminationMessagePath", json!("/dev/termination-log"));
+    set_default(c, "/terminationMessagePolicy", json!("File"));
+    set_default(c, "/resources", json!({}));
+    let image = c.get("image").and_then(Value::as_str).unwrap_or("");
+    let last = image.rsplit('/').next().unwrap_or(image);
+    let tag = if last.contains('@') {
+        Some("digest")
+    } else {
+        last.split_once(':').map(|(_, t)| t)
+    };
+    let policy = match tag {
+        None | Some("latest") => "Always",
+        _ => "IfNotPresent",
+    };
+    set_default(c, "/imagePullPolicy", json!(policy));
+    if let Some(ports) = c.get_mut("ports").and_then(Value::as_array_mut) {
+        for p in ports {
+            set_default(p, "/protocol", json!("TCP"));
+        }
+    }
+}
+
+fn default_service(obj: &mut Value) {
+    set_default(obj, "/spec/type", json!("ClusterIP"));
+    set_default(obj, "/spec/sessionAffinity", json!("None"));
+    let ty = obj
+        .pointer("/spec/type")
+        .and_then(Value::as_str)
+        .unwrap_or("ClusterIP")
+        .to_string();
+    if ty != "ExternalName" {
+        set_default(obj, "/spec/internalTrafficPolicy", json!("Cluster"));
+    }
+    if matches!(ty.as_str(), "NodePort" | "LoadBalancer") {
+        set_default(obj, "/spec/externalTrafficPolicy", json!("Cluster"));
+    }
+    if let Some(ports) = obj.pointer_mut("/spec/ports").and_then(Value::as_array_mut) {
+        for p in ports {
+            set_default(p, "/protocol", json!("TCP"));
+            if p.get("targetPort").is_none()
+                && let Some(port) = p.get("port").cloned()
+            {
+                p["targetPort"] = port;
+            }
+        }
+    }
+}
+
+/// `stringData` is write-only: merged into `data` (base64) and dropped.
+fn merge_string_data(obj: &mut Value) {
+    use base64::Engine;
+    let Some(sd) = obj.as_object_mut().and_then(|o| o.remove("stringData")) else {
+        return;
+    };
+    let Some(sd) = sd.as_object() else { return };
+    if !obj.get("data").is_some_and(Value::is_object) {
+        obj["data"] = Value::Object(Map::new());
+    }
+    if let Some(data) = obj.get_mut("data").and_then(Value::as_object_mut) {
+        for (k, v) in sd {
+            if let Some(s) = v.as_str() {
+                data.insert(
+                    k.clone(),
+                    Value::String(base64::engine::general_purpose::STANDARD.encode(s)),
+                );
+            }
+        }
+    }
+}
+
+fn qos_class(pod: &Value) -> &'static str {
+    let containers: Vec<&Value> = ["containers", "initContainers"]
+        .iter()
+        .filter_map(|k| pod.pointer(&format!("/spec/{k}")).and_then(Value::as_array))
+        .flatten()
+        .collect();
+    let mut any = false;
+    let mut guaranteed = !containers.is_empty();
+    for c in &containers {
+        let req = c.pointer("/resources/requests").and_then(Value::as_object);
+        let lim = c.pointer("/resources/limits").and_then(Value::as_object);
+        if req.is_some_and(|r| !r.is_empty()) || lim.is_some_and(|l| !l.is_empty()) {
+            any = true;
+        }
+        for res in ["cpu", "memory"] {
+            let l = lim.and_then(|l| l.get(res));
+            let r = req.and_then(|r| r.get(res)).or(l);
+            if l.is_none() || r != l {
+                guaranteed = false;
+            }
+        }
+    }
+    if !any {
+        "BestEffort"
+    } else if guaranteed {
+        "Guaranteed"
+    } else {
+        "Burstable"
+    }
+}
+
+/// Validates an object about to be written (`old` for updates).
+pub fn validate(rt: &ResourceType, obj: &Value, old: Option<&Value>) -> Vec<FieldError> {
+    let empty = Value::Object(Map::new());
+    let meta = obj.get("metadata").unwrap_or(&empty);
+    let mut errs = v::validate_object_meta(meta, rt.namespaced, name_rule(rt));
+    if let Some(old) = old {
+        for (field, label) in [("name", "metadata.name"), ("namespace", "metadata.namespace")] {
+            if object::meta_str(obj, field) != object::meta_str(old, field) {
+                errs.push(FieldError::invalid(
+                    label,
+                    Value::String(object::meta_str(obj, field).to_string()),
+                    "field is immutable",
+                ));
+            }
+        }
+    }
+    match (rt.group.as_str(), rt.kind.as_str()) {
+        ("", "Pod") => {
+            if let Some(spec) = obj.get("spec") {
+                validate_pod_spec(spec, "spec", &mut errs);
+            } else {
+                errs.push(FieldError::required("spec.containers", ""));
+            }
+            if let (Some(old), Some(spec)) = (old, obj.get("spec")) {
+                let mut a = spec.clone();
+                let mut b = old.get("spec").cloned().unwrap_or(Value::Null);
+                // Mutable pod spec fields upstream.
+                for s in [&mut a, &mut b] {
+                    if let Some(m) = s.as_object_mut() {
+                        m.remove("activeDeadlineSeconds");
+                        m.remove("tolerations");
+                        m.remove("schedulingGates");
+                    }
+                    for list in ["containers", "initContainers"] {
+                        if let Some(cs) = s.get_mut(list).and_then(Value::as_array_mut) {
+                            for c in cs {
+                                if let Some(m) = c.as_object_mut() {
+                                    m.remove("image");
+                                }
+                            }
+                        }
+                    }
+                }
+                if a != b {
+                    errs.push(FieldError::forbidden(
+                        "spec",
+                        "pod updates may not change fields other than `spec.containers[*].image`,`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions to existing tolerations),`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)",
+                    ));
+                }
+            }
+        }
+        ("apps", "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet") => {
+            validate_workload(obj, old, &mut errs);
+        }
+        ("", "ReplicationController") => {
+            if let Some(t) = obj.pointer("/spec/template/spec") {
+                validate_pod_spec(t, "spec.template.spec", &mut errs);
+            }
+        }
+        ("batch", "Job") => match obj.pointer("/spec/template/spec") {
+            Some(t) => {
+                validate_pod_spec(t, "spec.template.spec", &mut errs);
+                let rp = t.get("restartPolicy").and_then(Value::as_str).unwrap_or("");
+                if !matches!(rp, "OnFailure" | "Never") {
+                    errs.push(FieldError::not_supported(
+                        "spec.template.spec.restartPolicy",
+                        Value::String(rp.into()),
+                        &["OnFailure", "Never"],
+                    ));
+                }
+            }
+            None => errs.push(FieldError::required("spec.template.spec.containers", "")),
+        },
+        ("", "Service") => validate_service(obj, &mut errs),
+        ("", "ConfigMap") => {
+            for key in ["data", "binaryData"] {
+                if let Some(m) = obj.get(key).and_then(Value::as_object) {
+                    for k in m.keys() {
+                        validate_config_key(k, key, &mut errs);
+                    }
+                }
+            }
+        }
+        ("", "Secret") => {
+            if let Some(m) = obj.get("data").and_then(Value::as_object) {
+                for k in m.keys() {
+                    validate_config_key(k, "data", &mut errs);
+                }
+            }
+            if let Some(old) = old
+                && old.get("immutable") == Some(&Value::Bool(true))
+                && (obj.get("data") != old.get("data"))
+            {
+                errs.push(FieldError::forbidden(
+                    "data",
+                    "field is immutable when `immutable` is set",
+                ));
+            }
+        }
+        _ => {}
+    }
+    errs
+}
+
+fn validate_config_key(k: &str, path: &str, errs: &mut Vec<FieldError>) {
+    let ok = !k.is_empty()
+        && k.len() <= 253
+        && k.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && k != "."
+        && k != ".."
+        && !k.starts_with("..");
+    if !ok {
+        errs.push(FieldError::invalid(
+            &format!("{path}[{k}]"),
+            Value::String(k.into()),
+            "a valid config key must consist of alphanumeric characters, '-', '_' or '.' (e.g. 'key.name',  or 'KEY_NAME',  or 'key-name', regex used for validation is '[-._a-zA-Z0-9]+')",
+        ));
+    }
+}
+
+fn validate_pod_spec(spec: &Value, path: &str, errs: &mut Vec<FieldError>) {
+    let containers = spec.get("containers").and_then(Value::as_array);
+    match containers {
+        None => errs.push(FieldError::required(&format!("{path}.containers"), "")),
+        Some(cs) if cs.is_empty() => errs.push(FieldError::required(&format!("{path}.containers"), "")),
+        Some(_) => {}
+    }
+    let mut names = std::collections::HashSet::new();
+    for list in ["initContainers", "containers"] {
+        for (i, c) in spec
+            .get(list)
+            .and_then(Value::as_array)
+            .map(|a| a.iter().enumerate().collect::<Vec<_>>())
+            .unwrap_or_default()
+        {
+            let p = format!("{path}.{list}[{i}]");
+            let name = c.get("name").and_then(Value::as_str).unwrap_or("");
+            if name.is_empty() {
+                errs.push(FieldError::required(&format!("{p}.name"), ""));
+            } else {
+                for msg in v::is_dns1123_label(name) {
+                    errs.push(FieldError::invalid(
+                        &format!("{p}.name"),
+                        Value::String(name.into()),
+                        &msg,
+                    ));
+                }
+                if !names.insert(name.to_string()) {
+                    errs.push(FieldError::duplicate(&format!("{p}.name"), Value::String(name.into())));
+                }
+            }
+            if c.get("image")
+                .and_then(Value::as_str)
+                .is_none_or(|s| s.trim().is_empty())
+            {
+                errs.push(FieldError::required(&format!("{p}.image"), ""));
+            }
+            for (j, port) in c
+                .get("ports")
+                .and_then(Value::as_array)
+                .map(|a| a.iter().enumerate().collect::<Vec<_>>())
+                .unwrap_or_default()
+            {
+                let pp = format!("{p}.ports[{j}]");
+                match port.get("containerPort").and_then(Value::as_i64) {
+                    Some(n) if (1..=65535).contains(&n) => {}
+                    Some(n) => errs.push(FieldError::invalid(
+                        &format!("{pp}.containerPort"),
+                        json!(n),
+                        "must be between 1 and 65535, inclusive",
+                    )),
+                    None => errs.push(FieldError::required(&format!("{pp}.containerPort"), "")),
+                }
+                if let Some(proto) = port.get("protocol").and_then(Value::as_str)
+                    && !matches!(proto, "TCP" | "UDP" | "SCTP")
+                {
+                    errs.push(FieldError::not_supported(
+                        &format!("{pp}.protocol"),
+                        Value::String(proto.into()),
+                        &["SCTP", "TCP", "UDP"],
+                    ));
+                }
+            }
+        }
+    }
+    if let Some(rp) = spec.get("restartPolicy").and_then(Value::as_str)
+        && !matches!(rp, "Always" | "OnFailure" | "Never")
+    {
+        errs.push(FieldError::not_supported(
+            &format!("{path}.restartPolicy"),
+            Value::String(rp.into()),
+            &["Always", "OnFailure", "Never"],
+        ));
+    }
+}
+
+fn validate_workload(obj: &Value, old: Option<&Value>, errs: &mut Vec<FieldError>) {
+    let selector = obj.pointer("/spec/selector");
+    match selector {
+        None | Some(Value::Null) => errs.push(FieldError::required("spec.selector", "")),
+        Some(sel) => match apimachinery::labels::Selector::from_label_selector(sel) {
+            Err(e) => errs.push(FieldError::invalid("spec.selector", sel.clone(), &e.to_string())),
+            Ok(s) => {
+                if s.is_empty() {
+                    errs.push(FieldError::invalid(
+                        "spec.selector",
+                        sel.clone(),
+                        "empty selector is invalid for deployment",
+                    ));
+                }
+                let labels = obj.pointer("/spec/template/metadata/labels");
+                if !s.matches_value(labels) {
+                    errs.push(FieldError::invalid(
+                        "spec.template.metadata.labels",
+                        labels.cloned().unwrap_or(Value::Null),
+                        "`selector` does not match template `labels`",
+                    ));
+                }
+            }
+        },
+    }
+    if let Some(old) = old
+        && old.pointer("/spec/selector") != selector
+    {
+        errs.push(FieldError::invalid(
+            "spec.selector",
+            selector.cloned().unwrap_or(Value::Null),
+            "field is immutable",
+        ));
+    }
+    if let Some(r) = obj.pointer("/spec/replicas").and_then(Value::as_i64)
+        && r < 0
+    {
+        errs.push(FieldError::invalid(
+            "spec.replicas",
+            json!(r),
+            "must be greater than or equal to 0",
+        ));
+    }
+    match obj.pointer("/spec/template/spec") {
+        Some(t) => validate_pod_spec(t, "spec.template.spec", errs),
+        None => errs.push(FieldError::required("spec.template.spec.containers", "")),
+    }
+}
+
+fn validate_service(obj: &Value, errs: &mut Vec<FieldError>) {
+    let ty = obj.pointer("/spec/type").and_then(Value::as_str).unwrap_or("ClusterIP");
+    if !matches!(ty, "ClusterIP" | "NodePort" | "LoadBalancer" | "ExternalName") {
+        errs.push(FieldError::not_supported(
+            "spec.type",
+            Value::String(ty.into()),
+            &["ClusterIP", "ExternalName", "LoadBalancer", "NodePort"],
+        ));
+    }
+    let ports = obj.pointer("/spec/ports").and_then(Value::as_array);
+    let headless = obj.pointer("/spec/clusterIP").and_then(Value::as_str) == Some("None");
+    if ty != "ExternalName" && !headless && ports.is_none_or(|p| p.is_empty()) {
+        errs.push(FieldError::required("spec.ports", ""));
+    }
+    let multi = ports.is_some_and(|p| p.len() > 1);
+    let mut seen = std::collections::HashSet::new();
+    for (i, p) in ports
+        .map(|p| p.iter().enumerate().collect::<Vec<_>>())
+        .unwrap_or_default()
+    {
+        let pp = format!("spec.ports[{i}]");
+        match p.get("port").and_then(Value::as_i64) {
+            Some(n) if (1..=65535).contains(&n) => {
+                let proto = p.get("protocol").and_then(Value::as_str).unwrap_or("TCP");
+                if !seen.insert((n, proto.to_string())) {
+                    errs.push(FieldError::duplicate(&pp, json!({"port": n, "protocol": proto})));
+                }
+            }
+            Some(n) => errs.push(FieldError::invalid(
+                &format!("{pp}.port"),
+                json!(n),
+                "must be between 1 and 65535, inclusive",
+            )),
+            None => errs.push(FieldError::required(&format!("{pp}.port"), "")),
+        }
+        if multi && p.get("name").and_then(Value::as_str).is_none_or(str::is_empty) {
+            errs.push(FieldError::required(&format!("{pp}.name"), ""));
+        }
+        if let Some(np) = p.get("nodePort").and_then(Value::as_i64)
+            && np != 0
+            && !matches!(ty, "NodePort" | "LoadBalancer")
+        {
+            errs.push(FieldError::forbidden(
+                &format!("{pp}.nodePort"),
+                "may not be used when `type` is 'ClusterIP'",
+            ));
+        }
+    }
+}

@@ -1,0 +1,298 @@
+//! Subresources other than status: scale, pods/binding, pods/eviction,
+//! serviceaccounts/token.
+
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde_json::{Value, json};
+
+use crate::object;
+use crate::rest::{self, Ctx};
+use crate::status::{ApiError, ApiResult};
+use crate::storage::Cas;
+
+/// JSON pointers of a scalable kind: (spec replicas, status replicas,
+/// label selector or its string form).
+fn scale_paths(ctx: &Ctx) -> (String, String, Option<String>) {
+    if let Some(p) = &ctx.rt.scale_paths {
+        let conv = |k: &str| {
+            p.get(k)
+                .and_then(Value::as_str)
+                .map(|s| s.trim_start_matches('.').replace('.', "/"))
+                .map(|s| format!("/{s}"))
+        };
+        return (
+            conv("specReplicasPath").unwrap_or_else(|| "/spec/replicas".into()),
+            conv("statusReplicasPath").unwrap_or_else(|| "/status/replicas".into()),
+            conv("labelSelectorPath"),
+        );
+    }
+    ("/spec/replicas".into(), "/status/replicas".into(), None)
+}
+
+fn to_scale(ctx: &Ctx, obj: &Value) -> Value {
+    let (spec, status, sel_path) = scale_paths(ctx);
+    let selector = match sel_path {
+        Some(p) => obj.pointer(&p).and_then(Value::as_str).unwrap_or("").to_string(),
+        None => obj
+            .pointer("/spec/selector")
+            .map(|s| {
+                if s.get("matchLabels").is_some() || s.get("matchExpressions").is_some() {
+                    apimachinery::labels::Selector::from_label_selector(s)
+                        .map(|x| x.to_string())
+                        .unwrap_or_default()
+                } else if let Some(m) = s.as_object() {
+                    // ReplicationController: a plain map.
+                    let mut parts: Vec<String> = m
+                        .iter()
+                        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+                        .collect();
+                    parts.sort();
+                    parts.join(",")
+                } else {
+                    String::new()
+                }
+            })
+            .unwrap_or_default(),
+    };
+    let meta = object::meta(obj).cloned().unwrap_or_default();
+    let mut m = serde_json::Map::new();
+    for k in ["name", "namespace", "uid", "resourceVersion", "creationTimestamp"] {
+        if let Some(v) = meta.get(k) {
+            m.insert(k.into(), v.clone());
+        }
+    }
+    json!({
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": m,
+        "spec": {"replicas": obj.pointer(&spec).and_then(Value::as_i64).unwrap_or(0)},
+        "status": {
+            "replicas": obj.pointer(&status).and_then(Value::as_i64).unwrap_or(0),
+            "selector": selector,
+        },
+    })
+}
+
+pub async fn get_scale(ctx: &Ctx) -> ApiResult<Response> {
+    let cur = rest::current(ctx).await?;
+    rest::respond(ctx, StatusCode::OK, &to_scale(ctx, &cur.object))
+}
+
+async fn write_scale(ctx: &Ctx, replicas: i64, rv: Option<i64>) -> ApiResult<Response> {
+    if replicas < 0 {
+        return Err(ApiError::Invalid {
+            target: ctx.target(&ctx.info.name),
+            errors: vec![apimachinery::validation::FieldError::invalid(
+                "spec.replicas",
+                json!(replicas),
+                "must be greater than or equal to 0",
+            )],
+        });
+    }
+    let (spec, _, _) = scale_paths(ctx);
+    for _ in 0..8 {
+        let cur = rest::current(ctx).await?;
+        if let Some(rv) = rv
+            && rv != cur.revision
+        {
+            return Err(ApiError::Conflict {
+                target: ctx.target(&ctx.info.name),
+                message: "the object has been modified; please apply your changes to the latest version and try again"
+                    .into(),
+            });
+        }
+        let mut obj = cur.object.clone();
+        let (parent, leaf) = spec.rsplit_once('/').unwrap_or(("", "replicas"));
+        if obj.pointer(parent).is_none() {
+            obj["spec"] = json!({});
+        }
+        if let Some(p) = obj.pointer_mut(parent).and_then(Value::as_object_mut) {
+            p.insert(leaf.into(), json!(replicas));
+        }
+        if obj != cur.object {
+            let g = object::meta(&obj)
+                .and_then(|m| m.get("generation"))
+                .and_then(Value::as_i64)
+                .unwrap_or(0);
+            object::meta_mut(&mut obj).insert("generation".into(), json!(g + 1));
+        }
+        if ctx.query.get("dryRun") == Some("All") {
+            return rest::respond(ctx, StatusCode::OK, &to_scale(ctx, &obj));
+        }
+        match ctx.server.storage.cas(&cur.key, cur.revision, Some(&obj)).await? {
+            Cas::Done { revision } => {
+                crate::storage::set_resource_version(&mut obj, revision);
+                return rest::respond(ctx, StatusCode::OK, &to_scale(ctx, &obj));
+            }
+            Cas::Mismatch(_) if rv.is_none() => continue,
+            Cas::Mismatch(_) => break,
+        }
+    }
+    Err(ApiError::Conflict {
+        target: ctx.target(&ctx.info.name),
+        message: "the object has been modified; please apply your changes to the latest version and try again".into(),
+    })
+}
+
+pub async fn put_scale(ctx: &mut Ctx, body: &[u8]) -> ApiResult<Response> {
+    let v = rest::decode_body(ctx, body)?;
+    let replicas = v.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(0);
+    let rv = object::resource_version(&v);
+    let rv = if rv.is_empty() { None } else { Some(rest::parse_rv(rv)?) };
+    write_scale(ctx, replicas, rv).await
+}
+
+pub async fn patch_scale(ctx: &mut Ctx, body: &[u8]) -> ApiResult<Response> {
+    let cur = rest::current(ctx).await?;
+    let scale = to_scale(ctx, &cur.object);
+    let ct = ctx
+        .headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_string();
+    let kind = crate::patch::PatchKind::from_content_type(&ct, false)?;
+    let doc = crate::patch::parse(kind, body)?;
+    let patched = match kind {
+        crate::patch::PatchKind::Json => {
+            let ops: json_patch::Patch =
+                serde_json::from_value(doc).map_err(|e| ApiError::bad_request(e.to_string()))?;
+            let mut s = scale.clone();
+            json_patch::patch(&mut s, &ops.0).map_err(|e| ApiError::bad_request(e.to_string()))?;
+            s
+        }
+        _ => {
+            let mut s = scale.clone();
+            json_patch::merge(&mut s, &doc);
+            s
+        }
+    };
+    let replicas = patched.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(0);
+    write_scale(ctx, replicas, None).await
+}
+
+pub async fn post(ctx: &mut Ctx, sub: &str, body: &[u8]) -> ApiResult<Response> {
+    match (ctx.rt.kind.as_str(), sub) {
+        ("Pod", "binding") => binding(ctx, body).await,
+        ("Pod", "eviction") => eviction(ctx, body).await,
+        ("ServiceAccount", "token") => token(ctx, body).await,
+        _ => Err(ApiError::MethodNotAllowed),
+    }
+}
+
+async fn binding(ctx: &mut Ctx, body: &[u8]) -> ApiResult<Response> {
+    let b = rest::decode_body(ctx, body)?;
+    let node = b
+        .pointer("/target/name")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    if node.is_empty() {
+        return Err(ApiError::Invalid {
+            target: ctx.target(&ctx.info.name),
+            errors: vec![apimachinery::validation::FieldError::required("target.name", "")],
+        });
+    }
+    for _ in 0..8 {
+        let cur = rest::current(ctx).await?;
+        let mut pod = cur.object.clone();
+        if object::is_deleting(&pod) {
+            return Err(ApiError::Conflict {
+                target: ctx.target(&ctx.info.name),
+                message: "pod is being deleted, cannot be assigned to a host".into(),
+            });
+        }
+        let existing = pod.pointer("/spec/nodeName").and_then(Value::as_str).unwrap_or("");
+        if !existing.is_empty() {
+            return Err(ApiError::Conflict {
+                target: ctx.target(&ctx.info.name),
+                message: format!("pod {} is already assigned to node \"{existing}\"", ctx.info.name),
+            });
+        }
+        pod["spec"]["nodeName"] = json!(node);
+        let cond = json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": object::now()});
+        let conds = pod["status"]["conditions"].as_array().cloned().unwrap_or_default();
+        let mut conds: Vec<Value> = conds.into_iter().filter(|c| c["type"] != "PodScheduled").collect();
+        conds.push(cond);
+        pod["status"]["conditions"] = json!(conds);
+        match ctx.server.storage.cas(&cur.key, cur.revision, Some(&pod)).await? {
+            Cas::Done { .. } => {
+                return Ok(rest::encode(
+                    StatusCode::CREATED,
+                    &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
+                    crate::request::Output::Json,
+                ));
+            }
+            Cas::Mismatch(_) => continue,
+        }
+    }
+    Err(ApiError::Conflict {
+        target: ctx.target(&ctx.info.name),
+        message: "the object has been modified".into(),
+    })
+}
+
+async fn eviction(ctx: &mut Ctx, body: &[u8]) -> ApiResult<Response> {
+    let b = rest::decode_body(ctx, body)?;
+    let mut opts = rest::DeleteOptions::default();
+    if let Some(g) = b.pointer("/deleteOptions/gracePeriodSeconds").and_then(Value::as_i64) {
+        opts.grace_period = Some(g);
+    }
+    let key = ctx.rt.key(&ctx.info.namespace, &ctx.info.name);
+    rest::delete_one(ctx, &key, &opts).await?;
+    Ok(rest::encode(
+        StatusCode::CREATED,
+        &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
+        crate::request::Output::Json,
+    ))
+}
+
+async fn token(ctx: &mut Ctx, body: &[u8]) -> ApiResult<Response> {
+    let req = rest::decode_body(ctx, body)?;
+    let sa = rest::current(ctx).await?;
+    let ttl = req
+        .pointer("/spec/expirationSeconds")
+        .and_then(Value::as_i64)
+        .unwrap_or(3600);
+    if ttl < 600 {
+        return Err(ApiError::Invalid {
+            target: ctx.target(&ctx.info.name),
+            errors: vec![apimachinery::validation::FieldError::invalid(
+                "spec.expirationSeconds",
+                json!(ttl),
+                "may not specify a duration less than 10 minutes",
+            )],
+        });
+    }
+    let auds: Vec<String> = req
+        .pointer("/spec/audiences")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_str).map(String::from).collect())
+        .unwrap_or_default();
+    let (tok, exp) = ctx
+        .server
+        .authn
+        .issue_sa_token(
+            &ctx.info.namespace,
+            &ctx.info.name,
+            object::uid(&sa.object),
+            auds.clone(),
+            ttl,
+        )
+        .map_err(ApiError::internal)?;
+    let exp_ts = jiff::Timestamp::from_second(exp)
+        .map(|t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
+        .unwrap_or_default();
+    let resp = json!({
+        "kind": "TokenRequest",
+        "apiVersion": "authentication.k8s.io/v1",
+        "metadata": {"name": ctx.info.name, "namespace": ctx.info.namespace, "creationTimestamp": null},
+        "spec": {"audiences": auds, "expirationSeconds": ttl, "boundObjectRef": req.pointer("/spec/boundObjectRef")},
+        "status": {"token": tok, "expirationTimestamp": exp_ts},
+    });
+    Ok(rest::encode(StatusCode::CREATED, &resp, crate::request::Output::Json))
+}

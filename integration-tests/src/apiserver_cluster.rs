@@ -1,0 +1,258 @@
+//! Real `kube-apiserver` processes for tests: one or several forming one
+//! store (Raft) group, free ports, temp data dirs sharing one cert dir (one
+//! CA), an admin kubeconfig, kube-rs clients and upstream kubectl runs.
+//! Every process is killed when the cluster is dropped.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+
+use crate::store_cluster::{eventually, free_port, workspace_bin};
+
+pub struct ApiServerProcess {
+    pub name: String,
+    pub port: u16,
+    pub peer_url: String,
+    pub data_dir: PathBuf,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+pub struct ApiServers {
+    dir: tempfile::TempDir,
+    pub members: Vec<ApiServerProcess>,
+    initial_cluster: String,
+    extra_args: Vec<String>,
+}
+
+impl ApiServers {
+    pub async fn start(n: usize) -> anyhow::Result<Self> {
+        Self::start_with(n, &[]).await
+    }
+
+    pub async fn start_with(n: usize, extra_args: &[&str]) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let mut members = Vec::new();
+        for i in 0..n {
+            let name = format!("api{i}");
+            let data_dir = dir.path().join(&name);
+            members.push(ApiServerProcess {
+                log: dir.path().join(format!("{name}.log")),
+                port: free_port()?,
+                peer_url: format!("http://127.0.0.1:{}", free_port()?),
+                name,
+                data_dir,
+                child: None,
+            });
+        }
+        let initial_cluster = members
+            .iter()
+            .map(|m| format!("{}={}", m.name, m.peer_url))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut c = Self {
+            dir,
+            members,
+            initial_cluster,
+            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+        };
+        for i in 0..n {
+            c.spawn(i)?;
+        }
+        for i in 0..n {
+            c.wait_ready(i).await?;
+        }
+        Ok(c)
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn spawn(&mut self, i: usize) -> anyhow::Result<()> {
+        let bin = workspace_bin("kube-apiserver")?;
+        let cert_dir = self.dir.path().join("pki");
+        let kubeconfig = self.kubeconfig_path(i);
+        let m = &mut self.members[i];
+        let log = File::options().create(true).append(true).open(&m.log)?;
+        let child = Command::new(bin)
+            .args(["--name", &m.name])
+            .arg("--data-dir")
+            .arg(&m.data_dir)
+            .arg("--cert-dir")
+            .arg(&cert_dir)
+            .arg("--admin-kubeconfig")
+            .arg(&kubeconfig)
+            .args(["--bind-address", "127.0.0.1", "--advertise-address", "127.0.0.1"])
+            .args(["--secure-port", &m.port.to_string()])
+            .args(["--listen-peer-urls", &m.peer_url])
+            .args(["--initial-advertise-peer-urls", &m.peer_url])
+            .args(["--initial-cluster", &self.initial_cluster])
+            .args(&self.extra_args)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .context("spawning kube-apiserver")?;
+        m.child = Some(child);
+        Ok(())
+    }
+
+    /// The admin kubeconfig pointing at member `i`.
+    pub fn kubeconfig_path(&self, i: usize) -> PathBuf {
+        self.dir.path().join(format!("admin-{i}.kubeconfig"))
+    }
+
+    /// The kubeconfig of member 0 (any member serves everything).
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.kubeconfig_path(0)
+    }
+
+    pub fn url(&self, i: usize) -> String {
+        format!("https://127.0.0.1:{}", self.members[i].port)
+    }
+
+    pub fn ca_pem(&self) -> anyhow::Result<String> {
+        Ok(std::fs::read_to_string(self.dir.path().join("pki/ca.crt"))?)
+    }
+
+    async fn wait_ready(&self, i: usize) -> anyhow::Result<()> {
+        let path = self.kubeconfig_path(i);
+        eventually(
+            &format!("{} to write its kubeconfig", self.members[i].name),
+            Duration::from_secs(30),
+            || async { path.exists() },
+        )
+        .await
+        .with_context(|| self.logs())?;
+        let client = self.client_for(i).await?;
+        let res = eventually(
+            &format!("{} to be ready", self.members[i].name),
+            Duration::from_secs(30),
+            || {
+                let client = client.clone();
+                async move {
+                    let req = http::Request::get("/api/v1/namespaces/default/services/kubernetes")
+                        .body(Vec::new())
+                        .expect("request");
+                    client.request_text(req).await.is_ok()
+                }
+            },
+        )
+        .await;
+        res.with_context(|| self.logs())
+    }
+
+    pub async fn client_for(&self, i: usize) -> anyhow::Result<kube::Client> {
+        let kc = kube::config::Kubeconfig::read_from(self.kubeconfig_path(i))?;
+        let mut cfg = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default()).await?;
+        cfg.read_timeout = Some(Duration::from_secs(60));
+        Ok(kube::Client::try_from(cfg)?)
+    }
+
+    pub async fn client(&self) -> anyhow::Result<kube::Client> {
+        self.client_for(0).await
+    }
+
+    pub fn kill9(&mut self, i: usize) {
+        if let Some(mut c) = self.members[i].child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub async fn restart(&mut self, i: usize) -> anyhow::Result<()> {
+        self.kill9(i);
+        self.spawn(i)?;
+        self.wait_ready(i).await
+    }
+
+    pub fn logs(&self) -> String {
+        let mut out = String::new();
+        for m in &self.members {
+            let text = std::fs::read_to_string(&m.log).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(40).collect();
+            out.push_str(&format!("--- {} ---\n", m.name));
+            for l in tail.into_iter().rev() {
+                out.push_str(l);
+                out.push('\n');
+            }
+        }
+        out
+    }
+
+    /// The member whose embedded store is the Raft leader (from each
+    /// member's `/metrics`).
+    pub async fn leader(&self) -> anyhow::Result<usize> {
+        for (i, m) in self.members.iter().enumerate() {
+            if m.child.is_none() {
+                continue;
+            }
+            let client = self.client_for(i).await?;
+            let req = http::Request::get("/metrics").body(Vec::new())?;
+            if let Ok(text) = client.request_text(req).await
+                && text.lines().any(|l| l == "store_is_leader 1")
+            {
+                return Ok(i);
+            }
+        }
+        bail!("no leader among running members")
+    }
+}
+
+impl Drop for ApiServers {
+    fn drop(&mut self) {
+        for i in 0..self.members.len() {
+            self.kill9(i);
+        }
+    }
+}
+
+/// An upstream kubectl binary (`kubectl.1.33`, …) from beside the one on
+/// PATH.
+pub fn upstream_kubectl(minor: &str) -> anyhow::Result<PathBuf> {
+    let on_path = which("kubectl").context("kubectl is not on PATH")?;
+    let real = std::fs::canonicalize(on_path)?;
+    let bin = real
+        .parent()
+        .context("kubectl has no directory")?
+        .join(format!("kubectl.{minor}"));
+    if !bin.exists() {
+        bail!("{} not found", bin.display());
+    }
+    Ok(bin)
+}
+
+fn which(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|p| std::env::split_paths(&p).map(|d| d.join(name)).find(|c| c.is_file()))
+}
+
+/// Runs a kubectl binary with `KUBECONFIG` and a private HOME (so its
+/// discovery cache is per test); optional stdin.
+pub fn run_kubectl(
+    bin: &Path,
+    kubeconfig: &Path,
+    home: &Path,
+    args: &[&str],
+    stdin: Option<&str>,
+) -> anyhow::Result<Output> {
+    use std::io::Write;
+    let mut cmd = Command::new(bin);
+    cmd.args(args)
+        .env("KUBECONFIG", kubeconfig)
+        .env("HOME", home)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
+    let mut child = cmd.spawn().with_context(|| format!("running {}", bin.display()))?;
+    if let Some(input) = stdin
+        && let Some(mut s) = child.stdin.take()
+    {
+        s.write_all(input.as_bytes())?;
+    }
+    let out = child.wait_with_output()?;
+    Ok(out)
+}

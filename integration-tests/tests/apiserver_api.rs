@@ -1,0 +1,703 @@
+//! kube-apiserver over HTTPS, driven by kube-rs and raw requests: CRUD,
+//! errors of every kind, patches, server-side apply, pagination, watch
+//! resume and 410, CRDs, deletion, service allocation, authentication.
+
+use std::time::Duration;
+
+use futures::{StreamExt, TryStreamExt};
+use integration_tests::apiserver_cluster::ApiServers;
+use integration_tests::http::{get, post_json, request};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
+use kube::core::{DynamicObject, GroupVersionKind};
+use serde_json::{Value, json};
+
+fn api_code(e: &kube::Error) -> u16 {
+    match e {
+        kube::Error::Api(s) => s.code,
+        _ => 0,
+    }
+}
+
+fn cm(name: &str) -> ConfigMap {
+    serde_json::from_value(
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": {"k": "v"}}),
+    )
+    .expect("configmap")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn crud_and_every_error_shape() -> anyhow::Result<()> {
+    let c = ApiServers::start(1).await?;
+    let client = c.client().await?;
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+
+    // Create, get, update, list.
+    let created = cms.create(&PostParams::default(), &cm("a")).await?;
+    let meta = &created.metadata;
+    assert!(meta.uid.is_some() && meta.creation_timestamp.is_some() && meta.resource_version.is_some());
+    let mut got = cms.get("a").await?;
+    assert_eq!(
+        got.data.as_ref().and_then(|d| d.get("k")).map(String::as_str),
+        Some("v")
+    );
+    got.data = Some([("k".to_string(), "w".to_string())].into());
+    let updated = cms.replace("a", &PostParams::default(), &got).await?;
+    assert_ne!(updated.metadata.resource_version, got.metadata.resource_version);
+    assert_eq!(cms.list(&ListParams::default()).await?.items.len(), 1);
+
+    // 409 Conflict on a stale resourceVersion; nothing written.
+    let stale = cms
+        .replace("a", &PostParams::default(), &got)
+        .await
+        .expect_err("stale update");
+    assert_eq!(api_code(&stale), 409);
+    assert_eq!(
+        cms.get("a").await?.metadata.resource_version,
+        updated.metadata.resource_version
+    );
+    // 409 AlreadyExists.
+    let dup = cms
+        .create(&PostParams::default(), &cm("a"))
+        .await
+        .expect_err("duplicate");
+    match &dup {
+        kube::Error::Api(s) => assert_eq!((s.code, s.reason.as_str()), (409, "AlreadyExists")),
+        other => panic!("{other:?}"),
+    }
+    // 404.
+    let missing = cms.get("nope").await.expect_err("missing");
+    assert_eq!(api_code(&missing), 404);
+    let r = get(&client, "/apis/nope.example.com/v1/things").await?;
+    assert_eq!(r.code, 404);
+    // 422 with one cause per bad field.
+    let r = post_json(
+        &client,
+        "/api/v1/namespaces/default/configmaps",
+        &json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "Bad_Name", "labels": {"a/b/c": "x"}}}),
+    )
+    .await?;
+    assert_eq!(r.code, 422, "{}", r.body);
+    assert_eq!(r.body["kind"], "Status");
+    assert_eq!(r.body["reason"], "Invalid");
+    let causes = r.body["details"]["causes"].as_array().expect("causes");
+    let fields: Vec<&str> = causes.iter().filter_map(|c| c["field"].as_str()).collect();
+    assert!(fields.contains(&"metadata.name"), "{causes:?}");
+    assert!(fields.iter().any(|f| f.starts_with("metadata.labels")), "{causes:?}");
+    // 400 malformed body.
+    let r = request(
+        &client,
+        "POST",
+        "/api/v1/namespaces/default/configmaps",
+        Some("application/json"),
+        b"{not json".to_vec(),
+    )
+    .await?;
+    assert_eq!((r.code, r.body["reason"].as_str()), (400, Some("BadRequest")));
+    // 415 unsupported media type; 406 not acceptable.
+    let r = request(
+        &client,
+        "POST",
+        "/api/v1/namespaces/default/configmaps",
+        Some("application/vnd.kubernetes.protobuf"),
+        vec![1, 2],
+    )
+    .await?;
+    assert_eq!(r.code, 415);
+    let req = http::Request::get("/api/v1/namespaces/default/configmaps/a")
+        .header("Accept", "application/vnd.kubernetes.protobuf")
+        .body(Vec::new())?;
+    assert_eq!(integration_tests::http::send(&client, req).await?.code, 406);
+    // 405: PUT on a collection.
+    let r = request(
+        &client,
+        "PUT",
+        "/api/v1/namespaces/default/configmaps",
+        Some("application/json"),
+        b"{}".to_vec(),
+    )
+    .await?;
+    assert_eq!(r.code, 405);
+    // 413 for a body over 3 MiB.
+    let big = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "big"}, "data": {"k": "x".repeat(3 * 1024 * 1024 + 10)}});
+    let r = post_json(&client, "/api/v1/namespaces/default/configmaps", &big).await?;
+    assert_eq!(r.code, 413);
+    // Strict field validation rejects unknown fields; the default warns.
+    let body = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "strict"}, "bogus": 1});
+    let r = post_json(
+        &client,
+        "/api/v1/namespaces/default/configmaps?fieldValidation=Strict",
+        &body,
+    )
+    .await?;
+    assert_eq!(r.code, 400);
+    assert!(
+        r.body["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("unknown field \"bogus\""),
+        "{}",
+        r.body
+    );
+    let r = post_json(&client, "/api/v1/namespaces/default/configmaps", &body).await?;
+    assert_eq!(r.code, 201);
+    assert!(r.headers.get("warning").is_some());
+    // dryRun writes nothing.
+    let r = post_json(
+        &client,
+        "/api/v1/namespaces/default/configmaps?dryRun=All",
+        &json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "dry"}}),
+    )
+    .await?;
+    assert_eq!(r.code, 201);
+    assert_eq!(api_code(&cms.get("dry").await.expect_err("dry run wrote")), 404);
+    // A namespace that does not exist.
+    let r = post_json(
+        &client,
+        "/api/v1/namespaces/ghost/configmaps",
+        &json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}}),
+    )
+    .await?;
+    assert_eq!(r.code, 404);
+    // generateName.
+    let r = post_json(
+        &client,
+        "/api/v1/namespaces/default/configmaps",
+        &json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"generateName": "gen-"}}),
+    )
+    .await?;
+    assert_eq!(r.code, 201);
+    assert!(r.body["metadata"]["name"].as_str().unwrap_or("").starts_with("gen-"));
+
+    // Anonymous requests: health is public, the API is not.
+    let http = reqwest_like(&c).await?;
+    assert_eq!(http.get("/healthz").await?, 200);
+    assert_eq!(http.get("/version").await?, 200);
+    assert_eq!(http.get("/api/v1/namespaces").await?, 401);
+    // Discovery and OpenAPI.
+    let r = get(&client, "/apis/apps/v1").await?;
+    let names: Vec<&str> = r.body["resources"]
+        .as_array()
+        .expect("resources")
+        .iter()
+        .filter_map(|x| x["name"].as_str())
+        .collect();
+    assert!(names.contains(&"deployments") && names.contains(&"deployments/scale"));
+    let r = get(&client, "/openapi/v3").await?;
+    assert!(r.body["paths"]["api/v1"].is_object());
+    let r = get(&client, "/metrics").await?;
+    assert!(r.body.as_str().unwrap_or("").contains("apiserver_request_total"));
+    Ok(())
+}
+
+/// A client with the cluster CA and no credentials.
+struct Anonymous {
+    client: kube::Client,
+}
+
+impl Anonymous {
+    async fn get(&self, path: &str) -> anyhow::Result<u16> {
+        Ok(get(&self.client, path).await?.code)
+    }
+}
+
+async fn reqwest_like(c: &ApiServers) -> anyhow::Result<Anonymous> {
+    let mut cfg = kube::Config::new(c.url(0).parse()?);
+    cfg.root_cert = Some(vec![pem_to_der(&c.ca_pem()?)?]);
+    Ok(Anonymous {
+        client: kube::Client::try_from(cfg)?,
+    })
+}
+
+fn pem_to_der(pem: &str) -> anyhow::Result<Vec<u8>> {
+    use base64::Engine;
+    let b64: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    Ok(base64::engine::general_purpose::STANDARD.decode(b64)?)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn patches_of_every_type_and_server_side_apply() -> anyhow::Result<()> {
+    let c = ApiServers::start(1).await?;
+    let client = c.client().await?;
+    let deploys: Api<Deployment> = Api::namespaced(client.clone(), "default");
+    let d: Deployment = serde_json::from_value(json!({
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "labels": {"app": "web"}},
+        "spec": {"selector": {"matchLabels": {"app": "web"}}, "template": {"metadata": {"labels": {"app": "web"}},
+            "spec": {"containers": [{"name": "nginx", "image": "nginx:1.25"}, {"name": "side", "image": "busybox:1"}]}}}
+    }))?;
+    let created = deploys.create(&PostParams::default(), &d).await?;
+    assert_eq!(created.metadata.generation, Some(1));
+    assert_eq!(created.spec.as_ref().and_then(|s| s.replicas), Some(1), "defaulted");
+
+    // Strategic merge: containers merge by name.
+    let smp = json!({"spec": {"template": {"spec": {"containers": [{"name": "nginx", "image": "nginx:1.26"}]}}}});
+    let p = deploys
+        .patch("web", &PatchParams::default(), &Patch::Strategic(smp))
+        .await?;
+    let cs = p
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.spec.as_ref())
+        .map(|s| s.containers.clone())
+        .unwrap_or_default();
+    assert_eq!(cs.len(), 2, "strategic merge keeps the other container");
+    assert_eq!(cs[0].image.as_deref(), Some("nginx:1.26"));
+    assert_eq!(p.metadata.generation, Some(2), "spec change bumps generation");
+    // JSON merge patch: lists replace.
+    let merge = json!({"metadata": {"labels": {"tier": "front"}}});
+    let p = deploys
+        .patch("web", &PatchParams::default(), &Patch::Merge(merge))
+        .await?;
+    assert_eq!(
+        p.metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get("tier"))
+            .map(String::as_str),
+        Some("front")
+    );
+    assert_eq!(p.metadata.generation, Some(2), "metadata change keeps generation");
+    // JSON patch, including a failing test op (422, nothing written).
+    let jp: json_patch_ops::Ops =
+        serde_json::from_value(json!([{"op": "replace", "path": "/spec/replicas", "value": 3}]))?;
+    let p = deploys
+        .patch("web", &PatchParams::default(), &Patch::<()>::Json(jp.0))
+        .await?;
+    assert_eq!(p.spec.as_ref().and_then(|s| s.replicas), Some(3));
+    let bad: json_patch_ops::Ops =
+        serde_json::from_value(json!([{"op": "test", "path": "/spec/replicas", "value": 9}]))?;
+    let e = deploys
+        .patch("web", &PatchParams::default(), &Patch::<()>::Json(bad.0))
+        .await
+        .expect_err("test op fails");
+    assert_eq!(api_code(&e), 422);
+
+    // Scale subresource.
+    let s = deploys.get_scale("web").await?;
+    assert_eq!(s.spec.and_then(|s| s.replicas), Some(3));
+    deploys
+        .patch_scale(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": 5}})),
+        )
+        .await?;
+    assert_eq!(deploys.get("web").await?.spec.and_then(|s| s.replicas), Some(5));
+
+    // Status is separate from spec.
+    let st = json!({"status": {"replicas": 5, "readyReplicas": 2}});
+    deploys
+        .patch_status("web", &PatchParams::default(), &Patch::Merge(st))
+        .await?;
+    let mut cur = deploys.get("web").await?;
+    assert_eq!(cur.status.as_ref().and_then(|s| s.ready_replicas), Some(2));
+    cur.status = None;
+    let after = deploys.replace("web", &PostParams::default(), &cur).await?;
+    assert_eq!(
+        after.status.and_then(|s| s.ready_replicas),
+        Some(2),
+        "main resource update keeps status"
+    );
+
+    // Server-side apply: create, then a conflict with another manager.
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let applied = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "ssa"}, "data": {"a": "1"}});
+    let r = cms
+        .patch("ssa", &PatchParams::apply("alice"), &Patch::Apply(&applied))
+        .await?;
+    assert_eq!(r.data.as_ref().and_then(|d| d.get("a")).map(String::as_str), Some("1"));
+    let managers: Vec<String> = r
+        .metadata
+        .managed_fields
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|m| m.manager)
+        .collect();
+    assert!(managers.contains(&"alice".to_string()), "{managers:?}");
+    let other = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "ssa"}, "data": {"a": "2"}});
+    let e = cms
+        .patch("ssa", &PatchParams::apply("bob"), &Patch::Apply(&other))
+        .await
+        .expect_err("conflict");
+    assert_eq!(api_code(&e), 409);
+    let r = cms
+        .patch("ssa", &PatchParams::apply("bob").force(), &Patch::Apply(&other))
+        .await?;
+    assert_eq!(r.data.as_ref().and_then(|d| d.get("a")).map(String::as_str), Some("2"));
+    Ok(())
+}
+
+mod json_patch_ops {
+    /// JSON patch operations as kube-rs takes them.
+    #[derive(serde::Deserialize)]
+    pub struct Ops(pub json_patch::Patch);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pagination_selectors_and_watch_resume() -> anyhow::Result<()> {
+    let c = ApiServers::start(1).await?;
+    let client = c.client().await?;
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    for i in 0..25 {
+        let mut m = cm(&format!("cm-{i:02}"));
+        m.metadata.labels = Some(
+            [(
+                "parity".to_string(),
+                if i % 2 == 0 { "even" } else { "odd" }.to_string(),
+            )]
+            .into(),
+        );
+        cms.create(&PostParams::default(), &m).await?;
+    }
+    // Pages of 10 from one snapshot, even with a write in between.
+    let first = cms.list(&ListParams::default().limit(10)).await?;
+    assert_eq!(first.items.len(), 10);
+    let token = first.metadata.continue_.clone().expect("continue");
+    assert_eq!(first.metadata.remaining_item_count, Some(15));
+    cms.create(&PostParams::default(), &cm("cm-99")).await?;
+    let second = cms
+        .list(&ListParams::default().limit(10).continue_token(&token))
+        .await?;
+    let third = cms
+        .list(
+            &ListParams::default()
+                .limit(10)
+                .continue_token(second.metadata.continue_.as_deref().expect("continue")),
+        )
+        .await?;
+    assert_eq!(
+        second.items.len() + third.items.len(),
+        15,
+        "the snapshot excludes the later write"
+    );
+    assert!(third.metadata.continue_.as_deref().unwrap_or("").is_empty());
+    // Label and field selectors.
+    let even = cms.list(&ListParams::default().labels("parity=even")).await?;
+    assert_eq!(even.items.len(), 13);
+    let set = cms
+        .list(&ListParams::default().labels("parity in (odd),parity!=even"))
+        .await?;
+    assert_eq!(set.items.len(), 12);
+    let one = cms.list(&ListParams::default().fields("metadata.name=cm-03")).await?;
+    assert_eq!(one.items.len(), 1);
+    let r = get(
+        &client,
+        "/api/v1/namespaces/default/configmaps?fieldSelector=spec.bogus%3Dx",
+    )
+    .await?;
+    assert_eq!(r.code, 400);
+    // A bad continue token.
+    let r = get(
+        &client,
+        "/api/v1/namespaces/default/configmaps?limit=1&continue=garbage",
+    )
+    .await?;
+    assert_eq!(r.code, 400);
+
+    // Watch from a resource version: exactly the later events, in order.
+    let rv = cms
+        .list(&ListParams::default())
+        .await?
+        .metadata
+        .resource_version
+        .expect("rv");
+    cms.create(&PostParams::default(), &cm("w1")).await?;
+    cms.delete("cm-00", &DeleteParams::default()).await?;
+    let mut stream = cms.watch(&WatchParams::default().timeout(10), &rv).await?.boxed();
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        match tokio::time::timeout(Duration::from_secs(10), stream.try_next()).await?? {
+            Some(WatchEvent::Added(o)) => seen.push(format!("ADDED {}", o.metadata.name.unwrap_or_default())),
+            Some(WatchEvent::Deleted(o)) => seen.push(format!("DELETED {}", o.metadata.name.unwrap_or_default())),
+            Some(WatchEvent::Modified(o)) => seen.push(format!("MODIFIED {}", o.metadata.name.unwrap_or_default())),
+            Some(WatchEvent::Bookmark(_)) => {}
+            Some(WatchEvent::Error(e)) => panic!("{e:?}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen, vec!["ADDED w1", "DELETED cm-00"]);
+    // Raw watch stream: newline-delimited JSON with bookmarks on request.
+    let r = get(&client, &format!("/api/v1/namespaces/default/configmaps?watch=1&resourceVersion={rv}&timeoutSeconds=1&allowWatchBookmarks=true")).await?;
+    let text = match &r.body {
+        Value::String(s) => s.clone(),
+        v => v.to_string(),
+    };
+    let first_line: Value = serde_json::from_str(text.lines().next().unwrap_or("{}"))?;
+    assert_eq!(first_line["type"], "ADDED");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn compacted_resource_version_is_410_gone() -> anyhow::Result<()> {
+    let c = ApiServers::start_with(1, &["--etcd-compaction-interval", "1s"]).await?;
+    let client = c.client().await?;
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let first = cms.create(&PostParams::default(), &cm("old")).await?;
+    let old_rv = first.metadata.resource_version.clone().expect("rv");
+    for i in 0..5 {
+        cms.create(&PostParams::default(), &cm(&format!("n{i}"))).await?;
+    }
+    // Wait for auto-compaction to pass the old revision.
+    let mut gone = false;
+    for _ in 0..100 {
+        let r = get(
+            &client,
+            &format!("/api/v1/namespaces/default/configmaps?watch=1&resourceVersion={old_rv}&timeoutSeconds=1"),
+        )
+        .await?;
+        let text = r.body.as_str().map(String::from).unwrap_or_else(|| r.body.to_string());
+        if let Some(line) = text.lines().next()
+            && let Ok(ev) = serde_json::from_str::<Value>(line)
+            && ev["type"] == "ERROR"
+        {
+            assert_eq!(ev["object"]["code"], 410);
+            assert_eq!(ev["object"]["reason"], "Expired");
+            gone = true;
+            break;
+        }
+        cms.create(&PostParams::default(), &cm(&format!("tick-{}", rand::random::<u32>())))
+            .await?;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(gone, "watch from a compacted revision never returned 410");
+    // Reading a list at an exact compacted revision is 410 too.
+    let r = get(
+        &client,
+        &format!("/api/v1/namespaces/default/configmaps?resourceVersion={old_rv}&resourceVersionMatch=Exact"),
+    )
+    .await?;
+    assert_eq!(r.code, 410);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn custom_resources_are_served_validated_and_removed_with_their_crd() -> anyhow::Result<()> {
+    let c = ApiServers::start(1).await?;
+    let client = c.client().await?;
+    let crd = json!({
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": "widgets.example.com"},
+        "spec": {"group": "example.com", "scope": "Namespaced",
+            "names": {"plural": "widgets", "singular": "widget", "kind": "Widget", "shortNames": ["wd"]},
+            "versions": [{"name": "v1", "served": true, "storage": true,
+                "subresources": {"status": {}, "scale": {"specReplicasPath": ".spec.replicas", "statusReplicasPath": ".status.replicas"}},
+                "additionalPrinterColumns": [{"name": "Size", "type": "integer", "jsonPath": ".spec.size"}],
+                "schema": {"openAPIV3Schema": {"type": "object", "properties": {
+                    "spec": {"type": "object", "required": ["size"], "properties": {
+                        "size": {"type": "integer", "minimum": 1},
+                        "replicas": {"type": "integer"},
+                        "color": {"type": "string", "default": "red"}}},
+                    "status": {"type": "object", "properties": {"replicas": {"type": "integer"}}}}}}}]}
+    });
+    let r = post_json(&client, "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", &crd).await?;
+    assert_eq!(r.code, 201, "{}", r.body);
+    let gvk = GroupVersionKind::gvk("example.com", "v1", "Widget");
+    let ar = kube::discovery::ApiResource::from_gvk_with_plural(&gvk, "widgets");
+    let widgets: Api<DynamicObject> = Api::namespaced_with(client.clone(), "default", &ar);
+    let w: DynamicObject = serde_json::from_value(json!({"apiVersion": "example.com/v1", "kind": "Widget",
+        "metadata": {"name": "w1"}, "spec": {"size": 2, "replicas": 1, "junk": true}}))?;
+    let created = widgets.create(&PostParams::default(), &w).await?;
+    assert_eq!(created.data["spec"]["color"], "red", "defaulted");
+    assert!(created.data["spec"].get("junk").is_none(), "pruned");
+    let bad: DynamicObject = serde_json::from_value(json!({"apiVersion": "example.com/v1", "kind": "Widget",
+        "metadata": {"name": "w2"}, "spec": {"size": 0}}))?;
+    let e = widgets.create(&PostParams::default(), &bad).await.expect_err("invalid");
+    assert_eq!(api_code(&e), 422);
+    // Status and scale subresources.
+    widgets
+        .patch_status(
+            "w1",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"replicas": 1}})),
+        )
+        .await?;
+    widgets
+        .patch_scale(
+            "w1",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": 4}})),
+        )
+        .await?;
+    let w1 = widgets.get("w1").await?;
+    assert_eq!(w1.data["spec"]["replicas"], 4);
+    assert_eq!(w1.data["status"]["replicas"], 1);
+    // Discovery lists it; the table has its printer column.
+    let r = get(&client, "/apis/example.com/v1").await?;
+    assert_eq!(r.body["resources"][0]["name"], "widgets");
+    let req = http::Request::get("/apis/example.com/v1/namespaces/default/widgets")
+        .header("Accept", "application/json;as=Table;v=v1;g=meta.k8s.io")
+        .body(Vec::new())?;
+    let t = integration_tests::http::send(&client, req).await?;
+    let cols: Vec<&str> = t.body["columnDefinitions"]
+        .as_array()
+        .expect("cols")
+        .iter()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    assert!(cols.contains(&"Size"), "{cols:?}");
+    // Strategic merge patch is not for custom resources.
+    let r = request(
+        &client,
+        "PATCH",
+        "/apis/example.com/v1/namespaces/default/widgets/w1",
+        Some("application/strategic-merge-patch+json"),
+        b"{}".to_vec(),
+    )
+    .await?;
+    assert_eq!(r.code, 415);
+    // Deleting the CRD removes its objects and its endpoints.
+    let r = request(
+        &client,
+        "DELETE",
+        "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/widgets.example.com",
+        None,
+        Vec::new(),
+    )
+    .await?;
+    assert_eq!(r.code, 200);
+    let r = get(&client, "/apis/example.com/v1/namespaces/default/widgets").await?;
+    assert_eq!(r.code, 404);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deletion_finalizers_grace_and_preconditions() -> anyhow::Result<()> {
+    let c = ApiServers::start(1).await?;
+    let client = c.client().await?;
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    // Finalizers hold an object until removed.
+    let mut m = cm("held");
+    m.metadata.finalizers = Some(vec!["example.com/hold".into()]);
+    cms.create(&PostParams::default(), &m).await?;
+    cms.delete("held", &DeleteParams::default()).await?;
+    let held = cms.get("held").await?;
+    assert!(held.metadata.deletion_timestamp.is_some());
+    cms.patch(
+        "held",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+    )
+    .await?;
+    assert_eq!(api_code(&cms.get("held").await.expect_err("gone")), 404);
+    // Foreground propagation adds its finalizer (the garbage collector
+    // finishes it).
+    cms.create(&PostParams::default(), &cm("fg")).await?;
+    cms.delete("fg", &DeleteParams::foreground()).await?;
+    let fg = cms.get("fg").await?;
+    assert_eq!(fg.metadata.finalizers, Some(vec!["foregroundDeletion".to_string()]));
+    // Preconditions.
+    cms.create(&PostParams::default(), &cm("pre")).await?;
+    let dp = DeleteParams {
+        preconditions: Some(kube::api::Preconditions {
+            uid: Some("not-the-uid".into()),
+            resource_version: None,
+        }),
+        ..Default::default()
+    };
+    assert_eq!(api_code(&cms.delete("pre", &dp).await.expect_err("precondition")), 409);
+    // Pods: bound pods are deleted gracefully, unbound ones at once.
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let pod = |name: &str, node: Option<&str>| -> Pod {
+        let mut v = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+            "spec": {"containers": [{"name": "c", "image": "busybox"}]}});
+        if let Some(n) = node {
+            v["spec"]["nodeName"] = json!(n);
+        }
+        serde_json::from_value(v).expect("pod")
+    };
+    let created = pods
+        .create(&PostParams::default(), &pod("bound", Some("node-1")))
+        .await?;
+    assert_eq!(
+        created.status.as_ref().and_then(|s| s.phase.as_deref()),
+        Some("Pending")
+    );
+    let spec = created.spec.expect("spec");
+    assert_eq!(spec.restart_policy.as_deref(), Some("Always"));
+    assert_eq!(spec.containers[0].image_pull_policy.as_deref(), Some("Always"));
+    pods.delete("bound", &DeleteParams::default()).await?;
+    let p = pods.get("bound").await?;
+    assert!(p.metadata.deletion_timestamp.is_some());
+    assert_eq!(p.metadata.deletion_grace_period_seconds, Some(30));
+    pods.create(&PostParams::default(), &pod("free", None)).await?;
+    pods.delete("free", &DeleteParams::default()).await?;
+    assert_eq!(api_code(&pods.get("free").await.expect_err("deleted at once")), 404);
+    // Binding assigns a node exactly once.
+    pods.create(&PostParams::default(), &pod("tobind", None)).await?;
+    let binding = json!({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": "tobind"}, "target": {"kind": "Node", "name": "node-2"}});
+    let r = post_json(&client, "/api/v1/namespaces/default/pods/tobind/binding", &binding).await?;
+    assert_eq!(r.code, 201, "{}", r.body);
+    let r = post_json(&client, "/api/v1/namespaces/default/pods/tobind/binding", &binding).await?;
+    assert_eq!(r.code, 409);
+    assert_eq!(
+        pods.get("tobind").await?.spec.and_then(|s| s.node_name).as_deref(),
+        Some("node-2")
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn service_ips_and_node_ports_are_allocated_once() -> anyhow::Result<()> {
+    let c = ApiServers::start_with(
+        1,
+        &[
+            "--service-cluster-ip-range",
+            "10.96.0.0/28",
+            "--service-node-port-range",
+            "30000-30005",
+        ],
+    )
+    .await?;
+    let client = c.client().await?;
+    let svcs: Api<Service> = Api::namespaced(client.clone(), "default");
+    let kubernetes = svcs.get("kubernetes").await?;
+    assert_eq!(kubernetes.spec.and_then(|s| s.cluster_ip).as_deref(), Some("10.96.0.1"));
+    let svc = |name: &str, extra: Value| -> Service {
+        let mut v = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
+            "spec": {"selector": {"app": name}, "ports": [{"port": 80}]}});
+        if let Value::Object(m) = extra {
+            for (k, x) in m {
+                v["spec"][k] = x;
+            }
+        }
+        serde_json::from_value(v).expect("service")
+    };
+    let mut ips = std::collections::HashSet::new();
+    for i in 0..5 {
+        let s = svcs
+            .create(&PostParams::default(), &svc(&format!("s{i}"), json!({})))
+            .await?;
+        let ip = s.spec.and_then(|s| s.cluster_ip).expect("ip");
+        assert!(ip.starts_with("10.96.0."), "{ip}");
+        assert!(ips.insert(ip), "an IP was handed out twice");
+    }
+    let np = svcs
+        .create(&PostParams::default(), &svc("np", json!({"type": "NodePort"})))
+        .await?;
+    let port = np
+        .spec
+        .and_then(|s| s.ports)
+        .and_then(|p| p[0].node_port)
+        .expect("node port");
+    assert!((30000..=30005).contains(&port));
+    let taken = svc(
+        "np2",
+        json!({"type": "NodePort", "ports": [{"port": 80, "nodePort": port}]}),
+    );
+    assert_eq!(
+        api_code(&svcs.create(&PostParams::default(), &taken).await.expect_err("taken")),
+        422
+    );
+    // Deleting releases: the exact IP can be requested again.
+    let s0 = svcs.get("s0").await?.spec.and_then(|s| s.cluster_ip).expect("ip");
+    let dup = svc("dup", json!({"clusterIP": s0}));
+    assert_eq!(
+        api_code(&svcs.create(&PostParams::default(), &dup).await.expect_err("in use")),
+        422
+    );
+    svcs.delete("s0", &DeleteParams::default()).await?;
+    let again = svcs.create(&PostParams::default(), &dup).await?;
+    assert_eq!(again.spec.and_then(|s| s.cluster_ip), Some(s0));
+    Ok(())
+}
