@@ -57,7 +57,10 @@ pub fn parse_path(path: &str) -> Target {
         info.watch_prefix = true;
         rest = &rest[1..];
     }
-    let parts: &[&str] = if rest.first() == Some(&"namespaces") && rest.len() >= 3 {
+    // `namespaces/<ns>/status` and `/finalize` are subresources of the
+    // namespace itself, as upstream's RequestInfo treats them.
+    let namespace_sub = rest.len() >= 3 && matches!(rest[2], "status" | "finalize");
+    let parts: &[&str] = if rest.first() == Some(&"namespaces") && rest.len() >= 3 && !namespace_sub {
         info.namespace = rest[1].into();
         &rest[2..]
     } else {
@@ -75,10 +78,6 @@ pub fn parse_path(path: &str) -> Target {
     }
     if parts.len() > 3 {
         info.rest = parts[3..].iter().map(|s| s.to_string()).collect();
-    }
-    // `/api/v1/namespaces/<name>` is the namespace itself.
-    if info.resource == "namespaces" && info.namespace.is_empty() && rest.first() == Some(&"namespaces") {
-        // parts already hold [namespaces, name, sub].
     }
     Target::Resource(info)
 }
