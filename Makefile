@@ -35,8 +35,9 @@ bench-history: deps
 	$(CARGO) build -p store
 	STORE_HISTORY_OPS=$${STORE_HISTORY_OPS:-8000} $(CARGO) test -p integration-tests --test store_history -- --nocapture
 
-# `make up` starts a local single-member store under .cluster/ (the
-# apiserver and the other components join it as their issues land).
+# `make up` starts a local kube-apiserver (with its embedded store) under
+# .cluster/ and prints the KUBECONFIG line; the other components join it as
+# their issues land.
 up: deps build
 	@bash scripts/up.sh "$(CLUSTER_DIR)"
 

@@ -9,6 +9,7 @@ packages=(
   etcd-client         # etcdctl 3.4, the compatibility judge for the store
   iproute2            # network namespaces for multi-node tests
   nftables iptables   # kube-proxy packet path (later issues)
+  curl                # `make up` waits on the apiserver's /readyz
 )
 
 missing=()
@@ -34,4 +35,6 @@ fi
 pkill -x etcd 2>/dev/null || true
 
 command -v cargo-nextest >/dev/null 2>&1 || cargo install --locked cargo-nextest
+# The Python Kubernetes client, one of the apiserver's compatibility judges.
+python3 -c "import kubernetes" 2>/dev/null || python3 -m pip install --quiet "kubernetes==33.1.0"
 echo "deps: ok"

@@ -3,26 +3,37 @@
 # restarts), waits until it serves, and prints how to reach it.
 set -euo pipefail
 dir=${1:?cluster dir}
+dir=$(mkdir -p "$dir" && cd "$dir" && pwd)
 mkdir -p "$dir/logs"
 bin=$(cd "$(dirname "$0")/.." && pwd)/target/debug
+port=${SECURE_PORT:-6443}
 
-if [ -f "$dir/store.pid" ] && kill -0 "$(cat "$dir/store.pid")" 2>/dev/null; then
-  echo "store already running (pid $(cat "$dir/store.pid"))"
+if [ -f "$dir/apiserver.pid" ] && kill -0 "$(cat "$dir/apiserver.pid")" 2>/dev/null; then
+  echo "kube-apiserver already running (pid $(cat "$dir/apiserver.pid"))"
 else
-  "$bin/store" --name local --data-dir "$dir/store" \
-    --listen-client-urls http://127.0.0.1:2379 --advertise-client-urls http://127.0.0.1:2379 \
+  # The apiserver embeds the store; it also serves etcd's client API on
+  # 127.0.0.1:2379 so etcdctl can look inside.
+  "$bin/kube-apiserver" --name local --data-dir "$dir/apiserver" \
+    --secure-port "$port" --bind-address 127.0.0.1 --advertise-address 127.0.0.1 \
+    --listen-client-urls http://127.0.0.1:2379 \
     --listen-peer-urls http://127.0.0.1:2380 --initial-advertise-peer-urls http://127.0.0.1:2380 \
-    --initial-cluster local=http://127.0.0.1:2380 >"$dir/logs/store.log" 2>&1 &
-  echo $! >"$dir/store.pid"
+    --initial-cluster local=http://127.0.0.1:2380 >"$dir/logs/kube-apiserver.log" 2>&1 &
+  echo $! >"$dir/apiserver.pid"
 fi
 
-for _ in $(seq 1 100); do
-  if ETCDCTL_API=3 etcdctl --endpoints=127.0.0.1:2379 --command-timeout=1s endpoint health >/dev/null 2>&1; then
-    echo "store is serving etcd's API on 127.0.0.1:2379 (logs: $dir/logs/store.log)"
-    echo "try: ETCDCTL_API=3 etcdctl --endpoints=127.0.0.1:2379 put hello world"
+kubeconfig="$dir/apiserver/admin.kubeconfig"
+for _ in $(seq 1 300); do
+  if [ -f "$kubeconfig" ] && curl -sfk "https://127.0.0.1:$port/readyz" >/dev/null 2>&1; then
+    echo "kube-apiserver is serving on https://127.0.0.1:$port (logs: $dir/logs/kube-apiserver.log)"
+    echo "export KUBECONFIG=$kubeconfig"
     exit 0
+  fi
+  if ! kill -0 "$(cat "$dir/apiserver.pid")" 2>/dev/null; then
+    echo "kube-apiserver exited; see $dir/logs/kube-apiserver.log" >&2
+    tail -5 "$dir/logs/kube-apiserver.log" >&2
+    exit 1
   fi
   sleep 0.1
 done
-echo "store did not become healthy; see $dir/logs/store.log" >&2
+echo "kube-apiserver did not become ready; see $dir/logs/kube-apiserver.log" >&2
 exit 1

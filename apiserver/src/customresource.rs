@@ -128,7 +128,7 @@ fn check(v: &Value, s: &Value, path: &str, errs: &mut Vec<FieldError>) {
             errs.push(FieldError::invalid(
                 path,
                 Value::Null,
-                &format!(
+                format!(
                     "{path} in body must be of type {}: \"null\"",
                     s["type"].as_str().unwrap_or("")
                 ),
@@ -145,7 +145,7 @@ fn check(v: &Value, s: &Value, path: &str, errs: &mut Vec<FieldError>) {
             errs.push(FieldError::invalid(
                 path,
                 v.clone(),
-                &format!("{path} in body must be of type {want}: \"{got}\""),
+                format!("{path} in body must be of type {want}: \"{got}\""),
             ));
             return;
         }
@@ -170,7 +170,7 @@ fn check(v: &Value, s: &Value, path: &str, errs: &mut Vec<FieldError>) {
                 errs.push(FieldError::invalid(
                     path,
                     v.clone(),
-                    &format!("{path} in body should be greater than or equal to {min}"),
+                    format!("{path} in body should be greater than or equal to {min}"),
                 ));
             }
             if let Some(max) = s.get("maximum").and_then(Value::as_f64)
@@ -179,7 +179,7 @@ fn check(v: &Value, s: &Value, path: &str, errs: &mut Vec<FieldError>) {
                 errs.push(FieldError::invalid(
                     path,
                     v.clone(),
-                    &format!("{path} in body should be less than or equal to {max}"),
+                    format!("{path} in body should be less than or equal to {max}"),
                 ));
             }
         }
@@ -191,7 +191,7 @@ fn check(v: &Value, s: &Value, path: &str, errs: &mut Vec<FieldError>) {
                 errs.push(FieldError::invalid(
                     path,
                     v.clone(),
-                    &format!("{path} in body should be at least {min} chars long"),
+                    format!("{path} in body should be at least {min} chars long"),
                 ));
             }
             if let Some(max) = s.get("maxLength").and_then(Value::as_u64)
@@ -212,7 +212,7 @@ fn check(v: &Value, s: &Value, path: &str, errs: &mut Vec<FieldError>) {
                 errs.push(FieldError::invalid(
                     path,
                     v.clone(),
-                    &format!("{path} in body should have at least {min} items"),
+                    format!("{path} in body should have at least {min} items"),
                 ));
             }
             if let Some(is) = s.get("items") {

@@ -77,7 +77,7 @@ pub fn apply(ctx: &Ctx, kind: PatchKind, current: &Value, patch: &Value, force: 
                 errors: vec![apimachinery::validation::FieldError::invalid(
                     "",
                     Value::Null,
-                    &format!("the server rejected our request due to an error in our request: {e}"),
+                    format!("the server rejected our request due to an error in our request: {e}"),
                 )],
             })?;
         }

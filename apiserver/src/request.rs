@@ -116,8 +116,9 @@ impl Query {
 
     pub fn bool(&self, k: &str) -> ApiResult<bool> {
         match self.get(k) {
-            None | Some("") | Some("false") | Some("0") => Ok(false),
-            Some("true") | Some("1") => Ok(true),
+            // Go's strconv.ParseBool, as upstream's query decoding.
+            None | Some("" | "0" | "f" | "F" | "false" | "FALSE" | "False") => Ok(false),
+            Some("1" | "t" | "T" | "true" | "TRUE" | "True") => Ok(true),
             Some(other) => Err(ApiError::bad_request(format!(
                 "invalid value for {k}: {other:?}: must be a boolean"
             ))),

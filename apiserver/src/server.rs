@@ -148,14 +148,10 @@ impl ApiServer {
             mutating_inflight: Semaphore::new(opts.max_mutating_requests_inflight),
         });
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
-        let mut tasks = Vec::new();
-        tasks.push(tokio::spawn(crate::bootstrap::run(server.clone(), stop_rx.clone())));
-        tasks.push(tokio::spawn(serve(
-            server.clone(),
-            listener,
-            TlsAcceptor::from(tls),
-            stop_rx,
-        )));
+        let tasks = vec![
+            tokio::spawn(crate::bootstrap::run(server.clone(), stop_rx.clone())),
+            tokio::spawn(serve(server.clone(), listener, TlsAcceptor::from(tls), stop_rx)),
+        ];
         tracing::info!(%addr, kubeconfig = %admin_kubeconfig.display(), "serving the Kubernetes API");
         Ok(ApiServer {
             server,
@@ -397,7 +393,7 @@ impl Server {
                     return simple(not_found());
                 };
                 let method = parts.method.clone();
-                let watching = info.watch_prefix || query.get("watch").is_some_and(|w| w == "true" || w == "1");
+                let watching = info.watch_prefix || query.bool("watch").unwrap_or(false);
                 let verb = match (&method, info.name.is_empty()) {
                     (&Method::GET, _) if watching => "WATCH",
                     (&Method::GET, true) => "LIST",

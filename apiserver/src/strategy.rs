@@ -71,10 +71,9 @@ pub fn prepare_create(rt: &ResourceType, obj: &mut Value) {
             rt.kind.as_str(),
             "Pod" | "Namespace" | "Node" | "PersistentVolume" | "PersistentVolumeClaim" | "CustomResourceDefinition"
         )
+        && let Some(o) = obj.as_object_mut()
     {
-        if let Some(o) = obj.as_object_mut() {
-            o.remove("status");
-        }
+        o.remove("status");
     }
     match (rt.group.as_str(), rt.kind.as_str()) {
         ("", "Pod") => {
@@ -507,7 +506,7 @@ fn validate_config_key(k: &str, path: &str, errs: &mut Vec<FieldError>) {
         && !k.starts_with("..");
     if !ok {
         errs.push(FieldError::invalid(
-            &format!("{path}[{k}]"),
+            format!("{path}[{k}]"),
             Value::String(k.into()),
             "a valid config key must consist of alphanumeric characters, '-', '_' or '.' (e.g. 'key.name',  or 'KEY_NAME',  or 'key-name', regex used for validation is '[-._a-zA-Z0-9]+')",
         ));
@@ -517,8 +516,8 @@ fn validate_config_key(k: &str, path: &str, errs: &mut Vec<FieldError>) {
 fn validate_pod_spec(spec: &Value, path: &str, errs: &mut Vec<FieldError>) {
     let containers = spec.get("containers").and_then(Value::as_array);
     match containers {
-        None => errs.push(FieldError::required(&format!("{path}.containers"), "")),
-        Some(cs) if cs.is_empty() => errs.push(FieldError::required(&format!("{path}.containers"), "")),
+        None => errs.push(FieldError::required(format!("{path}.containers"), "")),
+        Some(cs) if cs.is_empty() => errs.push(FieldError::required(format!("{path}.containers"), "")),
         Some(_) => {}
     }
     let mut names = std::collections::HashSet::new();
@@ -532,24 +531,24 @@ fn validate_pod_spec(spec: &Value, path: &str, errs: &mut Vec<FieldError>) {
             let p = format!("{path}.{list}[{i}]");
             let name = c.get("name").and_then(Value::as_str).unwrap_or("");
             if name.is_empty() {
-                errs.push(FieldError::required(&format!("{p}.name"), ""));
+                errs.push(FieldError::required(format!("{p}.name"), ""));
             } else {
                 for msg in v::is_dns1123_label(name) {
                     errs.push(FieldError::invalid(
-                        &format!("{p}.name"),
+                        format!("{p}.name"),
                         Value::String(name.into()),
                         &msg,
                     ));
                 }
                 if !names.insert(name.to_string()) {
-                    errs.push(FieldError::duplicate(&format!("{p}.name"), Value::String(name.into())));
+                    errs.push(FieldError::duplicate(format!("{p}.name"), Value::String(name.into())));
                 }
             }
             if c.get("image")
                 .and_then(Value::as_str)
                 .is_none_or(|s| s.trim().is_empty())
             {
-                errs.push(FieldError::required(&format!("{p}.image"), ""));
+                errs.push(FieldError::required(format!("{p}.image"), ""));
             }
             for (j, port) in c
                 .get("ports")
@@ -561,17 +560,17 @@ fn validate_pod_spec(spec: &Value, path: &str, errs: &mut Vec<FieldError>) {
                 match port.get("containerPort").and_then(Value::as_i64) {
                     Some(n) if (1..=65535).contains(&n) => {}
                     Some(n) => errs.push(FieldError::invalid(
-                        &format!("{pp}.containerPort"),
+                        format!("{pp}.containerPort"),
                         json!(n),
                         "must be between 1 and 65535, inclusive",
                     )),
-                    None => errs.push(FieldError::required(&format!("{pp}.containerPort"), "")),
+                    None => errs.push(FieldError::required(format!("{pp}.containerPort"), "")),
                 }
                 if let Some(proto) = port.get("protocol").and_then(Value::as_str)
                     && !matches!(proto, "TCP" | "UDP" | "SCTP")
                 {
                     errs.push(FieldError::not_supported(
-                        &format!("{pp}.protocol"),
+                        format!("{pp}.protocol"),
                         Value::String(proto.into()),
                         &["SCTP", "TCP", "UDP"],
                     ));
@@ -583,7 +582,7 @@ fn validate_pod_spec(spec: &Value, path: &str, errs: &mut Vec<FieldError>) {
         && !matches!(rp, "Always" | "OnFailure" | "Never")
     {
         errs.push(FieldError::not_supported(
-            &format!("{path}.restartPolicy"),
+            format!("{path}.restartPolicy"),
             Value::String(rp.into()),
             &["Always", "OnFailure", "Never"],
         ));
@@ -595,7 +594,7 @@ fn validate_workload(obj: &Value, old: Option<&Value>, errs: &mut Vec<FieldError
     match selector {
         None | Some(Value::Null) => errs.push(FieldError::required("spec.selector", "")),
         Some(sel) => match apimachinery::labels::Selector::from_label_selector(sel) {
-            Err(e) => errs.push(FieldError::invalid("spec.selector", sel.clone(), &e.to_string())),
+            Err(e) => errs.push(FieldError::invalid("spec.selector", sel.clone(), e.to_string())),
             Ok(s) => {
                 if s.is_empty() {
                     errs.push(FieldError::invalid(
@@ -668,21 +667,21 @@ fn validate_service(obj: &Value, errs: &mut Vec<FieldError>) {
                 }
             }
             Some(n) => errs.push(FieldError::invalid(
-                &format!("{pp}.port"),
+                format!("{pp}.port"),
                 json!(n),
                 "must be between 1 and 65535, inclusive",
             )),
-            None => errs.push(FieldError::required(&format!("{pp}.port"), "")),
+            None => errs.push(FieldError::required(format!("{pp}.port"), "")),
         }
         if multi && p.get("name").and_then(Value::as_str).is_none_or(str::is_empty) {
-            errs.push(FieldError::required(&format!("{pp}.name"), ""));
+            errs.push(FieldError::required(format!("{pp}.name"), ""));
         }
         if let Some(np) = p.get("nodePort").and_then(Value::as_i64)
             && np != 0
             && !matches!(ty, "NodePort" | "LoadBalancer")
         {
             errs.push(FieldError::forbidden(
-                &format!("{pp}.nodePort"),
+                format!("{pp}.nodePort"),
                 "may not be used when `type` is 'ClusterIP'",
             ));
         }

@@ -701,3 +701,22 @@ async fn service_ips_and_node_ports_are_allocated_once() -> anyhow::Result<()> {
     assert_eq!(again.spec.and_then(|s| s.cluster_ip), Some(s0));
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn python_client_crud_watch_patch_and_custom_objects() -> anyhow::Result<()> {
+    let c = ApiServers::start(1).await?;
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/client_check.py");
+    let out = tokio::process::Command::new("python3")
+        .arg(&script)
+        .env("KUBECONFIG", c.kubeconfig())
+        .env("HOME", c.dir())
+        .output()
+        .await?;
+    assert!(
+        out.status.success(),
+        "python client check failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}

@@ -93,30 +93,54 @@ fn lifecycle(minor: &str) -> anyhow::Result<()> {
 
     // apply → get.
     let out = k.ok(&["apply", "-f", "-"], Some(APP));
-    for line in ["namespace/demo created", "deployment.apps/web created", "service/web created", "configmap/settings created"] {
+    for line in [
+        "namespace/demo created",
+        "deployment.apps/web created",
+        "service/web created",
+        "configmap/settings created",
+    ] {
         assert!(out.contains(line), "{out}");
     }
     let out = k.ok(&["get", "deploy,svc,cm", "-n", "demo"], None);
-    assert!(out.contains("NAME                  READY   UP-TO-DATE   AVAILABLE   AGE"), "{out}");
+    assert!(
+        out.contains("NAME                  READY   UP-TO-DATE   AVAILABLE   AGE"),
+        "{out}"
+    );
     assert!(out.contains("service/web   ClusterIP"), "{out}");
     assert!(out.contains("configmap/settings"), "{out}");
     let out = k.ok(&["get", "deploy", "web", "-n", "demo", "-o", "wide"], None);
-    assert!(out.contains("CONTAINERS") && out.contains("nginx,sidecar") && out.contains("app=web"), "{out}");
+    assert!(
+        out.contains("CONTAINERS") && out.contains("nginx,sidecar") && out.contains("app=web"),
+        "{out}"
+    );
     let out = k.ok(&["get", "svc", "-A"], None);
     assert!(out.contains("NAMESPACE") && out.contains("kubernetes"), "{out}");
     let out = k.ok(&["get", "deploy", "web", "-n", "demo", "-o", "yaml"], None);
-    assert!(out.contains("kubectl.kubernetes.io/last-applied-configuration"), "{out}");
+    assert!(
+        out.contains("kubectl.kubernetes.io/last-applied-configuration"),
+        "{out}"
+    );
     let out = k.ok(&["get", "cm", "-n", "demo", "-o", "name"], None);
     assert_eq!(out.trim(), "configmap/settings");
 
     // Edit by apply: the image changes, the other container stays, and a
     // second apply of the same file changes nothing.
-    let edited = APP.replace("nginx:1.25", "nginx:1.26").replace("replicas: 2", "replicas: 3");
+    let edited = APP
+        .replace("nginx:1.25", "nginx:1.26")
+        .replace("replicas: 2", "replicas: 3");
     let out = k.ok(&["apply", "-f", "-"], Some(&edited));
     assert!(out.contains("deployment.apps/web configured"), "{out}");
     assert!(out.contains("configmap/settings unchanged"), "{out}");
     let out = k.ok(
-        &["get", "deploy", "web", "-n", "demo", "-o", "jsonpath={.spec.template.spec.containers[*].image} {.spec.replicas} {.metadata.generation}"],
+        &[
+            "get",
+            "deploy",
+            "web",
+            "-n",
+            "demo",
+            "-o",
+            "jsonpath={.spec.template.spec.containers[*].image} {.spec.replicas} {.metadata.generation}",
+        ],
         None,
     );
     assert_eq!(out.trim(), "nginx:1.26 busybox:1.36 3 2");
@@ -125,7 +149,18 @@ fn lifecycle(minor: &str) -> anyhow::Result<()> {
     // Removing a container from the file removes it from the object.
     let without_sidecar = edited.replace("      - name: sidecar\n        image: busybox:1.36\n", "");
     k.ok(&["apply", "-f", "-"], Some(&without_sidecar));
-    let out = k.ok(&["get", "deploy", "web", "-n", "demo", "-o", "jsonpath={.spec.template.spec.containers[*].name}"], None);
+    let out = k.ok(
+        &[
+            "get",
+            "deploy",
+            "web",
+            "-n",
+            "demo",
+            "-o",
+            "jsonpath={.spec.template.spec.containers[*].name}",
+        ],
+        None,
+    );
     assert_eq!(out.trim(), "nginx");
 
     // Other writes.
@@ -133,14 +168,59 @@ fn lifecycle(minor: &str) -> anyhow::Result<()> {
     k.ok(&["annotate", "deploy", "web", "-n", "demo", "note=hi"], None);
     k.ok(&["scale", "deploy", "web", "-n", "demo", "--replicas=5"], None);
     k.ok(
-        &["patch", "deploy", "web", "-n", "demo", "-p", r#"{"spec":{"template":{"spec":{"containers":[{"name":"nginx","image":"nginx:1.27"}]}}}}"#],
+        &[
+            "patch",
+            "deploy",
+            "web",
+            "-n",
+            "demo",
+            "-p",
+            r#"{"spec":{"template":{"spec":{"containers":[{"name":"nginx","image":"nginx:1.27"}]}}}}"#,
+        ],
         None,
     );
-    k.ok(&["patch", "cm", "settings", "-n", "demo", "--type", "merge", "-p", r#"{"data":{"extra":"1"}}"#], None);
-    k.ok(&["patch", "cm", "settings", "-n", "demo", "--type", "json", "-p", r#"[{"op":"remove","path":"/data/extra"}]"#], None);
+    k.ok(
+        &[
+            "patch",
+            "cm",
+            "settings",
+            "-n",
+            "demo",
+            "--type",
+            "merge",
+            "-p",
+            r#"{"data":{"extra":"1"}}"#,
+        ],
+        None,
+    );
+    k.ok(
+        &[
+            "patch",
+            "cm",
+            "settings",
+            "-n",
+            "demo",
+            "--type",
+            "json",
+            "-p",
+            r#"[{"op":"remove","path":"/data/extra"}]"#,
+        ],
+        None,
+    );
     let out = k.ok(&["get", "deploy", "web", "-n", "demo", "--show-labels"], None);
     assert!(out.contains("app=web,tier=front"), "{out}");
-    let out = k.ok(&["get", "deploy", "web", "-n", "demo", "-o", "jsonpath={.spec.replicas} {.spec.template.spec.containers[0].image}"], None);
+    let out = k.ok(
+        &[
+            "get",
+            "deploy",
+            "web",
+            "-n",
+            "demo",
+            "-o",
+            "jsonpath={.spec.replicas} {.spec.template.spec.containers[0].image}",
+        ],
+        None,
+    );
     assert_eq!(out.trim(), "5 nginx:1.27");
     // kubectl edit through an editor that rewrites the file.
     let editor = home.path().join("editor.sh");
@@ -153,7 +233,10 @@ fn lifecycle(minor: &str) -> anyhow::Result<()> {
         .env("KUBE_EDITOR", &editor)
         .output()?;
     assert!(edit.status.success(), "{}", String::from_utf8_lossy(&edit.stderr));
-    let out = k.ok(&["get", "cm", "settings", "-n", "demo", "-o", "jsonpath={.data.mode}"], None);
+    let out = k.ok(
+        &["get", "cm", "settings", "-n", "demo", "-o", "jsonpath={.data.mode}"],
+        None,
+    );
     assert_eq!(out.trim(), "slow");
     // Imperative creates. kubectl 1.33's typed clients send protobuf bodies,
     // which the apiserver does not decode yet (it answers 415), so these run
@@ -167,13 +250,20 @@ fn lifecycle(minor: &str) -> anyhow::Result<()> {
     assert!(err.contains("bogus"), "{err}");
     // Discovery and schema.
     let out = k.ok(&["api-resources"], None);
-    assert!(out.lines().any(|l| l.starts_with("deployments") && l.contains("deploy") && l.contains("apps/v1")), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("deployments") && l.contains("deploy") && l.contains("apps/v1")),
+        "{out}"
+    );
     let out = k.ok(&["api-versions"], None);
     assert!(out.lines().any(|l| l == "apps/v1"), "{out}");
     let out = k.ok(&["explain", "deployment.spec"], None);
     assert!(out.contains("replicas"), "{out}");
     let out = k.ok(&["describe", "deploy", "web", "-n", "demo"], None);
-    assert!(out.contains("Name:") && out.contains("web") && out.contains("nginx:1.27"), "{out}");
+    assert!(
+        out.contains("Name:") && out.contains("web") && out.contains("nginx:1.27"),
+        "{out}"
+    );
     // Server-side apply.
     let ssa = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ssa\n  namespace: demo\ndata:\n  a: \"1\"\n";
     let out = k.ok(&["apply", "--server-side", "-f", "-"], Some(ssa));
@@ -189,12 +279,43 @@ fn lifecycle(minor: &str) -> anyhow::Result<()> {
 
 fn imperative_creates(k: &Kubectl) {
     k.ok(&["create", "namespace", "scratch"], None);
-    k.ok(&["create", "configmap", "lit", "-n", "scratch", "--from-literal=a=1"], None);
-    k.ok(&["create", "secret", "generic", "pw", "-n", "scratch", "--from-literal=p=s3cret"], None);
-    k.ok(&["create", "deployment", "api", "-n", "scratch", "--image=nginx:1.25"], None);
-    k.ok(&["create", "service", "clusterip", "api", "-n", "scratch", "--tcp=80:8080"], None);
+    k.ok(
+        &["create", "configmap", "lit", "-n", "scratch", "--from-literal=a=1"],
+        None,
+    );
+    k.ok(
+        &[
+            "create",
+            "secret",
+            "generic",
+            "pw",
+            "-n",
+            "scratch",
+            "--from-literal=p=s3cret",
+        ],
+        None,
+    );
+    k.ok(
+        &["create", "deployment", "api", "-n", "scratch", "--image=nginx:1.25"],
+        None,
+    );
+    k.ok(
+        &[
+            "create",
+            "service",
+            "clusterip",
+            "api",
+            "-n",
+            "scratch",
+            "--tcp=80:8080",
+        ],
+        None,
+    );
     let out = k.ok(&["get", "all", "-n", "scratch"], None);
-    assert!(out.contains("deployment.apps/api") && out.contains("service/api"), "{out}");
+    assert!(
+        out.contains("deployment.apps/api") && out.contains("service/api"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -215,7 +336,8 @@ async fn three_apiserver_cluster_survives_leader_kill() -> anyhow::Result<()> {
 
     let mut c = ApiServers::start(3).await?;
     let cm = |name: &str| -> ConfigMap {
-        serde_json::from_value(serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}})).expect("cm")
+        serde_json::from_value(serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}}))
+            .expect("cm")
     };
     // Writes through one apiserver are read and watched through the others.
     let api0: Api<ConfigMap> = Api::namespaced(c.client_for(0).await?, "default");
@@ -250,7 +372,9 @@ async fn three_apiserver_cluster_survives_leader_kill() -> anyhow::Result<()> {
         async move { api.create(&PostParams::default(), &cm(&name)).await.is_ok() }
     })
     .await?;
-    let other = (0..3).find(|i| *i != leader && *i != survivor).expect("another survivor");
+    let other = (0..3)
+        .find(|i| *i != leader && *i != survivor)
+        .expect("another survivor");
     let api_other: Api<ConfigMap> = Api::namespaced(c.client_for(other).await?, "default");
     assert!(api_other.get("from-0").await.is_ok());
     // The killed member comes back and catches up.
