@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 CLUSTER_DIR ?= $(CURDIR)/.cluster
 
-.PHONY: deps build test lint unit bench bench-store bench-history up down clean
+.PHONY: deps build test lint unit bench bench-store bench-history bench-apiserver up down clean
 
 deps:
 	@bash scripts/deps.sh
@@ -23,12 +23,18 @@ test: deps lint
 unit:
 	$(CARGO) nextest run --workspace --lib --bins
 
-bench: bench-store bench-history
+bench: bench-store bench-history bench-apiserver
 
 # Our store vs etcd 3.4 (Debian's etcd-server), same load generator.
 bench-store: deps
 	$(CARGO) build --release -p store -p integration-tests
 	$(CARGO) run --release -p integration-tests --bin loadgen -- compare
+
+# kube-apiserver latency and throughput (1 and 3 apiservers; 1/16/64
+# clients); table in target/bench-apiserver.md.
+bench-apiserver: deps
+	$(CARGO) build --release -p apiserver -p integration-tests
+	$(CARGO) run --release -p integration-tests --bin apibench
 
 # The linearizability and watch check with 10x CI's operations per phase.
 bench-history: deps

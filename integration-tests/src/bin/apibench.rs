@@ -1,0 +1,246 @@
+//! `make bench-apiserver`: API latency and throughput of kube-apiserver
+//! processes (1 and 3 members) driven by kube-rs clients: create, get,
+//! update, list of 1,000 objects, and watch fan-out to 100 watchers, at 1,
+//! 16 and 64 concurrent clients. Prints a Markdown table.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use futures::{StreamExt, TryStreamExt};
+use hdrhistogram::Histogram;
+use integration_tests::apiserver_cluster::ApiServers;
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{Api, ListParams, PostParams, WatchEvent, WatchParams};
+use stats::Stats;
+
+#[derive(Parser)]
+struct Args {
+    /// Operations per client per row.
+    #[arg(long, default_value_t = 200)]
+    ops: usize,
+    /// Member counts to run.
+    #[arg(long, value_delimiter = ',', default_values_t = vec![1, 3])]
+    members: Vec<usize>,
+    /// Client counts to run.
+    #[arg(long, value_delimiter = ',', default_values_t = vec![1, 16, 64])]
+    clients: Vec<usize>,
+}
+
+mod stats {
+    use super::*;
+
+    /// Latencies of one row.
+    pub struct Stats {
+        pub hist: Histogram<u64>,
+        pub elapsed: Duration,
+    }
+
+    impl Stats {
+        pub fn row(&self, op: &str, members: usize, clients: usize) -> String {
+            let n = self.hist.len();
+            format!(
+                "| {op} | {members} | {clients} | {n} | {:.2} | {:.2} | {:.0} |",
+                self.hist.value_at_quantile(0.5) as f64 / 1000.0,
+                self.hist.value_at_quantile(0.99) as f64 / 1000.0,
+                n as f64 / self.elapsed.as_secs_f64()
+            )
+        }
+    }
+}
+
+fn cm(name: &str) -> ConfigMap {
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": {"k": "v".repeat(100)}
+    }))
+    .expect("configmap")
+}
+
+async fn run_clients<F, Fut>(clients: usize, ops: usize, f: F) -> anyhow::Result<Stats>
+where
+    F: Fn(usize, usize) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<()>> + Send,
+{
+    let f = Arc::new(f);
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..clients {
+        let f = f.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut h = Histogram::<u64>::new(3)?;
+            for i in 0..ops {
+                let t = Instant::now();
+                f(c, i).await?;
+                h.record(t.elapsed().as_micros() as u64)?;
+            }
+            anyhow::Ok(h)
+        }));
+    }
+    let mut hist = Histogram::<u64>::new(3)?;
+    for t in tasks {
+        hist.add(t.await??)?;
+    }
+    Ok(Stats {
+        hist,
+        elapsed: start.elapsed(),
+    })
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let mut rows = vec![
+        "| op | apiservers | clients | ops | p50 ms | p99 ms | ops/s |".to_string(),
+        "| --- | --- | --- | --- | --- | --- | --- |".to_string(),
+    ];
+    for &members in &args.members {
+        let c = ApiServers::start(members).await?;
+        let mut apis = Vec::new();
+        for i in 0..members {
+            apis.push(Api::<ConfigMap>::namespaced(c.client_for(i).await?, "default"));
+        }
+        let apis = Arc::new(apis);
+        for &clients in &args.clients {
+            let ops = args.ops.min(6400 / clients).max(20);
+            let tag = format!("m{members}c{clients}");
+            let a = apis.clone();
+            let t = tag.clone();
+            let s = run_clients(clients, ops, move |c, i| {
+                let api = a[c % a.len()].clone();
+                let name = format!("{t}-{c}-{i}");
+                async move {
+                    api.create(&PostParams::default(), &cm(&name)).await?;
+                    Ok(())
+                }
+            })
+            .await?;
+            rows.push(s.row("create", members, clients));
+            let a = apis.clone();
+            let t = tag.clone();
+            let s = run_clients(clients, ops, move |c, i| {
+                let api = a[c % a.len()].clone();
+                let name = format!("{t}-{c}-{i}");
+                async move {
+                    api.get(&name).await?;
+                    Ok(())
+                }
+            })
+            .await?;
+            rows.push(s.row("get", members, clients));
+            let a = apis.clone();
+            let t = tag.clone();
+            let s = run_clients(clients, ops, move |c, i| {
+                let api = a[c % a.len()].clone();
+                let name = format!("{t}-{c}-{i}");
+                async move {
+                    let mut o = api.get(&name).await?;
+                    o.data = Some([("k".to_string(), format!("updated-{i}"))].into());
+                    api.replace(&name, &PostParams::default(), &o).await?;
+                    Ok(())
+                }
+            })
+            .await?;
+            rows.push(format!("{} (get+put)", s.row("update", members, clients)));
+        }
+        // List of 1,000 objects (in a namespace of its own).
+        let list_api: Api<ConfigMap> = Api::namespaced(c.client().await?, "default");
+        let ns_api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(c.client().await?);
+        ns_api
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(
+                    serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "list"}}),
+                )?,
+            )
+            .await?;
+        let in_ns: Api<ConfigMap> = Api::namespaced(c.client().await?, "list");
+        let filler = futures::stream::iter(0..1000)
+            .map(|i| {
+                let in_ns = in_ns.clone();
+                async move { in_ns.create(&PostParams::default(), &cm(&format!("l{i}"))).await }
+            })
+            .buffer_unordered(32)
+            .try_collect::<Vec<_>>();
+        filler.await?;
+        drop(list_api);
+        for &clients in &args.clients {
+            let ops = (args.ops / 4).min(640 / clients).max(5);
+            let a = apis.clone();
+            let s = run_clients(clients, ops, move |c, _| {
+                let api: Api<ConfigMap> = Api::namespaced(a[c % a.len()].clone().into_client(), "list");
+                async move {
+                    let l = api.list(&ListParams::default()).await?;
+                    anyhow::ensure!(l.items.len() == 1000, "list returned {}", l.items.len());
+                    Ok(())
+                }
+            })
+            .await?;
+            rows.push(s.row("list 1k", members, clients));
+        }
+        // Watch fan-out: 100 watchers, 200 writes; latency from write to
+        // delivery at every watcher.
+        let watchers = 100;
+        let writes = 200;
+        let rv = in_ns
+            .list(&ListParams::default().limit(1))
+            .await?
+            .metadata
+            .resource_version
+            .unwrap_or_default();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Instant>();
+        let started = Arc::new(parking_lot::Mutex::new(
+            std::collections::HashMap::<String, Instant>::new(),
+        ));
+        for w in 0..watchers {
+            let api: Api<ConfigMap> = Api::namespaced(c.client_for(w % members).await?, "list");
+            let rv = rv.clone();
+            let tx = tx.clone();
+            let started = started.clone();
+            tokio::spawn(async move {
+                let Ok(s) = api.watch(&WatchParams::default().timeout(120), &rv).await else {
+                    return;
+                };
+                let mut s = s.boxed();
+                let mut seen = 0;
+                while let Ok(Some(ev)) = s.try_next().await {
+                    if let WatchEvent::Added(o) = ev
+                        && let Some(t) = o.metadata.name.as_ref().and_then(|n| started.lock().get(n).copied())
+                    {
+                        let _ = tx.send(t);
+                        seen += 1;
+                        if seen == writes {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+        drop(tx);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let t0 = Instant::now();
+        for i in 0..writes {
+            let name = format!("w{i}");
+            started.lock().insert(name.clone(), Instant::now());
+            in_ns.create(&PostParams::default(), &cm(&name)).await?;
+        }
+        let mut hist = Histogram::<u64>::new(3)?;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while hist.len() < (watchers * writes) as u64 {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(t)) => hist.record(t.elapsed().as_micros() as u64)?,
+                _ => break,
+            }
+        }
+        let s = Stats {
+            hist,
+            elapsed: t0.elapsed(),
+        };
+        rows.push(format!("{} (events delivered)", s.row("watch 100×", members, watchers)));
+        drop(c);
+    }
+    let table = rows.join("\n");
+    println!("{table}");
+    std::fs::create_dir_all("target")?;
+    std::fs::write("target/bench-apiserver.md", format!("{table}\n"))?;
+    Ok(())
+}
