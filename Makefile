@@ -18,6 +18,7 @@ lint:
 # Everything CI checks: system packages, lints, unit and integration tests.
 # Tests run in parallel under nextest; each test owns its ports and dirs.
 test: deps lint
+	$(CARGO) build --workspace --bins
 	$(CARGO) nextest run --workspace --no-fail-fast --profile ci
 
 unit:
