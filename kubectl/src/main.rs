@@ -1,13 +1,28 @@
-//! `kubectl`: not built yet; its issue comes after the store and the apiserver.
+//! `kubectl`: parse flags, set up logging, build the runtime, run.
+
+use std::process::ExitCode;
 
 use clap::Parser;
 
-#[derive(Parser, Debug)]
-#[command(name = "kubectl", version, about = "kubectl (placeholder until its issue lands)")]
-struct Flags {}
-
-fn main() -> anyhow::Result<()> {
-    let _flags = Flags::parse();
+fn main() -> ExitCode {
+    let cli = match kubectl::cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // Help and usage go out as clap formats them; kubectl exits 1 on
+            // usage errors.
+            let code = if e.use_stderr() { 1 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
     component_base::logging::init();
-    anyhow::bail!("kubectl is not implemented yet")
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let code = runtime.block_on(kubectl::run(cli));
+    ExitCode::from(u8::try_from(code).unwrap_or(1))
 }
