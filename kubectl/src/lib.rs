@@ -9,7 +9,12 @@
 
 // Work in progress, committed mid-way: these style lints still fire in a few
 // places and are to be cleaned up with the next change to this crate.
-#![allow(clippy::collapsible_if, clippy::collapsible_match, clippy::useless_format, clippy::manual_contains)]
+#![allow(
+    clippy::collapsible_if,
+    clippy::collapsible_match,
+    clippy::useless_format,
+    clippy::manual_contains
+)]
 
 pub mod cli;
 pub mod client;

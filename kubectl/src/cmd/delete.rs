@@ -134,7 +134,12 @@ pub async fn run(f: &Factory, a: DeleteArgs) -> anyhow::Result<()> {
                 if a.output.as_deref() == Some("name") {
                     out(&format!("{}/{}\n", r.resource.kind_group(), r.name));
                 } else {
-                    out(&format!("{} \"{}\" deleted{}\n", r.resource.kind_group(), r.name, dry_run.suffix()));
+                    out(&format!(
+                        "{} \"{}\" deleted{}\n",
+                        r.resource.kind_group(),
+                        r.name,
+                        dry_run.suffix()
+                    ));
                 }
                 deleted.push((r.clone(), uid));
             }

@@ -4,12 +4,12 @@ use anyhow::bail;
 use clap::Args;
 use serde_json::Value;
 
+use crate::Factory;
 use crate::client::{PatchType, with_query};
 use crate::cmd::apply::report_errors;
 use crate::cmd::{DryRun, parse_mutation_output, print_result};
 use crate::printers::GenericPrinter;
 use crate::resource::{Selection, object_refs};
-use crate::Factory;
 
 #[derive(Args, Debug, Default)]
 pub struct PatchArgs {
@@ -95,9 +95,16 @@ pub async fn run(f: &Factory, a: PatchArgs) -> anyhow::Result<()> {
             if dry_run == DryRun::Client {
                 return print_result(output.as_ref(), &mut printer, &before, "patched", dry_run);
             }
-            let query = with_query(&path, &[("fieldManager", a.field_manager.clone()), ("dryRun", dry_run.query())]);
+            let query = with_query(
+                &path,
+                &[("fieldManager", a.field_manager.clone()), ("dryRun", dry_run.query())],
+            );
             let after = client.patch(&query, pt, body.clone()).await?;
-            let verb = if before == after { "patched (no change)" } else { "patched" };
+            let verb = if before == after {
+                "patched (no change)"
+            } else {
+                "patched"
+            };
             print_result(output.as_ref(), &mut printer, &after, verb, dry_run)
         }
         .await;
@@ -119,7 +126,13 @@ mod tests {
             patch_type("x").unwrap_err().to_string(),
             "--type must be one of [json merge strategic], not \"x\""
         );
-        assert_eq!(patch_body("spec:\n  replicas: 2").unwrap(), br#"{"spec":{"replicas":2}}"#.to_vec());
-        assert_eq!(patch_body(r#"[{"op":"remove","path":"/a"}]"#).unwrap(), br#"[{"op":"remove","path":"/a"}]"#.to_vec());
+        assert_eq!(
+            patch_body("spec:\n  replicas: 2").unwrap(),
+            br#"{"spec":{"replicas":2}}"#.to_vec()
+        );
+        assert_eq!(
+            patch_body(r#"[{"op":"remove","path":"/a"}]"#).unwrap(),
+            br#"[{"op":"remove","path":"/a"}]"#.to_vec()
+        );
     }
 }

@@ -4,12 +4,12 @@ use anyhow::bail;
 use clap::Args;
 use serde_json::{Value, json};
 
+use crate::Factory;
 use crate::client::{PatchType, with_query};
 use crate::cmd::apply::report_errors;
 use crate::cmd::{DryRun, parse_mutation_output, print_result};
 use crate::printers::GenericPrinter;
 use crate::resource::{Selection, object_refs};
-use crate::Factory;
 
 #[derive(Args, Debug, Default)]
 pub struct ScaleArgs {
@@ -44,7 +44,9 @@ pub struct ScaleArgs {
 pub async fn run(f: &Factory, a: ScaleArgs) -> anyhow::Result<()> {
     let replicas = match a.replicas {
         None => bail!("required flag(s) \"replicas\" not set"),
-        Some(r) if r < 0 => bail!("The --replicas=COUNT flag is required, and COUNT must be greater than or equal to 0"),
+        Some(r) if r < 0 => {
+            bail!("The --replicas=COUNT flag is required, and COUNT must be greater than or equal to 0")
+        }
         Some(r) => r,
     };
     let dry_run = DryRun::parse(a.dry_run.as_deref())?;
@@ -70,12 +72,12 @@ pub async fn run(f: &Factory, a: ScaleArgs) -> anyhow::Result<()> {
                 let scale = client.get(&scale_path).await?;
                 let current = scale.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(0);
                 if a.current_replicas >= 0 && current != a.current_replicas {
-                    bail!(
-                        "Expected replicas to be {}, was {current}",
-                        a.current_replicas
-                    );
+                    bail!("Expected replicas to be {}, was {current}", a.current_replicas);
                 }
-                let rv = scale.pointer("/metadata/resourceVersion").and_then(Value::as_str).unwrap_or("");
+                let rv = scale
+                    .pointer("/metadata/resourceVersion")
+                    .and_then(Value::as_str)
+                    .unwrap_or("");
                 if let Some(want) = &a.resource_version {
                     if rv != want {
                         bail!("Expected resource version to be {want}, was {rv}");
@@ -85,7 +87,9 @@ pub async fn run(f: &Factory, a: ScaleArgs) -> anyhow::Result<()> {
             if dry_run != DryRun::Client {
                 let path = with_query(&scale_path, &[("dryRun", dry_run.query())]);
                 let patch = json!({"spec": {"replicas": replicas}});
-                client.patch(&path, PatchType::Merge, serde_json::to_vec(&patch)?).await?;
+                client
+                    .patch(&path, PatchType::Merge, serde_json::to_vec(&patch)?)
+                    .await?;
             }
             let obj = if output.is_some() {
                 client.get(&r.path()).await?
