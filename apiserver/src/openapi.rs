@@ -458,12 +458,21 @@ fn gv_document(gv: &str, rs: &[&ResourceType], schemas: &Value) -> Value {
         item_ops.insert("get".into(), op("get", id("read"), vec![], &obj_ref));
         item_ops.insert("put".into(), op("put", id("replace"), write_params(), &obj_ref));
         let mut patch_op = op("patch", id("patch"), patch_params, &obj_ref);
-        patch_op["requestBody"] = json!({"content": {
-            "application/json-patch+json": {"schema": {"$ref": "#/components/schemas/io.k8s.apimachinery.pkg.apis.meta.v1.Patch"}},
-            "application/merge-patch+json": {"schema": {"$ref": "#/components/schemas/io.k8s.apimachinery.pkg.apis.meta.v1.Patch"}},
-            "application/strategic-merge-patch+json": {"schema": {"$ref": "#/components/schemas/io.k8s.apimachinery.pkg.apis.meta.v1.Patch"}},
-            "application/apply-patch+yaml": {"schema": {"$ref": "#/components/schemas/io.k8s.apimachinery.pkg.apis.meta.v1.Patch"}},
-        }, "required": true});
+        // Custom resources take no strategic merge patch; kubectl reads
+        // this list to pick the patch type.
+        let patch_ref = json!({"schema": {"$ref": "#/components/schemas/io.k8s.apimachinery.pkg.apis.meta.v1.Patch"}});
+        let mut content = serde_json::Map::new();
+        for ct in [
+            "application/json-patch+json",
+            "application/merge-patch+json",
+            "application/strategic-merge-patch+json",
+            "application/apply-patch+yaml",
+        ] {
+            if !(r.is_custom() && ct == "application/strategic-merge-patch+json") {
+                content.insert(ct.into(), patch_ref.clone());
+            }
+        }
+        patch_op["requestBody"] = json!({"content": content, "required": true});
         item_ops.insert("patch".into(), patch_op);
         item_ops.insert(
             "delete".into(),

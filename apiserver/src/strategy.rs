@@ -172,11 +172,13 @@ pub fn default(rt: &ResourceType, obj: &mut Value) {
         }
         ("apps", "Deployment") => {
             set_default(obj, "/spec/replicas", json!(1));
-            set_default(
-                obj,
-                "/spec/strategy",
-                json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}}),
-            );
+            set_default(obj, "/spec/strategy", json!({}));
+            set_default(obj, "/spec/strategy/type", json!("RollingUpdate"));
+            if obj.pointer("/spec/strategy/type").and_then(Value::as_str) == Some("RollingUpdate") {
+                set_default(obj, "/spec/strategy/rollingUpdate", json!({}));
+                set_default(obj, "/spec/strategy/rollingUpdate/maxUnavailable", json!("25%"));
+                set_default(obj, "/spec/strategy/rollingUpdate/maxSurge", json!("25%"));
+            }
             set_default(obj, "/spec/revisionHistoryLimit", json!(10));
             set_default(obj, "/spec/progressDeadlineSeconds", json!(600));
             default_template(obj.pointer_mut("/spec/template"));

@@ -57,7 +57,7 @@ impl Client {
         let config = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?;
-        let kube = kube::Client::try_from(config).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let kube = build_kube_client(&config)?;
         Ok(Client {
             kube,
             server: cc.server.clone(),
@@ -146,6 +146,24 @@ impl Client {
         self.request(Method::GET, path, None, Some(accept)).await
     }
 
+    /// GETs a namespaced object; when it is missing because its namespace
+    /// is, the namespace's NotFound is returned instead (as cli-runtime
+    /// does).
+    pub async fn get_object(&self, path: &str, accept: Option<&str>, namespace: Option<&str>) -> anyhow::Result<Value> {
+        let result = self.request(Method::GET, path, None, accept).await;
+        match (&result, namespace) {
+            (Err(e), Some(ns)) if crate::errors::is_not_found(e) && !ns.is_empty() => {
+                if let Err(ns_err) = self.get(&format!("/api/v1/namespaces/{ns}")).await {
+                    if crate::errors::is_not_found(&ns_err) {
+                        return Err(ns_err);
+                    }
+                }
+                result
+            }
+            _ => result,
+        }
+    }
+
     pub async fn get_text(&self, path: &str) -> anyhow::Result<String> {
         let res = self.send(Method::GET, path, None, Some("*/*"), Vec::new()).await?;
         let status = res.status();
@@ -210,6 +228,23 @@ impl Client {
             .map_err(|e| anyhow::anyhow!("watch stream: {e}"));
         Ok(Box::pin(json_lines(chunks)))
     }
+}
+
+/// kube-rs's client stack (base URI, TLS with client certificates, token
+/// auth) without its tracing layer, which would log every failed request at
+/// ERROR level on kubectl's stderr.
+fn build_kube_client(config: &kube::Config) -> anyhow::Result<kube::Client> {
+    use kube::client::ConfigExt as _;
+    let connector = config.rustls_https_connector().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let http: hyper_util::client::legacy::Client<_, kube::client::Body> =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build(connector);
+    let auth = config.auth_layer().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let service = tower::ServiceBuilder::new()
+        .layer(config.base_uri_layer())
+        .option_layer(auth)
+        .map_err(tower::BoxError::from)
+        .service(http);
+    Ok(kube::Client::new(service, config.default_namespace.clone()))
 }
 
 /// Splits a byte stream into newline-delimited JSON values.

@@ -101,7 +101,12 @@ pub fn message(err: &anyhow::Error) -> Option<String> {
     if let Some(refused) = connection_refused(&msg) {
         return Some(refused);
     }
-    if msg.starts_with("error: ") || msg.starts_with("Error from server") || msg.starts_with("The ") {
+    if msg.starts_with("error: ")
+        || msg.starts_with("Error from server")
+        || msg.starts_with("Error in configuration")
+        || msg.starts_with("Unable to connect to the server")
+        || msg.starts_with("The ")
+    {
         Some(msg)
     } else {
         Some(format!("error: {msg}"))

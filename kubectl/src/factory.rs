@@ -83,6 +83,24 @@ impl Factory {
         Ok(d)
     }
 
+    /// Resolves resource arguments, refreshing discovery once when a type is
+    /// unknown (a CRD may have been created since it was fetched).
+    pub async fn targets(
+        &self,
+        spec: &crate::resource::ArgSpec,
+        scope: &NamespaceScope,
+        has_selector: bool,
+    ) -> anyhow::Result<(Vec<crate::resource::Target>, bool)> {
+        let d = self.discovery().await?;
+        match crate::resource::targets_from_args(&d, spec, scope, has_selector) {
+            Err(e) if e.to_string().starts_with("the server doesn't have a resource type") => {
+                let d = self.refresh_discovery().await?;
+                crate::resource::targets_from_args(&d, spec, scope, has_selector)
+            }
+            other => other,
+        }
+    }
+
     /// The resource of an object's `apiVersion`/`kind`, refreshing
     /// discovery once if it is unknown.
     pub async fn resource_for_object(&self, obj: &serde_json::Value, source: &str) -> anyhow::Result<ApiResource> {

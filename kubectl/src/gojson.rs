@@ -18,6 +18,53 @@ pub fn to_pretty(v: &Value) -> String {
     out
 }
 
+/// Field order of a typed Go struct, by the key that holds the object (the
+/// root is `""`; array elements take their array's key).
+pub type FieldOrder<'a> = &'a dyn Fn(&str) -> Option<&'static [&'static str]>;
+
+/// `MarshalIndent` of a typed Go struct: keys in struct order (unlisted keys
+/// after, sorted), with `unit` as the indent.
+pub fn to_pretty_ordered(v: &Value, unit: &str, order: FieldOrder<'_>) -> String {
+    let mut out = String::new();
+    write_ordered(&mut out, v, unit, 0, "", order);
+    out
+}
+
+fn write_ordered(out: &mut String, v: &Value, unit: &str, depth: usize, key: &str, order: FieldOrder<'_>) {
+    match v {
+        Value::Array(items) if !items.is_empty() => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                newline(out, Some(unit), depth + 1);
+                write_ordered(out, item, unit, depth + 1, key, order);
+            }
+            newline(out, Some(unit), depth);
+            out.push(']');
+        }
+        Value::Object(map) if !map.is_empty() => {
+            let listed = order(key).unwrap_or(&[]);
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort_by_key(|k| (listed.iter().position(|l| l == k).unwrap_or(usize::MAX), (*k).clone()));
+            out.push('{');
+            for (i, k) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                newline(out, Some(unit), depth + 1);
+                write_string(out, k);
+                out.push_str(": ");
+                write_ordered(out, &map[k], unit, depth + 1, k, order);
+            }
+            newline(out, Some(unit), depth);
+            out.push('}');
+        }
+        other => write_value(out, other, Some(unit), depth),
+    }
+}
+
 fn newline(out: &mut String, indent: Option<&str>, depth: usize) {
     if let Some(unit) = indent {
         out.push('\n');

@@ -373,6 +373,19 @@ pub fn resolve_path(origin: &Path, p: &str) -> PathBuf {
     base.join(path)
 }
 
+/// Upstream's check that referenced credential files can be read.
+fn check_readable(path: &Path, what: &str, owner: &str) -> anyhow::Result<()> {
+    match std::fs::File::open(path) {
+        Ok(_) => Ok(()),
+        Err(e) => bail!(
+            "unable to read {what} {} for {owner} due to open {}: {}",
+            path.display(),
+            path.display(),
+            crate::errors::go_io_error(&e)
+        ),
+    }
+}
+
 /// Overrides from the command line.
 #[derive(Debug, Clone, Default)]
 pub struct Overrides {
@@ -407,7 +420,7 @@ impl Config {
             match self.contexts.get(&context_name) {
                 Some(c) => Some(c),
                 None if o.context.is_some() => {
-                    bail!("context was not found for specified context: {context_name}")
+                    bail!("Error in configuration: context was not found for specified context: {context_name}")
                 }
                 None => None,
             }
@@ -429,19 +442,26 @@ impl Config {
         let mut cluster = Map::new();
         if let Some(c) = self.clusters.get(&cluster_name) {
             cluster = c.fields.clone();
-            for key in ["certificate-authority"] {
-                if let Some(p) = cluster.get(key).and_then(Value::as_str) {
-                    let abs = resolve_path(&c.origin, p);
-                    cluster.insert(key.to_string(), Value::String(abs.display().to_string()));
-                }
+            if let Some(p) = cluster.get("certificate-authority").and_then(Value::as_str) {
+                let abs = resolve_path(&c.origin, p);
+                check_readable(&abs, "certificate-authority", &cluster_name)?;
+                cluster.insert(
+                    "certificate-authority".to_string(),
+                    Value::String(abs.display().to_string()),
+                );
             }
         }
         let mut user = Map::new();
         if let Some(u) = self.users.get(&user_name) {
             user = u.fields.clone();
-            for key in ["client-certificate", "client-key", "tokenFile"] {
+            for (key, what) in [
+                ("client-certificate", "client-cert"),
+                ("client-key", "client-key"),
+                ("tokenFile", "tokenFile"),
+            ] {
                 if let Some(p) = user.get(key).and_then(Value::as_str) {
                     let abs = resolve_path(&u.origin, p);
+                    check_readable(&abs, what, &user_name)?;
                     user.insert(key.to_string(), Value::String(abs.display().to_string()));
                 }
             }
@@ -607,18 +627,21 @@ users:
 
     #[test]
     fn client_config_resolution() {
-        let c = merged();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("certs")).unwrap();
+        std::fs::write(dir.path().join("ca.crt"), "ca").unwrap();
+        std::fs::write(dir.path().join("certs/bob.crt"), "crt").unwrap();
+        let c = merge(vec![
+            (PathBuf::from("/cfg/a"), parse(A).unwrap()),
+            (dir.path().join("config"), parse(B).unwrap()),
+        ]);
+        let b_context = || Overrides {
+            context: Some("b".into()),
+            ..Overrides::default()
+        };
         let cases: Vec<(Overrides, &str, &str, bool)> = vec![
             (Overrides::default(), "https://one:6443", "team-a", false),
-            (
-                Overrides {
-                    context: Some("b".into()),
-                    ..Overrides::default()
-                },
-                "https://two",
-                "default",
-                false,
-            ),
+            (b_context(), "https://two", "default", false),
             (
                 Overrides {
                     namespace: Some("x".into()),
@@ -637,21 +660,29 @@ users:
                 (server, ns, explicit)
             );
         }
-        let b = c
-            .client_config(&Overrides {
-                context: Some("b".into()),
-                ..Overrides::default()
-            })
-            .unwrap();
-        assert_eq!(b.cluster["certificate-authority"], json!("/cfg/b/ca.crt"));
-        assert_eq!(b.user["client-certificate"], json!("/cfg/b/certs/bob.crt"));
+        let b = c.client_config(&b_context()).unwrap();
+        assert_eq!(
+            b.cluster["certificate-authority"],
+            json!(dir.path().join("ca.crt").display().to_string())
+        );
+        assert_eq!(
+            b.user["client-certificate"],
+            json!(dir.path().join("certs/bob.crt").display().to_string())
+        );
         let err = c
             .client_config(&Overrides {
                 context: Some("nope".into()),
                 ..Overrides::default()
             })
             .unwrap_err();
-        assert_eq!(err.to_string(), "context was not found for specified context: nope");
+        assert_eq!(
+            err.to_string(),
+            "Error in configuration: context was not found for specified context: nope"
+        );
+        std::fs::remove_file(dir.path().join("ca.crt")).unwrap();
+        let err = c.client_config(&b_context()).unwrap_err().to_string();
+        assert!(err.starts_with("unable to read certificate-authority "), "{err}");
+        assert!(err.ends_with("ca.crt: no such file or directory"), "{err}");
     }
 
     #[test]

@@ -109,6 +109,9 @@ pub fn targets_from_args(
     match spec {
         ArgSpec::None => Ok((Vec::new(), false)),
         ArgSpec::Pairs(pairs) => {
+            if scope.all_namespaces {
+                bail!("a resource cannot be retrieved by name across all namespaces");
+            }
             let mut out = Vec::new();
             for (t, name) in pairs {
                 let resource = discovery.resolve(t)?;
@@ -142,6 +145,9 @@ pub fn targets_from_args(
             }
             if has_selector {
                 bail!("name cannot be provided when a selector is specified");
+            }
+            if scope.all_namespaces {
+                bail!("a resource cannot be retrieved by name across all namespaces");
             }
             if resources.len() > 1 {
                 bail!("you must specify only one resource");
@@ -386,6 +392,11 @@ impl ObjectRef {
     pub fn path(&self) -> String {
         self.resource.path(self.namespace.as_deref(), Some(&self.name))
     }
+
+    /// GETs the object (a missing namespace is reported as such).
+    pub async fn fetch(&self, client: &crate::client::Client) -> anyhow::Result<Value> {
+        client.get_object(&self.path(), None, self.namespace.as_deref()).await
+    }
 }
 
 /// How a command selects objects.
@@ -438,8 +449,7 @@ pub async fn object_refs(f: &crate::Factory, sel: &Selection) -> anyhow::Result<
             bail!("name cannot be provided when a selector is specified");
         }
     }
-    let d = f.discovery().await?;
-    let (targets, _) = targets_from_args(&d, &spec, &scope, has_selector)?;
+    let (targets, _) = f.targets(&spec, &scope, has_selector).await?;
     let client = f.client().await?;
     let mut refs = Vec::new();
     for t in targets {

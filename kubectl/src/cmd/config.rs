@@ -214,6 +214,14 @@ pub fn run(f: &Factory, c: ConfigCommand) -> anyhow::Result<()> {
                 file.current_context = new.clone();
             }
             file.write(&entry.origin)?;
+            if config.current_context == old {
+                let path = f.paths.default_filename();
+                let mut current = File::read(&path)?;
+                if current.current_context != new {
+                    current.current_context = new.clone();
+                    current.write(&path)?;
+                }
+            }
             out(&format!("Context \"{old}\" renamed to \"{new}\".\n"));
             Ok(())
         }
@@ -315,10 +323,58 @@ pub fn view(config: &mut Config, a: &ViewArgs, context: Option<&str>) -> anyhow:
     }
     let v = config.to_v1();
     match OutputFormat::parse_with(&a.output, "json,yaml,jsonpath,jsonpath-file,jsonpath-as-json")? {
-        OutputFormat::Json => Ok(crate::gojson::to_pretty(&v) + "\n"),
+        OutputFormat::Json => Ok(crate::gojson::to_pretty_ordered(&v, "    ", &config_field_order) + "\n"),
         OutputFormat::JsonPath(t) => Ok(t.execute(&v).map_err(|e| anyhow::anyhow!("{e}"))?),
         _ => Ok(goyaml::to_string(&v)),
     }
+}
+
+/// Field order of clientcmd's v1 `Config` structs.
+fn config_field_order(key: &str) -> Option<&'static [&'static str]> {
+    Some(match key {
+        "" => &[
+            "kind",
+            "apiVersion",
+            "preferences",
+            "clusters",
+            "users",
+            "contexts",
+            "current-context",
+            "extensions",
+        ],
+        "clusters" => &["name", "cluster"],
+        "users" => &["name", "user"],
+        "contexts" => &["name", "context"],
+        "cluster" => &[
+            "server",
+            "tls-server-name",
+            "insecure-skip-tls-verify",
+            "certificate-authority",
+            "certificate-authority-data",
+            "proxy-url",
+            "disable-compression",
+            "extensions",
+        ],
+        "user" => &[
+            "client-certificate",
+            "client-certificate-data",
+            "client-key",
+            "client-key-data",
+            "token",
+            "tokenFile",
+            "as",
+            "as-uid",
+            "as-groups",
+            "as-user-extra",
+            "username",
+            "password",
+            "auth-provider",
+            "exec",
+            "extensions",
+        ],
+        "context" => &["cluster", "user", "namespace", "extensions"],
+        _ => return None,
+    })
 }
 
 /// The text of `config get-contexts` and the errors for unknown names.

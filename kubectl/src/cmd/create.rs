@@ -237,7 +237,7 @@ async fn create_from_files(
 async fn create_object(f: &Factory, obj: Value, common: &CommonCreateFlags) -> anyhow::Result<()> {
     let dry_run = DryRun::parse(common.dry_run.as_deref())?;
     let output = parse_mutation_output(common.output.as_deref())?;
-    let mut printer = GenericPrinter::default();
+    let mut printer = GenericPrinter::typed();
     let mut obj = if common.save_config {
         with_last_applied(&obj)
     } else {

@@ -1,14 +1,855 @@
-//! `kubectl describe` (placeholder).
+//! `kubectl describe`: upstream's describers for common kinds
+//! (Deployment, Service, ConfigMap, Secret, Namespace) and its generic
+//! describer for everything else, each followed by the object's events.
+
+use std::collections::BTreeMap;
 
 use clap::Args;
+use serde_json::Value;
 
-use crate::Factory;
+use crate::client::{Client, with_query};
+use crate::cmd::apply::{LAST_APPLIED, report_errors};
+use crate::discovery::ApiResource;
+use crate::errors;
+use crate::gofmt::sprint;
+use crate::printers::format_labels;
+use crate::resource::{ArgSpec, Selection, object_refs, parse_args};
+use crate::tabwriter;
+use crate::{Factory, out};
 
-#[derive(Args, Debug)]
+#[derive(Args, Debug, Default)]
 pub struct DescribeArgs {
+    /// (-f FILENAME | TYPE [NAME_PREFIX | -l label] | TYPE/NAME)
     pub args: Vec<String>,
+    /// Selector (label query) to filter on.
+    #[arg(short = 'l', long)]
+    pub selector: Option<String>,
+    /// If present, list the requested object(s) across all namespaces.
+    #[arg(short = 'A', long)]
+    pub all_namespaces: bool,
+    /// Filename, directory, or URL to files containing the resource to describe.
+    #[arg(short = 'f', long)]
+    pub filename: Vec<String>,
+    /// If true, display events related to the described object.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub show_events: bool,
 }
 
-pub async fn run(_f: &Factory, _a: DescribeArgs) -> anyhow::Result<()> {
-    anyhow::bail!("not implemented")
+pub async fn run(f: &Factory, a: DescribeArgs) -> anyhow::Result<()> {
+    let client = f.client().await?;
+    // `describe TYPE NAME` falls back to names starting with NAME.
+    let spec = parse_args(&a.args)?;
+    let mut sel = Selection {
+        args: a.args.clone(),
+        filenames: a.filename.clone(),
+        selector: a.selector.clone(),
+        all_namespaces: a.all_namespaces,
+        ..Selection::default()
+    };
+    if matches!(&spec, ArgSpec::TypeNames { names, .. } if names.is_empty()) {
+        sel.all = a.selector.is_none();
+    }
+    let refs = object_refs(f, &sel).await?;
+    let mut errors_found = Vec::new();
+    let mut first = true;
+    for r in refs {
+        let objects = match r.fetch(client).await {
+            Ok(obj) => vec![obj],
+            Err(e) if errors::is_not_found(&e) => {
+                let list_path = r.resource.path(r.namespace.as_deref(), None);
+                let list = client.get(&list_path).await.unwrap_or(Value::Null);
+                let matching: Vec<Value> = list
+                    .get("items")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter(|o| {
+                        o.pointer("/metadata/name")
+                            .and_then(Value::as_str)
+                            .is_some_and(|n| n.starts_with(&r.name))
+                    })
+                    .cloned()
+                    .collect();
+                if matching.is_empty() {
+                    errors_found.push(e);
+                    continue;
+                }
+                matching
+            }
+            Err(e) => {
+                errors_found.push(e);
+                continue;
+            }
+        };
+        for obj in objects {
+            let events = if a.show_events {
+                Some(search_events(client, &obj).await)
+            } else {
+                None
+            };
+            let text = describe(&r.resource, &obj, events.as_deref(), jiff::Timestamp::now());
+            if first {
+                out(&text);
+                first = false;
+            } else {
+                out(&format!("\n\n{text}"));
+            }
+        }
+    }
+    if first && errors_found.is_empty() {
+        crate::err_line(&format!(
+            "No resources found in {} namespace.",
+            f.scope(false)?.namespace
+        ));
+    }
+    report_errors(errors_found)
+}
+
+/// Events whose `involvedObject.uid` is the object's.
+async fn search_events(client: &Client, obj: &Value) -> Vec<Value> {
+    let uid = obj.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or("");
+    let ns = obj.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or("");
+    let base = if ns.is_empty() {
+        "/api/v1/events".to_string()
+    } else {
+        format!("/api/v1/namespaces/{ns}/events")
+    };
+    let filtered = with_query(&base, &[("fieldSelector", format!("involvedObject.uid={uid}"))]);
+    let list = match client.get(&filtered).await {
+        Ok(l) => l,
+        Err(_) => client.get(&base).await.unwrap_or(Value::Null),
+    };
+    let mut events: Vec<Value> = list
+        .get("items")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|e| e.pointer("/involvedObject/uid").and_then(Value::as_str) == Some(uid))
+        .cloned()
+        .collect();
+    events.sort_by_key(|e| event_time(e, "lastTimestamp").map(|t| t.as_second()).unwrap_or(0));
+    events
+}
+
+fn event_time(e: &Value, field: &str) -> Option<jiff::Timestamp> {
+    e.get(field).and_then(Value::as_str).and_then(|s| s.parse().ok())
+}
+
+/// The description of one object.
+pub fn describe(r: &ApiResource, obj: &Value, events: Option<&[Value]>, now: jiff::Timestamp) -> String {
+    let mut w = Writer::default();
+    match (r.group.as_str(), r.kind.as_str()) {
+        ("", "ConfigMap") => describe_config_map(&mut w, obj),
+        ("", "Secret") => {
+            describe_secret(&mut w, obj);
+            return w.finish();
+        }
+        ("", "Namespace") => {
+            describe_namespace(&mut w, obj);
+            return w.finish();
+        }
+        ("", "Service") => describe_service(&mut w, obj),
+        ("apps", "Deployment") => describe_deployment(&mut w, obj),
+        _ => describe_generic(&mut w, obj),
+    }
+    if let Some(events) = events {
+        describe_events(&mut w, events, now);
+    }
+    w.finish()
+}
+
+/// Upstream's prefix writer over a tabwriter with padding 2.
+#[derive(Default)]
+struct Writer {
+    buf: String,
+    flushed: String,
+}
+
+impl Writer {
+    fn write(&mut self, level: usize, text: &str) {
+        self.buf.push_str(&"  ".repeat(level));
+        self.buf.push_str(text);
+    }
+
+    fn flush(&mut self) {
+        let text = std::mem::take(&mut self.buf);
+        self.flushed.push_str(&tabwriter::align(&text, 2));
+    }
+
+    fn finish(mut self) -> String {
+        self.flush();
+        self.flushed
+    }
+}
+
+fn str_at<'a>(v: &'a Value, ptr: &str) -> &'a str {
+    v.pointer(ptr).and_then(Value::as_str).unwrap_or("")
+}
+
+fn string_map(v: Option<&Value>) -> BTreeMap<String, String> {
+    v.and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn print_labels(w: &mut Writer, title: &str, labels: &BTreeMap<String, String>) {
+    w.write(0, &format!("{title}:\t"));
+    if labels.is_empty() {
+        w.write(0, "<none>\n");
+        return;
+    }
+    for (i, (k, v)) in labels.iter().enumerate() {
+        if i != 0 {
+            w.write(0, "\t");
+        }
+        w.write(0, &format!("{k}={v}\n"));
+    }
+}
+
+const MAX_ANNOTATION_LEN: usize = 140;
+
+fn print_annotations(w: &mut Writer, title: &str, annotations: &BTreeMap<String, String>) {
+    w.write(0, &format!("{title}:\t"));
+    let keys: Vec<&String> = annotations.keys().filter(|k| *k != LAST_APPLIED).collect();
+    if keys.is_empty() {
+        w.write(0, "<none>\n");
+        return;
+    }
+    for (i, k) in keys.iter().enumerate() {
+        if i != 0 {
+            w.write(0, "\t");
+        }
+        let value = annotations[*k].trim_end_matches('\n');
+        if value.len() + k.len() + 2 > MAX_ANNOTATION_LEN || value.contains('\n') {
+            w.write(0, &format!("{k}:\n"));
+            for line in value.split('\n') {
+                let shown = if line.len() > MAX_ANNOTATION_LEN - 2 {
+                    let mut cut = MAX_ANNOTATION_LEN - 2;
+                    while !line.is_char_boundary(cut) {
+                        cut -= 1;
+                    }
+                    format!("{}...", &line[..cut])
+                } else {
+                    line.to_string()
+                };
+                w.write(0, &format!("\t  {shown}\n"));
+            }
+        } else {
+            w.write(0, &format!("{k}: {value}\n"));
+        }
+    }
+}
+
+fn meta_header(w: &mut Writer, obj: &Value, namespaced: bool) {
+    w.write(0, &format!("Name:\t{}\n", str_at(obj, "/metadata/name")));
+    if namespaced {
+        w.write(0, &format!("Namespace:\t{}\n", str_at(obj, "/metadata/namespace")));
+    }
+    print_labels(w, "Labels", &string_map(obj.pointer("/metadata/labels")));
+    print_annotations(w, "Annotations", &string_map(obj.pointer("/metadata/annotations")));
+}
+
+/// RFC 1123 with numeric zone, in local time (`Mon, 02 Jan 2006 15:04:05 -0700`).
+fn rfc1123z(ts: &str) -> String {
+    match ts.parse::<jiff::Timestamp>() {
+        Ok(t) => t
+            .to_zoned(jiff::tz::TimeZone::system())
+            .strftime("%a, %d %b %Y %H:%M:%S %z")
+            .to_string(),
+        Err(_) => ts.to_string(),
+    }
+}
+
+fn describe_generic(w: &mut Writer, obj: &Value) {
+    w.write(0, &format!("Name:\t{}\n", str_at(obj, "/metadata/name")));
+    w.write(0, &format!("Namespace:\t{}\n", str_at(obj, "/metadata/namespace")));
+    print_labels(w, "Labels", &string_map(obj.pointer("/metadata/labels")));
+    print_annotations(w, "Annotations", &string_map(obj.pointer("/metadata/annotations")));
+    let skip = [
+        ".metadata.managedFields",
+        ".metadata.name",
+        ".metadata.namespace",
+        ".metadata.labels",
+        ".metadata.annotations",
+    ];
+    if let Some(map) = obj.as_object() {
+        print_unstructured(w, 0, map, "", &skip);
+    }
+}
+
+fn print_unstructured(
+    w: &mut Writer,
+    level: usize,
+    content: &serde_json::Map<String, Value>,
+    prefix: &str,
+    skip: &[&str],
+) {
+    for (field, value) in content {
+        let expr = format!("{prefix}.{field}");
+        if skip.contains(&expr.as_str()) {
+            continue;
+        }
+        match value {
+            Value::Object(m) => {
+                w.write(level, &format!("{}:\n", smart_label(field)));
+                print_unstructured(w, level + 1, m, &expr, skip);
+            }
+            Value::Array(items) => {
+                w.write(level, &format!("{}:\n", smart_label(field)));
+                for item in items {
+                    match item {
+                        Value::Object(m) => print_unstructured(w, level + 1, m, &expr, skip),
+                        other => w.write(level + 1, &format!("{}\n", sprint(other))),
+                    }
+                }
+            }
+            other => w.write(level, &format!("{}:\t{}\n", smart_label(field), sprint(other))),
+        }
+    }
+}
+
+/// Upstream's `smartLabelFor`: `apiVersion` → `API Version`.
+pub fn smart_label(field: &str) -> String {
+    if field.chars().any(|c| !c.is_alphabetic() && c != '-') {
+        return field.to_string();
+    }
+    const ACRONYMS: [&str; 5] = ["API", "URL", "UID", "OSB", "GUID"];
+    camelcase_split(field)
+        .into_iter()
+        .filter(|p| p != "_")
+        .map(|p| {
+            let upper = p.to_uppercase();
+            if ACRONYMS.contains(&upper.as_str()) {
+                upper
+            } else {
+                let mut c = p.chars();
+                match c.next() {
+                    Some(first) => first.to_uppercase().collect::<String>() + c.as_str(),
+                    None => p,
+                }
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// fatih/camelcase's `Split`: runs of lower, upper, digit and other
+/// characters, with an upper run's last letter moved to a following lower run.
+fn camelcase_split(s: &str) -> Vec<String> {
+    fn class(c: char) -> u8 {
+        if c.is_lowercase() {
+            1
+        } else if c.is_uppercase() {
+            2
+        } else if c.is_numeric() {
+            3
+        } else {
+            4
+        }
+    }
+    let mut runs: Vec<Vec<char>> = Vec::new();
+    let mut last = 0u8;
+    for c in s.chars() {
+        let k = class(c);
+        if k == last && !runs.is_empty() {
+            if let Some(r) = runs.last_mut() {
+                r.push(c);
+            }
+        } else {
+            runs.push(vec![c]);
+        }
+        last = k;
+    }
+    for i in 0..runs.len().saturating_sub(1) {
+        let (cur_upper, next_lower) = (
+            runs[i].first().is_some_and(|c| c.is_uppercase()),
+            runs[i + 1].first().is_some_and(|c| c.is_lowercase()),
+        );
+        if cur_upper && next_lower {
+            if let Some(moved) = runs[i].pop() {
+                runs[i + 1].insert(0, moved);
+            }
+        }
+    }
+    runs.into_iter()
+        .filter(|r| !r.is_empty())
+        .map(|r| r.into_iter().collect())
+        .collect()
+}
+
+fn describe_events(w: &mut Writer, events: &[Value], now: jiff::Timestamp) {
+    if events.is_empty() {
+        w.write(0, "Events:\t<none>\n");
+        return;
+    }
+    w.flush();
+    w.write(0, "Events:\n  Type\tReason\tAge\tFrom\tMessage\n");
+    w.write(1, "----\t------\t----\t----\t-------\n");
+    for e in events {
+        let since =
+            |field: &str| apimachinery::printers::translate_timestamp_since(e.get(field).and_then(Value::as_str), now);
+        let first = if e
+            .get("eventTime")
+            .and_then(Value::as_str)
+            .is_some_and(|s| !s.is_empty())
+        {
+            since("eventTime")
+        } else {
+            since("firstTimestamp")
+        };
+        let count = e.get("count").and_then(Value::as_i64).unwrap_or(0);
+        let interval = if let Some(series) = e.get("series").filter(|s| s.is_object()) {
+            let last = apimachinery::printers::translate_timestamp_since(
+                series.get("lastObservedTime").and_then(Value::as_str),
+                now,
+            );
+            format!(
+                "{last} (x{} over {first})",
+                series.get("count").and_then(Value::as_i64).unwrap_or(0)
+            )
+        } else if count > 1 {
+            format!("{} (x{count} over {first})", since("lastTimestamp"))
+        } else {
+            first
+        };
+        let mut source = str_at(e, "/source/component").to_string();
+        if source.is_empty() {
+            source = str_at(e, "/reportingComponent").to_string();
+        }
+        w.write(
+            1,
+            &format!(
+                "{}\t{}\t{interval}\t{source}\t{}\n",
+                str_at(e, "/type"),
+                str_at(e, "/reason"),
+                str_at(e, "/message").trim()
+            ),
+        );
+    }
+}
+
+fn describe_config_map(w: &mut Writer, obj: &Value) {
+    meta_header(w, obj, true);
+    w.write(0, "\nData\n====\n");
+    for (k, v) in string_map(obj.get("data")) {
+        w.write(0, &format!("{k}:\n----\n"));
+        w.write(0, &format!("{v}\n"));
+        w.write(0, "\n");
+    }
+    w.write(0, "\nBinaryData\n====\n");
+    for (k, v) in string_map(obj.get("binaryData")) {
+        use base64::Engine as _;
+        let len = base64::engine::general_purpose::STANDARD
+            .decode(&v)
+            .map(|b| b.len())
+            .unwrap_or(0);
+        w.write(0, &format!("{k}: {len} bytes\n"));
+    }
+    w.write(0, "\n");
+}
+
+fn describe_secret(w: &mut Writer, obj: &Value) {
+    meta_header(w, obj, true);
+    w.write(0, &format!("\nType:\t{}\n", str_at(obj, "/type")));
+    w.write(0, "\nData\n====\n");
+    let secret_type = str_at(obj, "/type");
+    for (k, v) in string_map(obj.get("data")) {
+        use base64::Engine as _;
+        let bytes = base64::engine::general_purpose::STANDARD.decode(&v).unwrap_or_default();
+        if k == "token" && secret_type == "kubernetes.io/service-account-token" {
+            w.write(0, &format!("{k}:\t{}\n", String::from_utf8_lossy(&bytes)));
+        } else {
+            w.write(0, &format!("{k}:\t{} bytes\n", bytes.len()));
+        }
+    }
+}
+
+fn describe_namespace(w: &mut Writer, obj: &Value) {
+    w.write(0, &format!("Name:\t{}\n", str_at(obj, "/metadata/name")));
+    print_labels(w, "Labels", &string_map(obj.pointer("/metadata/labels")));
+    print_annotations(w, "Annotations", &string_map(obj.pointer("/metadata/annotations")));
+    w.write(0, &format!("Status:\t{}\n", str_at(obj, "/status/phase")));
+    w.write(0, "\nNo resource quota.\n");
+    w.write(0, "\nNo LimitRange resource.\n");
+}
+
+fn describe_service(w: &mut Writer, obj: &Value) {
+    meta_header(w, obj, true);
+    let spec = obj.get("spec").cloned().unwrap_or(Value::Null);
+    w.write(0, &format!("Selector:\t{}\n", format_labels(spec.get("selector"))));
+    w.write(0, &format!("Type:\t{}\n", str_at(&spec, "/type")));
+    if let Some(p) = spec.get("ipFamilyPolicy").and_then(Value::as_str) {
+        w.write(0, &format!("IP Family Policy:\t{p}\n"));
+    }
+    let join = |key: &str| -> String {
+        spec.get(key)
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(","))
+            .unwrap_or_default()
+    };
+    let families = join("ipFamilies");
+    if !families.is_empty() {
+        w.write(0, &format!("IP Families:\t{families}\n"));
+    }
+    w.write(0, &format!("IP:\t{}\n", str_at(&spec, "/clusterIP")));
+    let ips = join("clusterIPs");
+    if !ips.is_empty() {
+        w.write(0, &format!("IPs:\t{ips}\n"));
+    }
+    let external = join("externalIPs");
+    if !external.is_empty() {
+        w.write(0, &format!("External IPs:\t{external}\n"));
+    }
+    if let Some(name) = spec.get("externalName").and_then(Value::as_str) {
+        w.write(0, &format!("External Name:\t{name}\n"));
+    }
+    for port in spec.get("ports").and_then(Value::as_array).into_iter().flatten() {
+        let name = port
+            .get("name")
+            .and_then(Value::as_str)
+            .filter(|n| !n.is_empty())
+            .unwrap_or("<unset>");
+        let protocol = port.get("protocol").and_then(Value::as_str).unwrap_or("TCP");
+        let number = port.get("port").and_then(Value::as_i64).unwrap_or(0);
+        w.write(0, &format!("Port:\t{name}\t{number}/{protocol}\n"));
+        let target = match port.get("targetPort") {
+            Some(Value::String(s)) => s.clone(),
+            Some(Value::Number(n)) => n.to_string(),
+            _ => number.to_string(),
+        };
+        w.write(0, &format!("TargetPort:\t{target}/{protocol}\n"));
+        if let Some(np) = port.get("nodePort").and_then(Value::as_i64).filter(|n| *n != 0) {
+            w.write(0, &format!("NodePort:\t{name}\t{np}/{protocol}\n"));
+        }
+        w.write(0, "Endpoints:\t<none>\n");
+    }
+    w.write(
+        0,
+        &format!("Session Affinity:\t{}\n", str_at(&spec, "/sessionAffinity")),
+    );
+    let svc_type = str_at(&spec, "/type");
+    if svc_type == "NodePort" || svc_type == "LoadBalancer" {
+        if let Some(p) = spec.get("externalTrafficPolicy").and_then(Value::as_str) {
+            w.write(0, &format!("External Traffic Policy:\t{p}\n"));
+        }
+    }
+    if let Some(p) = spec.get("internalTrafficPolicy").and_then(Value::as_str) {
+        w.write(0, &format!("Internal Traffic Policy:\t{p}\n"));
+    }
+}
+
+fn int_or_string(v: Option<&Value>, default: &str) -> String {
+    match v {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Number(n)) => n.to_string(),
+        _ => default.to_string(),
+    }
+}
+
+fn describe_deployment(w: &mut Writer, obj: &Value) {
+    let spec = obj.get("spec").cloned().unwrap_or(Value::Null);
+    let status = obj.get("status").cloned().unwrap_or(Value::Null);
+    w.write(0, &format!("Name:\t{}\n", str_at(obj, "/metadata/name")));
+    w.write(0, &format!("Namespace:\t{}\n", str_at(obj, "/metadata/namespace")));
+    w.write(
+        0,
+        &format!(
+            "CreationTimestamp:\t{}\n",
+            rfc1123z(str_at(obj, "/metadata/creationTimestamp"))
+        ),
+    );
+    print_labels(w, "Labels", &string_map(obj.pointer("/metadata/labels")));
+    print_annotations(w, "Annotations", &string_map(obj.pointer("/metadata/annotations")));
+    let selector = apimachinery::labels::Selector::from_label_selector(spec.get("selector").unwrap_or(&Value::Null))
+        .map(|s| s.to_string())
+        .unwrap_or_default();
+    w.write(0, &format!("Selector:\t{selector}\n"));
+    let n = |v: &Value, key: &str| v.get(key).and_then(Value::as_i64).unwrap_or(0);
+    w.write(
+        0,
+        &format!(
+            "Replicas:\t{} desired | {} updated | {} total | {} available | {} unavailable\n",
+            spec.get("replicas").and_then(Value::as_i64).unwrap_or(1),
+            n(&status, "updatedReplicas"),
+            n(&status, "replicas"),
+            n(&status, "availableReplicas"),
+            n(&status, "unavailableReplicas")
+        ),
+    );
+    let strategy = spec.pointer("/strategy/type").and_then(Value::as_str).unwrap_or("");
+    w.write(0, &format!("StrategyType:\t{strategy}\n"));
+    w.write(0, &format!("MinReadySeconds:\t{}\n", n(&spec, "minReadySeconds")));
+    if let Some(ru) = spec.pointer("/strategy/rollingUpdate").filter(|r| r.is_object()) {
+        w.write(
+            0,
+            &format!(
+                "RollingUpdateStrategy:\t{} max unavailable, {} max surge\n",
+                int_or_string(ru.get("maxUnavailable"), "<nil>"),
+                int_or_string(ru.get("maxSurge"), "<nil>")
+            ),
+        );
+    }
+    describe_pod_template(w, spec.get("template").unwrap_or(&Value::Null));
+    let conditions = status
+        .get("conditions")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    if !conditions.is_empty() {
+        w.write(0, "Conditions:\n  Type\tStatus\tReason\n");
+        w.write(1, "----\t------\t------\n");
+        for c in conditions {
+            w.write(
+                1,
+                &format!(
+                    "{} \t{}\t{}\n",
+                    str_at(&c, "/type"),
+                    str_at(&c, "/status"),
+                    str_at(&c, "/reason")
+                ),
+            );
+        }
+    }
+}
+
+fn describe_pod_template(w: &mut Writer, template: &Value) {
+    w.write(0, "Pod Template:\n");
+    print_labels(w, "  Labels", &string_map(template.pointer("/metadata/labels")));
+    let annotations = string_map(template.pointer("/metadata/annotations"));
+    if !annotations.is_empty() {
+        print_annotations(w, "  Annotations", &annotations);
+    }
+    let spec = template.get("spec").cloned().unwrap_or(Value::Null);
+    if let Some(sa) = spec
+        .get("serviceAccountName")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+    {
+        w.write(1, &format!("Service Account:\t{sa}\n"));
+    }
+    if let Some(init) = spec
+        .get("initContainers")
+        .and_then(Value::as_array)
+        .filter(|a| !a.is_empty())
+    {
+        describe_containers(w, "Init Containers", init);
+    }
+    let containers = spec
+        .get("containers")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    describe_containers(w, "Containers", &containers);
+    let volumes = spec
+        .get("volumes")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    if volumes.is_empty() {
+        w.write(0, "  Volumes:\t<none>\n");
+    } else {
+        w.write(0, "  Volumes:\n");
+        for v in volumes {
+            w.write(0, &format!("   {}:\n", str_at(&v, "/name")));
+            let kind = v
+                .as_object()
+                .and_then(|m| m.keys().find(|k| *k != "name").cloned())
+                .unwrap_or_default();
+            w.write(0, &format!("    Type:\t{}\n", smart_label(&kind)));
+        }
+    }
+    print_labels(w, "  Node-Selectors", &string_map(spec.get("nodeSelector")));
+    let tolerations = spec
+        .get("tolerations")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    if tolerations.is_empty() {
+        w.write(0, "  Tolerations:\t<none>\n");
+    } else {
+        w.write(0, "  Tolerations:\t");
+        for (i, t) in tolerations.iter().enumerate() {
+            if i != 0 {
+                w.write(0, "\t");
+            }
+            let mut s = str_at(t, "/key").to_string();
+            let value = str_at(t, "/value");
+            if !value.is_empty() {
+                s.push('=');
+                s.push_str(value);
+            }
+            let effect = str_at(t, "/effect");
+            if !effect.is_empty() {
+                s.push(':');
+                s.push_str(effect);
+            }
+            if str_at(t, "/operator") == "Exists" && value.is_empty() && s.is_empty() {
+                s = "op=Exists".to_string();
+            }
+            w.write(0, &format!("{s}\n"));
+        }
+    }
+    if let Some(pc) = spec
+        .get("priorityClassName")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+    {
+        w.write(1, &format!("Priority Class Name:\t{pc}\n"));
+    }
+}
+
+fn describe_containers(w: &mut Writer, title: &str, containers: &[Value]) {
+    w.write(0, &format!("  {title}:\n"));
+    for c in containers {
+        w.write(1, &format!(" {}:\n", str_at(c, "/name")));
+        w.write(2, &format!("Image:\t{}\n", str_at(c, "/image")));
+        let ports = c.get("ports").and_then(Value::as_array).cloned().unwrap_or_default();
+        let fmt_ports = |key: &str| -> String {
+            ports
+                .iter()
+                .map(|p| {
+                    let proto = p.get("protocol").and_then(Value::as_str).unwrap_or("TCP");
+                    let mut s = format!("{}/{proto}", p.get(key).and_then(Value::as_i64).unwrap_or(0));
+                    if key == "containerPort" {
+                        if let Some(name) = p.get("name").and_then(Value::as_str) {
+                            s.push_str(&format!(" ({name})"));
+                        }
+                    }
+                    s
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        if ports.is_empty() {
+            w.write(2, "Port:\t<none>\n");
+            w.write(2, "Host Port:\t<none>\n");
+        } else {
+            w.write(2, &format!("Port:\t{}\n", fmt_ports("containerPort")));
+            w.write(2, &format!("Host Port:\t{}\n", fmt_ports("hostPort")));
+        }
+        for (key, title) in [("command", "Command"), ("args", "Args")] {
+            if let Some(items) = c.get(key).and_then(Value::as_array).filter(|a| !a.is_empty()) {
+                w.write(2, &format!("{title}:\n"));
+                for item in items {
+                    w.write(3, &format!("{}\n", item.as_str().unwrap_or("")));
+                }
+            }
+        }
+        for (key, title) in [("limits", "Limits"), ("requests", "Requests")] {
+            if let Some(m) = c
+                .pointer(&format!("/resources/{key}"))
+                .and_then(Value::as_object)
+                .filter(|m| !m.is_empty())
+            {
+                w.write(2, &format!("{title}:\n"));
+                for (k, v) in m {
+                    w.write(3, &format!("{k}:\t{}\n", sprint(v)));
+                }
+            }
+        }
+        let env = c.get("env").and_then(Value::as_array).cloned().unwrap_or_default();
+        if env.is_empty() {
+            w.write(2, "Environment:\t<none>\n");
+        } else {
+            w.write(2, "Environment:\n");
+            for e in env {
+                w.write(3, &format!("{}:\t{}\n", str_at(&e, "/name"), str_at(&e, "/value")));
+            }
+        }
+        let mounts = c
+            .get("volumeMounts")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        if mounts.is_empty() {
+            w.write(2, "Mounts:\t<none>\n");
+        } else {
+            w.write(2, "Mounts:\n");
+            for m in mounts {
+                let ro = if m.get("readOnly").and_then(Value::as_bool) == Some(true) {
+                    "ro"
+                } else {
+                    "rw"
+                };
+                w.write(
+                    3,
+                    &format!("{} from {} ({ro})\n", str_at(&m, "/mountPath"), str_at(&m, "/name")),
+                );
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn smart_labels() {
+        let cases = [
+            ("apiVersion", "API Version"),
+            ("uid", "UID"),
+            ("creationTimestamp", "Creation Timestamp"),
+            ("someField", "Some Field"),
+            ("HTTPServer", "HTTP Server"),
+            ("v1beta1", "v1beta1"),
+            ("url", "URL"),
+        ];
+        for (input, want) in cases {
+            assert_eq!(smart_label(input), want, "{input}");
+        }
+    }
+
+    #[test]
+    fn generic_describer_matches_upstream() {
+        let d = crate::discovery::tests::sample();
+        let r = d.resolve("widgets").unwrap();
+        let obj = json!({"apiVersion": "example.com/v1", "kind": "Widget",
+            "metadata": {"name": "w1", "namespace": "default", "creationTimestamp": "2026-11-23T06:43:26Z",
+                         "generation": 1, "resourceVersion": "21", "uid": "2b94",
+                         "annotations": {LAST_APPLIED: "{}"}, "managedFields": [{}]},
+            "spec": {"color": "red", "nested": {"otherThing": 4, "someField": "hello"}, "size": 3, "tags": ["a", "b"]}});
+        let want = "Name:         w1
+Namespace:    default
+Labels:       <none>
+Annotations:  <none>
+API Version:  example.com/v1
+Kind:         Widget
+Metadata:
+  Creation Timestamp:  2026-11-23T06:43:26Z
+  Generation:          1
+  Resource Version:    21
+  UID:                 2b94
+Spec:
+  Color:  red
+  Nested:
+    Other Thing:  4
+    Some Field:   hello
+  Size:           3
+  Tags:
+    a
+    b
+Events:  <none>
+";
+        assert_eq!(describe(&r, &obj, Some(&[]), jiff::Timestamp::now()), want);
+    }
+
+    #[test]
+    fn events_table() {
+        let d = crate::discovery::tests::sample();
+        let r = d.resolve("widgets").unwrap();
+        let now: jiff::Timestamp = "2026-01-01T00:10:00Z".parse().unwrap();
+        let events = vec![json!({"type": "Normal", "reason": "Created", "message": "made it ",
+            "firstTimestamp": "2026-01-01T00:00:00Z", "lastTimestamp": "2026-01-01T00:05:00Z", "count": 3,
+            "source": {"component": "widget-controller"}})];
+        let text = describe(&r, &json!({"metadata": {"name": "w"}}), Some(&events), now);
+        assert!(text.ends_with(
+            "Events:\n  Type    Reason   Age               From               Message\n  ----    ------   ----              ----               -------\n  Normal  Created  5m (x3 over 10m)  widget-controller  made it\n"
+        ), "{text}");
+    }
 }

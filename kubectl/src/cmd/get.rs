@@ -12,7 +12,7 @@ use crate::client::{Client, TABLE_ACCEPT, with_query};
 use crate::discovery::ApiResource;
 use crate::errors::{self, Exit};
 use crate::printers::{GenericPrinter, OutputFormat, TableOptions, TablePrinter, as_list, list_items};
-use crate::resource::{self, NamespaceScope, Target, parse_args, targets_from_args};
+use crate::resource::{self, NamespaceScope, Target, parse_args};
 use crate::tabwriter::TabWriter;
 use crate::{Factory, err_line, out};
 
@@ -101,8 +101,7 @@ pub async fn run(f: &Factory, a: GetArgs) -> anyhow::Result<()> {
         targets_from_files(f, &a, &scope).await?
     } else {
         let spec = parse_args(&a.args)?;
-        let d = f.discovery().await?;
-        targets_from_args(&d, &spec, &scope, a.selector.is_some())?
+        f.targets(&spec, &scope, a.selector.is_some()).await?
     };
     let client = f.client().await?;
     if a.watch || a.watch_only {
@@ -164,10 +163,7 @@ async fn fetch(client: &Client, a: &GetArgs, target: &Target, accept: Option<&st
             if a.sort_by.is_some() && accept.is_some() {
                 path = with_query(&path, &[("includeObject", "Object".to_string())]);
             }
-            let v = match accept {
-                Some(acc) => client.get_as(&path, acc).await?,
-                None => client.get(&path).await?,
-            };
+            let v = client.get_object(&path, accept, namespace.as_deref()).await?;
             Ok(vec![v])
         }
         Target::Collection { resource, namespace } => {

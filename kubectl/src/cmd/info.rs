@@ -34,6 +34,29 @@ fn client_version() -> Value {
     })
 }
 
+/// Field order of `version.Info` and kubectl's version output.
+fn version_field_order(key: &str) -> Option<&'static [&'static str]> {
+    Some(match key {
+        "" => &["clientVersion", "kustomizeVersion", "serverVersion"],
+        "clientVersion" | "serverVersion" => &[
+            "major",
+            "minor",
+            "emulationMajor",
+            "emulationMinor",
+            "minCompatibilityMajor",
+            "minCompatibilityMinor",
+            "gitVersion",
+            "gitCommit",
+            "gitTreeState",
+            "buildDate",
+            "goVersion",
+            "compiler",
+            "platform",
+        ],
+        _ => return None,
+    })
+}
+
 fn go_arch() -> &'static str {
     match std::env::consts::ARCH {
         "x86_64" => "amd64",
@@ -60,7 +83,7 @@ pub async fn version(f: &Factory, a: VersionArgs) -> anyhow::Result<()> {
     }
     match format {
         "yaml" => out(&goyaml::to_string(&doc)),
-        "json" => out(&(gojson::to_pretty(&doc) + "\n")),
+        "json" => out(&(gojson::to_pretty_ordered(&doc, "  ", &version_field_order) + "\n")),
         _ => {
             let mut s = format!("Client Version: {CLIENT_GIT_VERSION}\n");
             if let Some(server) = doc.get("serverVersion") {

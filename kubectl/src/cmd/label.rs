@@ -264,7 +264,7 @@ pub async fn run(f: &Factory, a: LabelArgs, field: Field) -> anyhow::Result<()> 
     let mut errors = Vec::new();
     for r in refs {
         let result: anyhow::Result<()> = async {
-            let current = client.get(&r.path()).await?;
+            let current = r.fetch(client).await?;
             if a.list {
                 let mut s = String::new();
                 for (k, v) in current

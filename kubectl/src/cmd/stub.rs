@@ -1,9 +1,17 @@
-//! placeholder
+//! Commands that need a kubelet (`logs`, `exec`, `port-forward`,
+//! `attach`): the cluster does not run one yet, so they fail clearly.
+
 use clap::Args;
-#[derive(Args, Debug)]
+
+#[derive(Args, Debug, Default)]
 pub struct StubArgs {
+    /// Arguments (accepted and ignored).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub args: Vec<String>,
 }
-pub fn run(_name: &str, _a: StubArgs) -> anyhow::Result<()> {
-    anyhow::bail!("not implemented")
+
+pub fn run(name: &str, _a: StubArgs) -> anyhow::Result<()> {
+    anyhow::bail!(
+        "\"kubectl {name}\" is not supported yet: it needs a kubelet to stream from, and this cluster does not run one"
+    )
 }

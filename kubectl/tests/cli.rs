@@ -1,0 +1,365 @@
+//! End to end: our `kubectl` binary against a real `kube-apiserver` process
+//! on loopback (free ports, temp data dir, killed on drop), through
+//! apply → get → edit-by-apply → label/scale/patch → delete.
+
+use std::fs::File;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The `kube-apiserver` built next to this test's executable
+/// (`target/<profile>/deps/cli-*` → `target/<profile>/kube-apiserver`).
+fn apiserver_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let mut dir = exe.parent().expect("test executable directory").to_path_buf();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    let bin = dir.join("kube-apiserver");
+    assert!(
+        bin.exists(),
+        "{} not found: build it first (cargo build -p apiserver)",
+        bin.display()
+    );
+    bin
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// A running apiserver with its own data dir; killed when dropped.
+struct ApiServer {
+    child: Child,
+    dir: tempfile::TempDir,
+}
+
+impl ApiServer {
+    fn start() -> ApiServer {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let data = dir.path().join("data");
+        let log = File::create(dir.path().join("apiserver.log")).expect("log file");
+        let peer = format!("http://127.0.0.1:{}", free_port());
+        let child = Command::new(apiserver_bin())
+            .arg("--data-dir")
+            .arg(&data)
+            .args(["--secure-port", &free_port().to_string(), "--bind-address", "127.0.0.1"])
+            .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
+            .args(["--initial-cluster", &format!("default={peer}")])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start kube-apiserver");
+        let server = ApiServer { child, dir };
+        server.wait_ready();
+        server
+    }
+
+    fn kubeconfig(&self) -> PathBuf {
+        self.dir.path().join("data").join("admin.kubeconfig")
+    }
+
+    fn home(&self) -> PathBuf {
+        self.dir.path().join("home")
+    }
+
+    /// Polls until the kubeconfig exists and the API answers with the
+    /// bootstrapped `default` namespace, with a bounded deadline.
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut delay = Duration::from_millis(20);
+        loop {
+            if self.kubeconfig().exists() {
+                let out = kubectl(self, &["get", "namespace", "default", "-o", "name"]);
+                if out.status.success() {
+                    return;
+                }
+            }
+            if Instant::now() > deadline {
+                let log = std::fs::read_to_string(self.dir.path().join("apiserver.log")).unwrap_or_default();
+                panic!("kube-apiserver not ready in time; log:\n{log}");
+            }
+            std::thread::sleep(delay);
+            delay = (delay * 2).min(Duration::from_millis(200));
+        }
+    }
+}
+
+impl Drop for ApiServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn kubectl(server: &ApiServer, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kubectl"))
+        .args(args)
+        .env("KUBECONFIG", server.kubeconfig())
+        .env("HOME", server.home())
+        .env_remove("KUBE_EDITOR")
+        .output()
+        .expect("run kubectl")
+}
+
+/// Runs kubectl, expecting success; returns stdout.
+fn ok(server: &ApiServer, args: &[&str]) -> String {
+    let out = kubectl(server, args);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        out.status.success(),
+        "kubectl {args:?} failed: {stderr}\nstdout: {stdout}"
+    );
+    stdout
+}
+
+/// Runs kubectl, expecting exit code 1; returns stderr.
+fn fails(server: &ApiServer, args: &[&str]) -> String {
+    let out = kubectl(server, args);
+    assert_eq!(out.status.code(), Some(1), "kubectl {args:?} should fail");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn write_manifests(dir: &Path, replicas: u32, extra_cm_key: bool, port: bool) {
+    let ports = if port {
+        "\n        ports:\n        - containerPort: 80"
+    } else {
+        ""
+    };
+    let extra = if extra_cm_key { "\n  extra: \"yes\"" } else { "" };
+    let text = format!(
+        "apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  labels:
+    app: web
+spec:
+  replicas: {replicas}
+  selector:
+    matchLabels:
+      app: web
+  template:
+    metadata:
+      labels:
+        app: web
+    spec:
+      containers:
+      - name: web
+        image: nginx:1.25{ports}
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: web
+spec:
+  selector:
+    app: web
+  ports:
+  - port: 80
+    targetPort: 8080
+---
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: cfg
+data:
+  greeting: hello{extra}
+"
+    );
+    std::fs::write(dir.join("app.yaml"), text).expect("write manifest");
+}
+
+#[test]
+fn apply_get_update_delete() {
+    let server = ApiServer::start();
+    let manifests = tempfile::tempdir().expect("manifest dir");
+    let dir = manifests.path().to_str().expect("utf-8 path");
+
+    // apply: create, then nothing to do.
+    write_manifests(manifests.path(), 2, true, true);
+    assert_eq!(
+        ok(&server, &["apply", "-f", dir]),
+        "deployment.apps/web created\nservice/web created\nconfigmap/cfg created\n"
+    );
+    assert_eq!(
+        ok(&server, &["apply", "-f", dir]),
+        "deployment.apps/web unchanged\nservice/web unchanged\nconfigmap/cfg unchanged\n"
+    );
+
+    // get: server-side tables, several kinds with kind prefixes.
+    let tables = ok(&server, &["get", "deploy,svc"]);
+    let lines: Vec<&str> = tables.lines().collect();
+    assert!(
+        lines[0].starts_with("NAME                  READY   UP-TO-DATE   AVAILABLE   AGE"),
+        "{tables}"
+    );
+    assert!(
+        lines[1].starts_with("deployment.apps/web   0/2     0            0           "),
+        "{tables}"
+    );
+    assert_eq!(lines[2], "", "{tables}");
+    assert!(
+        lines[3].starts_with("NAME                 TYPE        CLUSTER-IP"),
+        "{tables}"
+    );
+    assert!(tables.contains("\nservice/web          ClusterIP   "), "{tables}");
+    assert_eq!(
+        ok(&server, &["get", "deploy", "web", "-o", "jsonpath={.spec.replicas}"]),
+        "2"
+    );
+    assert_eq!(ok(&server, &["get", "deploy", "-o", "name"]), "deployment.apps/web\n");
+    let yaml = ok(&server, &["get", "cm", "cfg", "-o", "yaml"]);
+    assert!(
+        yaml.starts_with("apiVersion: v1\ndata:\n  extra: \"yes\"\n  greeting: hello\nkind: ConfigMap\n"),
+        "{yaml}"
+    );
+    assert!(
+        yaml.contains("kubectl.kubernetes.io/last-applied-configuration: |\n      {\"apiVersion\":\"v1\""),
+        "{yaml}"
+    );
+
+    // A label set outside the manifest survives re-applies (three-way merge).
+    assert_eq!(
+        ok(&server, &["label", "deploy", "web", "tier=backend"]),
+        "deployment.apps/web labeled\n"
+    );
+    let err = fails(&server, &["label", "deploy", "web", "tier=frontend"]);
+    assert_eq!(
+        err,
+        "error: 'tier' already has a value (backend), and --overwrite is false\n"
+    );
+
+    // Edit by apply: new replica count, a port and a config key removed.
+    write_manifests(manifests.path(), 3, false, false);
+    assert_eq!(
+        ok(&server, &["apply", "-f", dir]),
+        "deployment.apps/web configured\nservice/web unchanged\nconfigmap/cfg configured\n"
+    );
+    assert_eq!(
+        ok(
+            &server,
+            &[
+                "get",
+                "deploy",
+                "web",
+                "-o",
+                "jsonpath={.spec.replicas} {.metadata.labels.tier} {.spec.template.spec.containers[0].ports}"
+            ]
+        ),
+        "3 backend "
+    );
+    assert_eq!(
+        ok(&server, &["get", "cm", "cfg", "-o", "jsonpath={.data}"]),
+        "{\"greeting\":\"hello\"}"
+    );
+
+    // scale and patch.
+    assert_eq!(
+        ok(&server, &["scale", "deploy/web", "--replicas=5"]),
+        "deployment.apps/web scaled\n"
+    );
+    assert_eq!(
+        ok(&server, &["get", "deploy", "web", "-o", "jsonpath={.spec.replicas}"]),
+        "5"
+    );
+    let patch = r#"{"spec":{"replicas":1}}"#;
+    assert_eq!(
+        ok(&server, &["patch", "deploy", "web", "-p", patch]),
+        "deployment.apps/web patched\n"
+    );
+    assert_eq!(
+        ok(&server, &["patch", "deploy", "web", "-p", patch]),
+        "deployment.apps/web patched (no change)\n"
+    );
+    let merge = r#"{"metadata":{"annotations":{"note":"x"}}}"#;
+    assert_eq!(
+        ok(&server, &["patch", "svc", "web", "--type", "merge", "-p", merge]),
+        "service/web patched\n"
+    );
+    assert_eq!(
+        ok(
+            &server,
+            &[
+                "get",
+                "svc",
+                "web",
+                "-o",
+                "custom-columns=NAME:.metadata.name,NOTE:.metadata.annotations.note"
+            ]
+        ),
+        "NAME   NOTE\nweb    x\n"
+    );
+
+    // delete waits until the objects are gone.
+    assert_eq!(
+        ok(&server, &["delete", "-f", dir]),
+        "deployment.apps \"web\" deleted\nservice \"web\" deleted\nconfigmap \"cfg\" deleted\n"
+    );
+    assert_eq!(
+        fails(&server, &["get", "deploy", "web"]),
+        "Error from server (NotFound): deployments.apps \"web\" not found\n"
+    );
+    let out = kubectl(&server, &["get", "deploy"]);
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "No resources found in default namespace.\n"
+    );
+}
+
+#[test]
+fn kubeconfig_commands_merge_files() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let a = dir.path().join("a");
+    let b = dir.path().join("b");
+    std::fs::write(
+        &a,
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: c1\n  cluster:\n    server: https://one\n    certificate-authority-data: Q0E=\ncontexts:\n- name: first\n  context:\n    cluster: c1\n    user: u1\ncurrent-context: first\nusers:\n- name: u1\n  user:\n    token: secret\n",
+    )
+    .expect("write a");
+    std::fs::write(
+        &b,
+        "clusters:\n- name: c1\n  cluster:\n    server: https://ignored\ncontexts:\n- name: second\n  context:\n    cluster: c1\n    user: u1\n    namespace: team\ncurrent-context: second\n",
+    )
+    .expect("write b");
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_kubectl"))
+            .args(args)
+            .env("KUBECONFIG", format!("{}:{}", a.display(), b.display()))
+            .env("HOME", dir.path())
+            .output()
+            .expect("run kubectl");
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert_eq!(run(&["config", "current-context"]), "first\n");
+    assert_eq!(
+        run(&["config", "get-contexts"]),
+        "CURRENT   NAME     CLUSTER   AUTHINFO   NAMESPACE\n*         first    c1        u1         \n          second   c1        u1         team\n"
+    );
+    assert_eq!(
+        run(&["config", "view", "--minify"]),
+        "apiVersion: v1\nclusters:\n- cluster:\n    certificate-authority-data: DATA+OMITTED\n    server: https://one\n  name: c1\ncontexts:\n- context:\n    cluster: c1\n    user: u1\n  name: first\ncurrent-context: first\nkind: Config\npreferences: {}\nusers:\n- name: u1\n  user:\n    token: REDACTED\n"
+    );
+    assert_eq!(
+        run(&["config", "use-context", "second"]),
+        "Switched to context \"second\".\n"
+    );
+    assert_eq!(run(&["config", "current-context"]), "second\n");
+    // The first file that exists receives the new current-context.
+    assert!(
+        std::fs::read_to_string(&a)
+            .expect("read a")
+            .contains("current-context: second\n")
+    );
+}
