@@ -376,6 +376,15 @@ pub fn resource_types(crd: &Value) -> Vec<ResourceType> {
                 key_prefix: format!("/registry/{group}/{plural}/"),
                 normalize: None,
                 schema: None,
+                schema_name: {
+                    let mut parts: Vec<&str> = group.split('.').collect();
+                    parts.reverse();
+                    format!(
+                        "{}.{}.{kind}",
+                        parts.join("."),
+                        v.get("name").and_then(Value::as_str).unwrap_or("")
+                    )
+                },
                 crd_schema: v.pointer("/schema/openAPIV3Schema").cloned(),
                 printer_columns: v.get("additionalPrinterColumns").cloned().or(Some(json!([]))),
                 scale_paths: v.pointer("/subresources/scale").cloned(),

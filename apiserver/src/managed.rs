@@ -169,8 +169,7 @@ pub fn server_side_apply(ctx: &Ctx, current: &Value, applied: &Value, force: boo
         });
     }
     let schemas = ctx.server.openapi.schemas();
-    let root = crate::openapi::definition_name(&ctx.rt);
-    let schema = apimachinery::strategic::Schema::new(&schemas, &root);
+    let schema = apimachinery::strategic::Schema::new(&schemas, &ctx.rt.schema_name);
     let mut merged = if ctx.rt.is_custom() {
         let mut d = current.clone();
         json_patch::merge(&mut d, applied);

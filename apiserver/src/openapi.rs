@@ -101,17 +101,6 @@ const PATCH_META: &[(&str, &str, &str, &str)] = &[
     ("io.k8s.api.batch.v1.JobStatus", "conditions", "merge", "type"),
 ];
 
-/// The schema definition name of a resource's kind.
-pub fn definition_name(rt: &ResourceType) -> String {
-    if let Some(f) = rt.schema {
-        let mut g = schemars::generate::SchemaSettings::openapi3().into_generator();
-        return f(&mut g);
-    }
-    let mut parts: Vec<&str> = rt.group.split('.').collect();
-    parts.reverse();
-    format!("{}.{}.{}", parts.join("."), rt.version, rt.kind)
-}
-
 struct Cache {
     /// components.schemas for every kind we serve.
     schemas: Arc<Value>,
@@ -333,11 +322,11 @@ fn build(registry: &Registry) -> Cache {
                 props.entry("apiVersion").or_insert_with(|| json!({"type": "string"}));
                 props.entry("kind").or_insert_with(|| json!({"type": "string"}));
             }
-            defs.insert(definition_name(r), s);
+            defs.insert(r.schema_name.clone(), s);
         }
     }
     for r in &resources {
-        let name = definition_name(r);
+        let name = r.schema_name.clone();
         let gvk = json!([{"group": r.group, "version": r.version, "kind": r.kind}]);
         if let Some(d) = defs.get_mut(&name).and_then(Value::as_object_mut) {
             d.insert("x-kubernetes-group-version-kind".into(), gvk);
@@ -411,7 +400,7 @@ fn gv_document(gv: &str, rs: &[&ResourceType], schemas: &Value) -> Value {
         "io.k8s.apimachinery.pkg.apis.meta.v1.Patch".to_string(),
     ];
     for r in rs {
-        let def = definition_name(r);
+        let def = r.schema_name.clone();
         roots.push(def.clone());
         let base = format!("/{gv}");
         let (coll, item) = if r.namespaced {

@@ -84,8 +84,7 @@ pub fn apply(ctx: &Ctx, kind: PatchKind, current: &Value, patch: &Value, force: 
         PatchKind::Merge => json_patch::merge(&mut doc, patch),
         PatchKind::Strategic => {
             let schemas = ctx.server.openapi.schemas();
-            let root = crate::openapi::definition_name(&ctx.rt);
-            let schema = apimachinery::strategic::Schema::new(&schemas, &root);
+            let schema = apimachinery::strategic::Schema::new(&schemas, &ctx.rt.schema_name);
             doc = apimachinery::strategic::apply(current, patch, schema.as_ref())
                 .map_err(|e| ApiError::bad_request(e.to_string()))?;
         }

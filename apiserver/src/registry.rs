@@ -19,8 +19,8 @@ use serde_json::Value;
 /// Round-trips a JSON object through its typed form: drops unknown fields,
 /// rejects wrong types.
 pub type Normalize = fn(Value) -> Result<Value, serde_json::Error>;
-/// Adds the kind's schema to a generator and returns its name.
-pub type SchemaFn = fn(&mut schemars::SchemaGenerator) -> String;
+/// Adds the kind's schema (and what it refers to) to a generator.
+pub type SchemaFn = fn(&mut schemars::SchemaGenerator);
 
 /// Everything the server needs to know to serve one resource.
 #[derive(Clone, Debug)]
@@ -43,6 +43,9 @@ pub struct ResourceType {
     pub key_prefix: String,
     pub normalize: Option<Normalize>,
     pub schema: Option<SchemaFn>,
+    /// The kind's definition name in OpenAPI (`io.k8s.api.core.v1.Pod`;
+    /// for custom resources `com.example.v1.Widget`).
+    pub schema_name: String,
     /// For custom resources: the CRD version's schema (openAPIV3Schema).
     pub crd_schema: Option<Value>,
     /// For custom resources: additionalPrinterColumns.
@@ -104,9 +107,8 @@ fn normalize_as<T: DeserializeOwned + Serialize>(v: Value) -> Result<Value, serd
     serde_json::to_value(typed)
 }
 
-fn schema_of<T: schemars::JsonSchema>(g: &mut schemars::SchemaGenerator) -> String {
+fn schema_of<T: schemars::JsonSchema>(g: &mut schemars::SchemaGenerator) {
     g.subschema_for::<T>();
-    T::schema_name().into_owned()
 }
 
 struct Extra {
@@ -150,6 +152,7 @@ where
         key_prefix,
         normalize: Some(normalize_as::<T>),
         schema: Some(schema_of::<T>),
+        schema_name: T::schema_name().into_owned(),
         crd_schema: None,
         printer_columns: None,
         scale_paths: None,
@@ -296,16 +299,6 @@ impl Registry {
             .read()
             .by_path
             .get(&(group.to_string(), version.to_string(), plural.to_string()))
-            .cloned()
-    }
-
-    /// Finds a resource by kind (for owner references and the like).
-    pub fn lookup_kind(&self, group: &str, kind: &str) -> Option<Arc<ResourceType>> {
-        self.inner
-            .read()
-            .all
-            .iter()
-            .find(|r| r.group == group && r.kind == kind)
             .cloned()
     }
 

@@ -132,7 +132,7 @@ fn with_warnings(mut resp: Response, warnings: &[String]) -> Response {
 pub fn respond(ctx: &Ctx, code: StatusCode, obj: &Value) -> ApiResult<Response> {
     let out = negotiate(ctx.headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()), false)?;
     let body = match out {
-        Output::Table => table::table(&ctx.server, &ctx.rt, std::slice::from_ref(obj), None, &ctx.query),
+        Output::Table => table::table(&ctx.rt, std::slice::from_ref(obj), None, &ctx.query),
         Output::Metadata => partial_metadata(obj),
         _ => obj.clone(),
     };
@@ -380,7 +380,7 @@ async fn list(ctx: &Ctx) -> ApiResult<Response> {
     }
     let objects: Vec<Value> = items.into_iter().map(|s| s.object).collect();
     let body = match out {
-        Output::Table => table::table(&ctx.server, &ctx.rt, &objects, Some(Value::Object(meta)), &ctx.query),
+        Output::Table => table::table(&ctx.rt, &objects, Some(Value::Object(meta)), &ctx.query),
         Output::MetadataList => json!({
             "kind": "PartialObjectMetadataList",
             "apiVersion": "meta.k8s.io/v1",
@@ -663,11 +663,7 @@ async fn write_update(ctx: &mut Ctx, obj: Value, expected: Option<i64>, operatio
         if let Some(e) = expected
             && e != old.revision
         {
-            return Err(ApiError::Conflict {
-                target: ctx.target(&ctx.info.name),
-                message: "the object has been modified; please apply your changes to the latest version and try again"
-                    .into(),
-            });
+            return Err(ApiError::modified(ctx.target(&ctx.info.name)));
         }
         let mut new = obj.clone();
         if ctx.rt.namespaced {
@@ -717,16 +713,9 @@ async fn write_update(ctx: &mut Ctx, obj: Value, expected: Option<i64>, operatio
                 Cas::Mismatch(_) => {}
             }
         }
-        return Err(ApiError::Conflict {
-            target: ctx.target(&ctx.info.name),
-            message: "the object has been modified; please apply your changes to the latest version and try again"
-                .into(),
-        });
+        return Err(ApiError::modified(ctx.target(&ctx.info.name)));
     }
-    Err(ApiError::Conflict {
-        target: ctx.target(&ctx.info.name),
-        message: "the object has been modified; please apply your changes to the latest version and try again".into(),
-    })
+    Err(ApiError::modified(ctx.target(&ctx.info.name)))
 }
 
 async fn patch(ctx: &mut Ctx, body: &[u8]) -> ApiResult<Response> {
@@ -798,10 +787,7 @@ async fn patch(ctx: &mut Ctx, body: &[u8]) -> ApiResult<Response> {
             other => return other,
         }
     }
-    Err(ApiError::Conflict {
-        target: ctx.target(&ctx.info.name),
-        message: "the object has been modified; please apply your changes to the latest version and try again".into(),
-    })
+    Err(ApiError::modified(ctx.target(&ctx.info.name)))
 }
 
 /// `DeleteOptions` from the body or the query.
@@ -994,10 +980,7 @@ pub async fn delete_one(ctx: &Ctx, key: &str, opts: &DeleteOptions) -> ApiResult
             Cas::Mismatch(_) => continue,
         }
     }
-    Err(ApiError::Conflict {
-        target: ctx.target(key.rsplit('/').next().unwrap_or("")),
-        message: "the object has been modified; please apply your changes to the latest version and try again".into(),
-    })
+    Err(ApiError::modified(ctx.target(key.rsplit('/').next().unwrap_or(""))))
 }
 
 async fn delete_collection(ctx: &Ctx, body: &[u8]) -> ApiResult<Response> {

@@ -63,6 +63,15 @@ impl ApiError {
         }
     }
 
+    /// 409: the object changed since it was read.
+    pub fn modified(target: Target) -> Self {
+        Self::Conflict {
+            target,
+            message: "the object has been modified; please apply your changes to the latest version and try again"
+                .into(),
+        }
+    }
+
     pub fn internal(message: impl std::fmt::Display) -> Self {
         Self::Internal {
             message: message.to_string(),

@@ -95,11 +95,7 @@ async fn write_scale(ctx: &Ctx, replicas: i64, rv: Option<i64>) -> ApiResult<Res
         if let Some(rv) = rv
             && rv != cur.revision
         {
-            return Err(ApiError::Conflict {
-                target: ctx.target(&ctx.info.name),
-                message: "the object has been modified; please apply your changes to the latest version and try again"
-                    .into(),
-            });
+            return Err(ApiError::modified(ctx.target(&ctx.info.name)));
         }
         let mut obj = cur.object.clone();
         let (parent, leaf) = spec.rsplit_once('/').unwrap_or(("", "replicas"));
@@ -128,10 +124,7 @@ async fn write_scale(ctx: &Ctx, replicas: i64, rv: Option<i64>) -> ApiResult<Res
             Cas::Mismatch(_) => break,
         }
     }
-    Err(ApiError::Conflict {
-        target: ctx.target(&ctx.info.name),
-        message: "the object has been modified; please apply your changes to the latest version and try again".into(),
-    })
+    Err(ApiError::modified(ctx.target(&ctx.info.name)))
 }
 
 pub async fn put_scale(ctx: &mut Ctx, body: &[u8]) -> ApiResult<Response> {

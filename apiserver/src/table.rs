@@ -7,10 +7,9 @@ use serde_json::{Value, json};
 
 use crate::registry::ResourceType;
 use crate::request::Query;
-use crate::server::Server;
 
 /// A Table of `objects`; `list_meta` for lists.
-pub fn table(_server: &Server, rt: &ResourceType, objects: &[Value], list_meta: Option<Value>, q: &Query) -> Value {
+pub fn table(rt: &ResourceType, objects: &[Value], list_meta: Option<Value>, q: &Query) -> Value {
     let now = jiff::Timestamp::now();
     let include = q.get("includeObject").unwrap_or("Metadata");
     let (columns, rows): (Value, Vec<Vec<Value>>) = match &rt.printer_columns {

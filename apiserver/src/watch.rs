@@ -80,7 +80,7 @@ pub async fn serve(ctx: Ctx) -> ApiResult<Response> {
         };
         let render = |obj: &Value| -> Value {
             match out {
-                Output::Table => table::table(&server, &rt, std::slice::from_ref(obj), None, &query),
+                Output::Table => table::table(&rt, std::slice::from_ref(obj), None, &query),
                 Output::MetadataList | Output::Metadata => rest::partial_metadata(obj),
                 _ => obj.clone(),
             }

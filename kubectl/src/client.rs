@@ -122,16 +122,7 @@ impl Client {
             None => (None, Vec::new()),
         };
         let res = self.send(method, path, ct, accept, bytes).await?;
-        let status = res.status();
-        let body = res
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| anyhow::anyhow!("reading response: {e}"))?
-            .to_bytes();
-        if !status.is_success() {
-            return Err(ApiError::from_response(status.as_u16(), &body).into());
-        }
+        let body = success_body(res).await?;
         if body.is_empty() {
             return Ok(Value::Null);
         }
@@ -166,16 +157,7 @@ impl Client {
 
     pub async fn get_text(&self, path: &str) -> anyhow::Result<String> {
         let res = self.send(Method::GET, path, None, Some("*/*"), Vec::new()).await?;
-        let status = res.status();
-        let body = res
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| anyhow::anyhow!("reading response: {e}"))?
-            .to_bytes();
-        if !status.is_success() {
-            return Err(ApiError::from_response(status.as_u16(), &body).into());
-        }
+        let body = success_body(res).await?;
         Ok(String::from_utf8_lossy(&body).into_owned())
     }
 
@@ -307,6 +289,22 @@ pub fn with_query(path: &str, params: &[(&str, String)]) -> String {
     } else {
         format!("{path}?{}", params.join("&"))
     }
+}
+
+/// The body of a successful response; a failed one becomes its `Status`
+/// error.
+async fn success_body(res: http::Response<kube::client::Body>) -> anyhow::Result<Bytes> {
+    let status = res.status();
+    let body = res
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| anyhow::anyhow!("reading response: {e}"))?
+        .to_bytes();
+    if !status.is_success() {
+        return Err(ApiError::from_response(status.as_u16(), &body).into());
+    }
+    Ok(body)
 }
 
 #[cfg(test)]
