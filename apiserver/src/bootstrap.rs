@@ -35,6 +35,7 @@ pub async fn run(server: Arc<Server>, mut stop: tokio::sync::watch::Receiver<boo
             "spec": {"clusterIP": ip, "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": server.config.port}]},
         });
         retry(|| ensure_object(&server, "", "v1", "services", svc.clone())).await;
+        server.bootstrapped.store(true, std::sync::atomic::Ordering::Release);
     };
     tokio::select! {
         _ = system => {}

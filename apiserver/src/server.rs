@@ -51,6 +51,9 @@ pub struct Server {
     pub config: Config,
     readonly_inflight: Semaphore,
     mutating_inflight: Semaphore,
+    /// Set once the system namespaces and the `kubernetes` service exist
+    /// (upstream's bootstrap post-start hook); `/readyz` waits for it.
+    pub bootstrapped: std::sync::atomic::AtomicBool,
 }
 
 /// A running apiserver.
@@ -145,6 +148,7 @@ impl ApiServer {
                 max_body: opts.max_request_body_bytes,
             },
             readonly_inflight: Semaphore::new(opts.max_requests_inflight),
+            bootstrapped: std::sync::atomic::AtomicBool::new(false),
             mutating_inflight: Semaphore::new(opts.max_mutating_requests_inflight),
         });
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
@@ -256,7 +260,7 @@ impl Server {
         })
     }
 
-    fn ready(&self) -> bool {
+    fn store_healthy(&self) -> bool {
         let s = self.storage.store().status();
         !s.stopped && s.leader != 0
     }
@@ -295,18 +299,26 @@ impl Server {
         match path.as_str() {
             "/healthz" | "/livez" => return (String::new(), String::new(), text(StatusCode::OK, "ok")),
             "/readyz" | "/healthz/etcd" | "/livez/etcd" | "/readyz/etcd" => {
-                return if self.ready() {
-                    (String::new(), String::new(), text(StatusCode::OK, "ok"))
+                // The store must have a leader; `/readyz` also waits for the
+                // system objects, as upstream's bootstrap post-start hook.
+                let failed = if !self.store_healthy() {
+                    Some("etcd")
+                } else if path == "/readyz" && !self.bootstrapped.load(std::sync::atomic::Ordering::Acquire) {
+                    Some("poststarthook/bootstrap-controller")
                 } else {
-                    (
-                        String::new(),
-                        String::new(),
-                        text(
-                            StatusCode::INTERNAL_SERVER_ERROR,
-                            "[-]etcd failed: reason withheld\nreadyz check failed",
-                        ),
-                    )
+                    None
                 };
+                let resp = match failed {
+                    None => text(StatusCode::OK, "ok"),
+                    Some(check) => text(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        format!(
+                            "[-]{check} failed: reason withheld\n{} check failed",
+                            if path == "/readyz" { "readyz" } else { "healthz" }
+                        ),
+                    ),
+                };
+                return (String::new(), String::new(), resp);
             }
             "/version" | "/version/" => {
                 return (

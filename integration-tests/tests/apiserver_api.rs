@@ -173,6 +173,8 @@ async fn crud_and_every_error_shape() -> anyhow::Result<()> {
     // Anonymous requests: health is public, the API is not.
     let http = reqwest_like(&c).await?;
     assert_eq!(http.get("/healthz").await?, 200);
+    // Ready only once the system objects exist, which they do by now.
+    assert_eq!(http.get("/readyz").await?, 200);
     assert_eq!(http.get("/version").await?, 200);
     assert_eq!(http.get("/api/v1/namespaces").await?, 401);
     // Discovery and OpenAPI.
