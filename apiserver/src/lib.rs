@@ -3,16 +3,18 @@
 //!
 //! Map: [`server`] (process wiring, HTTPS, dispatch) → [`request`] (path and
 //! query parsing, content negotiation) → [`rest`] (the verbs) and [`watch`]
-//! → [`storage`] (objects in the store). Around them: [`registry`] (served
-//! resources), [`strategy`] (per-kind defaults, validation, update rules),
-//! [`admission`] (allocations, CRD registration), [`patch`] and
-//! [`managed`] (patches, server-side apply), [`customresource`] (CRDs),
-//! [`discovery`], [`openapi`], [`table`] (server-side printing), [`authn`]
-//! and [`certs`] (identity and PKI), [`metrics`], [`status`] (errors).
+//! → [`cache`] (the watch cache) → [`storage`] (objects in the store).
+//! Around them: [`registry`] (served resources), [`strategy`] (per-kind
+//! defaults, validation, update rules), [`admission`] (allocations, CRD
+//! registration), [`patch`] and [`managed`] (patches, server-side apply),
+//! [`customresource`] (CRDs), [`discovery`], [`openapi`], [`table`]
+//! (server-side printing), [`authn`] and [`certs`] (identity and PKI),
+//! [`metrics`], [`status`] (errors).
 
 pub mod admission;
 pub mod authn;
 pub mod bootstrap;
+pub mod cache;
 pub mod certs;
 pub mod customresource;
 pub mod discovery;

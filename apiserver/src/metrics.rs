@@ -40,6 +40,12 @@ struct Inner {
     latency: BTreeMap<(String, String), Histogram>,
     watches: BTreeMap<String, i64>,
     writes: BTreeMap<String, u64>,
+    /// Lists served by the watch cache, per key prefix.
+    cache_lists: BTreeMap<String, u64>,
+    /// Lists read from the store, per resource.
+    storage_lists: BTreeMap<String, u64>,
+    /// Events received by the watch cache, per key prefix.
+    cache_events: BTreeMap<String, u64>,
 }
 
 #[derive(Default)]
@@ -69,6 +75,19 @@ impl Metrics {
 
     pub fn object_written(&self, resource: &str) {
         *self.inner.lock().writes.entry(resource.into()).or_default() += 1;
+    }
+
+    pub fn list_served(&self, resource: &str, prefix: &str, from_cache: bool) {
+        let mut i = self.inner.lock();
+        if from_cache {
+            *i.cache_lists.entry(prefix.into()).or_default() += 1;
+        } else {
+            *i.storage_lists.entry(resource.into()).or_default() += 1;
+        }
+    }
+
+    pub fn cache_events(&self, prefix: &str, n: usize) {
+        *self.inner.lock().cache_events.entry(prefix.into()).or_default() += n as u64;
     }
 
     pub fn render(&self, store_apply_index: u64, store_revision: i64, store_is_leader: bool) -> String {
@@ -131,6 +150,32 @@ impl Metrics {
         let _ = writeln!(out, "# TYPE apiserver_storage_writes_total counter");
         for (res, n) in &i.writes {
             let _ = writeln!(out, "apiserver_storage_writes_total{{resource=\"{res}\"}} {n}");
+        }
+        for (name, help, label, map) in [
+            (
+                "apiserver_cache_list_total",
+                "Number of LIST requests served from watch cache.",
+                "resource_prefix",
+                &i.cache_lists,
+            ),
+            (
+                "apiserver_storage_list_total",
+                "Number of LIST requests served from storage.",
+                "resource",
+                &i.storage_lists,
+            ),
+            (
+                "apiserver_watch_cache_events_received_total",
+                "Counter of events received in watch cache broken by resource type.",
+                "resource_prefix",
+                &i.cache_events,
+            ),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} counter");
+            for (k, n) in map {
+                let _ = writeln!(out, "{name}{{{label}=\"{k}\"}} {n}");
+            }
         }
         let _ = writeln!(
             out,

@@ -44,6 +44,13 @@ pub struct Options {
     /// Most mutating requests in flight before 429.
     #[arg(long, default_value_t = 200)]
     pub max_mutating_requests_inflight: usize,
+    /// Serve lists and watches from the watch cache.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub watch_cache: bool,
+    /// Events kept per resource for watchers resuming from the past; older
+    /// resumes are served by the store.
+    #[arg(long, default_value_t = 4096)]
+    pub default_watch_cache_size: usize,
     /// Where to write the admin kubeconfig; defaults to
     /// <data-dir>/admin.kubeconfig.
     #[arg(long)]

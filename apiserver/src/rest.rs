@@ -13,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use serde_json::{Map, Value, json};
 
+use crate::cache::{self, Entry};
 use crate::object::{self, meta_mut};
 use crate::registry::ResourceType;
 use crate::request::{Output, Query, RequestInfo, negotiate};
@@ -220,6 +221,18 @@ async fn get(ctx: &Ctx) -> ApiResult<Response> {
     if at == ReadAt::Latest {
         wait_for_rv(ctx, ctx.query.str("resourceVersion")).await?;
     }
+    // resourceVersion "0": any state will do, the watch cache's included.
+    if at == ReadAt::Any
+        && let Some(cacher) = ctx.server.cache.get(&ctx.rt.prefix(""))
+    {
+        let (entry, _) = cacher.get(&ctx.key());
+        let Some(e) = entry else {
+            return Err(ApiError::NotFound {
+                target: ctx.target(&ctx.info.name),
+            });
+        };
+        return respond(ctx, StatusCode::OK, &e.object);
+    }
     let stored = ctx.server.storage.get(&ctx.key(), at).await?;
     let Some(s) = stored else {
         return Err(ApiError::NotFound {
@@ -304,15 +317,22 @@ fn encode_continue(rv: i64, start: &str) -> String {
 }
 
 /// Reads the objects of a list request: a consistent snapshot, filtered,
-/// paginated. Returns (items, revision, continue token, remaining).
-pub async fn read_list(ctx: &Ctx, filter: &Filter) -> ApiResult<(Vec<Stored>, i64, String, Option<i64>)> {
+/// paginated; from the watch cache when the request's semantics allow.
+/// Returns (items, revision, continue token, remaining).
+pub async fn read_list(ctx: &Ctx, filter: &Filter) -> ApiResult<(Vec<Arc<Entry>>, i64, String, Option<i64>)> {
     let prefix = ctx.rt.prefix(&ctx.info.namespace);
     let limit = ctx.query.int("limit")?.filter(|l| *l > 0).unwrap_or(0);
     let cont = ctx.query.str("continue");
     let (mut at, mut start) = if cont.is_empty() {
         let at = read_at(&ctx.query)?;
+        let rv = ctx.query.str("resourceVersion");
         if at == ReadAt::Latest {
-            wait_for_rv(ctx, ctx.query.str("resourceVersion")).await?;
+            wait_for_rv(ctx, rv).await?;
+        }
+        if let Some((items, revision)) = list_from_cache(ctx, at, limit, &prefix).await {
+            ctx.server.metrics.list_served(&ctx.rt.plural, &ctx.rt.prefix(""), true);
+            let items = items.into_iter().filter(|e| filter.matches(&e.object)).collect();
+            return Ok((items, revision, String::new(), None));
         }
         (at, prefix.clone())
     } else {
@@ -324,6 +344,9 @@ pub async fn read_list(ctx: &Ctx, filter: &Filter) -> ApiResult<(Vec<Stored>, i6
         let t = decode_continue(cont)?;
         (ReadAt::Exact(t.rv), format!("{prefix}{}", t.start))
     };
+    ctx.server
+        .metrics
+        .list_served(&ctx.rt.plural, &ctx.rt.prefix(""), false);
     let mut items = Vec::new();
     let mut revision;
     loop {
@@ -342,7 +365,7 @@ pub async fn read_list(ctx: &Ctx, filter: &Filter) -> ApiResult<(Vec<Stored>, i6
         for (i, s) in page.items.into_iter().enumerate() {
             last_key = Some(s.key.clone());
             if filter.matches(&s.object) {
-                items.push(s);
+                items.push(Entry::from_stored(s));
                 if limit > 0 && items.len() as i64 >= limit {
                     let more = page.more || i + 1 < n;
                     if more {
@@ -366,6 +389,22 @@ pub async fn read_list(ctx: &Ctx, filter: &Filter) -> ApiResult<(Vec<Stored>, i6
     Ok((items, revision, String::new(), None))
 }
 
+/// The cache's snapshot for a list, once the cache has caught up with what
+/// the request asks for; None: read the store.
+async fn list_from_cache(ctx: &Ctx, at: ReadAt, limit: i64, prefix: &str) -> Option<(Vec<Arc<Entry>>, i64)> {
+    if !cache::servable(at, limit) {
+        return None;
+    }
+    let cacher = ctx.server.cache.get(&ctx.rt.prefix(""))?;
+    let rv = ctx.query.str("resourceVersion");
+    let ready = match at {
+        ReadAt::Any => true,
+        _ if rv.is_empty() => cacher.wait_consistent().await,
+        _ => cacher.wait_for(parse_rv(rv).ok()?).await,
+    };
+    ready.then(|| cacher.list(prefix))
+}
+
 async fn list(ctx: &Ctx) -> ApiResult<Response> {
     let filter = Filter::from_query(ctx)?;
     let out = negotiate(ctx.headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()), true)?;
@@ -378,7 +417,10 @@ async fn list(ctx: &Ctx) -> ApiResult<Response> {
     if let Some(r) = remaining {
         meta.insert("remainingItemCount".into(), json!(r));
     }
-    let objects: Vec<Value> = items.into_iter().map(|s| s.object).collect();
+    if out == Output::Json {
+        return Ok(json_list(ctx, meta, &items));
+    }
+    let objects: Vec<Value> = items.iter().map(|s| s.object.clone()).collect();
     let body = match out {
         Output::Table => table::table(&ctx.rt, &objects, Some(Value::Object(meta)), &ctx.query),
         Output::MetadataList => json!({
@@ -395,6 +437,22 @@ async fn list(ctx: &Ctx) -> ApiResult<Response> {
         }),
     };
     Ok(encode(StatusCode::OK, &body, out))
+}
+
+/// A JSON list built from the items' shared serialized form.
+fn json_list(ctx: &Ctx, meta: Map<String, Value>, items: &[Arc<Entry>]) -> Response {
+    let head = json!({"kind": ctx.rt.list_kind, "apiVersion": ctx.rt.api_version(), "metadata": meta});
+    let mut body = serde_json::to_vec(&head).unwrap_or_default();
+    body.pop(); // the closing brace
+    body.extend_from_slice(b",\"items\":[");
+    for (i, e) in items.iter().enumerate() {
+        if i > 0 {
+            body.push(b',');
+        }
+        body.extend_from_slice(e.json());
+    }
+    body.extend_from_slice(b"]}");
+    (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
 /// Decodes a request body (JSON or YAML) into an object.

@@ -45,9 +45,10 @@ pub struct Config {
 pub struct Server {
     pub registry: Arc<Registry>,
     pub storage: Storage,
+    pub cache: crate::cache::WatchCache,
     pub authn: Authenticator,
     pub openapi: OpenApi,
-    pub metrics: Metrics,
+    pub metrics: Arc<Metrics>,
     pub config: Config,
     readonly_inflight: Semaphore,
     mutating_inflight: Semaphore,
@@ -134,12 +135,22 @@ impl ApiServer {
         }
 
         let registry = Arc::new(Registry::new());
+        let metrics = Arc::new(Metrics::default());
         let server = Arc::new(Server {
             openapi: OpenApi::new(registry.clone()),
             registry,
             storage: Storage::new(member.store().clone()),
+            cache: crate::cache::WatchCache::new(
+                Storage::new(member.store().clone()),
+                if opts.watch_cache {
+                    opts.default_watch_cache_size
+                } else {
+                    0
+                },
+                metrics.clone(),
+            ),
             authn,
-            metrics: Metrics::default(),
+            metrics,
             config: Config {
                 service_range,
                 node_port_range,
@@ -342,11 +353,17 @@ impl Server {
         match path.as_str() {
             "/metrics" => {
                 let s = self.storage.store().status();
-                return simple(text(
-                    StatusCode::OK,
-                    self.metrics
-                        .render(s.applied, self.storage.current_revision(), s.is_leader),
-                ));
+                let mut body = self
+                    .metrics
+                    .render(s.applied, self.storage.current_revision(), s.is_leader);
+                body.push_str("# HELP apiserver_watch_cache_objects Objects held in the watch cache.\n");
+                body.push_str("# TYPE apiserver_watch_cache_objects gauge\n");
+                for (prefix, n) in self.cache.sizes() {
+                    body.push_str(&format!(
+                        "apiserver_watch_cache_objects{{resource_prefix=\"{prefix}\"}} {n}\n"
+                    ));
+                }
+                return simple(text(StatusCode::OK, body));
             }
             "/openapi/v2" => {
                 if accept.contains("protobuf") {

@@ -2,6 +2,7 @@
 //! MODIFIED, DELETED, BOOKMARK, ERROR), from a resource version, filtered by
 //! selectors, with bookmarks, initial events and timeouts as upstream.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
@@ -9,19 +10,16 @@ use axum::http::header;
 use axum::response::Response;
 use bytes::Bytes;
 use serde_json::{Value, json};
-use store::WatchItem;
 use tokio::sync::mpsc;
 
+use crate::cache::{CacheWatcher, Entry, Item};
 use crate::request::{Output, negotiate};
 use crate::rest::{self, Ctx, Filter};
 use crate::status::{ApiError, ApiResult};
-use crate::storage::Storage;
 use crate::table;
 
 /// How often a bookmark is sent to watchers that asked for them.
 const BOOKMARK_EVERY: Duration = Duration::from_secs(30);
-/// Events per store read.
-const BATCH: usize = 256;
 
 pub async fn serve(ctx: Ctx) -> ApiResult<Response> {
     let filter = Filter::from_query(&ctx)?;
@@ -64,7 +62,15 @@ pub async fn serve(ctx: Ctx) -> ApiResult<Response> {
     };
     let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(64);
     let prefix = ctx.rt.prefix(&ctx.info.namespace);
-    let watcher = ctx.server.storage.watch(&prefix, start);
+    let watcher = match ctx.server.cache.get(&ctx.rt.prefix("")) {
+        Some(cacher) => Ok(cacher.watch(&prefix, start - 1)),
+        None => CacheWatcher::from_store(&ctx.server.storage, &prefix, start - 1).map_err(|e| match e {
+            store::StoreError::Compacted { compact_revision } => ApiError::Gone {
+                message: format!("too old resource version: {} ({compact_revision})", start - 1),
+            },
+            other => crate::storage::store_error(other),
+        }),
+    };
     let server = ctx.server.clone();
     let rt = ctx.rt.clone();
     let query = ctx.query.clone();
@@ -85,6 +91,25 @@ pub async fn serve(ctx: Ctx) -> ApiResult<Response> {
                 _ => obj.clone(),
             }
         };
+        // An event line; plain JSON reuses the object's shared bytes.
+        let send_event = |ty: &'static str, e: Arc<Entry>| {
+            let tx = tx.clone();
+            let line = if out == Output::Json {
+                let mut line = Vec::with_capacity(e.json().len() + 32);
+                line.extend_from_slice(b"{\"type\":\"");
+                line.extend_from_slice(ty.as_bytes());
+                line.extend_from_slice(b"\",\"object\":");
+                line.extend_from_slice(e.json());
+                line.extend_from_slice(b"}\n");
+                line
+            } else {
+                let mut line =
+                    serde_json::to_vec(&json!({"type": ty, "object": render(&e.object)})).unwrap_or_default();
+                line.push(b'\n');
+                line
+            };
+            async move { tx.send(Ok(Bytes::from(line))).await.is_ok() }
+        };
         let bookmark = |rv: i64| {
             json!({"type": "BOOKMARK", "object": {
                 "kind": rt.kind, "apiVersion": rt.api_version(),
@@ -92,8 +117,8 @@ pub async fn serve(ctx: Ctx) -> ApiResult<Response> {
             }})
         };
         'run: {
-            for s in &initial_items {
-                if !send(json!({"type": "ADDED", "object": render(&s.object)})).await {
+            for e in initial_items {
+                if !send_event("ADDED", e).await {
                     break 'run;
                 }
             }
@@ -115,40 +140,30 @@ pub async fn serve(ctx: Ctx) -> ApiResult<Response> {
             loop {
                 let progress_at = bookmarks.then(|| Instant::now() + BOOKMARK_EVERY);
                 let item = tokio::select! {
-                    r = watcher.next(BATCH, progress_at) => r,
+                    r = watcher.next(progress_at) => r,
                     _ = tokio::time::sleep_until(deadline) => break 'run,
                     _ = tx.closed() => break 'run,
                 };
                 match item {
-                    Ok(WatchItem::Progress { revision }) => {
+                    Ok(Item::Progress(revision)) => {
                         if bookmarks && !send(bookmark(revision)).await {
                             break 'run;
                         }
                     }
-                    Ok(WatchItem::Events { events, .. }) => {
-                        for ev in &events {
-                            let Ok((deleted, cur, prev)) = Storage::decode_event(ev) else {
-                                continue;
-                            };
-                            let now_in = !deleted && filter.matches(&cur.object);
-                            let was_in = prev.as_ref().is_some_and(|p| filter.matches(&p.object));
-                            let (ty, obj) = match (deleted, was_in, now_in) {
-                                (true, true, _) => ("DELETED", cur.object),
+                    Ok(Item::Events(events)) => {
+                        for ev in events {
+                            let now_in = !ev.deleted && filter.matches(&ev.object.object);
+                            let was_in = ev.prev.as_ref().is_some_and(|p| filter.matches(&p.object));
+                            let ty = match (ev.deleted, was_in, now_in) {
+                                (true, true, _) => "DELETED",
                                 (true, false, _) => continue,
-                                (false, false, true) => ("ADDED", cur.object),
-                                (false, true, true) => ("MODIFIED", cur.object),
-                                (false, true, false) => {
-                                    // Left the selection: a DELETED with the new state.
-                                    ("DELETED", cur.object)
-                                }
+                                (false, false, true) => "ADDED",
+                                (false, true, true) => "MODIFIED",
+                                // Left the selection: a DELETED with the new state.
+                                (false, true, false) => "DELETED",
                                 (false, false, false) => continue,
                             };
-                            let ty = if ty == "MODIFIED" && prev.is_none() {
-                                "ADDED"
-                            } else {
-                                ty
-                            };
-                            if !send(json!({"type": ty, "object": render(&obj)})).await {
+                            if !send_event(ty, ev.object.clone()).await {
                                 break 'run;
                             }
                         }

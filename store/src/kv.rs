@@ -158,6 +158,13 @@ impl Store {
         }
     }
 
+    /// The newest revision, read linearizably: at least as new as any write
+    /// acknowledged before the call (Raft ReadIndex).
+    pub async fn linearizable_revision(&self) -> Result<i64> {
+        self.node.read_index().await?;
+        Ok(self.mvcc().current_revision())
+    }
+
     /// Follows this replica's newest applied revision.
     pub fn revision_watch(&self) -> tokio::sync::watch::Receiver<i64> {
         self.node.hub().subscribe_revision()

@@ -148,6 +148,7 @@ pub struct Watcher {
     mvcc: Arc<Mvcc>,
     hub: Arc<WatchHub>,
     revision: tokio_watch::Receiver<i64>,
+    eager_progress: bool,
 }
 
 impl Watcher {
@@ -171,7 +172,16 @@ impl Watcher {
             mvcc,
             hub,
             revision,
+            eager_progress: false,
         })
+    }
+
+    /// Makes [`Watcher::next`] report progress as soon as it has covered
+    /// new revisions without matching events, so that a consumer (the
+    /// apiserver's watch cache) always knows how far it has seen.
+    pub fn with_eager_progress(mut self) -> Self {
+        self.eager_progress = true;
+        self
     }
 
     /// The next revision this watcher will return.
@@ -210,6 +220,9 @@ impl Watcher {
                     revision: covered,
                     events,
                 });
+            }
+            if self.eager_progress {
+                return Ok(WatchItem::Progress { revision: covered });
             }
         }
     }

@@ -1,0 +1,474 @@
+//! The watch cache, as upstream's cacher: one per resource type (key
+//! prefix), fed by a single store watch, holding every object of the type
+//! decoded once plus a window of recent events. Lists and watches are served
+//! from it, so that many watchers and lists do not each hit the store.
+//!
+//! Invariants:
+//! - The cache's state is exactly the store's state at `revision` for its
+//!   prefix: events are applied in revision order, none skipped.
+//! - The event window covers revisions `(oldest, revision]` with no gaps; a
+//!   watch from an older revision is served by a store watcher instead
+//!   (which may answer 410 Gone), so no watcher ever misses an event.
+//! - A slow watcher never holds up the cache or other watchers: each reads
+//!   the window at its own pace and, if the window moves past it, continues
+//!   from the store.
+//! - A consistent read (resourceVersion unset) first learns the store's
+//!   linearizable revision and then waits for the cache to reach it.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use parking_lot::{Mutex, RwLock};
+use serde_json::Value;
+use store::{StoreError, WatchItem, Watcher};
+use tokio::sync::watch;
+
+use crate::metrics::Metrics;
+use crate::storage::{ReadAt, Storage, Stored, prefix_end, set_resource_version};
+
+/// Events per store read.
+const BATCH: usize = 512;
+/// How long a request waits for the cache to reach a revision before
+/// falling back to the store.
+const WAIT: Duration = Duration::from_secs(3);
+
+/// One object as the cache holds it: decoded once, serialized at most once.
+pub struct Entry {
+    pub key: String,
+    pub object: Value,
+    pub revision: i64,
+    json: OnceLock<Bytes>,
+}
+
+impl Entry {
+    pub fn new(key: String, object: Value, revision: i64) -> Arc<Entry> {
+        Arc::new(Entry {
+            key,
+            object,
+            revision,
+            json: OnceLock::new(),
+        })
+    }
+
+    pub fn from_stored(s: Stored) -> Arc<Entry> {
+        Entry::new(s.key, s.object, s.revision)
+    }
+
+    /// The object as JSON bytes, shared by every list and watcher.
+    pub fn json(&self) -> &Bytes {
+        self.json
+            .get_or_init(|| Bytes::from(serde_json::to_vec(&self.object).unwrap_or_default()))
+    }
+}
+
+/// One change of one key.
+pub struct Event {
+    pub revision: i64,
+    /// For a deletion: the last state, at the deletion's revision.
+    pub object: Arc<Entry>,
+    pub prev: Option<Arc<Entry>>,
+    pub deleted: bool,
+}
+
+/// What a watcher gets next.
+pub enum Item {
+    Events(Vec<Arc<Event>>),
+    /// Nothing new up to this revision.
+    Progress(i64),
+}
+
+struct State {
+    objects: BTreeMap<String, Arc<Entry>>,
+    events: VecDeque<Arc<Event>>,
+    revision: i64,
+    /// Events after this revision are all in `events`.
+    oldest: i64,
+}
+
+/// The cache of one key prefix.
+pub struct Cacher {
+    prefix: String,
+    state: RwLock<State>,
+    revision: watch::Sender<i64>,
+    storage: Storage,
+    window: usize,
+    metrics: Arc<Metrics>,
+}
+
+impl Cacher {
+    /// The revision the cache reflects.
+    pub fn revision(&self) -> i64 {
+        self.state.read().revision
+    }
+
+    /// Waits until the cache reflects `revision`; false on timeout or when
+    /// the cache stopped.
+    pub async fn wait_for(&self, revision: i64) -> bool {
+        let mut rx = self.revision.subscribe();
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            if *rx.borrow_and_update() >= revision {
+                return true;
+            }
+            match tokio::time::timeout_at(deadline, rx.changed()).await {
+                Ok(Ok(())) => {}
+                _ => return false,
+            }
+        }
+    }
+
+    /// Waits until the cache holds every write acknowledged before the
+    /// call. False when it cannot (no quorum, or the cache is behind).
+    pub async fn wait_consistent(&self) -> bool {
+        match self.storage.store().linearizable_revision().await {
+            Ok(r) => self.wait_for(r).await,
+            Err(_) => false,
+        }
+    }
+
+    /// The objects under `prefix` (a sub-prefix of the cache's), in key
+    /// order, and the revision they are the state at.
+    pub fn list(&self, prefix: &str) -> (Vec<Arc<Entry>>, i64) {
+        let s = self.state.read();
+        let items = s
+            .objects
+            .range(prefix.to_string()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(_, e)| e.clone())
+            .collect();
+        (items, s.revision)
+    }
+
+    pub fn get(&self, key: &str) -> (Option<Arc<Entry>>, i64) {
+        let s = self.state.read();
+        (s.objects.get(key).cloned(), s.revision)
+    }
+
+    /// A watcher of `prefix` (a sub-prefix of the cache's) for events after
+    /// `after`.
+    pub fn watch(self: &Arc<Self>, prefix: &str, after: i64) -> CacheWatcher {
+        CacheWatcher {
+            source: Source::Cache(self.clone(), self.revision.subscribe()),
+            prefix: prefix.to_string(),
+            next: after + 1,
+            storage: self.storage.clone(),
+        }
+    }
+
+    fn apply(&self, events: &[proto::mvccpb::Event], covered: i64) {
+        let mut s = self.state.write();
+        for ev in events {
+            let Some(kv) = &ev.kv else { continue };
+            let key = String::from_utf8_lossy(&kv.key).into_owned();
+            let deleted = ev.r#type == proto::mvccpb::event::EventType::Delete as i32;
+            let prev = if deleted { s.objects.remove(&key) } else { None };
+            let event = if deleted {
+                let Some(prev) = prev else { continue };
+                let mut last = prev.object.clone();
+                set_resource_version(&mut last, kv.mod_revision);
+                Event {
+                    revision: kv.mod_revision,
+                    object: Entry::new(key, last, kv.mod_revision),
+                    prev: Some(prev),
+                    deleted: true,
+                }
+            } else {
+                let Ok(mut object) = serde_json::from_slice::<Value>(&kv.value) else {
+                    tracing::error!(key, "stored object is corrupt; the watch cache skips it");
+                    continue;
+                };
+                set_resource_version(&mut object, kv.mod_revision);
+                let entry = Entry::new(key.clone(), object, kv.mod_revision);
+                let prev = s.objects.insert(key, entry.clone());
+                Event {
+                    revision: kv.mod_revision,
+                    object: entry,
+                    prev,
+                    deleted: false,
+                }
+            };
+            s.events.push_back(Arc::new(event));
+        }
+        self.metrics.cache_events(&self.prefix, events.len());
+        while s.events.len() > self.window {
+            if let Some(e) = s.events.pop_front() {
+                s.oldest = s.oldest.max(e.revision);
+            }
+        }
+        // Events of one revision go together: drop a partial front revision.
+        while let Some(front) = s.events.front() {
+            if front.revision > s.oldest {
+                break;
+            }
+            s.events.pop_front();
+        }
+        s.revision = s.revision.max(covered);
+        let r = s.revision;
+        drop(s);
+        self.revision.send_replace(r);
+    }
+
+    /// Fills the cache from a list and follows the store from there; on a
+    /// broken watch, starts over. Ends when the store stops.
+    async fn run(self: Arc<Self>) {
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            match self.prime().await {
+                Ok(mut watcher) => {
+                    backoff = Duration::from_millis(50);
+                    loop {
+                        match watcher.next(BATCH, None).await {
+                            Ok(WatchItem::Events { revision, events }) => self.apply(&events, revision),
+                            Ok(WatchItem::Progress { revision }) => self.apply(&[], revision),
+                            Err(StoreError::Stopped) => return,
+                            Err(e) => {
+                                tracing::warn!(prefix = self.prefix, error = %e, "watch cache restarts");
+                                break;
+                            }
+                        }
+                    }
+                }
+                Err(StoreError::Stopped) => return,
+                Err(e) => tracing::debug!(prefix = self.prefix, error = %e, "watch cache not primed yet"),
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(2));
+        }
+    }
+
+    /// Loads the prefix at the latest revision and starts the watch after it.
+    async fn prime(&self) -> Result<Watcher, StoreError> {
+        let resp = self
+            .storage
+            .store()
+            .range(proto::etcdserverpb::RangeRequest {
+                key: self.prefix.as_bytes().to_vec(),
+                range_end: prefix_end(self.prefix.as_bytes()),
+                ..Default::default()
+            })
+            .await?;
+        let revision = resp.header.as_ref().map_or(0, |h| h.revision);
+        let mut objects = BTreeMap::new();
+        for kv in resp.kvs {
+            let key = String::from_utf8_lossy(&kv.key).into_owned();
+            let Ok(mut object) = serde_json::from_slice::<Value>(&kv.value) else {
+                tracing::error!(key, "stored object is corrupt; the watch cache skips it");
+                continue;
+            };
+            set_resource_version(&mut object, kv.mod_revision);
+            objects.insert(key.clone(), Entry::new(key, object, kv.mod_revision));
+        }
+        let watcher = self
+            .storage
+            .store()
+            .watch(store::WatchSpec {
+                key: self.prefix.as_bytes().to_vec(),
+                range_end: prefix_end(self.prefix.as_bytes()),
+                start_revision: revision + 1,
+                prev_kv: false,
+                no_put: false,
+                no_delete: false,
+            })?
+            .with_eager_progress();
+        let mut s = self.state.write();
+        // Watchers of the previous incarnation fall back to the store: the
+        // window restarts here.
+        *s = State {
+            objects,
+            events: VecDeque::new(),
+            revision,
+            oldest: revision,
+        };
+        drop(s);
+        self.revision.send_replace(revision);
+        Ok(watcher)
+    }
+}
+
+/// The watch caches of one apiserver, started on first use per prefix.
+pub struct WatchCache {
+    storage: Storage,
+    /// Events per window; 0 disables the cache.
+    window: usize,
+    metrics: Arc<Metrics>,
+    cachers: Mutex<HashMap<String, Arc<Cacher>>>,
+}
+
+impl WatchCache {
+    pub fn new(storage: Storage, window: usize, metrics: Arc<Metrics>) -> Self {
+        Self {
+            storage,
+            window,
+            metrics,
+            cachers: Mutex::default(),
+        }
+    }
+
+    /// The cache of `prefix` once it has been primed; starts it if needed.
+    /// None while it is still loading, or with the cache disabled: the
+    /// caller reads the store.
+    pub fn get(&self, prefix: &str) -> Option<Arc<Cacher>> {
+        if self.window == 0 {
+            return None;
+        }
+        let mut cachers = self.cachers.lock();
+        if let Some(c) = cachers.get(prefix) {
+            return (*c.revision.borrow() > 0).then(|| c.clone());
+        }
+        let (revision, _) = watch::channel(0);
+        let c = Arc::new(Cacher {
+            prefix: prefix.to_string(),
+            state: RwLock::new(State {
+                objects: BTreeMap::new(),
+                events: VecDeque::new(),
+                revision: 0,
+                oldest: 0,
+            }),
+            revision,
+            storage: self.storage.clone(),
+            window: self.window,
+            metrics: self.metrics.clone(),
+        });
+        cachers.insert(prefix.to_string(), c.clone());
+        tokio::spawn(c.run());
+        None
+    }
+
+    /// Prefixes with a cache, and how many objects each holds.
+    pub fn sizes(&self) -> Vec<(String, usize)> {
+        let cachers: Vec<_> = self.cachers.lock().values().cloned().collect();
+        let mut out: Vec<_> = cachers
+            .iter()
+            .map(|c| (c.prefix.clone(), c.state.read().objects.len()))
+            .collect();
+        out.sort();
+        out
+    }
+}
+
+enum Source {
+    Cache(Arc<Cacher>, watch::Receiver<i64>),
+    Store(Watcher),
+}
+
+/// A watch served from the cache's window, or from the store when it asks
+/// for history the window no longer has.
+pub struct CacheWatcher {
+    source: Source,
+    prefix: String,
+    /// The next revision to deliver.
+    next: i64,
+    storage: Storage,
+}
+
+impl CacheWatcher {
+    /// A watcher straight on the store, for when no cache is ready.
+    pub fn from_store(storage: &Storage, prefix: &str, after: i64) -> Result<CacheWatcher, StoreError> {
+        Ok(CacheWatcher {
+            source: Source::Store(store_watcher(storage, prefix, after + 1)?),
+            prefix: prefix.to_string(),
+            next: after + 1,
+            storage: storage.clone(),
+        })
+    }
+
+    /// The next events, or progress once `progress_at` passes with none.
+    pub async fn next(&mut self, progress_at: Option<Instant>) -> Result<Item, StoreError> {
+        loop {
+            match &mut self.source {
+                Source::Store(w) => {
+                    return match w.next(BATCH, progress_at).await? {
+                        WatchItem::Progress { revision } => {
+                            self.next = revision + 1;
+                            Ok(Item::Progress(revision))
+                        }
+                        WatchItem::Events { revision, events } => {
+                            self.next = revision + 1;
+                            Ok(Item::Events(decode_store_events(&events)))
+                        }
+                    };
+                }
+                Source::Cache(cacher, rx) => {
+                    let current = *rx.borrow_and_update();
+                    if current >= self.next {
+                        let s = cacher.state.read();
+                        if self.next <= s.oldest {
+                            // Fell out of the window: continue from the store.
+                            drop(s);
+                            let w = store_watcher(&self.storage, &self.prefix, self.next)?;
+                            self.source = Source::Store(w);
+                            continue;
+                        }
+                        let from = s.events.partition_point(|e| e.revision < self.next);
+                        let events: Vec<_> = s
+                            .events
+                            .range(from..)
+                            .filter(|e| e.object.key.starts_with(&self.prefix))
+                            .cloned()
+                            .collect();
+                        let covered = s.revision;
+                        drop(s);
+                        self.next = covered + 1;
+                        if !events.is_empty() {
+                            return Ok(Item::Events(events));
+                        }
+                        continue;
+                    }
+                    let changed = rx.changed();
+                    match progress_at {
+                        Some(at) => tokio::select! {
+                            r = changed => if r.is_err() { return Err(StoreError::Stopped) },
+                            _ = tokio::time::sleep_until(at.into()) => return Ok(Item::Progress(self.next - 1)),
+                        },
+                        None => {
+                            if changed.await.is_err() {
+                                return Err(StoreError::Stopped);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn store_watcher(storage: &Storage, prefix: &str, start: i64) -> Result<Watcher, StoreError> {
+    storage.store().watch(store::WatchSpec {
+        key: prefix.as_bytes().to_vec(),
+        range_end: prefix_end(prefix.as_bytes()),
+        start_revision: start,
+        prev_kv: true,
+        no_put: false,
+        no_delete: false,
+    })
+}
+
+fn decode_store_events(events: &[proto::mvccpb::Event]) -> Vec<Arc<Event>> {
+    events
+        .iter()
+        .filter_map(|ev| {
+            let (deleted, cur, prev) = Storage::decode_event(ev).ok()?;
+            Some(Arc::new(Event {
+                revision: cur.revision,
+                object: Entry::from_stored(cur),
+                prev: prev.map(Entry::from_stored),
+                deleted,
+            }))
+        })
+        .collect()
+}
+
+/// How a list or get may be read, given its resourceVersion semantics.
+pub fn servable(at: ReadAt, limit: i64) -> bool {
+    match at {
+        // Consistent lists come from the cache after it caught up; pages of
+        // a consistent list come from the store (their continue tokens read
+        // at an exact revision).
+        ReadAt::Latest => limit == 0,
+        // resourceVersion "0": any state; the limit is ignored, as upstream.
+        ReadAt::Any => true,
+        ReadAt::Exact(_) => false,
+    }
+}
