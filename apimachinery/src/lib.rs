@@ -5,5 +5,6 @@
 pub mod fields;
 pub mod labels;
 pub mod printers;
+pub mod protobuf;
 pub mod strategic;
 pub mod validation;

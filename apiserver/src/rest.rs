@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use apimachinery::fields::FieldSelector;
 use apimachinery::labels::Selector;
+use apimachinery::protobuf;
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -468,10 +469,19 @@ pub fn decode_body(ctx: &Ctx, body: &[u8]) -> ApiResult<Value> {
             .map_err(|e| ApiError::bad_request(format!("the object provided is unrecognized or malformed: {e}")))?,
         "application/yaml" => serde_yaml::from_slice(body)
             .map_err(|e| ApiError::bad_request(format!("error converting YAML to JSON: {e}")))?,
+        // Built-in kinds only, as upstream: custom resources have no
+        // protobuf form.
+        protobuf::MEDIA_TYPE if !ctx.rt.is_custom() => protobuf::decode(body)
+            .map_err(|e| ApiError::bad_request(format!("the object provided is unrecognized or malformed: {e}")))?,
         other => {
+            let accepted = if ctx.rt.is_custom() {
+                "application/json, application/yaml"
+            } else {
+                "application/json, application/yaml, application/vnd.kubernetes.protobuf"
+            };
             return Err(ApiError::UnsupportedMediaType {
                 message: format!(
-                    "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml (got {other})"
+                    "the body of the request was in an unknown format - accepted media types include: {accepted} (got {other})"
                 ),
             });
         }
@@ -862,8 +872,13 @@ pub fn delete_options(ctx: &Ctx, body: &[u8]) -> ApiResult<DeleteOptions> {
     let mut o = DeleteOptions::default();
     let trimmed = body.iter().any(|b| !b.is_ascii_whitespace());
     if trimmed {
-        let v: Value = serde_json::from_slice(body)
-            .map_err(|e| ApiError::bad_request(format!("the body of the request could not be decoded: {e}")))?;
+        let v: Value = if body.starts_with(protobuf::MAGIC) {
+            protobuf::decode(body)
+                .map_err(|e| ApiError::bad_request(format!("the body of the request could not be decoded: {e}")))?
+        } else {
+            serde_json::from_slice(body)
+                .map_err(|e| ApiError::bad_request(format!("the body of the request could not be decoded: {e}")))?
+        };
         o.grace_period = v.get("gracePeriodSeconds").and_then(Value::as_i64);
         o.propagation = v.get("propagationPolicy").and_then(Value::as_str).map(String::from);
         if v.get("orphanDependents") == Some(&Value::Bool(true)) {

@@ -46,6 +46,9 @@ pub enum ApiError {
     Invalid { target: Target, errors: Vec<FieldError> },
     #[error("{message}")]
     TooManyRequests { message: String, retry_after: u64 },
+    /// 429 from an eviction a PodDisruptionBudget does not allow.
+    #[error("Cannot evict pod as it would violate the pod's disruption budget.")]
+    DisruptionBudget { cause: String },
     #[error("{message}")]
     Internal { message: String },
     #[error("{message}")]
@@ -91,7 +94,7 @@ impl ApiError {
             Self::TooLarge => 413,
             Self::UnsupportedMediaType { .. } => 415,
             Self::Invalid { .. } => 422,
-            Self::TooManyRequests { .. } => 429,
+            Self::TooManyRequests { .. } | Self::DisruptionBudget { .. } => 429,
             Self::Internal { .. } => 500,
             Self::Unavailable { .. } => 503,
             Self::Timeout { .. } => 504,
@@ -112,7 +115,7 @@ impl ApiError {
             Self::TooLarge => "RequestEntityTooLarge",
             Self::UnsupportedMediaType { .. } => "UnsupportedMediaType",
             Self::Invalid { .. } => "Invalid",
-            Self::TooManyRequests { .. } => "TooManyRequests",
+            Self::TooManyRequests { .. } | Self::DisruptionBudget { .. } => "TooManyRequests",
             Self::Internal { .. } => "InternalError",
             Self::Unavailable { .. } => "ServiceUnavailable",
             Self::Timeout { .. } => "Timeout",
@@ -171,6 +174,10 @@ impl ApiError {
                 )
             }
             Self::TooLarge => ("the request is too large".to_string(), None),
+            Self::DisruptionBudget { cause } => (
+                self.to_string(),
+                Some(json!({"causes": [{"reason": "DisruptionBudget", "message": cause}]})),
+            ),
             Self::TooManyRequests { retry_after, .. }
             | Self::Unavailable { retry_after, .. }
             | Self::Timeout { retry_after, .. } => (self.to_string(), Some(json!({"retryAfterSeconds": retry_after}))),

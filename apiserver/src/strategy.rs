@@ -87,6 +87,7 @@ pub fn prepare_create(rt: &ResourceType, obj: &mut Value) {
         }
         ("", "PersistentVolumeClaim") => obj["status"] = json!({"phase": "Pending"}),
         ("", "PersistentVolume") => obj["status"] = json!({"phase": "Pending"}),
+        ("batch", "Job") => generate_job_selector(obj),
         _ => {}
     }
 }
@@ -229,6 +230,39 @@ pub fn default(rt: &ResourceType, obj: &mut Value) {
         }
         ("", "Namespace") => {}
         _ => {}
+    }
+}
+
+/// Upstream's job strategy: unless `spec.manualSelector`, the job selects
+/// its pods by its uid, and its template carries the matching labels.
+fn generate_job_selector(obj: &mut Value) {
+    if obj.pointer("/spec/manualSelector") == Some(&Value::Bool(true)) {
+        return;
+    }
+    let uid = object::uid(obj).to_string();
+    let name = object::name(obj).to_string();
+    let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) else {
+        return;
+    };
+    spec.insert(
+        "selector".into(),
+        json!({"matchLabels": {"batch.kubernetes.io/controller-uid": uid}}),
+    );
+    let template = spec.entry("template").or_insert_with(|| json!({}));
+    if !template["metadata"].is_object() {
+        template["metadata"] = json!({});
+    }
+    if !template["metadata"]["labels"].is_object() {
+        template["metadata"]["labels"] = json!({});
+    }
+    let labels = &mut template["metadata"]["labels"];
+    for (k, v) in [
+        ("batch.kubernetes.io/controller-uid", &uid),
+        ("batch.kubernetes.io/job-name", &name),
+        ("controller-uid", &uid),
+        ("job-name", &name),
+    ] {
+        labels[k] = json!(v);
     }
 }
 

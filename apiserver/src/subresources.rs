@@ -231,17 +231,137 @@ async fn binding(ctx: &mut Ctx, body: &[u8]) -> ApiResult<Response> {
 
 async fn eviction(ctx: &mut Ctx, body: &[u8]) -> ApiResult<Response> {
     let b = rest::decode_body(ctx, body)?;
-    let mut opts = rest::DeleteOptions::default();
-    if let Some(g) = b.pointer("/deleteOptions/gracePeriodSeconds").and_then(Value::as_i64) {
-        opts.grace_period = Some(g);
+    if let Some(n) = b.pointer("/metadata/name").and_then(Value::as_str)
+        && n != ctx.info.name
+    {
+        return Err(ApiError::bad_request(format!(
+            "name in URL does not match name in Eviction object: {}, {n}",
+            ctx.info.name
+        )));
     }
-    let key = ctx.rt.key(&ctx.info.namespace, &ctx.info.name);
-    rest::delete_one(ctx, &key, &opts).await?;
+    let d = b.get("deleteOptions").cloned().unwrap_or(Value::Null);
+    let opts = rest::DeleteOptions {
+        grace_period: d.get("gracePeriodSeconds").and_then(Value::as_i64),
+        precondition_uid: d
+            .pointer("/preconditions/uid")
+            .and_then(Value::as_str)
+            .map(String::from),
+        precondition_rv: d
+            .pointer("/preconditions/resourceVersion")
+            .and_then(Value::as_str)
+            .map(String::from),
+        dry_run: d
+            .get("dryRun")
+            .and_then(Value::as_array)
+            .is_some_and(|a| a.iter().any(|x| x == "All")),
+        ..rest::DeleteOptions::default()
+    };
+    let pod = rest::current(ctx).await?;
+    // A pod already going, finished or never started needs no budget.
+    let ignore_budget = object::meta(&pod.object).is_some_and(|m| m.get("deletionTimestamp").is_some())
+        || matches!(
+            pod.object.pointer("/status/phase").and_then(Value::as_str),
+            Some("Succeeded" | "Failed" | "Pending") | None
+        );
+    if !ignore_budget {
+        take_disruption(ctx, &pod.object, opts.dry_run).await?;
+    }
+    if !opts.dry_run {
+        let key = ctx.rt.key(&ctx.info.namespace, &ctx.info.name);
+        rest::delete_one(ctx, &key, &opts).await?;
+    }
     Ok(rest::encode(
         StatusCode::CREATED,
         &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
         crate::request::Output::Json,
     ))
+}
+
+/// Checks the pod's PodDisruptionBudget (as upstream: at most one) and
+/// records the disruption in its status, so that concurrent evictions
+/// cannot together exceed it.
+async fn take_disruption(ctx: &Ctx, pod: &Value, dry_run: bool) -> ApiResult<()> {
+    let prefix = format!("/registry/poddisruptionbudgets/{}/", ctx.info.namespace);
+    let labels = pod.pointer("/metadata/labels");
+    for _ in 0..8 {
+        let page = ctx
+            .server
+            .storage
+            .list(&prefix, "", 0, crate::storage::ReadAt::Latest)
+            .await?;
+        let matching: Vec<_> = page
+            .items
+            .into_iter()
+            .filter(|p| {
+                p.object
+                    .pointer("/spec/selector")
+                    .filter(|s| !s.is_null())
+                    .and_then(|s| apimachinery::labels::Selector::from_label_selector(s).ok())
+                    .is_some_and(|sel| sel.matches_value(labels))
+            })
+            .collect();
+        let Some(pdb) = matching.first() else {
+            return Ok(());
+        };
+        if matching.len() > 1 {
+            return Err(ApiError::internal(
+                "This pod has more than one PodDisruptionBudget, which the eviction subresource does not support.",
+            ));
+        }
+        let name = object::name(&pdb.object).to_string();
+        let generation = pdb
+            .object
+            .pointer("/metadata/generation")
+            .and_then(Value::as_i64)
+            .unwrap_or(0);
+        let observed = pdb
+            .object
+            .pointer("/status/observedGeneration")
+            .and_then(Value::as_i64)
+            .unwrap_or(0);
+        if observed < generation {
+            return Err(ApiError::DisruptionBudget {
+                cause: format!("The disruption budget {name} is still being processed by the server."),
+            });
+        }
+        let allowed = pdb
+            .object
+            .pointer("/status/disruptionsAllowed")
+            .and_then(Value::as_i64)
+            .unwrap_or(0);
+        if allowed <= 0 {
+            let desired = pdb
+                .object
+                .pointer("/status/desiredHealthy")
+                .and_then(Value::as_i64)
+                .unwrap_or(0);
+            let current = pdb
+                .object
+                .pointer("/status/currentHealthy")
+                .and_then(Value::as_i64)
+                .unwrap_or(0);
+            return Err(ApiError::DisruptionBudget {
+                cause: format!("The disruption budget {name} needs {desired} healthy pods and has {current} currently"),
+            });
+        }
+        if dry_run {
+            return Ok(());
+        }
+        let mut updated = pdb.object.clone();
+        updated["status"]["disruptionsAllowed"] = json!(allowed - 1);
+        if !updated["status"]["disruptedPods"].is_object() {
+            updated["status"]["disruptedPods"] = json!({});
+        }
+        updated["status"]["disruptedPods"][object::name(pod)] = json!(crate::object::now());
+        match ctx.server.storage.cas(&pdb.key, pdb.revision, Some(&updated)).await? {
+            Cas::Done { .. } => return Ok(()),
+            Cas::Mismatch(_) => continue,
+        }
+    }
+    Err(ApiError::TooManyRequests {
+        message: "the disruption budget changed too often; try again".into(),
+        retry_after: 1,
+    })
 }
 
 async fn token(ctx: &mut Ctx, body: &[u8]) -> ApiResult<Response> {

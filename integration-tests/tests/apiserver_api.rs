@@ -95,12 +95,28 @@ async fn crud_and_every_error_shape() -> anyhow::Result<()> {
     )
     .await?;
     assert_eq!((r.code, r.body["reason"].as_str()), (400, Some("BadRequest")));
-    // 415 unsupported media type; 406 not acceptable.
+    // A malformed protobuf body is a 400 that says where it broke.
     let r = request(
         &client,
         "POST",
         "/api/v1/namespaces/default/configmaps",
         Some("application/vnd.kubernetes.protobuf"),
+        b"k8s\0\x0a\x05\x0a\x02v1".to_vec(),
+    )
+    .await?;
+    assert_eq!(
+        (r.code, r.body["reason"].as_str()),
+        (400, Some("BadRequest")),
+        "{}",
+        r.body
+    );
+    assert!(r.body["message"].as_str().unwrap_or("").contains("byte"), "{}", r.body);
+    // 415 unsupported media type; 406 not acceptable.
+    let r = request(
+        &client,
+        "POST",
+        "/api/v1/namespaces/default/configmaps",
+        Some("application/cbor"),
         vec![1, 2],
     )
     .await?;
@@ -545,6 +561,16 @@ async fn custom_resources_are_served_validated_and_removed_with_their_crd() -> a
         "/apis/example.com/v1/namespaces/default/widgets/w1",
         Some("application/strategic-merge-patch+json"),
         b"{}".to_vec(),
+    )
+    .await?;
+    assert_eq!(r.code, 415);
+    // Custom resources have no protobuf form.
+    let r = request(
+        &client,
+        "POST",
+        "/apis/example.com/v1/namespaces/default/widgets",
+        Some("application/vnd.kubernetes.protobuf"),
+        b"k8s\0".to_vec(),
     )
     .await?;
     assert_eq!(r.code, 415);

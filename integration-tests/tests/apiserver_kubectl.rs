@@ -238,12 +238,9 @@ fn lifecycle(minor: &str) -> anyhow::Result<()> {
         None,
     );
     assert_eq!(out.trim(), "slow");
-    // Imperative creates. kubectl 1.33's typed clients send protobuf bodies,
-    // which the apiserver does not decode yet (it answers 415), so these run
-    // with the kubectl versions that send JSON.
-    if minor == "1.27" {
-        imperative_creates(&k);
-    }
+    // Imperative creates: kubectl 1.33's typed clients send protobuf
+    // bodies, 1.27's JSON; both must give the same objects.
+    imperative_creates(&k);
     // Server-side validation refuses unknown fields by default.
     let bad = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: bad\n  namespace: demo\nbogus: 1\n";
     let err = k.fails(&["apply", "-f", "-"], Some(bad));
@@ -316,6 +313,117 @@ fn imperative_creates(k: &Kubectl) {
         out.contains("deployment.apps/api") && out.contains("service/api"),
         "{out}"
     );
+    // Bodies decode to upstream's JSON: base64 secret data, no zero-valued
+    // plain fields (nodePort, hostPort, stdin…), explicit pointer zeros kept.
+    let out = k.ok(
+        &["get", "secret", "pw", "-n", "scratch", "-o", "jsonpath={.data.p}"],
+        None,
+    );
+    assert_eq!(out, "czNjcmV0");
+    let svc = k.ok(&["get", "svc", "api", "-n", "scratch", "-o", "json"], None);
+    assert!(
+        !svc.contains("nodePort") && !svc.contains("healthCheckNodePort"),
+        "{svc}"
+    );
+    for args in [
+        &[
+            "create",
+            "job",
+            "once",
+            "-n",
+            "scratch",
+            "--image=busybox",
+            "--",
+            "true",
+        ][..],
+        &[
+            "create",
+            "cronjob",
+            "tick",
+            "-n",
+            "scratch",
+            "--image=busybox",
+            "--schedule=*/5 * * * *",
+        ],
+        &[
+            "create",
+            "role",
+            "reader",
+            "-n",
+            "scratch",
+            "--verb=get,list",
+            "--resource=pods",
+        ],
+        &[
+            "create",
+            "rolebinding",
+            "reader",
+            "-n",
+            "scratch",
+            "--role=reader",
+            "--user=bob",
+        ],
+        &["create", "quota", "q", "-n", "scratch", "--hard=pods=10"],
+        &[
+            "create",
+            "pdb",
+            "api",
+            "-n",
+            "scratch",
+            "--selector=app=api",
+            "--min-available=1",
+        ],
+        &["create", "priorityclass", "high", "--value=1000"],
+        &[
+            "create",
+            "ingress",
+            "api",
+            "-n",
+            "scratch",
+            "--rule=api.example.com/=api:80",
+        ],
+        &["create", "serviceaccount", "robot", "-n", "scratch"],
+        &["run", "solo", "-n", "scratch", "--image=nginx"],
+        &["scale", "deployment", "api", "-n", "scratch", "--replicas=0"],
+    ] {
+        k.ok(args, None);
+    }
+    let job = k.ok(&["get", "job", "once", "-n", "scratch", "-o", "json"], None);
+    let job: serde_json::Value = serde_json::from_str(&job).expect("job json");
+    let uid = job["metadata"]["uid"].as_str().expect("uid");
+    assert_eq!(
+        job["spec"]["selector"]["matchLabels"]["batch.kubernetes.io/controller-uid"],
+        uid
+    );
+    assert_eq!(job["spec"]["template"]["metadata"]["labels"]["job-name"], "once");
+    assert!(
+        job["spec"]["template"]["spec"]["containers"][0].get("stdin").is_none(),
+        "{job}"
+    );
+    let out = k.ok(
+        &[
+            "get",
+            "deploy",
+            "api",
+            "-n",
+            "scratch",
+            "-o",
+            "jsonpath={.spec.replicas}",
+        ],
+        None,
+    );
+    assert_eq!(out, "0");
+    let token = k.ok(&["create", "token", "robot", "-n", "scratch"], None);
+    assert_eq!(token.trim().split('.').count(), 3, "{token}");
+    // Eviction (policy/v1) through drain.
+    let node = "apiVersion: v1\nkind: Node\nmetadata:\n  name: worker\n---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: bound\n  namespace: scratch\nspec:\n  nodeName: worker\n  containers:\n  - name: c\n    image: nginx\n";
+    k.ok(&["apply", "-f", "-"], Some(node));
+    let out = k.ok(&["drain", "worker", "--force", "--grace-period=0"], None);
+    assert!(
+        out.contains("pod/bound evicted") && out.contains("node/worker drained"),
+        "{out}"
+    );
+    k.ok(&["delete", "node", "worker"], None);
 }
 
 #[test]

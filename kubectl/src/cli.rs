@@ -100,6 +100,8 @@ pub enum Command {
     Cordon(cmd::node::CordonArgs),
     /// Mark node as schedulable.
     Uncordon(cmd::node::CordonArgs),
+    /// Drain node in preparation for maintenance.
+    Drain(cmd::node::DrainArgs),
     /// Update the taints on one or more nodes.
     Taint(cmd::node::TaintArgs),
     /// Take a replication controller, service, deployment or pod and expose it as a new Kubernetes service.

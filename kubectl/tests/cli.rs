@@ -313,6 +313,134 @@ fn apply_get_update_delete() {
     );
 }
 
+/// `drain`: cordons, refuses DaemonSet and unmanaged pods unless told,
+/// evicts through the eviction subresource, waits on a disruption budget
+/// that allows nothing (429) until the timeout, and drains once it allows.
+#[test]
+fn drain_evicts_through_disruption_budgets() {
+    let server = ApiServer::start();
+    let dir = tempfile::tempdir().expect("manifest dir");
+    let owner = |kind: &str, name: &str| {
+        format!(
+            "  ownerReferences:\n  - apiVersion: apps/v1\n    kind: {kind}\n    name: {name}\n    uid: 6c3c7e8e-0000-4000-8000-000000000001\n    controller: true\n"
+        )
+    };
+    let pod = |name: &str, labels: &str, owner: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  labels: {{{labels}}}\n{owner}spec:\n  nodeName: n1\n  containers:\n  - name: c\n    image: nginx\n---\n"
+        )
+    };
+    let mut manifest = "apiVersion: v1\nkind: Node\nmetadata:\n  name: n1\n---\n".to_string();
+    manifest += &pod("web", "app: web", &owner("ReplicaSet", "web-1"));
+    manifest += &pod("loner", "app: loner", "");
+    manifest += &pod("agent", "app: agent", &owner("DaemonSet", "agent"));
+    manifest += "apiVersion: policy/v1\nkind: PodDisruptionBudget\nmetadata:\n  name: web\nspec:\n  minAvailable: 1\n  selector:\n    matchLabels: {app: web}\n";
+    let file = dir.path().join("drain.yaml");
+    std::fs::write(&file, manifest).expect("write manifest");
+    ok(&server, &["apply", "-f", file.to_str().expect("path")]);
+    // The pod runs (so its budget counts); the budget allows nothing yet.
+    ok(
+        &server,
+        &[
+            "patch",
+            "pod",
+            "web",
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            r#"{"status":{"phase":"Running"}}"#,
+        ],
+    );
+    let no_disruptions = r#"{"status":{"observedGeneration":1,"disruptionsAllowed":0,"currentHealthy":1,"desiredHealthy":1,"expectedPods":1}}"#;
+    ok(
+        &server,
+        &[
+            "patch",
+            "pdb",
+            "web",
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            no_disruptions,
+        ],
+    );
+
+    // Unmanaged and DaemonSet pods stop the drain; the node stays cordoned.
+    let out = kubectl(&server, &["drain", "n1", "--grace-period=0"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "node/n1 cordoned\n");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("cannot delete DaemonSet-managed Pods (use --ignore-daemonsets to ignore): default/agent")
+            && stderr
+                .contains("cannot delete Pods that declare no controller (use --force to override): default/loner")
+            && stderr.contains("There are pending nodes to be drained:\n n1\n"),
+        "{stderr}"
+    );
+    assert_eq!(
+        ok(&server, &["get", "node", "n1", "-o", "jsonpath={.spec.unschedulable}"]),
+        "true"
+    );
+
+    // The budget refuses the eviction (429) until the timeout.
+    let args = [
+        "drain",
+        "n1",
+        "--grace-period=0",
+        "--force",
+        "--ignore-daemonsets",
+        "--timeout=1s",
+    ];
+    let out = kubectl(&server, &args);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("Warning: ")
+            && stderr.contains("deleting Pods that declare no controller: default/loner")
+            && stderr.contains("ignoring DaemonSet-managed Pods: default/agent")
+            && stderr.contains("error when evicting pods/\"web\" -n \"default\" (will retry after 5s): Cannot evict pod as it would violate the pod's disruption budget."),
+        "{stderr}"
+    );
+    assert_eq!(ok(&server, &["get", "pod", "web", "-o", "name"]), "pod/web\n");
+
+    // Once the budget allows one disruption, the drain completes and the
+    // budget records it.
+    ok(
+        &server,
+        &[
+            "patch",
+            "pdb",
+            "web",
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            r#"{"status":{"disruptionsAllowed":1}}"#,
+        ],
+    );
+    let stdout = ok(&server, &args);
+    assert!(
+        stdout.contains("evicting pod default/web\n") && stdout.contains("pod/web evicted\n"),
+        "{stdout}"
+    );
+    assert!(stdout.ends_with("node/n1 drained\n"), "{stdout}");
+    assert_eq!(ok(&server, &["get", "pods", "-o", "name"]), "pod/agent\n");
+    assert_eq!(
+        ok(
+            &server,
+            &[
+                "get",
+                "pdb",
+                "web",
+                "-o",
+                "jsonpath={.status.disruptionsAllowed} {.status.disruptedPods.web}"
+            ]
+        )
+        .split(' ')
+        .next(),
+        Some("0")
+    );
+}
+
 #[test]
 fn kubeconfig_commands_merge_files() {
     let dir = tempfile::tempdir().expect("temp dir");

@@ -47,6 +47,7 @@ pub async fn dispatch(f: &Factory, command: Command) -> anyhow::Result<()> {
         Command::Cordon(a) => node::cordon(f, a, true).await,
         Command::Uncordon(a) => node::cordon(f, a, false).await,
         Command::Taint(a) => node::taint(f, a).await,
+        Command::Drain(a) => node::drain(f, a).await,
         Command::Expose(a) => expose::run(f, a).await,
         Command::Run(a) => run::run(f, a).await,
         Command::Logs(a) => stub::run("logs", a),

@@ -256,3 +256,270 @@ mod tests {
         assert_eq!(apply_taints("n", &current, &dup, &[], true).unwrap().1, "modified");
     }
 }
+
+#[derive(Args, Debug, Default)]
+pub struct DrainArgs {
+    /// NODE
+    pub nodes: Vec<String>,
+    /// Selector (label query) to filter nodes on.
+    #[arg(short = 'l', long)]
+    pub selector: Option<String>,
+    /// Continue even if there are pods that do not declare a controller.
+    #[arg(long)]
+    pub force: bool,
+    /// Ignore DaemonSet-managed pods.
+    #[arg(long)]
+    pub ignore_daemonsets: bool,
+    /// Continue even if there are pods using emptyDir (local data that will
+    /// be deleted when the node is drained).
+    #[arg(long)]
+    pub delete_emptydir_data: bool,
+    /// Period of time in seconds given to each pod to terminate gracefully.
+    /// If negative, the default value specified in the pod will be used.
+    #[arg(long, default_value_t = -1, allow_hyphen_values = true)]
+    pub grace_period: i64,
+    /// The length of time to wait before giving up, zero means infinite.
+    #[arg(long, default_value = "0s")]
+    pub timeout: String,
+    /// Label selector to filter pods on the node.
+    #[arg(long)]
+    pub pod_selector: Option<String>,
+    /// Force drain to use delete, even if eviction is supported.
+    #[arg(long)]
+    pub disable_eviction: bool,
+}
+
+/// What drain does with one pod on the node.
+#[derive(Debug, PartialEq, Eq)]
+pub enum PodAction {
+    Delete,
+    /// Deleted with a warning (the reason).
+    DeleteWithWarning(&'static str),
+    /// Left alone with a warning.
+    Skip(&'static str),
+    /// Left alone silently (mirror pods, finished pods stay deletable).
+    SkipSilently,
+    /// Blocks the drain (the reason).
+    Refuse(&'static str),
+}
+
+const UNMANAGED: &str = "cannot delete Pods that declare no controller (use --force to override)";
+const UNMANAGED_WARN: &str = "deleting Pods that declare no controller";
+const DAEMONSET: &str = "cannot delete DaemonSet-managed Pods (use --ignore-daemonsets to ignore)";
+const DAEMONSET_WARN: &str = "ignoring DaemonSet-managed Pods";
+const LOCAL_STORAGE: &str = "cannot delete Pods with local storage (use --delete-emptydir-data to override)";
+
+/// Upstream's drain filters, in its order: mirror pods, DaemonSet pods,
+/// local storage, unmanaged pods.
+pub fn pod_action(pod: &Value, a: &DrainArgs) -> PodAction {
+    let annotations = pod.pointer("/metadata/annotations");
+    if annotations.and_then(|m| m.get("kubernetes.io/config.mirror")).is_some() {
+        return PodAction::SkipSilently;
+    }
+    let finished = matches!(
+        pod.pointer("/status/phase").and_then(Value::as_str),
+        Some("Succeeded" | "Failed")
+    );
+    let controller = pod
+        .pointer("/metadata/ownerReferences")
+        .and_then(Value::as_array)
+        .and_then(|refs| refs.iter().find(|r| r.get("controller") == Some(&Value::Bool(true))));
+    if controller.and_then(|c| c.get("kind")).and_then(Value::as_str) == Some("DaemonSet") {
+        return if a.ignore_daemonsets {
+            PodAction::Skip(DAEMONSET_WARN)
+        } else {
+            PodAction::Refuse(DAEMONSET)
+        };
+    }
+    let local = pod
+        .pointer("/spec/volumes")
+        .and_then(Value::as_array)
+        .is_some_and(|v| v.iter().any(|v| v.get("emptyDir").is_some()));
+    if local && !finished && !a.delete_emptydir_data {
+        return PodAction::Refuse(LOCAL_STORAGE);
+    }
+    if controller.is_none() && !finished {
+        return if a.force {
+            PodAction::DeleteWithWarning(UNMANAGED_WARN)
+        } else {
+            PodAction::Refuse(UNMANAGED)
+        };
+    }
+    PodAction::Delete
+}
+
+pub async fn drain(f: &Factory, a: DrainArgs) -> anyhow::Result<()> {
+    if a.nodes.is_empty() && a.selector.is_none() {
+        bail!("error: USAGE: drain NODE [flags]");
+    }
+    cordon(
+        f,
+        CordonArgs {
+            nodes: a.nodes.clone(),
+            selector: a.selector.clone(),
+        },
+        true,
+    )
+    .await?;
+    let mut args = vec!["nodes".to_string()];
+    args.extend(a.nodes.iter().cloned());
+    let sel = Selection {
+        args,
+        selector: a.selector.clone(),
+        ..Selection::default()
+    };
+    let client = f.client().await?;
+    let mut pending = Vec::new();
+    let mut failures = Vec::new();
+    for r in object_refs(f, &sel).await? {
+        if let Err(e) = drain_node(client, &a, &r.name).await {
+            crate::err_line(&format!(
+                "error: unable to drain node {:?} due to error: {e}, continuing command...",
+                r.name
+            ));
+            pending.push(r.name.clone());
+            failures.push(e);
+        } else {
+            out(&format!("node/{} drained\n", r.name));
+        }
+    }
+    if pending.is_empty() {
+        return Ok(());
+    }
+    crate::err_line("There are pending nodes to be drained:");
+    for n in &pending {
+        crate::err_line(&format!(" {n}"));
+    }
+    report_errors(failures)
+}
+
+async fn drain_node(client: &crate::client::Client, a: &DrainArgs, node: &str) -> anyhow::Result<()> {
+    let mut params = vec![("fieldSelector", format!("spec.nodeName={node}"))];
+    if let Some(s) = &a.pod_selector {
+        params.push(("labelSelector", s.clone()));
+    }
+    let list = client.get(&with_query("/api/v1/pods", &params)).await?;
+    let pods = list.get("items").and_then(Value::as_array).cloned().unwrap_or_default();
+    let mut delete = Vec::new();
+    let mut warnings: Vec<(&'static str, Vec<String>)> = Vec::new();
+    let mut refusals: Vec<(&'static str, Vec<String>)> = Vec::new();
+    let group = |list: &mut Vec<(&'static str, Vec<String>)>, why: &'static str, who: String| match list
+        .iter_mut()
+        .find(|(w, _)| *w == why)
+    {
+        Some((_, names)) => names.push(who),
+        None => list.push((why, vec![who])),
+    };
+    for pod in pods {
+        let who = format!(
+            "{}/{}",
+            pod.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or(""),
+            pod.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("")
+        );
+        match pod_action(&pod, a) {
+            PodAction::Delete => delete.push(pod),
+            PodAction::DeleteWithWarning(w) => {
+                group(&mut warnings, w, who);
+                delete.push(pod);
+            }
+            PodAction::Skip(w) => group(&mut warnings, w, who),
+            PodAction::SkipSilently => {}
+            PodAction::Refuse(why) => group(&mut refusals, why, who),
+        }
+    }
+    if !refusals.is_empty() {
+        let parts: Vec<String> = refusals
+            .iter()
+            .map(|(why, names)| format!("{why}: {}", names.join(", ")))
+            .collect();
+        bail!("{}", parts.join("; "));
+    }
+    if !warnings.is_empty() {
+        let parts: Vec<String> = warnings
+            .iter()
+            .map(|(why, names)| format!("{why}: {}", names.join(", ")))
+            .collect();
+        crate::err_line(&format!("Warning: {}", parts.join("; ")));
+    }
+    let timeout = crate::cmd::delete::parse_duration(&a.timeout)?;
+    let deadline = (!timeout.is_zero()).then(|| tokio::time::Instant::now() + timeout);
+    let mut gone = Vec::new();
+    for pod in &delete {
+        let ns = pod.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or("");
+        let name = pod.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("");
+        let uid = pod.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or("");
+        let path = format!("/api/v1/namespaces/{ns}/pods/{name}");
+        let mut delete_options = json!({"kind": "DeleteOptions", "apiVersion": "v1"});
+        if a.grace_period >= 0 {
+            delete_options["gracePeriodSeconds"] = json!(a.grace_period);
+        }
+        if a.disable_eviction {
+            match client.delete(&path, Some(&delete_options)).await {
+                Ok(_) => {}
+                Err(e) if is_not_found(&e) => {}
+                Err(e) => return Err(e),
+            }
+        } else {
+            out(&format!("evicting pod {ns}/{name}\n"));
+            let eviction = json!({
+                "apiVersion": "policy/v1", "kind": "Eviction",
+                "metadata": {"name": name, "namespace": ns},
+                "deleteOptions": delete_options,
+            });
+            loop {
+                match client.create(&format!("{path}/eviction"), &eviction).await {
+                    Ok(_) => break,
+                    Err(e) if is_not_found(&e) => break,
+                    Err(e) if api_code(&e) == Some(429) => {
+                        crate::err_line(&format!(
+                            "error when evicting pods/{name:?} -n {ns:?} (will retry after 5s): {}",
+                            e.downcast_ref::<crate::errors::ApiError>()
+                                .map(|a| a.message.clone())
+                                .unwrap_or_default()
+                        ));
+                        if deadline.is_some_and(|d| tokio::time::Instant::now() + EVICT_RETRY > d) {
+                            bail!("global timeout reached: {}", a.timeout);
+                        }
+                        tokio::time::sleep(EVICT_RETRY).await;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        gone.push((path, name.to_string(), uid.to_string()));
+    }
+    // Wait until each pod is gone (or replaced by one with another uid).
+    for (path, name, uid) in gone {
+        loop {
+            match client.get(&path).await {
+                Err(e) if is_not_found(&e) => break,
+                Ok(p) if p.pointer("/metadata/uid").and_then(Value::as_str) != Some(uid.as_str()) => break,
+                Ok(_) => {}
+                Err(e) => return Err(e),
+            }
+            if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
+                bail!(
+                    "error when waiting for pod {name:?} to terminate: global timeout reached: {}",
+                    a.timeout
+                );
+            }
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        }
+        out(&format!(
+            "pod/{name} {}\n",
+            if a.disable_eviction { "deleted" } else { "evicted" }
+        ));
+    }
+    Ok(())
+}
+
+const EVICT_RETRY: std::time::Duration = std::time::Duration::from_secs(5);
+
+fn api_code(e: &anyhow::Error) -> Option<u16> {
+    e.downcast_ref::<crate::errors::ApiError>().map(|a| a.code)
+}
+
+fn is_not_found(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<crate::errors::ApiError>()
+        .is_some_and(crate::errors::ApiError::is_not_found)
+}
