@@ -29,13 +29,13 @@ bench: bench-store bench-history bench-apiserver
 # Our store vs etcd 3.4 (Debian's etcd-server), same load generator.
 bench-store: deps
 	$(CARGO) build --release -p store -p integration-tests
-	$(CARGO) run --release -p integration-tests --bin loadgen -- compare
+	target/release/loadgen compare
 
 # kube-apiserver latency and throughput (1 and 3 apiservers; 1/16/64
 # clients); table in target/bench-apiserver.md.
 bench-apiserver: deps
 	$(CARGO) build --release -p apiserver -p integration-tests
-	$(CARGO) run --release -p integration-tests --bin apibench
+	target/release/apibench $(BENCH_ARGS)
 
 # The linearizability and watch check with 10x CI's operations per phase.
 bench-history: deps

@@ -4,8 +4,8 @@
 //! list entries with a `name`, `.` for the entry itself). Apply merges the
 //! applied configuration into the live object, records the applier's
 //! field set, and reports a conflict (409) when a field another applier
-//! owns would change value, unless `force` is set. Simplification: fields
-//! an applier stops applying are released but not removed from the object.
+//! owns would change value, unless `force` is set. Fields an applier stops
+//! applying are removed from the object unless another manager owns them.
 
 use serde_json::{Map, Value, json};
 
@@ -178,6 +178,21 @@ pub fn server_side_apply(ctx: &Ctx, current: &Value, applied: &Value, force: boo
         apimachinery::strategic::apply(current, applied, schema.as_ref())
             .map_err(|e| ApiError::bad_request(e.to_string()))?
     };
+    // Fields this manager applied last time and no longer applies go,
+    // unless another manager owns them.
+    let previous = managed.iter().find(|e| {
+        e.get("manager").and_then(Value::as_str) == Some(manager.as_str())
+            && e.get("operation").and_then(Value::as_str) == Some("Apply")
+            && (e.get("subresource").and_then(Value::as_str) == Some("status")) == status_only
+    });
+    if let Some(prev) = previous.and_then(|e| e.get("fieldsV1")) {
+        let others: Vec<&Value> = managed
+            .iter()
+            .filter(|e| !std::ptr::eq(*e, previous.unwrap_or(&Value::Null)))
+            .filter_map(|e| e.get("fieldsV1"))
+            .collect();
+        prune(&mut merged, prev, Some(&applied_set), &others);
+    }
     // Record ownership: the applier owns what it applied; forced fields are
     // taken from their previous owners.
     let mut entries: Vec<Value> = managed
@@ -211,6 +226,47 @@ pub fn server_side_apply(ctx: &Ctx, current: &Value, applied: &Value, force: boo
     entries.push(entry);
     object::meta_mut(&mut merged).insert("managedFields".into(), Value::Array(entries));
     Ok(merged)
+}
+
+/// Removes from `obj` what the set `prev` names and neither `now` nor any
+/// of `others` does (all FieldsV1 sets at the same level as `obj`). A
+/// released leaf or list entry (`.`) goes whole; a released map or struct
+/// loses only what was owned in it (and goes if that leaves it empty).
+fn prune(obj: &mut Value, prev: &Value, now: Option<&Value>, others: &[&Value]) {
+    let Some(prev) = prev.as_object() else { return };
+    for (k, prev_child) in prev {
+        if k == "." {
+            continue;
+        }
+        let now_child = now.and_then(|n| n.get(k));
+        let other_children: Vec<&Value> = others.iter().filter_map(|o| o.get(k)).collect();
+        let released = now_child.is_none() && other_children.is_empty();
+        let owned_whole = prev_child
+            .as_object()
+            .is_none_or(|c| c.is_empty() || c.contains_key("."));
+        if let Some(field) = k.strip_prefix("f:") {
+            let Some(o) = obj.as_object_mut() else { continue };
+            if released && owned_whole {
+                o.remove(field);
+            } else if let Some(child) = o.get_mut(field) {
+                prune(child, prev_child, now_child, &other_children);
+                if released && field != "metadata" && child.as_object().is_some_and(Map::is_empty) {
+                    o.remove(field);
+                }
+            }
+        } else if let Some(key) = k.strip_prefix("k:") {
+            let Ok(Value::Object(key)) = serde_json::from_str::<Value>(key) else {
+                continue;
+            };
+            let Some(items) = obj.as_array_mut() else { continue };
+            let matches = |i: &Value| key.iter().all(|(kk, kv)| i.get(kk) == Some(kv));
+            if released && owned_whole {
+                items.retain(|i| !matches(i));
+            } else if let Some(child) = items.iter_mut().find(|i| matches(i)) {
+                prune(child, prev_child, now_child, &other_children);
+            }
+        }
+    }
 }
 
 fn remove_path(set: &mut Value, path: &str) {
@@ -258,5 +314,33 @@ mod tests {
             Some(&json!("i"))
         );
         assert_eq!(fields_of(&obj, true), json!({"f:status": {"f:phase": {}}}));
+    }
+
+    #[test]
+    fn released_fields_go_unless_another_manager_owns_them() {
+        let mut obj = json!({
+            "metadata": {"name": "n", "labels": {"a": "1", "b": "2", "c": "3"}, "annotations": {"x": "1"}},
+            "spec": {"containers": [{"name": "x", "image": "i"}, {"name": "y", "image": "j"}]},
+        });
+        let prev = json!({
+            "f:metadata": {"f:labels": {"f:a": {}, "f:b": {}, "f:c": {}}, "f:annotations": {"f:x": {}}},
+            "f:spec": {"f:containers": {
+                "k:{\"name\":\"x\"}": {".": {}, "f:name": {}, "f:image": {}},
+                "k:{\"name\":\"y\"}": {".": {}, "f:name": {}, "f:image": {}},
+            }},
+        });
+        let now = json!({
+            "f:metadata": {"f:labels": {"f:a": {}}},
+            "f:spec": {"f:containers": {"k:{\"name\":\"x\"}": {".": {}, "f:name": {}, "f:image": {}}}},
+        });
+        let other = json!({"f:metadata": {"f:labels": {"f:c": {}}}});
+        prune(&mut obj, &prev, Some(&now), &[&other]);
+        assert_eq!(
+            obj,
+            json!({
+                "metadata": {"name": "n", "labels": {"a": "1", "c": "3"}},
+                "spec": {"containers": [{"name": "x", "image": "i"}]},
+            })
+        );
     }
 }

@@ -12,19 +12,36 @@ const BUCKETS: &[f64] = &[
     0.005, 0.025, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0, 1.25, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0, 60.0,
 ];
 
-#[derive(Default)]
+/// Store requests are far quicker than API requests.
+const STORE_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
 struct Histogram {
+    buckets: &'static [f64],
     counts: Vec<u64>,
     sum: f64,
     count: u64,
 }
 
+impl Default for Histogram {
+    fn default() -> Self {
+        Self::new(BUCKETS)
+    }
+}
+
 impl Histogram {
-    fn observe(&mut self, secs: f64) {
-        if self.counts.is_empty() {
-            self.counts = vec![0; BUCKETS.len()];
+    fn new(buckets: &'static [f64]) -> Self {
+        Self {
+            buckets,
+            counts: vec![0; buckets.len()],
+            sum: 0.0,
+            count: 0,
         }
-        for (i, b) in BUCKETS.iter().enumerate() {
+    }
+
+    fn observe(&mut self, secs: f64) {
+        for (i, b) in self.buckets.iter().enumerate() {
             if secs <= *b {
                 self.counts[i] += 1;
             }
@@ -46,6 +63,8 @@ struct Inner {
     storage_lists: BTreeMap<String, u64>,
     /// Events received by the watch cache, per key prefix.
     cache_events: BTreeMap<String, u64>,
+    /// Store request latency by operation and resource.
+    store: BTreeMap<(String, String), Histogram>,
 }
 
 #[derive(Default)]
@@ -86,6 +105,18 @@ impl Metrics {
         }
     }
 
+    /// One store request: `operation` (get, list, create, update, delete)
+    /// on the resource whose key is `key`.
+    pub fn store_request(&self, operation: &str, key: &str, elapsed: Duration) {
+        let resource = key.split('/').nth(2).unwrap_or("");
+        self.inner
+            .lock()
+            .store
+            .entry((operation.into(), resource.into()))
+            .or_insert_with(|| Histogram::new(STORE_BUCKETS))
+            .observe(elapsed.as_secs_f64());
+    }
+
     pub fn cache_events(&self, prefix: &str, n: usize) {
         *self.inner.lock().cache_events.entry(prefix.into()).or_default() += n as u64;
     }
@@ -110,7 +141,7 @@ impl Metrics {
         );
         let _ = writeln!(out, "# TYPE apiserver_request_duration_seconds histogram");
         for ((verb, res), h) in &i.latency {
-            for (b, c) in BUCKETS.iter().zip(&h.counts) {
+            for (b, c) in h.buckets.iter().zip(&h.counts) {
                 let _ = writeln!(
                     out,
                     "apiserver_request_duration_seconds_bucket{{verb=\"{verb}\",resource=\"{res}\",le=\"{b}\"}} {c}"
@@ -150,6 +181,24 @@ impl Metrics {
         let _ = writeln!(out, "# TYPE apiserver_storage_writes_total counter");
         for (res, n) in &i.writes {
             let _ = writeln!(out, "apiserver_storage_writes_total{{resource=\"{res}\"}} {n}");
+        }
+        let _ = writeln!(
+            out,
+            "# HELP etcd_request_duration_seconds Store request latency in seconds for each operation and object type."
+        );
+        let _ = writeln!(out, "# TYPE etcd_request_duration_seconds histogram");
+        for ((op, ty), h) in &i.store {
+            let labels = format!("operation=\"{op}\",type=\"{ty}\"");
+            for (b, c) in h.buckets.iter().zip(&h.counts) {
+                let _ = writeln!(out, "etcd_request_duration_seconds_bucket{{{labels},le=\"{b}\"}} {c}");
+            }
+            let _ = writeln!(
+                out,
+                "etcd_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}",
+                h.count
+            );
+            let _ = writeln!(out, "etcd_request_duration_seconds_sum{{{labels}}} {}", h.sum);
+            let _ = writeln!(out, "etcd_request_duration_seconds_count{{{labels}}} {}", h.count);
         }
         for (name, help, label, map) in [
             (

@@ -139,9 +139,9 @@ impl ApiServer {
         let server = Arc::new(Server {
             openapi: OpenApi::new(registry.clone()),
             registry,
-            storage: Storage::new(member.store().clone()),
+            storage: Storage::new(member.store().clone(), metrics.clone()),
             cache: crate::cache::WatchCache::new(
-                Storage::new(member.store().clone()),
+                Storage::new(member.store().clone(), metrics.clone()),
                 if opts.watch_cache {
                     opts.default_watch_cache_size
                 } else {

@@ -3,11 +3,15 @@
 //! `metadata.resourceVersion`; the key's mod revision is the resource
 //! version, as with etcd upstream.
 
+use std::sync::Arc;
+use std::time::Instant;
+
 use proto::etcdserverpb as pb;
 use proto::etcdserverpb::{compare, request_op, response_op};
 use serde_json::Value;
 use store::{Store, StoreError, WatchSpec, Watcher};
 
+use crate::metrics::Metrics;
 use crate::status::{ApiError, ApiResult};
 
 /// One stored object as read.
@@ -41,6 +45,7 @@ pub enum Cas {
 #[derive(Clone)]
 pub struct Storage {
     store: Store,
+    metrics: Arc<Metrics>,
 }
 
 /// Reads: which revision to read at.
@@ -116,8 +121,8 @@ pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
 }
 
 impl Storage {
-    pub fn new(store: Store) -> Self {
-        Self { store }
+    pub fn new(store: Store, metrics: Arc<Metrics>) -> Self {
+        Self { store, metrics }
     }
 
     pub fn store(&self) -> &Store {
@@ -129,6 +134,7 @@ impl Storage {
     }
 
     pub async fn get(&self, key: &str, at: ReadAt) -> ApiResult<Option<Stored>> {
+        let started = Instant::now();
         let (revision, serializable) = match at {
             ReadAt::Latest => (0, false),
             ReadAt::Any => (0, true),
@@ -144,6 +150,7 @@ impl Storage {
             })
             .await
             .map_err(store_error)?;
+        self.metrics.store_request("get", key, started.elapsed());
         resp.kvs
             .first()
             .map(|kv| decode(&kv.key, &kv.value, kv.mod_revision))
@@ -153,6 +160,7 @@ impl Storage {
     /// Reads up to `limit` objects (0: all) under `prefix`, starting at
     /// `start` (a key, inclusive; empty: the prefix itself).
     pub async fn list(&self, prefix: &str, start: &str, limit: i64, at: ReadAt) -> ApiResult<Page> {
+        let started = Instant::now();
         let (revision, serializable) = match at {
             ReadAt::Latest => (0, false),
             ReadAt::Any => (0, true),
@@ -172,6 +180,7 @@ impl Storage {
             })
             .await
             .map_err(store_error)?;
+        self.metrics.store_request("list", prefix, started.elapsed());
         let read_rev = resp.header.as_ref().map_or(0, |h| h.revision);
         let items = resp
             .kvs
@@ -194,6 +203,12 @@ impl Storage {
     /// Writes `key` if its mod revision is `expected` (0: absent); with
     /// `object` None, deletes it.
     pub async fn cas(&self, key: &str, expected: i64, object: Option<&Value>) -> ApiResult<Cas> {
+        let started = Instant::now();
+        let operation = match (expected, object) {
+            (0, _) => "create",
+            (_, Some(_)) => "update",
+            (_, None) => "delete",
+        };
         let k = key.as_bytes().to_vec();
         let op = match object {
             Some(o) => request_op::Request::RequestPut(pb::PutRequest {
@@ -226,6 +241,7 @@ impl Storage {
             })
             .await
             .map_err(store_error)?;
+        self.metrics.store_request(operation, key, started.elapsed());
         let revision = resp.header.as_ref().map_or(0, |h| h.revision);
         if resp.succeeded {
             return Ok(Cas::Done { revision });

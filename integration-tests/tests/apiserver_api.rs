@@ -343,6 +343,23 @@ async fn patches_of_every_type_and_server_side_apply() -> anyhow::Result<()> {
         .patch("ssa", &PatchParams::apply("bob").force(), &Patch::Apply(&other))
         .await?;
     assert_eq!(r.data.as_ref().and_then(|d| d.get("a")).map(String::as_str), Some("2"));
+    // An applier that stops applying a field removes it, unless another
+    // manager owns it: alice applies b and c and a label, then only c.
+    let alice = json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "ssa", "labels": {"team": "x"}}, "data": {"b": "1", "c": "1"}});
+    cms.patch("ssa", &PatchParams::apply("alice"), &Patch::Apply(&alice))
+        .await?;
+    let alice = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "ssa"}, "data": {"c": "1"}});
+    let r = cms
+        .patch("ssa", &PatchParams::apply("alice"), &Patch::Apply(&alice))
+        .await?;
+    let data = r.data.clone().unwrap_or_default();
+    assert_eq!(
+        data.keys().collect::<Vec<_>>(),
+        ["a", "c"],
+        "bob still owns a; alice released b"
+    );
+    assert!(r.metadata.labels.unwrap_or_default().is_empty());
     Ok(())
 }
 

@@ -25,6 +25,12 @@ struct Args {
     /// Client counts to run.
     #[arg(long, value_delimiter = ',', default_values_t = vec![1, 16, 64])]
     clients: Vec<usize>,
+    /// Extra kube-apiserver flags (e.g. --apiserver-arg=--watch-cache=false).
+    #[arg(long, allow_hyphen_values = true)]
+    apiserver_arg: Vec<String>,
+    /// Where to write the table.
+    #[arg(long, default_value = "target/bench-apiserver.md")]
+    out: String,
 }
 
 mod stats {
@@ -56,17 +62,24 @@ fn cm(name: &str) -> ConfigMap {
     .expect("configmap")
 }
 
-async fn run_clients<F, Fut>(clients: usize, ops: usize, f: F) -> anyhow::Result<Stats>
+/// Runs `ops` operations on each of `clients` concurrent clients. Each
+/// client first makes one untimed request (so that connection setup and TLS
+/// handshakes are not counted); timing starts when all are connected.
+async fn run_clients<F, Fut>(clients: usize, ops: usize, apis: Arc<Vec<Api<ConfigMap>>>, f: F) -> anyhow::Result<Stats>
 where
     F: Fn(usize, usize) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = anyhow::Result<()>> + Send,
 {
     let f = Arc::new(f);
-    let start = Instant::now();
+    let ready = Arc::new(tokio::sync::Barrier::new(clients + 1));
     let mut tasks = Vec::new();
     for c in 0..clients {
         let f = f.clone();
+        let ready = ready.clone();
+        let api = apis[c % apis.len()].clone();
         tasks.push(tokio::spawn(async move {
+            api.get_opt("warm-up").await?;
+            ready.wait().await;
             let mut h = Histogram::<u64>::new(3)?;
             for i in 0..ops {
                 let t = Instant::now();
@@ -76,6 +89,8 @@ where
             anyhow::Ok(h)
         }));
     }
+    ready.wait().await;
+    let start = Instant::now();
     let mut hist = Histogram::<u64>::new(3)?;
     for t in tasks {
         hist.add(t.await??)?;
@@ -94,7 +109,8 @@ async fn main() -> anyhow::Result<()> {
         "| --- | --- | --- | --- | --- | --- | --- |".to_string(),
     ];
     for &members in &args.members {
-        let c = ApiServers::start(members).await?;
+        let extra: Vec<&str> = args.apiserver_arg.iter().map(String::as_str).collect();
+        let c = ApiServers::start_with(members, &extra).await?;
         let mut apis = Vec::new();
         for i in 0..members {
             apis.push(Api::<ConfigMap>::namespaced(c.client_for(i).await?, "default"));
@@ -105,7 +121,7 @@ async fn main() -> anyhow::Result<()> {
             let tag = format!("m{members}c{clients}");
             let a = apis.clone();
             let t = tag.clone();
-            let s = run_clients(clients, ops, move |c, i| {
+            let s = run_clients(clients, ops, apis.clone(), move |c, i| {
                 let api = a[c % a.len()].clone();
                 let name = format!("{t}-{c}-{i}");
                 async move {
@@ -117,7 +133,7 @@ async fn main() -> anyhow::Result<()> {
             rows.push(s.row("create", members, clients));
             let a = apis.clone();
             let t = tag.clone();
-            let s = run_clients(clients, ops, move |c, i| {
+            let s = run_clients(clients, ops, apis.clone(), move |c, i| {
                 let api = a[c % a.len()].clone();
                 let name = format!("{t}-{c}-{i}");
                 async move {
@@ -129,7 +145,7 @@ async fn main() -> anyhow::Result<()> {
             rows.push(s.row("get", members, clients));
             let a = apis.clone();
             let t = tag.clone();
-            let s = run_clients(clients, ops, move |c, i| {
+            let s = run_clients(clients, ops, apis.clone(), move |c, i| {
                 let api = a[c % a.len()].clone();
                 let name = format!("{t}-{c}-{i}");
                 async move {
@@ -166,7 +182,7 @@ async fn main() -> anyhow::Result<()> {
         for &clients in &args.clients {
             let ops = (args.ops / 4).min(640 / clients).max(5);
             let a = apis.clone();
-            let s = run_clients(clients, ops, move |c, _| {
+            let s = run_clients(clients, ops, apis.clone(), move |c, _| {
                 let api: Api<ConfigMap> = Api::namespaced(a[c % a.len()].clone().into_client(), "list");
                 async move {
                     let l = api.list(&ListParams::default()).await?;
@@ -188,6 +204,7 @@ async fn main() -> anyhow::Result<()> {
             .resource_version
             .unwrap_or_default();
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Instant>();
+        let watching = Arc::new(tokio::sync::Barrier::new(watchers + 1));
         let started = Arc::new(parking_lot::Mutex::new(
             std::collections::HashMap::<String, Instant>::new(),
         ));
@@ -196,8 +213,11 @@ async fn main() -> anyhow::Result<()> {
             let rv = rv.clone();
             let tx = tx.clone();
             let started = started.clone();
+            let watching = watching.clone();
             tokio::spawn(async move {
-                let Ok(s) = api.watch(&WatchParams::default().timeout(120), &rv).await else {
+                let s = api.watch(&WatchParams::default().timeout(120), &rv).await;
+                watching.wait().await;
+                let Ok(s) = s else {
                     return;
                 };
                 let mut s = s.boxed();
@@ -216,7 +236,8 @@ async fn main() -> anyhow::Result<()> {
             });
         }
         drop(tx);
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        // Every watch request has its response under way.
+        watching.wait().await;
         let t0 = Instant::now();
         for i in 0..writes {
             let name = format!("w{i}");
@@ -241,6 +262,6 @@ async fn main() -> anyhow::Result<()> {
     let table = rows.join("\n");
     println!("{table}");
     std::fs::create_dir_all("target")?;
-    std::fs::write("target/bench-apiserver.md", format!("{table}\n"))?;
+    std::fs::write(&args.out, format!("{table}\n"))?;
     Ok(())
 }
