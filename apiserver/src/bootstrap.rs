@@ -82,7 +82,7 @@ async fn follow_crds(server: &Arc<Server>) {
             match w.next(64, None).await {
                 Ok(WatchItem::Events { events, .. }) => {
                     for ev in &events {
-                        if let Ok((deleted, cur, _)) = Storage::decode_event(ev) {
+                        if let Ok((deleted, cur, _)) = Storage::decode_event(ev, None) {
                             crate::customresource::sync(&server.registry, &cur.object, deleted);
                         }
                     }

@@ -26,7 +26,7 @@ use store::{StoreError, WatchItem, Watcher};
 use tokio::sync::watch;
 
 use crate::metrics::Metrics;
-use crate::storage::{ReadAt, Storage, Stored, prefix_end, set_resource_version};
+use crate::storage::{ReadAt, Storage, Stored, View, decode, locate, prefix_end, set_resource_version};
 
 /// Events per store read.
 const BATCH: usize = 512;
@@ -89,7 +89,11 @@ struct State {
 
 /// The cache of one key prefix.
 pub struct Cacher {
+    /// The served prefix (keys in the cache are served keys).
     prefix: String,
+    /// Where the objects live, and the view they are served through.
+    stored_prefix: String,
+    view: Option<&'static View>,
     state: RwLock<State>,
     revision: watch::Sender<i64>,
     storage: Storage,
@@ -154,6 +158,7 @@ impl Cacher {
             prefix: prefix.to_string(),
             next: after + 1,
             storage: self.storage.clone(),
+            view: self.view,
         }
     }
 
@@ -162,6 +167,7 @@ impl Cacher {
         for ev in events {
             let Some(kv) = &ev.kv else { continue };
             let key = String::from_utf8_lossy(&kv.key).into_owned();
+            let key = self.view.map_or(key.clone(), |v| v.served_key(&key));
             let deleted = ev.r#type == proto::mvccpb::event::EventType::Delete as i32;
             let prev = if deleted { s.objects.remove(&key) } else { None };
             let event = if deleted {
@@ -175,12 +181,11 @@ impl Cacher {
                     deleted: true,
                 }
             } else {
-                let Ok(mut object) = serde_json::from_slice::<Value>(&kv.value) else {
+                let Ok(stored) = decode(&kv.key, &kv.value, kv.mod_revision, self.view) else {
                     tracing::error!(key, "stored object is corrupt; the watch cache skips it");
                     continue;
                 };
-                set_resource_version(&mut object, kv.mod_revision);
-                let entry = Entry::new(key.clone(), object, kv.mod_revision);
+                let entry = Entry::from_stored(stored);
                 let prev = s.objects.insert(key, entry.clone());
                 Event {
                     revision: kv.mod_revision,
@@ -244,28 +249,26 @@ impl Cacher {
             .storage
             .store()
             .range(proto::etcdserverpb::RangeRequest {
-                key: self.prefix.as_bytes().to_vec(),
-                range_end: prefix_end(self.prefix.as_bytes()),
+                key: self.stored_prefix.as_bytes().to_vec(),
+                range_end: prefix_end(self.stored_prefix.as_bytes()),
                 ..Default::default()
             })
             .await?;
         let revision = resp.header.as_ref().map_or(0, |h| h.revision);
         let mut objects = BTreeMap::new();
         for kv in resp.kvs {
-            let key = String::from_utf8_lossy(&kv.key).into_owned();
-            let Ok(mut object) = serde_json::from_slice::<Value>(&kv.value) else {
-                tracing::error!(key, "stored object is corrupt; the watch cache skips it");
+            let Ok(stored) = decode(&kv.key, &kv.value, kv.mod_revision, self.view) else {
+                tracing::error!(key = %String::from_utf8_lossy(&kv.key), "stored object is corrupt; the watch cache skips it");
                 continue;
             };
-            set_resource_version(&mut object, kv.mod_revision);
-            objects.insert(key.clone(), Entry::new(key, object, kv.mod_revision));
+            objects.insert(stored.key.clone(), Entry::from_stored(stored));
         }
         let watcher = self
             .storage
             .store()
             .watch(store::WatchSpec {
-                key: self.prefix.as_bytes().to_vec(),
-                range_end: prefix_end(self.prefix.as_bytes()),
+                key: self.stored_prefix.as_bytes().to_vec(),
+                range_end: prefix_end(self.stored_prefix.as_bytes()),
                 start_revision: revision + 1,
                 prev_kv: false,
                 no_put: false,
@@ -318,8 +321,11 @@ impl WatchCache {
             return (*c.revision.borrow() > 0).then(|| c.clone());
         }
         let (revision, _) = watch::channel(0);
+        let (stored_prefix, view) = locate(prefix);
         let c = Arc::new(Cacher {
             prefix: prefix.to_string(),
+            stored_prefix,
+            view,
             state: RwLock::new(State {
                 objects: BTreeMap::new(),
                 events: VecDeque::new(),
@@ -361,6 +367,7 @@ pub struct CacheWatcher {
     /// The next revision to deliver.
     next: i64,
     storage: Storage,
+    view: Option<&'static View>,
 }
 
 impl CacheWatcher {
@@ -371,6 +378,7 @@ impl CacheWatcher {
             prefix: prefix.to_string(),
             next: after + 1,
             storage: storage.clone(),
+            view: locate(prefix).1,
         })
     }
 
@@ -386,7 +394,7 @@ impl CacheWatcher {
                         }
                         WatchItem::Events { revision, events } => {
                             self.next = revision + 1;
-                            Ok(Item::Events(decode_store_events(&events)))
+                            Ok(Item::Events(decode_store_events(&events, self.view)))
                         }
                     };
                 }
@@ -435,6 +443,7 @@ impl CacheWatcher {
 }
 
 fn store_watcher(storage: &Storage, prefix: &str, start: i64) -> Result<Watcher, StoreError> {
+    let (prefix, _) = locate(prefix);
     storage.store().watch(store::WatchSpec {
         key: prefix.as_bytes().to_vec(),
         range_end: prefix_end(prefix.as_bytes()),
@@ -445,11 +454,11 @@ fn store_watcher(storage: &Storage, prefix: &str, start: i64) -> Result<Watcher,
     })
 }
 
-fn decode_store_events(events: &[proto::mvccpb::Event]) -> Vec<Arc<Event>> {
+fn decode_store_events(events: &[proto::mvccpb::Event], view: Option<&View>) -> Vec<Arc<Event>> {
     events
         .iter()
         .filter_map(|ev| {
-            let (deleted, cur, prev) = Storage::decode_event(ev).ok()?;
+            let (deleted, cur, prev) = Storage::decode_event(ev, view).ok()?;
             Some(Arc::new(Event {
                 revision: cur.revision,
                 object: Entry::from_stored(cur),

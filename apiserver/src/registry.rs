@@ -130,8 +130,9 @@ where
 {
     let namespaced = TypeId::of::<T::Scope>() == TypeId::of::<k8s_openapi::NamespaceResourceScope>();
     let plural = T::URL_PATH_SEGMENT.to_string();
-    // Upstream's etcd layout: `/registry/<resource>/`, except that groups
-    // whose resource names clash with core ones (and CRDs) are qualified.
+    // Upstream's etcd layout: `/registry/<resource>/`; CRDs are qualified.
+    // events.k8s.io's prefix is served from core events' keys (see
+    // `storage::VIEWS`).
     let key_prefix = if matches!(T::GROUP, "events.k8s.io" | "apiextensions.k8s.io") {
         format!("/registry/{}/{plural}/", T::GROUP)
     } else {

@@ -79,19 +79,53 @@ pub fn store_error(e: StoreError) -> ApiError {
     }
 }
 
-fn decode(key: &[u8], value: &[u8], revision: i64) -> ApiResult<Stored> {
-    let mut object: Value = serde_json::from_slice(value).map_err(|e| {
-        ApiError::internal(format!(
-            "stored object {} is corrupt: {e}",
-            String::from_utf8_lossy(key)
-        ))
-    })?;
+/// A resource served from another resource's keys in another shape, as
+/// upstream keeps `events.k8s.io/v1` Events as `core/v1` Events.
+pub struct View {
+    /// The key prefix its resource type uses (never stored).
+    served: &'static str,
+    /// Where its objects live.
+    stored: &'static str,
+    from_storage: fn(Value) -> Value,
+    to_storage: fn(Value) -> Value,
+}
+
+const VIEWS: &[View] = &[View {
+    served: "/registry/events.k8s.io/events/",
+    stored: "/registry/events/",
+    from_storage: apimachinery::events::core_to_events,
+    to_storage: apimachinery::events::events_to_core,
+}];
+
+impl View {
+    pub fn served_key(&self, stored: &str) -> String {
+        format!("{}{}", self.served, stored.strip_prefix(self.stored).unwrap_or(stored))
+    }
+}
+
+/// Where a served key (or prefix) lives in the store, and through which
+/// view it is served.
+pub fn locate(key: &str) -> (String, Option<&'static View>) {
+    match VIEWS.iter().find(|v| key.starts_with(v.served)) {
+        Some(v) => (format!("{}{}", v.stored, &key[v.served.len()..]), Some(v)),
+        None => (key.to_string(), None),
+    }
+}
+
+/// Decodes a stored key-value (through `view`, if any).
+pub fn decode(key: &[u8], value: &[u8], revision: i64, view: Option<&View>) -> ApiResult<Stored> {
+    let key = String::from_utf8_lossy(key).into_owned();
+    let mut object: Value = serde_json::from_slice(value)
+        .map_err(|e| ApiError::internal(format!("stored object {key} is corrupt: {e}")))?;
+    let key = match view {
+        Some(v) => {
+            object = (v.from_storage)(object);
+            v.served_key(&key)
+        }
+        None => key,
+    };
     set_resource_version(&mut object, revision);
-    Ok(Stored {
-        key: String::from_utf8_lossy(key).into_owned(),
-        object,
-        revision,
-    })
+    Ok(Stored { key, object, revision })
 }
 
 pub fn set_resource_version(object: &mut Value, revision: i64) {
@@ -135,6 +169,8 @@ impl Storage {
 
     pub async fn get(&self, key: &str, at: ReadAt) -> ApiResult<Option<Stored>> {
         let started = Instant::now();
+        let (key, view) = locate(key);
+        let key = key.as_str();
         let (revision, serializable) = match at {
             ReadAt::Latest => (0, false),
             ReadAt::Any => (0, true),
@@ -153,7 +189,7 @@ impl Storage {
         self.metrics.store_request("get", key, started.elapsed());
         resp.kvs
             .first()
-            .map(|kv| decode(&kv.key, &kv.value, kv.mod_revision))
+            .map(|kv| decode(&kv.key, &kv.value, kv.mod_revision, view))
             .transpose()
     }
 
@@ -161,6 +197,14 @@ impl Storage {
     /// `start` (a key, inclusive; empty: the prefix itself).
     pub async fn list(&self, prefix: &str, start: &str, limit: i64, at: ReadAt) -> ApiResult<Page> {
         let started = Instant::now();
+        let (prefix, view) = locate(prefix);
+        let prefix = prefix.as_str();
+        let start = if start.is_empty() {
+            String::new()
+        } else {
+            locate(start).0
+        };
+        let start = start.as_str();
         let (revision, serializable) = match at {
             ReadAt::Latest => (0, false),
             ReadAt::Any => (0, true),
@@ -185,7 +229,7 @@ impl Storage {
         let items = resp
             .kvs
             .iter()
-            .map(|kv| decode(&kv.key, &kv.value, kv.mod_revision))
+            .map(|kv| decode(&kv.key, &kv.value, kv.mod_revision, view))
             .collect::<ApiResult<Vec<_>>>()?;
         Ok(Page {
             remaining: resp.count - items.len() as i64,
@@ -209,11 +253,16 @@ impl Storage {
             (_, Some(_)) => "update",
             (_, None) => "delete",
         };
+        let (key, view) = locate(key);
+        let key = key.as_str();
         let k = key.as_bytes().to_vec();
         let op = match object {
             Some(o) => request_op::Request::RequestPut(pb::PutRequest {
                 key: k.clone(),
-                value: encode(o),
+                value: match view {
+                    Some(v) => encode(&(v.to_storage)(o.clone())),
+                    None => encode(o),
+                },
                 ..Default::default()
             }),
             None => request_op::Request::RequestDeleteRange(pb::DeleteRangeRequest {
@@ -253,13 +302,15 @@ impl Storage {
                 Some(response_op::Response::ResponseRange(rr)) => rr.kvs.first().cloned(),
                 _ => None,
             })
-            .map(|kv| decode(&kv.key, &kv.value, kv.mod_revision))
+            .map(|kv| decode(&kv.key, &kv.value, kv.mod_revision, view))
             .transpose()?;
         Ok(Cas::Mismatch(current))
     }
 
     /// A watcher of `prefix` from `start_revision` (0: after now).
     pub fn watch(&self, prefix: &str, start_revision: i64) -> ApiResult<Watcher> {
+        let (prefix, _) = locate(prefix);
+        let prefix = prefix.as_str();
         self.store
             .watch(WatchSpec {
                 key: prefix.as_bytes().to_vec(),
@@ -277,13 +328,14 @@ impl Storage {
             })
     }
 
-    /// Decodes a watch event's object (the previous one for deletes).
-    pub fn decode_event(ev: &proto::mvccpb::Event) -> ApiResult<(bool, Stored, Option<Stored>)> {
+    /// Decodes a watch event's object (the previous one for deletes),
+    /// through `view` for a watch of a viewed prefix.
+    pub fn decode_event(ev: &proto::mvccpb::Event, view: Option<&View>) -> ApiResult<(bool, Stored, Option<Stored>)> {
         let deleted = ev.r#type == proto::mvccpb::event::EventType::Delete as i32;
         let prev = ev
             .prev_kv
             .as_ref()
-            .map(|kv| decode(&kv.key, &kv.value, kv.mod_revision))
+            .map(|kv| decode(&kv.key, &kv.value, kv.mod_revision, view))
             .transpose()?;
         let kv = ev
             .kv
@@ -297,6 +349,6 @@ impl Storage {
             p.revision = kv.mod_revision;
             return Ok((true, p, prev));
         }
-        Ok((false, decode(&kv.key, &kv.value, kv.mod_revision)?, prev))
+        Ok((false, decode(&kv.key, &kv.value, kv.mod_revision, view)?, prev))
     }
 }

@@ -890,3 +890,73 @@ async fn watch_cache_serves_consistent_lists_and_many_watchers() -> anyhow::Resu
     assert_eq!(collect_events(s, 9).await?, expected[31..]);
     Ok(())
 }
+
+/// events.k8s.io/v1 Events are core/v1 Events in storage (as upstream), so
+/// each API sees the other's events, with its own field names, in gets,
+/// lists with field selectors, and watches.
+#[tokio::test(flavor = "multi_thread")]
+async fn events_are_shared_by_core_and_events_k8s_io() -> anyhow::Result<()> {
+    use k8s_openapi::api::core::v1::Event as CoreEvent;
+    use k8s_openapi::api::events::v1::Event;
+    let c = ApiServers::start(1).await?;
+    let client = c.client().await?;
+    let new_api: Api<Event> = Api::namespaced(client.clone(), "default");
+    let core_api: Api<CoreEvent> = Api::namespaced(client.clone(), "default");
+    let mut watch = new_api.watch(&WatchParams::default().timeout(30), "0").await?.boxed();
+
+    let ev: Event = serde_json::from_value(json!({
+        "apiVersion": "events.k8s.io/v1", "kind": "Event",
+        "metadata": {"name": "web.1"},
+        "eventTime": "2026-01-02T03:04:05.000000Z",
+        "reportingController": "example.com/ctl", "reportingInstance": "ctl-1",
+        "action": "Scaled", "reason": "ScalingUp", "type": "Normal",
+        "regarding": {"kind": "Deployment", "name": "web", "namespace": "default", "apiVersion": "apps/v1"},
+        "note": "scaled up to 3",
+    }))?;
+    new_api.create(&PostParams::default(), &ev).await?;
+    // The core API reads it with core names, and selects it by them.
+    let core = core_api.get("web.1").await?;
+    assert_eq!(core.message.as_deref(), Some("scaled up to 3"));
+    assert_eq!(core.involved_object.name.as_deref(), Some("web"));
+    assert_eq!(core.reporting_component.as_deref(), Some("example.com/ctl"));
+    let selected = core_api
+        .list(&ListParams::default().fields("involvedObject.name=web,involvedObject.kind=Deployment"))
+        .await?;
+    assert_eq!(selected.items.len(), 1);
+    // A core event shows under events.k8s.io with its names.
+    let core_ev: CoreEvent = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Event", "metadata": {"name": "web.2"},
+        "involvedObject": {"kind": "Deployment", "name": "web", "namespace": "default"},
+        "reason": "Old", "message": "from the core API", "type": "Warning", "count": 2,
+        "firstTimestamp": "2026-01-02T03:04:05Z", "lastTimestamp": "2026-01-02T03:04:06Z",
+        "source": {"component": "tester"},
+    }))?;
+    core_api.create(&PostParams::default(), &core_ev).await?;
+    let raw = get(&client, "/apis/events.k8s.io/v1/namespaces/default/events/web.2").await?;
+    assert_eq!(raw.body["note"], "from the core API");
+    assert_eq!(raw.body["regarding"]["name"], "web");
+    assert_eq!(raw.body["deprecatedCount"], 2);
+    assert_eq!(raw.body["deprecatedSource"]["component"], "tester");
+    let listed = get(
+        &client,
+        "/apis/events.k8s.io/v1/namespaces/default/events?fieldSelector=regarding.name%3Dweb",
+    )
+    .await?;
+    let names: Vec<&str> = listed.body["items"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|i| i["metadata"]["name"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(names, ["web.1", "web.2"]);
+    // Both creations reach an events.k8s.io watcher, converted.
+    let mut notes = Vec::new();
+    while notes.len() < 2 {
+        match tokio::time::timeout(Duration::from_secs(10), watch.try_next()).await?? {
+            Some(WatchEvent::Added(e)) => notes.push(e.note.unwrap_or_default()),
+            Some(WatchEvent::Error(e)) => anyhow::bail!("watch error: {e:?}"),
+            Some(_) => {}
+            None => anyhow::bail!("watch ended"),
+        }
+    }
+    assert_eq!(notes, ["scaled up to 3", "from the core API"]);
+    Ok(())
+}

@@ -585,7 +585,19 @@ mod tests {
     }
 
     fn open(dir: &std::path::Path) -> (sled::Db, RaftLog) {
-        let db = sled::open(dir).unwrap();
+        // The state flusher thread may hold the previous database (and its
+        // file lock) for a moment after the test dropped it: wait for the
+        // lock, boundedly.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let db = loop {
+            match sled::Config::new().path(dir).flush_every_ms(None).open() {
+                Ok(db) => break db,
+                Err(e) if e.to_string().contains("could not acquire lock") && std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                Err(e) => panic!("opening {}: {e}", dir.display()),
+            }
+        };
         let mvcc = Mvcc::open(&db).unwrap();
         let log = RaftLog::open(&db, mvcc).unwrap();
         (db, log)
