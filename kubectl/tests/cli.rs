@@ -441,6 +441,100 @@ fn drain_evicts_through_disruption_budgets() {
     );
 }
 
+/// Upstream kubectl 1.33 beside the one on PATH, if this machine has it.
+fn upstream_kubectl() -> Option<PathBuf> {
+    let on_path = std::process::Command::new("sh")
+        .args(["-c", "readlink -f \"$(command -v kubectl)\""])
+        .output()
+        .ok()?;
+    let real = PathBuf::from(String::from_utf8_lossy(&on_path.stdout).trim());
+    let candidate = real.parent()?.join("kubectl.1.33");
+    candidate.exists().then_some(candidate)
+}
+
+/// `describe pod` prints what upstream kubectl prints for the same pod:
+/// containers with their states, conditions, volumes, tolerations.
+#[test]
+fn describe_pod_matches_upstream() {
+    let Some(upstream) = upstream_kubectl() else {
+        panic!("upstream kubectl 1.33 is part of this machine's setup");
+    };
+    let server = ApiServer::start();
+    let dir = tempfile::tempdir().expect("manifest dir");
+    let pod = r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: web
+  labels: {app: web, tier: front}
+  annotations: {note: hello}
+spec:
+  nodeName: n1
+  priority: 10
+  containers:
+  - name: app
+    image: nginx:1.27
+    command: [nginx]
+    args: ["-g", "daemon off;"]
+    ports:
+    - {containerPort: 80, name: http}
+    - {containerPort: 443}
+    env:
+    - {name: MODE, value: fast}
+    resources:
+      requests: {cpu: 100m, memory: 64Mi}
+      limits: {memory: 128Mi}
+    volumeMounts:
+    - {name: cfg, mountPath: /etc/web, readOnly: true}
+    - {name: scratch, mountPath: /tmp}
+  - name: sidecar
+    image: busybox
+  volumes:
+  - name: cfg
+    configMap: {name: settings}
+  - name: scratch
+    emptyDir: {}
+  tolerations:
+  - {key: dedicated, operator: Equal, value: web, effect: NoSchedule}
+  - {operator: Exists}
+  - {key: node.kubernetes.io/not-ready, operator: Exists, effect: NoExecute, tolerationSeconds: 300}
+"#;
+    let file = dir.path().join("pod.yaml");
+    std::fs::write(&file, pod).expect("write pod");
+    ok(&server, &["apply", "-f", file.to_str().expect("path")]);
+    let status = r#"{"status":{"phase":"Running","hostIP":"10.1.0.5","podIP":"10.244.0.7","podIPs":[{"ip":"10.244.0.7"}],
+        "startTime":"2026-01-02T03:04:05Z",
+        "conditions":[{"type":"Ready","status":"True"},{"type":"PodScheduled","status":"True"}],
+        "containerStatuses":[
+          {"name":"app","ready":true,"restartCount":2,"image":"nginx:1.27","imageID":"sha256:abc","containerID":"containerd://111",
+           "state":{"running":{"startedAt":"2026-01-02T03:04:06Z"}},
+           "lastState":{"terminated":{"exitCode":137,"reason":"OOMKilled","startedAt":"2026-01-02T03:00:00Z","finishedAt":"2026-01-02T03:04:00Z"}}},
+          {"name":"sidecar","ready":false,"restartCount":0,"image":"busybox","imageID":"","containerID":"",
+           "state":{"waiting":{"reason":"ContainerCreating"}}}]}}"#;
+    ok(
+        &server,
+        &[
+            "patch",
+            "pod",
+            "web",
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            status,
+        ],
+    );
+
+    let ours = ok(&server, &["describe", "pod", "web"]);
+    let theirs = Command::new(upstream)
+        .args(["describe", "pod", "web"])
+        .env("KUBECONFIG", server.kubeconfig())
+        .env("HOME", server.home())
+        .output()
+        .expect("run upstream kubectl");
+    assert!(theirs.status.success(), "{}", String::from_utf8_lossy(&theirs.stderr));
+    let theirs = String::from_utf8_lossy(&theirs.stdout).into_owned();
+    assert_eq!(ours, theirs);
+}
+
 #[test]
 fn kubeconfig_commands_merge_files() {
     let dir = tempfile::tempdir().expect("temp dir");

@@ -1,5 +1,5 @@
 //! `kubectl describe`: upstream's describers for common kinds
-//! (Deployment, Service, ConfigMap, Secret, Namespace) and its generic
+//! (Pod, Deployment, Service, ConfigMap, Secret, Namespace) and its generic
 //! describer for everything else, each followed by the object's events.
 
 use std::collections::BTreeMap;
@@ -150,6 +150,7 @@ pub fn describe(r: &ApiResource, obj: &Value, events: Option<&[Value]>, now: jif
         }
         ("", "Service") => describe_service(&mut w, obj),
         ("apps", "Deployment") => describe_deployment(&mut w, obj),
+        ("", "Pod") => describe_pod(&mut w, obj, now),
         _ => describe_generic(&mut w, obj),
     }
     if let Some(events) = events {
@@ -663,36 +664,7 @@ fn describe_pod_template(w: &mut Writer, template: &Value) {
         }
     }
     print_labels(w, "  Node-Selectors", &string_map(spec.get("nodeSelector")));
-    let tolerations = spec
-        .get("tolerations")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    if tolerations.is_empty() {
-        w.write(0, "  Tolerations:\t<none>\n");
-    } else {
-        w.write(0, "  Tolerations:\t");
-        for (i, t) in tolerations.iter().enumerate() {
-            if i != 0 {
-                w.write(0, "\t");
-            }
-            let mut s = str_at(t, "/key").to_string();
-            let value = str_at(t, "/value");
-            if !value.is_empty() {
-                s.push('=');
-                s.push_str(value);
-            }
-            let effect = str_at(t, "/effect");
-            if !effect.is_empty() {
-                s.push(':');
-                s.push_str(effect);
-            }
-            if str_at(t, "/operator") == "Exists" && value.is_empty() && s.is_empty() {
-                s = "op=Exists".to_string();
-            }
-            w.write(0, &format!("{s}\n"));
-        }
-    }
+    write_tolerations(w, "  Tolerations", arr(&spec, "/tolerations"));
     if let Some(pc) = spec
         .get("priorityClassName")
         .and_then(Value::as_str)
@@ -707,80 +679,384 @@ fn describe_containers(w: &mut Writer, title: &str, containers: &[Value]) {
     for c in containers {
         w.write(1, &format!(" {}:\n", str_at(c, "/name")));
         w.write(2, &format!("Image:\t{}\n", str_at(c, "/image")));
-        let ports = c.get("ports").and_then(Value::as_array).cloned().unwrap_or_default();
-        let fmt_ports = |key: &str| -> String {
-            ports
-                .iter()
-                .map(|p| {
-                    let proto = p.get("protocol").and_then(Value::as_str).unwrap_or("TCP");
-                    let mut s = format!("{}/{proto}", p.get(key).and_then(Value::as_i64).unwrap_or(0));
-                    if key == "containerPort" {
-                        if let Some(name) = p.get("name").and_then(Value::as_str) {
-                            s.push_str(&format!(" ({name})"));
-                        }
-                    }
-                    s
-                })
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        if ports.is_empty() {
-            w.write(2, "Port:\t<none>\n");
-            w.write(2, "Host Port:\t<none>\n");
-        } else {
-            w.write(2, &format!("Port:\t{}\n", fmt_ports("containerPort")));
-            w.write(2, &format!("Host Port:\t{}\n", fmt_ports("hostPort")));
+        container_ports(w, c);
+        container_command(w, c);
+        container_resources(w, c);
+        container_env_and_mounts(w, c);
+    }
+}
+
+fn container_ports(w: &mut Writer, c: &Value) {
+    let ports = c.get("ports").and_then(Value::as_array).cloned().unwrap_or_default();
+    let fmt_ports = |key: &str| -> String {
+        ports
+            .iter()
+            .map(|p| {
+                let proto = p.get("protocol").and_then(Value::as_str).unwrap_or("TCP");
+                format!("{}/{proto}", p.get(key).and_then(Value::as_i64).unwrap_or(0))
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if ports.is_empty() {
+        w.write(2, "Port:\t<none>\n");
+        w.write(2, "Host Port:\t<none>\n");
+    } else {
+        let plural = if ports.len() > 1 { "s" } else { "" };
+        w.write(2, &format!("Port{plural}:\t{}\n", fmt_ports("containerPort")));
+        w.write(2, &format!("Host Port{plural}:\t{}\n", fmt_ports("hostPort")));
+    }
+}
+
+fn container_command(w: &mut Writer, c: &Value) {
+    for (key, title) in [("command", "Command"), ("args", "Args")] {
+        if let Some(items) = c.get(key).and_then(Value::as_array).filter(|a| !a.is_empty()) {
+            w.write(2, &format!("{title}:\n"));
+            for item in items {
+                w.write(3, &format!("{}\n", item.as_str().unwrap_or("")));
+            }
         }
-        for (key, title) in [("command", "Command"), ("args", "Args")] {
-            if let Some(items) = c.get(key).and_then(Value::as_array).filter(|a| !a.is_empty()) {
-                w.write(2, &format!("{title}:\n"));
-                for item in items {
-                    w.write(3, &format!("{}\n", item.as_str().unwrap_or("")));
+    }
+}
+
+fn container_resources(w: &mut Writer, c: &Value) {
+    for (key, title) in [("limits", "Limits"), ("requests", "Requests")] {
+        if let Some(m) = c
+            .pointer(&format!("/resources/{key}"))
+            .and_then(Value::as_object)
+            .filter(|m| !m.is_empty())
+        {
+            w.write(2, &format!("{title}:\n"));
+            for (k, v) in m {
+                w.write(3, &format!("{k}:\t{}\n", sprint(v)));
+            }
+        }
+    }
+}
+
+fn container_env_and_mounts(w: &mut Writer, c: &Value) {
+    let env = c.get("env").and_then(Value::as_array).cloned().unwrap_or_default();
+    if env.is_empty() {
+        w.write(2, "Environment:\t<none>\n");
+    } else {
+        w.write(2, "Environment:\n");
+        for e in env {
+            w.write(3, &format!("{}:\t{}\n", str_at(&e, "/name"), str_at(&e, "/value")));
+        }
+    }
+    let mounts = c
+        .get("volumeMounts")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    if mounts.is_empty() {
+        w.write(2, "Mounts:\t<none>\n");
+    } else {
+        w.write(2, "Mounts:\n");
+        for m in mounts {
+            let ro = if m.get("readOnly").and_then(Value::as_bool) == Some(true) {
+                "ro"
+            } else {
+                "rw"
+            };
+            w.write(
+                3,
+                &format!("{} from {} ({ro})\n", str_at(&m, "/mountPath"), str_at(&m, "/name")),
+            );
+        }
+    }
+}
+
+fn arr<'a>(v: &'a Value, ptr: &str) -> &'a [Value] {
+    v.pointer(ptr)
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or(&[])
+}
+
+/// Upstream's toleration line: `key=value:Effect op=Exists for 300s`.
+fn toleration_line(t: &Value) -> String {
+    let mut s = str_at(t, "/key").to_string();
+    let value = str_at(t, "/value");
+    if !value.is_empty() {
+        s.push_str(&format!("={value}"));
+    }
+    let effect = str_at(t, "/effect");
+    if !effect.is_empty() {
+        s.push_str(&format!(":{effect}"));
+    }
+    if str_at(t, "/operator") == "Exists" && value.is_empty() {
+        s.push_str(if s.is_empty() { "op=Exists" } else { " op=Exists" });
+    }
+    if let Some(secs) = t.get("tolerationSeconds").and_then(Value::as_i64) {
+        s.push_str(&format!(" for {secs}s"));
+    }
+    s
+}
+
+fn write_tolerations(w: &mut Writer, title: &str, tolerations: &[Value]) {
+    w.write(0, &format!("{title}:\t"));
+    if tolerations.is_empty() {
+        w.write(0, "<none>\n");
+        return;
+    }
+    // Sorted by key, as upstream prints them.
+    let mut sorted: Vec<&Value> = tolerations.iter().collect();
+    sorted.sort_by_key(|t| str_at(t, "/key"));
+    for (i, t) in sorted.into_iter().enumerate() {
+        if i != 0 {
+            w.write(0, "\t");
+        }
+        w.write(0, &format!("{}\n", toleration_line(t)));
+    }
+}
+
+/// A container's state block (`State:`, `Last State:`).
+fn container_state(w: &mut Writer, title: &str, state: &Value) {
+    let (name, detail) = match state.as_object().and_then(|m| m.iter().next()) {
+        Some((k, v)) => (k.as_str(), v),
+        None => ("waiting", &Value::Null),
+    };
+    match name {
+        "running" => {
+            w.write(2, &format!("{title}:\tRunning\n"));
+            w.write(3, &format!("Started:\t{}\n", rfc1123z(str_at(detail, "/startedAt"))));
+        }
+        "terminated" => {
+            w.write(2, &format!("{title}:\tTerminated\n"));
+            for (field, label) in [("reason", "Reason"), ("message", "Message")] {
+                let v = str_at(detail, &format!("/{field}"));
+                if !v.is_empty() {
+                    w.write(3, &format!("{label}:\t{v}\n"));
                 }
             }
+            let n = |k: &str| detail.get(k).and_then(Value::as_i64).unwrap_or(0);
+            w.write(3, &format!("Exit Code:\t{}\n", n("exitCode")));
+            if n("signal") > 0 {
+                w.write(3, &format!("Signal:\t{}\n", n("signal")));
+            }
+            w.write(3, &format!("Started:\t{}\n", rfc1123z(str_at(detail, "/startedAt"))));
+            w.write(3, &format!("Finished:\t{}\n", rfc1123z(str_at(detail, "/finishedAt"))));
         }
-        for (key, title) in [("limits", "Limits"), ("requests", "Requests")] {
-            if let Some(m) = c
-                .pointer(&format!("/resources/{key}"))
-                .and_then(Value::as_object)
-                .filter(|m| !m.is_empty())
-            {
-                w.write(2, &format!("{title}:\n"));
-                for (k, v) in m {
-                    w.write(3, &format!("{k}:\t{}\n", sprint(v)));
-                }
+        _ => {
+            w.write(2, &format!("{title}:\tWaiting\n"));
+            let reason = str_at(detail, "/reason");
+            if !reason.is_empty() {
+                w.write(3, &format!("Reason:\t{reason}\n"));
             }
         }
-        let env = c.get("env").and_then(Value::as_array).cloned().unwrap_or_default();
-        if env.is_empty() {
-            w.write(2, "Environment:\t<none>\n");
-        } else {
-            w.write(2, "Environment:\n");
-            for e in env {
-                w.write(3, &format!("{}:\t{}\n", str_at(&e, "/name"), str_at(&e, "/value")));
+    }
+}
+
+/// One volume's lines, for the common volume types.
+fn describe_volume(w: &mut Writer, v: &Value) {
+    w.write(1, &format!("{}:\n", str_at(v, "/name")));
+    let bool_at = |src: &Value, k: &str| src.get(k).and_then(Value::as_bool).unwrap_or(false);
+    if let Some(s) = v.get("configMap") {
+        w.write(2, "Type:\tConfigMap (a volume populated by a ConfigMap)\n");
+        w.write(2, &format!("Name:\t{}\n", str_at(s, "/name")));
+        w.write(2, &format!("Optional:\t{}\n", bool_at(s, "optional")));
+    } else if let Some(s) = v.get("secret") {
+        w.write(2, "Type:\tSecret (a volume populated by a Secret)\n");
+        w.write(2, &format!("SecretName:\t{}\n", str_at(s, "/secretName")));
+        w.write(2, &format!("Optional:\t{}\n", bool_at(s, "optional")));
+    } else if let Some(s) = v.get("emptyDir") {
+        w.write(
+            2,
+            "Type:\tEmptyDir (a temporary directory that shares a pod's lifetime)\n",
+        );
+        w.write(2, &format!("Medium:\t{}\n", str_at(s, "/medium")));
+        let limit = s.get("sizeLimit").map(sprint).unwrap_or_else(|| "<unset>".into());
+        w.write(2, &format!("SizeLimit:\t{limit}\n"));
+    } else if let Some(s) = v.get("hostPath") {
+        w.write(2, "Type:\tHostPath (bare host directory volume)\n");
+        w.write(2, &format!("Path:\t{}\n", str_at(s, "/path")));
+        w.write(2, &format!("HostPathType:\t{}\n", str_at(s, "/type")));
+    } else if let Some(s) = v.get("persistentVolumeClaim") {
+        w.write(
+            2,
+            "Type:\tPersistentVolumeClaim (a reference to a PersistentVolumeClaim in the same namespace)\n",
+        );
+        w.write(2, &format!("ClaimName:\t{}\n", str_at(s, "/claimName")));
+        w.write(2, &format!("ReadOnly:\t{}\n", bool_at(s, "readOnly")));
+    } else if let Some(s) = v.get("projected") {
+        w.write(
+            2,
+            "Type:\tProjected (a volume that contains injected data from multiple sources)\n",
+        );
+        for src in arr(s, "/sources") {
+            if let Some(t) = src.get("serviceAccountToken") {
+                let secs = t.get("expirationSeconds").and_then(Value::as_i64).unwrap_or(3600);
+                w.write(2, &format!("TokenExpirationSeconds:\t{secs}\n"));
+            } else if let Some(c) = src.get("configMap") {
+                w.write(2, &format!("ConfigMapName:\t{}\n", str_at(c, "/name")));
+                w.write(2, &format!("Optional:\t{}\n", bool_at(c, "optional")));
+            } else if let Some(c) = src.get("secret") {
+                w.write(2, &format!("SecretName:\t{}\n", str_at(c, "/name")));
+                w.write(2, &format!("Optional:\t{}\n", bool_at(c, "optional")));
+            } else if src.get("downwardAPI").is_some() {
+                w.write(2, "DownwardAPI:\ttrue\n");
             }
         }
-        let mounts = c
-            .get("volumeMounts")
-            .and_then(Value::as_array)
-            .cloned()
+    } else {
+        let kind = v
+            .as_object()
+            .and_then(|m| m.keys().find(|k| *k != "name").cloned())
             .unwrap_or_default();
-        if mounts.is_empty() {
-            w.write(2, "Mounts:\t<none>\n");
-        } else {
-            w.write(2, "Mounts:\n");
-            for m in mounts {
-                let ro = if m.get("readOnly").and_then(Value::as_bool) == Some(true) {
-                    "ro"
-                } else {
-                    "rw"
-                };
-                w.write(
-                    3,
-                    &format!("{} from {} ({ro})\n", str_at(&m, "/mountPath"), str_at(&m, "/name")),
-                );
-            }
+        w.write(2, &format!("Type:\t{}\n", smart_label(&kind)));
+    }
+}
+
+/// Upstream's pod describer.
+fn describe_pod(w: &mut Writer, pod: &Value, now: jiff::Timestamp) {
+    let spec = pod.get("spec").unwrap_or(&Value::Null);
+    let status = pod.get("status").unwrap_or(&Value::Null);
+    w.write(0, &format!("Name:\t{}\n", str_at(pod, "/metadata/name")));
+    w.write(0, &format!("Namespace:\t{}\n", str_at(pod, "/metadata/namespace")));
+    if let Some(p) = spec.get("priority").and_then(Value::as_i64) {
+        w.write(0, &format!("Priority:\t{p}\n"));
+    }
+    let pc = str_at(spec, "/priorityClassName");
+    if !pc.is_empty() {
+        w.write(0, &format!("Priority Class Name:\t{pc}\n"));
+    }
+    let rc = str_at(spec, "/runtimeClassName");
+    if !rc.is_empty() {
+        w.write(0, &format!("Runtime Class Name:\t{rc}\n"));
+    }
+    let sa = str_at(spec, "/serviceAccountName");
+    if !sa.is_empty() {
+        w.write(0, &format!("Service Account:\t{sa}\n"));
+    }
+    let node = str_at(spec, "/nodeName");
+    if node.is_empty() {
+        w.write(0, "Node:\t<none>\n");
+    } else {
+        w.write(0, &format!("Node:\t{node}/{}\n", str_at(status, "/hostIP")));
+    }
+    let start = str_at(status, "/startTime");
+    if !start.is_empty() {
+        w.write(0, &format!("Start Time:\t{}\n", rfc1123z(start)));
+    }
+    print_labels(w, "Labels", &string_map(pod.pointer("/metadata/labels")));
+    print_annotations(w, "Annotations", &string_map(pod.pointer("/metadata/annotations")));
+    let deleting = str_at(pod, "/metadata/deletionTimestamp");
+    if deleting.is_empty() {
+        w.write(0, &format!("Status:\t{}\n", str_at(status, "/phase")));
+    } else {
+        let left = deleting
+            .parse::<jiff::Timestamp>()
+            .ok()
+            .and_then(|t| std::time::Duration::try_from(t.duration_since(now)).ok())
+            .map(apimachinery::printers::human_duration)
+            .unwrap_or_else(|| "0s".into());
+        w.write(0, &format!("Status:\tTerminating (lasts {left})\n"));
+        let grace = pod
+            .pointer("/metadata/deletionGracePeriodSeconds")
+            .and_then(Value::as_i64)
+            .unwrap_or(0);
+        w.write(0, &format!("Termination Grace Period:\t{grace}s\n"));
+    }
+    for (field, label) in [("reason", "Reason"), ("message", "Message")] {
+        let v = str_at(status, &format!("/{field}"));
+        if !v.is_empty() {
+            w.write(0, &format!("{label}:\t{v}\n"));
         }
+    }
+    w.write(0, &format!("IP:\t{}\n", str_at(status, "/podIP")));
+    let ips = arr(status, "/podIPs");
+    if ips.is_empty() {
+        w.write(0, "IPs:\t<none>\n");
+    } else {
+        w.write(0, "IPs:\n");
+        for ip in ips {
+            w.write(1, &format!("IP:\t{}\n", str_at(ip, "/ip")));
+        }
+    }
+    if let Some(owner) = arr(pod, "/metadata/ownerReferences")
+        .iter()
+        .find(|o| o.get("controller") == Some(&Value::Bool(true)))
+    {
+        w.write(
+            0,
+            &format!(
+                "Controlled By:\t{}/{}\n",
+                str_at(owner, "/kind"),
+                str_at(owner, "/name")
+            ),
+        );
+    }
+    let nominated = str_at(status, "/nominatedNodeName");
+    if !nominated.is_empty() {
+        w.write(0, &format!("NominatedNodeName:\t{nominated}\n"));
+    }
+    let init = arr(spec, "/initContainers");
+    if !init.is_empty() {
+        pod_containers(w, "Init Containers", init, arr(status, "/initContainerStatuses"));
+    }
+    pod_containers(
+        w,
+        "Containers",
+        arr(spec, "/containers"),
+        arr(status, "/containerStatuses"),
+    );
+    let conditions = arr(status, "/conditions");
+    if !conditions.is_empty() {
+        w.write(0, "Conditions:\n  Type\tStatus\n");
+        for c in conditions {
+            w.write(1, &format!("{} \t{} \n", str_at(c, "/type"), str_at(c, "/status")));
+        }
+    }
+    let volumes = arr(spec, "/volumes");
+    if volumes.is_empty() {
+        w.write(0, "Volumes:\t<none>\n");
+    } else {
+        w.write(0, "Volumes:\n");
+        for v in volumes {
+            describe_volume(w, v);
+        }
+    }
+    let qos = str_at(status, "/qosClass");
+    if !qos.is_empty() {
+        w.write(0, &format!("QoS Class:\t{qos}\n"));
+    }
+    print_labels(w, "Node-Selectors", &string_map(spec.get("nodeSelector")));
+    write_tolerations(w, "Tolerations", arr(spec, "/tolerations"));
+}
+
+/// A pod's containers with their statuses (upstream's describeContainers
+/// at the top level).
+fn pod_containers(w: &mut Writer, title: &str, containers: &[Value], statuses: &[Value]) {
+    w.write(0, &format!("{title}:\n"));
+    for c in containers {
+        let name = str_at(c, "/name");
+        let status = statuses.iter().find(|s| str_at(s, "/name") == name);
+        w.write(1, &format!("{name}:\n"));
+        if let Some(s) = status {
+            w.write(2, &format!("Container ID:\t{}\n", str_at(s, "/containerID")));
+        }
+        w.write(2, &format!("Image:\t{}\n", str_at(c, "/image")));
+        if let Some(s) = status {
+            w.write(2, &format!("Image ID:\t{}\n", str_at(s, "/imageID")));
+        }
+        container_ports(w, c);
+        container_command(w, c);
+        if let Some(s) = status {
+            container_state(w, "State", s.get("state").unwrap_or(&Value::Null));
+            if let Some(last) = s.pointer("/lastState/terminated") {
+                container_state(w, "Last State", &serde_json::json!({"terminated": last}));
+            }
+            let ready = if s.get("ready").and_then(Value::as_bool) == Some(true) {
+                "True"
+            } else {
+                "False"
+            };
+            w.write(2, &format!("Ready:\t{ready}\n"));
+            let restarts = s.get("restartCount").and_then(Value::as_i64).unwrap_or(0);
+            w.write(2, &format!("Restart Count:\t{restarts}\n"));
+        }
+        container_resources(w, c);
+        container_env_and_mounts(w, c);
     }
 }
 
