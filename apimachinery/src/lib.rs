@@ -7,5 +7,6 @@ pub mod fields;
 pub mod labels;
 pub mod printers;
 pub mod protobuf;
+pub mod quantity;
 pub mod strategic;
 pub mod validation;

@@ -535,6 +535,105 @@ spec:
     assert_eq!(ours, theirs);
 }
 
+/// `describe node` prints what upstream kubectl prints: lease, conditions,
+/// capacity, system info, the node's pods and their resource totals.
+#[test]
+fn describe_node_matches_upstream() {
+    let Some(upstream) = upstream_kubectl() else {
+        panic!("upstream kubectl 1.33 is part of this machine's setup");
+    };
+    let server = ApiServer::start();
+    let dir = tempfile::tempdir().expect("manifest dir");
+    let manifest = r#"apiVersion: v1
+kind: Node
+metadata:
+  name: n1
+  labels: {kubernetes.io/hostname: n1, node-role.kubernetes.io/worker: ""}
+spec:
+  podCIDR: 10.244.1.0/24
+  podCIDRs: [10.244.1.0/24]
+  taints:
+  - {key: dedicated, value: web, effect: NoSchedule}
+---
+apiVersion: coordination.k8s.io/v1
+kind: Lease
+metadata: {name: n1, namespace: kube-node-lease}
+spec: {holderIdentity: n1, leaseDurationSeconds: 40, renewTime: "2026-01-02T03:04:05.000000Z"}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: a, namespace: default}
+spec:
+  nodeName: n1
+  containers:
+  - name: c
+    image: nginx
+    resources: {requests: {cpu: 250m, memory: 64Mi}, limits: {cpu: "1", memory: 128Mi}}
+  - name: d
+    image: nginx
+    resources: {requests: {cpu: 100m}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: b, namespace: default}
+spec:
+  nodeName: n1
+  containers:
+  - {name: c, image: nginx, resources: {requests: {memory: 1Gi}}}
+"#;
+    let file = dir.path().join("node.yaml");
+    std::fs::write(&file, manifest).expect("write manifest");
+    ok(&server, &["apply", "-f", file.to_str().expect("path")]);
+    let status = r#"{"status":{
+        "conditions":[{"type":"Ready","status":"True","reason":"KubeletReady","message":"kubelet is posting ready status",
+           "lastHeartbeatTime":"2026-01-02T03:04:05Z","lastTransitionTime":"2026-01-02T03:00:00Z"}],
+        "addresses":[{"type":"InternalIP","address":"10.1.0.5"},{"type":"Hostname","address":"n1"}],
+        "capacity":{"cpu":"2","memory":"4026532Ki","pods":"110","ephemeral-storage":"20Gi"},
+        "allocatable":{"cpu":"2","memory":"3924132Ki","pods":"110","ephemeral-storage":"18Gi"},
+        "nodeInfo":{"machineID":"m","systemUUID":"u","bootID":"b","kernelVersion":"6.1.0","osImage":"Debian GNU/Linux 12 (bookworm)",
+           "operatingSystem":"linux","architecture":"amd64","containerRuntimeVersion":"containerd://1.6.20",
+           "kubeletVersion":"v1.33.0","kubeProxyVersion":"v1.33.0"}}}"#;
+    ok(
+        &server,
+        &[
+            "patch",
+            "node",
+            "n1",
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            status,
+        ],
+    );
+
+    let ours = ok(&server, &["describe", "node", "n1"]);
+    let theirs = Command::new(upstream)
+        .args(["describe", "node", "n1"])
+        .env("KUBECONFIG", server.kubeconfig())
+        .env("HOME", server.home())
+        .output()
+        .expect("run upstream kubectl");
+    assert!(theirs.status.success(), "{}", String::from_utf8_lossy(&theirs.stderr));
+    // The pods' ages may differ by a second between the two runs.
+    let without_ages = |text: &str| -> String {
+        text.lines()
+            .map(|l| match l.strip_prefix("  default ") {
+                Some(_) => l.trim_end().rsplit_once(' ').map_or(l, |(head, _)| head).to_string(),
+                None => l.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert!(
+        ours.contains("  default                     a       350m (17%)"),
+        "{ours}"
+    );
+    assert_eq!(
+        without_ages(&ours),
+        without_ages(&String::from_utf8_lossy(&theirs.stdout))
+    );
+}
+
 #[test]
 fn kubeconfig_commands_merge_files() {
     let dir = tempfile::tempdir().expect("temp dir");

@@ -1,5 +1,5 @@
 //! `kubectl describe`: upstream's describers for common kinds
-//! (Pod, Deployment, Service, ConfigMap, Secret, Namespace) and its generic
+//! (Pod, Node, Deployment, Service, ConfigMap, Secret, Namespace) and its generic
 //! describer for everything else, each followed by the object's events.
 
 use std::collections::BTreeMap;
@@ -16,6 +16,7 @@ use crate::printers::format_labels;
 use crate::resource::{ArgSpec, Selection, object_refs, parse_args};
 use crate::tabwriter;
 use crate::{Factory, out};
+use apimachinery::quantity::Quantity;
 
 #[derive(Args, Debug, Default)]
 pub struct DescribeArgs {
@@ -87,7 +88,12 @@ pub async fn run(f: &Factory, a: DescribeArgs) -> anyhow::Result<()> {
             } else {
                 None
             };
-            let text = describe(&r.resource, &obj, events.as_deref(), jiff::Timestamp::now());
+            let related = if r.resource.group.is_empty() && r.resource.kind == "Node" {
+                node_related(client, &obj).await
+            } else {
+                Related::default()
+            };
+            let text = describe(&r.resource, &obj, &related, events.as_deref(), jiff::Timestamp::now());
             if first {
                 out(&text);
                 first = false;
@@ -135,8 +141,40 @@ fn event_time(e: &Value, field: &str) -> Option<jiff::Timestamp> {
     e.get(field).and_then(Value::as_str).and_then(|s| s.parse().ok())
 }
 
+/// What some describers show besides the object: a node's pods and lease.
+#[derive(Default)]
+pub struct Related {
+    pub pods: Vec<Value>,
+    pub lease: Option<Value>,
+}
+
+/// A node's non-terminated pods and its heartbeat lease.
+async fn node_related(client: &Client, node: &Value) -> Related {
+    let name = str_at(node, "/metadata/name");
+    let selector = format!("spec.nodeName={name},status.phase!=Failed,status.phase!=Succeeded");
+    let pods = client
+        .get(&with_query("/api/v1/pods", &[("fieldSelector", selector)]))
+        .await
+        .ok()
+        .and_then(|l| l.get("items").and_then(Value::as_array).cloned())
+        .unwrap_or_default();
+    let lease = client
+        .get(&format!(
+            "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/{name}"
+        ))
+        .await
+        .ok();
+    Related { pods, lease }
+}
+
 /// The description of one object.
-pub fn describe(r: &ApiResource, obj: &Value, events: Option<&[Value]>, now: jiff::Timestamp) -> String {
+pub fn describe(
+    r: &ApiResource,
+    obj: &Value,
+    related: &Related,
+    events: Option<&[Value]>,
+    now: jiff::Timestamp,
+) -> String {
     let mut w = Writer::default();
     match (r.group.as_str(), r.kind.as_str()) {
         ("", "ConfigMap") => describe_config_map(&mut w, obj),
@@ -151,6 +189,7 @@ pub fn describe(r: &ApiResource, obj: &Value, events: Option<&[Value]>, now: jif
         ("", "Service") => describe_service(&mut w, obj),
         ("apps", "Deployment") => describe_deployment(&mut w, obj),
         ("", "Pod") => describe_pod(&mut w, obj, now),
+        ("", "Node") => describe_node(&mut w, obj, related, now),
         _ => describe_generic(&mut w, obj),
     }
     if let Some(events) = events {
@@ -1024,6 +1063,299 @@ fn describe_pod(w: &mut Writer, pod: &Value, now: jiff::Timestamp) {
     write_tolerations(w, "Tolerations", arr(spec, "/tolerations"));
 }
 
+/// The requests and limits of a pod: its containers' sums, raised to any
+/// init container's (upstream's `PodRequestsAndLimits`).
+fn pod_requests_and_limits(pod: &Value) -> [BTreeMap<String, Quantity>; 2] {
+    let mut out = [BTreeMap::new(), BTreeMap::new()];
+    for (i, kind) in ["requests", "limits"].iter().enumerate() {
+        for c in arr(pod, "/spec/containers") {
+            for (name, v) in c
+                .pointer(&format!("/resources/{kind}"))
+                .and_then(Value::as_object)
+                .into_iter()
+                .flatten()
+            {
+                if let Some(q) = v.as_str().and_then(|v| Quantity::parse(v).ok()) {
+                    let sum = out[i].get(name).map_or(q, |cur: &Quantity| cur.add(&q));
+                    out[i].insert(name.clone(), sum);
+                }
+            }
+        }
+        for c in arr(pod, "/spec/initContainers") {
+            for (name, v) in c
+                .pointer(&format!("/resources/{kind}"))
+                .and_then(Value::as_object)
+                .into_iter()
+                .flatten()
+            {
+                if let Some(q) = v.as_str().and_then(|v| Quantity::parse(v).ok())
+                    && out[i].get(name).is_none_or(|cur| cur.milli_value() < q.milli_value())
+                {
+                    out[i].insert(name.clone(), q);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// `quantity (NN%)` of `total` (upstream truncates the percentage).
+fn with_fraction(q: &Quantity, total: i64, milli: bool) -> String {
+    let v = if milli { q.milli_value() } else { q.value() };
+    let pct = if total > 0 {
+        (v as f64 / total as f64 * 100.0) as i64
+    } else {
+        0
+    };
+    format!("{q} ({pct}%)")
+}
+
+/// Upstream's node describer.
+fn describe_node(w: &mut Writer, node: &Value, related: &Related, now: jiff::Timestamp) {
+    let labels = string_map(node.pointer("/metadata/labels"));
+    w.write(0, &format!("Name:\t{}\n", str_at(node, "/metadata/name")));
+    let mut roles: Vec<String> = labels
+        .iter()
+        .filter_map(|(k, v)| {
+            k.strip_prefix("node-role.kubernetes.io/")
+                .map(String::from)
+                .or_else(|| (k == "kubernetes.io/role").then(|| v.clone()))
+        })
+        .filter(|r| !r.is_empty())
+        .collect();
+    roles.sort();
+    roles.dedup();
+    let roles = if roles.is_empty() {
+        "<none>".to_string()
+    } else {
+        roles.join(",")
+    };
+    w.write(0, &format!("Roles:\t{roles}\n"));
+    print_labels(w, "Labels", &labels);
+    print_annotations(w, "Annotations", &string_map(node.pointer("/metadata/annotations")));
+    w.write(
+        0,
+        &format!(
+            "CreationTimestamp:\t{}\n",
+            rfc1123z(str_at(node, "/metadata/creationTimestamp"))
+        ),
+    );
+    let taints = arr(node, "/spec/taints");
+    w.write(0, "Taints:\t");
+    if taints.is_empty() {
+        w.write(0, "<none>\n");
+    }
+    for (i, t) in taints.iter().enumerate() {
+        if i != 0 {
+            w.write(0, "\t");
+        }
+        let value = str_at(t, "/value");
+        let value = if value.is_empty() {
+            String::new()
+        } else {
+            format!("={value}")
+        };
+        w.write(0, &format!("{}{value}:{}\n", str_at(t, "/key"), str_at(t, "/effect")));
+    }
+    let unschedulable = node
+        .pointer("/spec/unschedulable")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    w.write(0, &format!("Unschedulable:\t{unschedulable}\n"));
+    w.write(0, "Lease:\n");
+    let lease_field = |field: &str, time: bool| {
+        let v = related
+            .lease
+            .as_ref()
+            .map(|l| str_at(l, &format!("/spec/{field}")))
+            .unwrap_or("");
+        match (v.is_empty(), time) {
+            (true, _) => "<unset>".to_string(),
+            (false, true) => rfc1123z(v),
+            (false, false) => v.to_string(),
+        }
+    };
+    w.write(
+        1,
+        &format!("HolderIdentity:\t{}\n", lease_field("holderIdentity", false)),
+    );
+    w.write(1, &format!("AcquireTime:\t{}\n", lease_field("acquireTime", true)));
+    w.write(1, &format!("RenewTime:\t{}\n", lease_field("renewTime", true)));
+    let conditions = arr(node, "/status/conditions");
+    if !conditions.is_empty() {
+        w.write(
+            0,
+            "Conditions:\n  Type\tStatus\tLastHeartbeatTime\tLastTransitionTime\tReason\tMessage\n",
+        );
+        w.write(
+            1,
+            "----\t------\t-----------------\t------------------\t------\t-------\n",
+        );
+        for c in conditions {
+            w.write(
+                1,
+                &format!(
+                    "{} \t{} \t{} \t{} \t{} \t{}\n",
+                    str_at(c, "/type"),
+                    str_at(c, "/status"),
+                    rfc1123z_or_zero(str_at(c, "/lastHeartbeatTime")),
+                    rfc1123z_or_zero(str_at(c, "/lastTransitionTime")),
+                    str_at(c, "/reason"),
+                    str_at(c, "/message")
+                ),
+            );
+        }
+    }
+    w.write(0, "Addresses:\n");
+    for a in arr(node, "/status/addresses") {
+        w.write(1, &format!("{}:\t{}\n", str_at(a, "/type"), str_at(a, "/address")));
+    }
+    for (field, title) in [("capacity", "Capacity"), ("allocatable", "Allocatable")] {
+        if let Some(list) = node
+            .pointer(&format!("/status/{field}"))
+            .and_then(Value::as_object)
+            .filter(|m| !m.is_empty())
+        {
+            w.write(0, &format!("{title}:\n"));
+            for (name, v) in list {
+                let shown = v
+                    .as_str()
+                    .and_then(|v| Quantity::parse(v).ok())
+                    .map_or_else(|| sprint(v), |q| q.to_string());
+                w.write(0, &format!("  {name}:\t{shown}\n"));
+            }
+        }
+    }
+    let info = node.pointer("/status/nodeInfo").unwrap_or(&Value::Null);
+    w.write(0, "System Info:\n");
+    for (field, title) in [
+        ("machineID", "Machine ID"),
+        ("systemUUID", "System UUID"),
+        ("bootID", "Boot ID"),
+        ("kernelVersion", "Kernel Version"),
+        ("osImage", "OS Image"),
+        ("operatingSystem", "Operating System"),
+        ("architecture", "Architecture"),
+        ("containerRuntimeVersion", "Container Runtime Version"),
+        ("kubeletVersion", "Kubelet Version"),
+        ("kubeProxyVersion", "Kube-Proxy Version"),
+    ] {
+        w.write(0, &format!("  {title}:\t{}\n", str_at(info, &format!("/{field}"))));
+    }
+    let cidr = str_at(node, "/spec/podCIDR");
+    if !cidr.is_empty() {
+        w.write(0, &format!("PodCIDR:\t{cidr}\n"));
+    }
+    let cidrs: Vec<&str> = arr(node, "/spec/podCIDRs").iter().filter_map(Value::as_str).collect();
+    if !cidrs.is_empty() {
+        w.write(0, &format!("PodCIDRs:\t{}\n", cidrs.join(",")));
+    }
+    let provider = str_at(node, "/spec/providerID");
+    if !provider.is_empty() {
+        w.write(0, &format!("ProviderID:\t{provider}\n"));
+    }
+    // Resources of the non-terminated pods against what is allocatable.
+    let alloc = node
+        .pointer("/status/allocatable")
+        .and_then(Value::as_object)
+        .filter(|m| !m.is_empty())
+        .or_else(|| node.pointer("/status/capacity").and_then(Value::as_object));
+    let total = |name: &str, milli: bool| {
+        alloc
+            .and_then(|m| m.get(name))
+            .and_then(Value::as_str)
+            .and_then(|v| Quantity::parse(v).ok())
+            .map_or(0, |q| if milli { q.milli_value() } else { q.value() })
+    };
+    let (cpu, memory) = (total("cpu", true), total("memory", false));
+    w.write(0, &format!("Non-terminated Pods:\t({} in total)\n", related.pods.len()));
+    w.write(
+        1,
+        "Namespace\tName\t\tCPU Requests\tCPU Limits\tMemory Requests\tMemory Limits\tAge\n",
+    );
+    w.write(
+        1,
+        "---------\t----\t\t------------\t----------\t---------------\t-------------\t---\n",
+    );
+    let zero = Quantity::zero();
+    let mut sums = [BTreeMap::<String, Quantity>::new(), BTreeMap::new()];
+    for pod in &related.pods {
+        let [req, lim] = pod_requests_and_limits(pod);
+        let get = |m: &BTreeMap<String, Quantity>, k: &str| *m.get(k).unwrap_or(&zero);
+        w.write(
+            1,
+            &format!(
+                "{}\t{}\t\t{}\t{}\t{}\t{}\t{}\n",
+                str_at(pod, "/metadata/namespace"),
+                str_at(pod, "/metadata/name"),
+                with_fraction(&get(&req, "cpu"), cpu, true),
+                with_fraction(&get(&lim, "cpu"), cpu, true),
+                with_fraction(&get(&req, "memory"), memory, false),
+                with_fraction(&get(&lim, "memory"), memory, false),
+                apimachinery::printers::translate_timestamp_since(
+                    pod.pointer("/metadata/creationTimestamp").and_then(Value::as_str),
+                    now
+                )
+            ),
+        );
+        for (i, m) in [req, lim].into_iter().enumerate() {
+            for (k, q) in m {
+                let sum = sums[i].get(&k).map_or(q, |cur| cur.add(&q));
+                sums[i].insert(k, sum);
+            }
+        }
+    }
+    w.write(
+        0,
+        "Allocated resources:\n  (Total limits may be over 100 percent, i.e., overcommitted.)\n",
+    );
+    w.write(1, "Resource\tRequests\tLimits\n");
+    w.write(1, "--------\t--------\t------\n");
+    for (name, milli) in [("cpu", true), ("memory", false), ("ephemeral-storage", false)] {
+        let t = total(name, milli);
+        let get = |m: &BTreeMap<String, Quantity>| *m.get(name).unwrap_or(&zero);
+        w.write(
+            1,
+            &format!(
+                "{name}\t{}\t{}\n",
+                with_fraction(&get(&sums[0]), t, milli),
+                with_fraction(&get(&sums[1]), t, milli)
+            ),
+        );
+    }
+    // Extended resources and huge pages, when the node has them.
+    for name in alloc.map(|m| m.keys().cloned().collect::<Vec<_>>()).unwrap_or_default() {
+        if matches!(name.as_str(), "cpu" | "memory" | "ephemeral-storage" | "pods") {
+            continue;
+        }
+        if name.starts_with("hugepages-") || name.contains('/') {
+            let t = total(&name, false);
+            let get = |m: &BTreeMap<String, Quantity>| *m.get(&name).unwrap_or(&zero);
+            if name.starts_with("hugepages-") {
+                w.write(
+                    1,
+                    &format!(
+                        "{name}\t{}\t{}\n",
+                        with_fraction(&get(&sums[0]), t, false),
+                        with_fraction(&get(&sums[1]), t, false)
+                    ),
+                );
+            } else {
+                w.write(1, &format!("{name}\t{}\t{}\n", get(&sums[0]), get(&sums[1])));
+            }
+        }
+    }
+}
+
+/// A time as RFC 1123, or Go's zero time for an absent one.
+fn rfc1123z_or_zero(ts: &str) -> String {
+    if ts.is_empty() {
+        "Mon, 01 Jan 0001 00:00:00 +0000".to_string()
+    } else {
+        rfc1123z(ts)
+    }
+}
+
 /// A pod's containers with their statuses (upstream's describeContainers
 /// at the top level).
 fn pod_containers(w: &mut Writer, title: &str, containers: &[Value], statuses: &[Value]) {
@@ -1112,7 +1444,10 @@ Spec:
     b
 Events:  <none>
 ";
-        assert_eq!(describe(&r, &obj, Some(&[]), jiff::Timestamp::now()), want);
+        assert_eq!(
+            describe(&r, &obj, &Related::default(), Some(&[]), jiff::Timestamp::now()),
+            want
+        );
     }
 
     #[test]
@@ -1123,7 +1458,13 @@ Events:  <none>
         let events = vec![json!({"type": "Normal", "reason": "Created", "message": "made it ",
             "firstTimestamp": "2026-01-01T00:00:00Z", "lastTimestamp": "2026-01-01T00:05:00Z", "count": 3,
             "source": {"component": "widget-controller"}})];
-        let text = describe(&r, &json!({"metadata": {"name": "w"}}), Some(&events), now);
+        let text = describe(
+            &r,
+            &json!({"metadata": {"name": "w"}}),
+            &Related::default(),
+            Some(&events),
+            now,
+        );
         assert!(text.ends_with(
             "Events:\n  Type    Reason   Age               From               Message\n  ----    ------   ----              ----               -------\n  Normal  Created  5m (x3 over 10m)  widget-controller  made it\n"
         ), "{text}");
