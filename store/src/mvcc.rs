@@ -104,18 +104,45 @@ enum LeaseChange {
 }
 
 /// Writes of applied entries not yet in sled. The Raft thread stages each
-/// entry's writes here and writes them in one batch per Ready
-/// ([`Mvcc::flush_staged`]): a sled batch seals sled's IO buffer, too costly
-/// per entry. Readers look here before sled, so staged records are visible
-/// as soon as the index points at them.
+/// entry's writes here; the state flusher writes them in batches cut at
+/// entry boundaries ([`Mvcc::flush_staged`]): a sled batch seals sled's IO
+/// buffer, too costly per entry. Readers look here before sled, so staged
+/// records are visible as soon as the index points at them.
 #[derive(Default)]
 struct Staged {
     ops: Vec<(Vec<u8>, Option<Vec<u8>>)>,
     records: HashMap<Revision, Record>,
     /// Metadata rewritten by every entry: only the newest value of each
     /// key goes into the batch.
-    meta: BTreeMap<&'static [u8], Vec<u8>>,
+    meta: Meta,
+    /// Where each staged entry ends in `ops`, with the metadata as of that
+    /// entry: a flush may cut its batches there, and only there.
+    ends: Vec<(usize, Meta)>,
 }
+
+/// Metadata keys and their newest values.
+type Meta = BTreeMap<&'static [u8], Vec<u8>>;
+
+/// Which entry ends (indexes into `ends`, the op counts at the end of each
+/// staged entry) close a flush batch: a batch closes once it holds at least
+/// `chunk` ops, and the last entry always closes one.
+fn batch_cuts(ends: &[usize], chunk: usize) -> Vec<usize> {
+    let mut cuts = Vec::new();
+    let mut from = 0;
+    for (i, end) in ends.iter().enumerate() {
+        if end - from >= chunk || i + 1 == ends.len() {
+            cuts.push(i);
+            from = *end;
+        }
+    }
+    cuts
+}
+
+/// Most operations per sled batch when flushing. sled makes every batch
+/// exclusive against all reads and writes of every tree in the process (a
+/// global lock), so one big batch would stall the Raft log's writes and
+/// every read for its whole duration.
+const FLUSH_CHUNK: usize = 512;
 
 pub struct Mvcc {
     db: sled::Db,
@@ -729,6 +756,8 @@ impl Mvcc {
             }
         }
         staged.records.extend(records);
+        let end = (staged.ops.len(), staged.meta.clone());
+        staged.ends.push(end);
     }
 
     /// Writes every staged change to sled in one batch. The Raft thread
@@ -737,35 +766,55 @@ impl Mvcc {
     pub fn flush_staged(&self) -> Result<()> {
         // Flushes run one at a time so batches reach sled in staging order.
         let _order = self.flush_lock.lock();
-        let (ops, meta) = {
+        let (ops, meta, ends) = {
             let mut staged = self.staged.write();
-            (std::mem::take(&mut staged.ops), std::mem::take(&mut staged.meta))
+            (
+                std::mem::take(&mut staged.ops),
+                std::mem::take(&mut staged.meta),
+                std::mem::take(&mut staged.ends),
+            )
         };
         if ops.is_empty() && meta.is_empty() {
             return Ok(());
         }
-        let mut batch = sled::Batch::default();
-        for (k, v) in meta {
-            batch.insert(k, v);
+        // Batches end at entry boundaries, each with the metadata (applied
+        // index, revision) as of its last entry: after a crash between two
+        // batches the state is exactly that of an applied prefix of the log.
+        let entry_ends: Vec<usize> = ends.iter().map(|(end, _)| *end).collect();
+        let mut cuts: Vec<(usize, &Meta)> = batch_cuts(&entry_ends, FLUSH_CHUNK)
+            .into_iter()
+            .map(|i| (ends[i].0, &ends[i].1))
+            .collect();
+        if cuts.last().is_none_or(|(end, _)| *end < ops.len()) {
+            cuts.push((ops.len(), &meta));
         }
-        let mut flushed = Vec::new();
-        for (k, v) in ops {
-            if k.first() == Some(&PREFIX_KV)
-                && let Some(rev) = Revision::from_bytes(&k[1..])
-            {
-                flushed.push(rev);
+        let mut ops = ops.into_iter();
+        let mut done = 0;
+        for (end, chunk_meta) in cuts {
+            let mut batch = sled::Batch::default();
+            for (k, v) in chunk_meta {
+                batch.insert(*k, v.clone());
             }
-            match v {
-                Some(v) => batch.insert(k, v),
-                None => batch.remove(k),
+            let mut flushed = Vec::new();
+            for (k, v) in ops.by_ref().take(end - done) {
+                if k.first() == Some(&PREFIX_KV)
+                    && let Some(rev) = Revision::from_bytes(&k[1..])
+                {
+                    flushed.push(rev);
+                }
+                match v {
+                    Some(v) => batch.insert(k, v),
+                    None => batch.remove(k),
+                }
             }
-        }
-        self.tree.apply_batch(batch)?;
-        // Only now, with the records in sled, may readers stop finding
-        // them in the staged map. Records staged meanwhile stay.
-        let mut staged = self.staged.write();
-        for rev in flushed {
-            staged.records.remove(&rev);
+            done = end;
+            self.tree.apply_batch(batch)?;
+            // Only now, with the records in sled, may readers stop finding
+            // them in the staged map. Records staged meanwhile stay.
+            let mut staged = self.staged.write();
+            for rev in flushed {
+                staged.records.remove(&rev);
+            }
         }
         Ok(())
     }

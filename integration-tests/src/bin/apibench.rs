@@ -61,7 +61,13 @@ mod stats {
 /// checked and returned as bytes, not decoded into types: the load
 /// generator shares the machine's CPUs with what it measures, so it must
 /// stay light.
-async fn raw(client: &kube::Client, method: &str, path: &str, body: Vec<u8>, want: u16) -> anyhow::Result<bytes::Bytes> {
+async fn raw(
+    client: &kube::Client,
+    method: &str,
+    path: &str,
+    body: Vec<u8>,
+    want: u16,
+) -> anyhow::Result<bytes::Bytes> {
     use http_body_util::BodyExt;
     let req = http::Request::builder()
         .method(method)
@@ -71,7 +77,11 @@ async fn raw(client: &kube::Client, method: &str, path: &str, body: Vec<u8>, wan
     let resp = client.send(req).await?;
     let code = resp.status().as_u16();
     let bytes = resp.into_body().collect().await?.to_bytes();
-    anyhow::ensure!(code == want, "{method} {path}: {code} {}", String::from_utf8_lossy(&bytes));
+    anyhow::ensure!(
+        code == want,
+        "{method} {path}: {code} {}",
+        String::from_utf8_lossy(&bytes)
+    );
     Ok(bytes)
 }
 

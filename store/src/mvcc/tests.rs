@@ -553,3 +553,45 @@ fn dense_range_scan_matches_point_reads() {
     let latest = f.get("d/215", 0).unwrap();
     assert_eq!(latest[0].1, "staged");
 }
+
+#[test]
+fn flush_batches_end_at_entry_boundaries() {
+    // Entries of 3, 3, 1, 5 and 2 ops (cumulative ends below).
+    let ends = [3, 6, 7, 12, 14];
+    assert_eq!(super::batch_cuts(&ends, 4), vec![1, 3, 4], "6, 12 and 14 ops");
+    assert_eq!(super::batch_cuts(&ends, 100), vec![4], "one batch");
+    assert_eq!(super::batch_cuts(&ends, 1), vec![0, 1, 2, 3, 4], "every entry");
+    assert!(super::batch_cuts(&[], 4).is_empty());
+}
+
+/// A flush of many entries goes to sled in several batches; the state and
+/// applied index after it (and after a reopen) are those of every entry.
+#[test]
+fn a_flush_larger_than_one_batch_keeps_everything() {
+    let mut f = Fixture::new();
+    let n = super::FLUSH_CHUNK * 3 + 7;
+    for i in 0..n {
+        f.index += 1;
+        let req = InternalReq::Put(pb::PutRequest {
+            key: format!("k{i:05}").into_bytes(),
+            value: b"v".to_vec(),
+            ..Default::default()
+        });
+        f.mvcc.apply(f.index, 1, req).unwrap().0.unwrap();
+    }
+    f.mvcc.flush_staged().unwrap();
+    let last = f.index;
+    let f = f.reopen();
+    assert_eq!(f.mvcc.applied().0, last);
+    assert_eq!(f.mvcc.current_revision(), n as i64 + 1);
+    let all = f
+        .mvcc
+        .range(&pb::RangeRequest {
+            key: b"k".to_vec(),
+            range_end: b"l".to_vec(),
+            count_only: true,
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(all.count, n as i64);
+}
