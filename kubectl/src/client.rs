@@ -144,10 +144,10 @@ impl Client {
         let result = self.request(Method::GET, path, None, accept).await;
         match (&result, namespace) {
             (Err(e), Some(ns)) if crate::errors::is_not_found(e) && !ns.is_empty() => {
-                if let Err(ns_err) = self.get(&format!("/api/v1/namespaces/{ns}")).await {
-                    if crate::errors::is_not_found(&ns_err) {
-                        return Err(ns_err);
-                    }
+                if let Err(ns_err) = self.get(&format!("/api/v1/namespaces/{ns}")).await
+                    && crate::errors::is_not_found(&ns_err)
+                {
+                    return Err(ns_err);
                 }
                 result
             }

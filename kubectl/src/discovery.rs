@@ -71,11 +71,11 @@ impl ApiResource {
         } else {
             format!("/apis/{}/{}", self.group, self.version)
         };
-        if self.namespaced {
-            if let Some(ns) = namespace {
-                p.push_str("/namespaces/");
-                p.push_str(ns);
-            }
+        if self.namespaced
+            && let Some(ns) = namespace
+        {
+            p.push_str("/namespaces/");
+            p.push_str(ns);
         }
         p.push('/');
         p.push_str(&self.resource);
@@ -287,19 +287,19 @@ impl Discovery {
             None => (arg, None),
         };
         // A fully specified `resource.version.group`.
-        if parts.len() == 3 {
-            if let Some(r) = self.find_resource(parts[0], Some(parts[2]), Some(parts[1])) {
-                return Ok(r);
-            }
+        if parts.len() == 3
+            && let Some(r) = self.find_resource(parts[0], Some(parts[2]), Some(parts[1]))
+        {
+            return Ok(r);
         }
         if let Some(r) = self.find_resource(resource, group_part.as_deref(), None) {
             return Ok(r);
         }
         // Kinds: `Kind`, `Kind.group`, `Kind.version.group`.
-        if parts.len() == 3 {
-            if let Some(r) = self.find_kind(parts[0], parts[2], Some(parts[1])) {
-                return Ok(r);
-            }
+        if parts.len() == 3
+            && let Some(r) = self.find_kind(parts[0], parts[2], Some(parts[1]))
+        {
+            return Ok(r);
         }
         if let Some(r) = self.find_kind(resource, group_part.as_deref().unwrap_or(""), None) {
             return Ok(r);
@@ -321,7 +321,7 @@ impl Discovery {
         // Short names first (upstream expands shortcuts before mapping),
         // then plural and singular names; preferred versions first.
         for exact in [true, false] {
-            if let Some(r) = candidates(exact).find(|r| r.short_names.iter().any(|s| *s == lower)) {
+            if let Some(r) = candidates(exact).find(|r| r.short_names.contains(&lower)) {
                 return Some(r.clone());
             }
             if let Some(r) = candidates(exact).find(|r| r.resource == lower || r.singular == lower) {

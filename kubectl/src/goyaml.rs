@@ -480,10 +480,11 @@ fn resolves_to_string(s: &str) -> bool {
             if parse_go_int(&plain) || (is_yaml_style_float(&plain) && plain.parse::<f64>().is_ok()) {
                 return false;
             }
-            if let Some(rest) = plain.strip_prefix("0b").or_else(|| plain.strip_prefix("-0b")) {
-                if !rest.is_empty() && rest.chars().all(|c| c == '0' || c == '1') {
-                    return false;
-                }
+            if let Some(rest) = plain.strip_prefix("0b").or_else(|| plain.strip_prefix("-0b"))
+                && !rest.is_empty()
+                && rest.chars().all(|c| c == '0' || c == '1')
+            {
+                return false;
             }
             true
         }

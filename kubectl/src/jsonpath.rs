@@ -83,12 +83,12 @@ impl Template {
                     let end = find_action_end(after).ok_or_else(|| JsonPathError("unclosed action".to_string()))?;
                     let action = after[..end].trim();
                     rest = &after[end + 1..];
-                    if let Some(path) = action.strip_prefix("range") {
-                        if path.is_empty() || path.starts_with([' ', '\t']) {
-                            let path = parse_path(path.trim())?;
-                            stack.push((path, std::mem::take(&mut nodes)));
-                            continue;
-                        }
+                    if let Some(path) = action.strip_prefix("range")
+                        && (path.is_empty() || path.starts_with([' ', '\t']))
+                    {
+                        let path = parse_path(path.trim())?;
+                        stack.push((path, std::mem::take(&mut nodes)));
+                        continue;
                     }
                     if action == "end" {
                         let (path, outer) = stack

@@ -7,15 +7,6 @@
 //! kubeconfig merging, resource resolution, Go-compatible YAML/JSON, tables,
 //! JSONPath, patch computation — are plain functions with table tests.
 
-// Work in progress, committed mid-way: these style lints still fire in a few
-// places and are to be cleaned up with the next change to this crate.
-#![allow(
-    clippy::collapsible_if,
-    clippy::collapsible_match,
-    clippy::useless_format,
-    clippy::manual_contains
-)]
-
 pub mod cli;
 pub mod client;
 pub mod cmd;

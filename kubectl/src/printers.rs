@@ -234,10 +234,10 @@ impl TablePrinter {
             while cells.len() < columns.len() {
                 cells.push(Value::Null);
             }
-            if let (Some(i), Some(prefix)) = (name_column, &o.kind_prefix) {
-                if let Some(cell) = cells.get_mut(i) {
-                    *cell = Value::String(format!("{prefix}/{}", cell_text(cell)));
-                }
+            if let (Some(i), Some(prefix)) = (name_column, &o.kind_prefix)
+                && let Some(cell) = cells.get_mut(i)
+            {
+                *cell = Value::String(format!("{prefix}/{}", cell_text(cell)));
             }
             let meta = row.pointer("/object/metadata");
             let mut full = Vec::new();

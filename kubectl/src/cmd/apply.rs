@@ -173,10 +173,11 @@ async fn server_side_apply(
     match client.patch(&path, PatchType::Apply, body).await {
         Ok(obj) => Ok((obj, "serverside-applied")),
         Err(e) => {
-            if let Some(api) = e.downcast_ref::<ApiError>() {
-                if api.is_conflict() {
-                    bail!(
-                        "{}
+            if let Some(api) = e.downcast_ref::<ApiError>()
+                && api.is_conflict()
+            {
+                bail!(
+                    "{}
 Please review the fields above--they currently have other managers. Here
 are the ways you can resolve this warning:
 * If you intend to manage all of these fields, please re-run the apply
@@ -188,9 +189,8 @@ are the ways you can resolve this warning:
   value; in this case, you'll become the manager if the other manager(s)
   stop managing the field (remove it from their configuration).
 See https://kubernetes.io/docs/reference/using-api/server-side-apply/#conflicts",
-                        api.message
-                    );
-                }
+                    api.message
+                );
             }
             Err(e)
         }
@@ -399,15 +399,14 @@ pub fn merge_diff(from: &Value, to: &Value) -> Value {
                 patch.insert(k.clone(), tv.clone());
             }
             Some(fv) if fv == tv => {}
-            Some(fv) => {
-                if fv.is_object() && tv.is_object() {
-                    let sub = merge_diff(fv, tv);
-                    if sub.as_object().is_some_and(|m| !m.is_empty()) {
-                        patch.insert(k.clone(), sub);
-                    }
-                } else {
-                    patch.insert(k.clone(), tv.clone());
+            Some(fv) if fv.is_object() && tv.is_object() => {
+                let sub = merge_diff(fv, tv);
+                if sub.as_object().is_some_and(|m| !m.is_empty()) {
+                    patch.insert(k.clone(), sub);
                 }
+            }
+            Some(_) => {
+                patch.insert(k.clone(), tv.clone());
             }
         }
     }

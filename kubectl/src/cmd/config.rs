@@ -166,9 +166,9 @@ pub fn run(f: &Factory, c: ConfigCommand) -> anyhow::Result<()> {
                 );
             };
             if config.current_context == name {
-                crate::err_line(&format!(
-                    "warning: this removed your active context, use \"kubectl config use-context\" to select a different one"
-                ));
+                crate::err_line(
+                    "warning: this removed your active context, use \"kubectl config use-context\" to select a different one",
+                );
             }
             let mut file = File::read(&entry.origin)?;
             file.contexts.retain(|(n, _)| n != &name);

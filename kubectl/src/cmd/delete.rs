@@ -71,10 +71,10 @@ pub async fn run(f: &Factory, a: DeleteArgs) -> anyhow::Result<()> {
         "orphan" | "false" => "Orphan",
         other => bail!("invalid cascade value ({other}). Must be \"background\", \"foreground\", or \"orphan\""),
     };
-    if let Some(o) = a.output.as_deref() {
-        if o != "name" {
-            bail!("unexpected -o output mode: {o}. We only support '-o name'");
-        }
+    if let Some(o) = a.output.as_deref()
+        && o != "name"
+    {
+        bail!("unexpected -o output mode: {o}. We only support '-o name'");
     }
     let mut grace = a.grace_period;
     if a.now {

@@ -409,10 +409,11 @@ fn camelcase_split(s: &str) -> Vec<String> {
             runs[i].first().is_some_and(|c| c.is_uppercase()),
             runs[i + 1].first().is_some_and(|c| c.is_lowercase()),
         );
-        if cur_upper && next_lower {
-            if let Some(moved) = runs[i].pop() {
-                runs[i + 1].insert(0, moved);
-            }
+        if cur_upper
+            && next_lower
+            && let Some(moved) = runs[i].pop()
+        {
+            runs[i + 1].insert(0, moved);
         }
     }
     runs.into_iter()
@@ -572,10 +573,10 @@ fn describe_service(w: &mut Writer, obj: &Value) {
         &format!("Session Affinity:\t{}\n", str_at(&spec, "/sessionAffinity")),
     );
     let svc_type = str_at(&spec, "/type");
-    if svc_type == "NodePort" || svc_type == "LoadBalancer" {
-        if let Some(p) = spec.get("externalTrafficPolicy").and_then(Value::as_str) {
-            w.write(0, &format!("External Traffic Policy:\t{p}\n"));
-        }
+    if (svc_type == "NodePort" || svc_type == "LoadBalancer")
+        && let Some(p) = spec.get("externalTrafficPolicy").and_then(Value::as_str)
+    {
+        w.write(0, &format!("External Traffic Policy:\t{p}\n"));
     }
     if let Some(p) = spec.get("internalTrafficPolicy").and_then(Value::as_str) {
         w.write(0, &format!("Internal Traffic Policy:\t{p}\n"));

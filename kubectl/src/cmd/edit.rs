@@ -43,10 +43,10 @@ const HEADER: &str = "# Please edit the object below. Lines beginning with a '#'
 /// The editor command line (`KUBE_EDITOR`, then `EDITOR`, then `vi`).
 pub fn editor_command() -> String {
     for var in ["KUBE_EDITOR", "EDITOR"] {
-        if let Ok(e) = std::env::var(var) {
-            if !e.trim().is_empty() {
-                return e;
-            }
+        if let Ok(e) = std::env::var(var)
+            && !e.trim().is_empty()
+        {
+            return e;
         }
     }
     "vi".to_string()
@@ -162,13 +162,13 @@ async fn edit_one(f: &Factory, a: &EditArgs, r: &ObjectRef, json: bool) -> anyho
             edited.clone()
         };
         // Keep the resourceVersion we read: a concurrent change is a conflict.
-        if update.pointer("/metadata/resourceVersion").is_none() {
-            if let (Some(rv), Some(meta)) = (
+        if update.pointer("/metadata/resourceVersion").is_none()
+            && let (Some(rv), Some(meta)) = (
                 original.pointer("/metadata/resourceVersion").cloned(),
                 update.get_mut("metadata").and_then(Value::as_object_mut),
-            ) {
-                meta.insert("resourceVersion".to_string(), rv);
-            }
+            )
+        {
+            meta.insert("resourceVersion".to_string(), rv);
         }
         let put_path = with_query(&r.path(), &[("fieldManager", a.field_manager.clone())]);
         match client.replace(&put_path, &update).await {

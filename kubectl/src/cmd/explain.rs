@@ -118,11 +118,11 @@ fn resolve<'a>(schemas: &'a Value, node: &'a Value) -> &'a Value {
                 None => return cur,
             }
         }
-        if let Some(all) = cur.get("allOf").and_then(Value::as_array) {
-            if all.len() == 1 {
-                cur = &all[0];
-                continue;
-            }
+        if let Some(all) = cur.get("allOf").and_then(Value::as_array)
+            && all.len() == 1
+        {
+            cur = &all[0];
+            continue;
         }
         break;
     }

@@ -93,10 +93,10 @@ pub async fn version(f: &Factory, a: VersionArgs) -> anyhow::Result<()> {
                 ));
             }
             out(&s);
-            if let Some(server) = doc.get("serverVersion") {
-                if let Some(w) = skew_warning(server) {
-                    crate::err_line(&w);
-                }
+            if let Some(server) = doc.get("serverVersion")
+                && let Some(w) = skew_warning(server)
+            {
+                crate::err_line(&w);
             }
         }
     }
@@ -191,10 +191,11 @@ pub async fn api_resources(f: &Factory, a: ApiResourcesArgs) -> anyhow::Result<(
     if !matches!(output, "" | "wide" | "name") {
         bail!("--output {output} is not available");
     }
-    if let Some(s) = a.sort_by.as_deref() {
-        if s != "name" && s != "kind" {
-            bail!("--sort-by accepts only name or kind");
-        }
+    if let Some(s) = a.sort_by.as_deref()
+        && s != "name"
+        && s != "kind"
+    {
+        bail!("--sort-by accepts only name or kind");
     }
     let d = f.discovery().await?;
     out(&api_resources_text(&d, &a));

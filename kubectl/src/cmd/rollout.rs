@@ -195,15 +195,15 @@ pub fn deployment_status(d: &Value) -> anyhow::Result<(String, bool)> {
         i("/status/replicas"),
         i("/status/availableReplicas"),
     );
-    if let Some(desired) = desired {
-        if updated < desired {
-            return Ok((
-                format!(
-                    "Waiting for deployment \"{name}\" rollout to finish: {updated} out of {desired} new replicas have been updated...\n"
-                ),
-                false,
-            ));
-        }
+    if let Some(desired) = desired
+        && updated < desired
+    {
+        return Ok((
+            format!(
+                "Waiting for deployment \"{name}\" rollout to finish: {updated} out of {desired} new replicas have been updated...\n"
+            ),
+            false,
+        ));
     }
     if replicas > updated {
         return Ok((

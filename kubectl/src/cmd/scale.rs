@@ -78,10 +78,10 @@ pub async fn run(f: &Factory, a: ScaleArgs) -> anyhow::Result<()> {
                     .pointer("/metadata/resourceVersion")
                     .and_then(Value::as_str)
                     .unwrap_or("");
-                if let Some(want) = &a.resource_version {
-                    if rv != want {
-                        bail!("Expected resource version to be {want}, was {rv}");
-                    }
+                if let Some(want) = &a.resource_version
+                    && rv != want
+                {
+                    bail!("Expected resource version to be {want}, was {rv}");
                 }
             }
             if dry_run != DryRun::Client {
