@@ -309,37 +309,15 @@ async fn take_disruption(ctx: &Ctx, pod: &Value, dry_run: bool) -> ApiResult<()>
             ));
         }
         let name = object::name(&pdb.object).to_string();
-        let generation = pdb
-            .object
-            .pointer("/metadata/generation")
-            .and_then(Value::as_i64)
-            .unwrap_or(0);
-        let observed = pdb
-            .object
-            .pointer("/status/observedGeneration")
-            .and_then(Value::as_i64)
-            .unwrap_or(0);
-        if observed < generation {
+        let int = |ptr: &str| pdb.object.pointer(ptr).and_then(Value::as_i64).unwrap_or(0);
+        if int("/status/observedGeneration") < int("/metadata/generation") {
             return Err(ApiError::DisruptionBudget {
                 cause: format!("The disruption budget {name} is still being processed by the server."),
             });
         }
-        let allowed = pdb
-            .object
-            .pointer("/status/disruptionsAllowed")
-            .and_then(Value::as_i64)
-            .unwrap_or(0);
+        let allowed = int("/status/disruptionsAllowed");
         if allowed <= 0 {
-            let desired = pdb
-                .object
-                .pointer("/status/desiredHealthy")
-                .and_then(Value::as_i64)
-                .unwrap_or(0);
-            let current = pdb
-                .object
-                .pointer("/status/currentHealthy")
-                .and_then(Value::as_i64)
-                .unwrap_or(0);
+            let (desired, current) = (int("/status/desiredHealthy"), int("/status/currentHealthy"));
             return Err(ApiError::DisruptionBudget {
                 cause: format!("The disruption budget {name} needs {desired} healthy pods and has {current} currently"),
             });

@@ -452,6 +452,22 @@ fn upstream_kubectl() -> Option<PathBuf> {
     candidate.exists().then_some(candidate)
 }
 
+/// Runs upstream kubectl against `server`, expecting success; returns stdout.
+fn upstream_ok(upstream: &Path, server: &ApiServer, args: &[&str]) -> String {
+    let out = Command::new(upstream)
+        .args(args)
+        .env("KUBECONFIG", server.kubeconfig())
+        .env("HOME", server.home())
+        .output()
+        .expect("run upstream kubectl");
+    assert!(
+        out.status.success(),
+        "upstream kubectl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// `describe pod` prints what upstream kubectl prints for the same pod:
 /// containers with their states, conditions, volumes, tolerations.
 #[test]
@@ -524,15 +540,7 @@ spec:
     );
 
     let ours = ok(&server, &["describe", "pod", "web"]);
-    let theirs = Command::new(upstream)
-        .args(["describe", "pod", "web"])
-        .env("KUBECONFIG", server.kubeconfig())
-        .env("HOME", server.home())
-        .output()
-        .expect("run upstream kubectl");
-    assert!(theirs.status.success(), "{}", String::from_utf8_lossy(&theirs.stderr));
-    let theirs = String::from_utf8_lossy(&theirs.stdout).into_owned();
-    assert_eq!(ours, theirs);
+    assert_eq!(ours, upstream_ok(&upstream, &server, &["describe", "pod", "web"]));
 }
 
 /// `describe node` prints what upstream kubectl prints: lease, conditions,
@@ -607,13 +615,7 @@ spec:
     );
 
     let ours = ok(&server, &["describe", "node", "n1"]);
-    let theirs = Command::new(upstream)
-        .args(["describe", "node", "n1"])
-        .env("KUBECONFIG", server.kubeconfig())
-        .env("HOME", server.home())
-        .output()
-        .expect("run upstream kubectl");
-    assert!(theirs.status.success(), "{}", String::from_utf8_lossy(&theirs.stderr));
+    let theirs = upstream_ok(&upstream, &server, &["describe", "node", "n1"]);
     // The pods' ages may differ by a second between the two runs.
     let without_ages = |text: &str| -> String {
         text.lines()
@@ -628,10 +630,7 @@ spec:
         ours.contains("  default                     a       350m (17%)"),
         "{ours}"
     );
-    assert_eq!(
-        without_ages(&ours),
-        without_ages(&String::from_utf8_lossy(&theirs.stdout))
-    );
+    assert_eq!(without_ages(&ours), without_ages(&theirs));
 }
 
 #[test]
