@@ -172,6 +172,17 @@ pub fn prepare_update(rt: &ResourceType, new: &mut Value, old: &Value, subresour
 
 /// Applies upstream's defaults for the kind.
 pub fn default(rt: &ResourceType, obj: &mut Value) {
+    if rt.group.is_empty() && rt.kind == "Namespace" {
+        // Every namespace carries its name as a label, so that selectors
+        // (network policies, admission) can pick namespaces by name.
+        let name = object::name(obj).to_string();
+        let meta = meta_mut(obj);
+        let labels = meta.entry("labels").or_insert_with(|| json!({}));
+        if !labels.is_object() {
+            *labels = json!({});
+        }
+        labels["kubernetes.io/metadata.name"] = json!(name);
+    }
     match (rt.group.as_str(), rt.kind.as_str()) {
         ("", "Pod") => {
             if let Some(spec) = obj.get_mut("spec") {

@@ -33,6 +33,13 @@ async fn crud_and_every_error_shape() -> anyhow::Result<()> {
     let client = c.client().await?;
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
 
+    // Namespaces carry their name as a label, the system ones too.
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    for ns in ["default", "kube-system"] {
+        let labels = namespaces.get(ns).await?.metadata.labels.unwrap_or_default();
+        assert_eq!(labels.get("kubernetes.io/metadata.name").map(String::as_str), Some(ns));
+    }
+
     // Create, get, update, list.
     let created = cms.create(&PostParams::default(), &cm("a")).await?;
     let meta = &created.metadata;

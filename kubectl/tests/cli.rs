@@ -633,6 +633,81 @@ spec:
     assert_eq!(without_ages(&ours), without_ages(&theirs));
 }
 
+/// `describe` of the other common kinds prints what upstream prints (one
+/// key per ConfigMap and Secret: upstream prints their keys in Go's random
+/// map order).
+#[test]
+fn describe_matches_upstream_for_common_kinds() {
+    let Some(upstream) = upstream_kubectl() else {
+        panic!("upstream kubectl 1.33 is part of this machine's setup");
+    };
+    let server = ApiServer::start();
+    let dir = tempfile::tempdir().expect("manifest dir");
+    let file = dir.path().join("objects.yaml");
+    std::fs::write(&file, OBJECTS).expect("write manifest");
+    ok(&server, &["apply", "-f", file.to_str().expect("path")]);
+    for what in [
+        ["deploy", "web"],
+        ["svc", "web"],
+        ["svc", "np"],
+        ["cm", "cfg"],
+        ["secret", "s"],
+        ["ns", "desc"],
+    ] {
+        let args = ["describe", what[0], what[1], "-n", "desc"];
+        assert_eq!(ok(&server, &args), upstream_ok(&upstream, &server, &args), "{what:?}");
+    }
+}
+
+const OBJECTS: &str = r#"apiVersion: v1
+kind: Namespace
+metadata: {name: desc, labels: {team: a}}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: desc, labels: {app: web}}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers:
+      - name: web
+        image: nginx:1.27
+        ports: [{containerPort: 80}]
+        env: [{name: A, value: b}]
+        resources: {requests: {cpu: 100m}}
+        volumeMounts: [{name: c, mountPath: /c}]
+      volumes: [{name: c, configMap: {name: cfg}}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: desc}
+spec:
+  selector: {app: web}
+  ports: [{name: http, port: 80, targetPort: 8080}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: np, namespace: desc}
+spec:
+  type: NodePort
+  selector: {app: web}
+  ports: [{port: 81, targetPort: 8081}]
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: cfg, namespace: desc}
+data: {long: "line1\nline2"}
+binaryData: {b: aGVsbG8=}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: s, namespace: desc}
+stringData: {pw: secret}
+"#;
+
 #[test]
 fn kubeconfig_commands_merge_files() {
     let dir = tempfile::tempdir().expect("temp dir");

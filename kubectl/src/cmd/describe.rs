@@ -695,12 +695,7 @@ fn describe_pod_template(w: &mut Writer, template: &Value) {
     } else {
         w.write(0, "  Volumes:\n");
         for v in volumes {
-            w.write(0, &format!("   {}:\n", str_at(&v, "/name")));
-            let kind = v
-                .as_object()
-                .and_then(|m| m.keys().find(|k| *k != "name").cloned())
-                .unwrap_or_default();
-            w.write(0, &format!("    Type:\t{}\n", smart_label(&kind)));
+            describe_volume(w, &v, " ");
         }
     }
     print_labels(w, "  Node-Selectors", &string_map(spec.get("nodeSelector")));
@@ -888,9 +883,10 @@ fn container_state(w: &mut Writer, title: &str, state: &Value) {
     }
 }
 
-/// One volume's lines, for the common volume types.
-fn describe_volume(w: &mut Writer, v: &Value) {
-    w.write(1, &format!("{}:\n", str_at(v, "/name")));
+/// One volume's lines, for the common volume types; `indent` goes before
+/// the name (a pod template's volumes are indented one more space).
+fn describe_volume(w: &mut Writer, v: &Value, indent: &str) {
+    w.write(1, &format!("{indent}{}:\n", str_at(v, "/name")));
     let bool_at = |src: &Value, k: &str| src.get(k).and_then(Value::as_bool).unwrap_or(false);
     if let Some(s) = v.get("configMap") {
         w.write(2, "Type:\tConfigMap (a volume populated by a ConfigMap)\n");
@@ -1053,7 +1049,7 @@ fn describe_pod(w: &mut Writer, pod: &Value, now: jiff::Timestamp) {
     } else {
         w.write(0, "Volumes:\n");
         for v in volumes {
-            describe_volume(w, v);
+            describe_volume(w, v, "");
         }
     }
     let qos = str_at(status, "/qosClass");
