@@ -148,7 +148,10 @@ pub fn server_side_apply(ctx: &Ctx, current: &Value, applied: &Value, force: boo
         let mut theirs = Vec::new();
         leaves(entry.get("fieldsV1").unwrap_or(&Value::Null), "", &mut theirs);
         for path in &mine {
-            if theirs.contains(path) && value_at(current, path) != value_at(applied, path) {
+            // A field gone from the object (removed by an update) has no
+            // owner any more.
+            let live = value_at(current, path);
+            if theirs.contains(path) && live.is_some() && live != value_at(applied, path) {
                 conflicts.push((other.to_string(), path.clone()));
             }
         }

@@ -1,5 +1,5 @@
-//! What every daemon of the cluster shares: logging set-up and shutdown
-//! signals. Flags stay in each binary (clap); the wiring stays in each
+//! What every daemon of the cluster shares: logging set-up, shutdown
+//! signals and leader election. Flags stay in each binary (clap); the wiring stays in each
 //! component's library so tests can start components in-process.
 
 pub mod logging {
@@ -33,5 +33,73 @@ pub mod signals {
             _ = term.recv() => {}
             _ = tokio::signal::ctrl_c() => {}
         }
+    }
+}
+
+pub mod leader {
+    //! Leader election for replicated components (the scheduler and the
+    //! controller-manager run one active instance, as upstream's
+    //! `--leader-elect`), over a `coordination.k8s.io` Lease managed by
+    //! `kube-lease-manager`.
+
+    use std::future::Future;
+
+    use kube_lease_manager::{LeaseCreateMode, LeaseManager, LeaseParams};
+
+    /// Which lease, who we are, and its timing (seconds).
+    #[derive(Clone, Debug)]
+    pub struct Config {
+        pub namespace: String,
+        pub name: String,
+        pub identity: String,
+        /// How long a lease holds without renewal.
+        pub lease_duration: u64,
+        /// How long before expiry the holder renews.
+        pub renew_before: u64,
+    }
+
+    impl Config {
+        /// Upstream's defaults: a 15 s lease in `kube-system`, renewed well
+        /// before it expires.
+        pub fn new(name: &str, identity: &str) -> Self {
+            Self {
+                namespace: "kube-system".into(),
+                name: name.into(),
+                identity: identity.into(),
+                lease_duration: 15,
+                renew_before: 5,
+            }
+        }
+    }
+
+    /// Waits until this process holds the lease, then runs `work` while it
+    /// does. Returns `work`'s result when it ends (releasing the lease), or
+    /// an error as soon as the lease is lost (after `work` is dropped).
+    pub async fn run<W, Fut>(client: kube::Client, cfg: Config, work: W) -> anyhow::Result<()>
+    where
+        W: FnOnce() -> Fut,
+        Fut: Future<Output = anyhow::Result<()>>,
+    {
+        let params = LeaseParams::new(cfg.identity.clone(), cfg.lease_duration, cfg.renew_before);
+        let manager = LeaseManager::new(client, &cfg.name, &cfg.namespace, params, LeaseCreateMode::AutoCreate).await?;
+        let (mut leading, task) = manager.watch().await;
+        while !*leading.borrow_and_update() {
+            leading.changed().await?;
+        }
+        tracing::info!(lease = %cfg.name, identity = %cfg.identity, "became the leader");
+        let result = tokio::select! {
+            r = work() => r,
+            lost = async {
+                loop {
+                    if leading.changed().await.is_err() || !*leading.borrow_and_update() {
+                        return anyhow::anyhow!("lost the lease {}/{}", cfg.namespace, cfg.name);
+                    }
+                }
+            } => Err(lost),
+        };
+        // Closing the channel makes the manager release the lease and stop.
+        drop(leading);
+        let _ = task.await;
+        result
     }
 }

@@ -367,6 +367,19 @@ async fn patches_of_every_type_and_server_side_apply() -> anyhow::Result<()> {
         "bob still owns a; alice released b"
     );
     assert!(r.metadata.labels.unwrap_or_default().is_empty());
+    // A field removed by an update has no owner left: applying it again
+    // is no conflict.
+    cms.patch(
+        "ssa",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"data": {"a": null}})),
+    )
+    .await?;
+    let carol = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "ssa"}, "data": {"a": "3"}});
+    let r = cms
+        .patch("ssa", &PatchParams::apply("carol"), &Patch::Apply(&carol))
+        .await?;
+    assert_eq!(r.data.as_ref().and_then(|d| d.get("a")).map(String::as_str), Some("3"));
     Ok(())
 }
 
@@ -965,5 +978,84 @@ async fn events_are_shared_by_core_and_events_k8s_io() -> anyhow::Result<()> {
         }
     }
     assert_eq!(notes, ["scaled up to 3", "from the core API"]);
+    Ok(())
+}
+
+/// Leader election over a Lease (component-base, kube-lease-manager's
+/// server-side apply against our apiserver): a lease held by a dead holder
+/// is taken only once it expires; one of two contenders leads; when it
+/// stops, the other takes over; a leader that finishes releases the lease.
+#[tokio::test(flavor = "multi_thread")]
+async fn leader_election_hands_over_on_expiry_and_release() -> anyhow::Result<()> {
+    use component_base::leader;
+    use k8s_openapi::api::coordination::v1::Lease;
+    let c = ApiServers::start(1).await?;
+    let client = c.client().await?;
+    let leases: Api<Lease> = Api::namespaced(client.clone(), "default");
+    let now = jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%S%.6fZ").to_string();
+    let ghost: Lease = serde_json::from_value(json!({
+        "apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {"name": "test-leader"},
+        "spec": {"holderIdentity": "ghost", "leaseDurationSeconds": 3, "acquireTime": now, "renewTime": now},
+    }))?;
+    leases.create(&PostParams::default(), &ghost).await?;
+    let held_since = std::time::Instant::now();
+    let cfg = |identity: &str| leader::Config {
+        namespace: "default".into(),
+        name: "test-leader".into(),
+        identity: identity.into(),
+        lease_duration: 3,
+        renew_before: 1,
+    };
+    let (led_tx, mut led_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let mut finish = std::collections::HashMap::new();
+    let mut tasks = std::collections::HashMap::new();
+    for id in ["a", "b"] {
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+        finish.insert(id, done_tx);
+        let led = led_tx.clone();
+        let client = client.clone();
+        let cfg = cfg(id);
+        tasks.insert(
+            id,
+            tokio::spawn(async move {
+                leader::run(client, cfg, || async move {
+                    let _ = led.send(id.to_string());
+                    let _ = done_rx.await;
+                    Ok(())
+                })
+                .await
+            }),
+        );
+    }
+    async fn within(
+        rx: &mut tokio::sync::mpsc::UnboundedReceiver<String>,
+        secs: u64,
+    ) -> anyhow::Result<Option<String>> {
+        Ok(tokio::time::timeout(Duration::from_secs(secs), rx.recv()).await?)
+    }
+    let first = within(&mut led_rx, 20).await?.expect("a leader");
+    assert!(
+        held_since.elapsed() >= Duration::from_secs(2),
+        "the dead holder's lease was taken before it expired"
+    );
+    let second = if first == "a" { "b" } else { "a" };
+    // Only one leads while the lease is held.
+    assert!(within(&mut led_rx, 4).await.is_err(), "both contenders led at once");
+    let holder = leases.get("test-leader").await?.spec.and_then(|s| s.holder_identity);
+    assert_eq!(holder.as_deref(), Some(first.as_str()));
+    // The leader stops: the other takes over.
+    tasks[first.as_str()].abort();
+    assert_eq!(within(&mut led_rx, 20).await?.as_deref(), Some(second));
+    let holder = leases.get("test-leader").await?.spec.and_then(|s| s.holder_identity);
+    assert_eq!(holder.as_deref(), Some(second));
+    // A leader whose work ends releases the lease.
+    let _ = finish.remove(second).expect("sender").send(());
+    let task = tasks.remove(second).expect("task");
+    tokio::time::timeout(Duration::from_secs(20), task).await???;
+    let holder = leases.get("test-leader").await?.spec.and_then(|s| s.holder_identity);
+    assert!(
+        holder.as_deref().is_none_or(str::is_empty),
+        "released lease still held by {holder:?}"
+    );
     Ok(())
 }
