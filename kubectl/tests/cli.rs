@@ -646,7 +646,22 @@ fn describe_matches_upstream_for_common_kinds() {
     let file = dir.path().join("objects.yaml");
     std::fs::write(&file, OBJECTS).expect("write manifest");
     ok(&server, &["apply", "-f", file.to_str().expect("path")]);
+    // A pod controlled by the ReplicaSet, so its describer counts and lists it.
+    let uid = ok(
+        &server,
+        &["get", "rs", "front", "-n", "desc", "-o", "jsonpath={.metadata.uid}"],
+    );
+    let pod = dir.path().join("pod.yaml");
+    std::fs::write(
+        &pod,
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: front-a\n  namespace: desc\n  labels: {{app: front}}\n  ownerReferences: [{{apiVersion: apps/v1, kind: ReplicaSet, name: front, uid: {uid}, controller: true}}]\nspec:\n  containers: [{{name: c, image: busybox}}]\n"
+        ),
+    )
+    .expect("write pod");
+    ok(&server, &["apply", "-f", pod.to_str().expect("path")]);
     for what in [
+        ["rs", "front"],
         ["deploy", "web"],
         ["svc", "web"],
         ["svc", "np"],
@@ -680,6 +695,17 @@ spec:
         resources: {requests: {cpu: 100m}}
         volumeMounts: [{name: c, mountPath: /c}]
       volumes: [{name: c, configMap: {name: cfg}}]
+---
+apiVersion: apps/v1
+kind: ReplicaSet
+metadata: {name: front, namespace: desc, labels: {app: front}}
+spec:
+  replicas: 3
+  selector: {matchLabels: {app: front}}
+  template:
+    metadata: {labels: {app: front}}
+    spec:
+      containers: [{name: c, image: busybox, command: [sleep, "3600"]}]
 ---
 apiVersion: v1
 kind: Service

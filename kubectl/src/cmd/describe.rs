@@ -1,5 +1,5 @@
 //! `kubectl describe`: upstream's describers for common kinds
-//! (Pod, Node, Deployment, Service, ConfigMap, Secret, Namespace) and its generic
+//! (Pod, Node, Deployment, ReplicaSet, Service, ConfigMap, Secret, Namespace) and its generic
 //! describer for everything else, each followed by the object's events.
 
 use std::collections::BTreeMap;
@@ -88,10 +88,10 @@ pub async fn run(f: &Factory, a: DescribeArgs) -> anyhow::Result<()> {
             } else {
                 None
             };
-            let related = if r.resource.group.is_empty() && r.resource.kind == "Node" {
-                node_related(client, &obj).await
-            } else {
-                Related::default()
+            let related = match (r.resource.group.as_str(), r.resource.kind.as_str()) {
+                ("", "Node") => node_related(client, &obj).await,
+                ("apps", "ReplicaSet") => controlled_pods(client, &obj).await,
+                _ => Related::default(),
             };
             let text = describe(&r.resource, &obj, &related, events.as_deref(), jiff::Timestamp::now());
             if first {
@@ -167,6 +167,32 @@ async fn node_related(client: &Client, node: &Value) -> Related {
     Related { pods, lease }
 }
 
+/// The pods a controller owns: those its selector picks whose controller
+/// reference is it (upstream's `getPodStatusForController`).
+async fn controlled_pods(client: &Client, owner: &Value) -> Related {
+    let ns = str_at(owner, "/metadata/namespace");
+    let uid = str_at(owner, "/metadata/uid");
+    let selector =
+        apimachinery::labels::Selector::from_label_selector(owner.pointer("/spec/selector").unwrap_or(&Value::Null))
+            .map(|s| s.to_string())
+            .unwrap_or_default();
+    let path = with_query(&format!("/api/v1/namespaces/{ns}/pods"), &[("labelSelector", selector)]);
+    let pods = client
+        .get(&path)
+        .await
+        .ok()
+        .and_then(|l| l.get("items").and_then(Value::as_array).cloned())
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|p| {
+            arr(p, "/metadata/ownerReferences")
+                .iter()
+                .any(|o| o.get("controller") == Some(&Value::Bool(true)) && str_at(o, "/uid") == uid)
+        })
+        .collect();
+    Related { pods, lease: None }
+}
+
 /// The description of one object.
 pub fn describe(
     r: &ApiResource,
@@ -190,6 +216,7 @@ pub fn describe(
         ("apps", "Deployment") => describe_deployment(&mut w, obj),
         ("", "Pod") => describe_pod(&mut w, obj, now),
         ("", "Node") => describe_node(&mut w, obj, related, now),
+        ("apps", "ReplicaSet") => describe_replica_set(&mut w, obj, &related.pods),
         _ => describe_generic(&mut w, obj),
     }
     if let Some(events) = events {
@@ -943,6 +970,74 @@ fn describe_volume(w: &mut Writer, v: &Value, indent: &str) {
     }
 }
 
+/// `Controlled By:` for an object with a controller reference.
+fn controlled_by(w: &mut Writer, obj: &Value) {
+    if let Some(owner) = arr(obj, "/metadata/ownerReferences")
+        .iter()
+        .find(|o| o.get("controller") == Some(&Value::Bool(true)))
+    {
+        w.write(
+            0,
+            &format!(
+                "Controlled By:\t{}/{}\n",
+                str_at(owner, "/kind"),
+                str_at(owner, "/name")
+            ),
+        );
+    }
+}
+
+/// Upstream's ReplicaSet describer; `pods` are the ones it controls.
+fn describe_replica_set(w: &mut Writer, rs: &Value, pods: &[Value]) {
+    w.write(0, &format!("Name:\t{}\n", str_at(rs, "/metadata/name")));
+    w.write(0, &format!("Namespace:\t{}\n", str_at(rs, "/metadata/namespace")));
+    let selector =
+        apimachinery::labels::Selector::from_label_selector(rs.pointer("/spec/selector").unwrap_or(&Value::Null))
+            .map(|s| s.to_string())
+            .unwrap_or_default();
+    w.write(0, &format!("Selector:\t{selector}\n"));
+    print_labels(w, "Labels", &string_map(rs.pointer("/metadata/labels")));
+    print_annotations(w, "Annotations", &string_map(rs.pointer("/metadata/annotations")));
+    controlled_by(w, rs);
+    let n = |ptr: &str, default: i64| rs.pointer(ptr).and_then(Value::as_i64).unwrap_or(default);
+    w.write(
+        0,
+        &format!(
+            "Replicas:\t{} current / {} desired\n",
+            n("/status/replicas", 0),
+            n("/spec/replicas", 1)
+        ),
+    );
+    let phase = |p: &str| pods.iter().filter(|pod| str_at(pod, "/status/phase") == p).count();
+    w.write(
+        0,
+        &format!(
+            "Pods Status:\t{} Running / {} Waiting / {} Succeeded / {} Failed\n",
+            phase("Running"),
+            phase("Pending"),
+            phase("Succeeded"),
+            phase("Failed")
+        ),
+    );
+    describe_pod_template(w, rs.pointer("/spec/template").unwrap_or(&Value::Null));
+    let conditions = arr(rs, "/status/conditions");
+    if !conditions.is_empty() {
+        w.write(0, "Conditions:\n  Type\tStatus\tReason\n");
+        w.write(1, "----\t------\t------\n");
+        for c in conditions {
+            w.write(
+                1,
+                &format!(
+                    "{} \t{}\t{}\n",
+                    str_at(c, "/type"),
+                    str_at(c, "/status"),
+                    str_at(c, "/reason")
+                ),
+            );
+        }
+    }
+}
+
 /// Upstream's pod describer.
 fn describe_pod(w: &mut Writer, pod: &Value, now: jiff::Timestamp) {
     let spec = pod.get("spec").unwrap_or(&Value::Null);
@@ -1009,19 +1104,7 @@ fn describe_pod(w: &mut Writer, pod: &Value, now: jiff::Timestamp) {
             w.write(1, &format!("IP:\t{}\n", str_at(ip, "/ip")));
         }
     }
-    if let Some(owner) = arr(pod, "/metadata/ownerReferences")
-        .iter()
-        .find(|o| o.get("controller") == Some(&Value::Bool(true)))
-    {
-        w.write(
-            0,
-            &format!(
-                "Controlled By:\t{}/{}\n",
-                str_at(owner, "/kind"),
-                str_at(owner, "/name")
-            ),
-        );
-    }
+    controlled_by(w, pod);
     let nominated = str_at(status, "/nominatedNodeName");
     if !nominated.is_empty() {
         w.write(0, &format!("NominatedNodeName:\t{nominated}\n"));
