@@ -2,9 +2,10 @@
 //!
 //! * `wal/`: the Raft log and hard state. Synced (fsync) once per Raft
 //!   Ready, before anything that depends on it is acknowledged or sent.
-//! * `state/`: the MVCC state machine, written and synced by a background
-//!   flusher; the log is compacted only up to what it has synced. After a crash it may be behind the log; the
-//!   missing entries are replayed.
+//! * `state/`: the MVCC state machine, written by the Raft thread after each
+//!   Ready and fsynced every 100 ms by a background syncer; the log is
+//!   compacted only up to what it has synced. After a crash it may be
+//!   behind the log; the missing entries are replayed.
 //!
 //! Keeping them apart halves what each Ready must fsync and lets each check
 //! the other on open: a state machine ahead of its log, or behind the log's
@@ -31,7 +32,7 @@ impl DataDir {
                     other => StoreError::Storage(format!("opening {}: {other}", dir.join(name).display())),
                 })
         };
-        // The state database is synced by its flusher thread (see mvcc).
+        // The state database is synced by its syncer thread (see mvcc).
         Ok(Self {
             wal: open("wal", None)?,
             state: open("state", None)?,

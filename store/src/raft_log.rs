@@ -585,7 +585,7 @@ mod tests {
     }
 
     fn open(dir: &std::path::Path) -> (sled::Db, RaftLog) {
-        // The state flusher thread may hold the previous database (and its
+        // The state syncer thread may hold the previous database (and its
         // file lock) for a moment after the test dropped it: wait for the
         // lock, boundedly.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
