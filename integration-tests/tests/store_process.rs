@@ -515,7 +515,7 @@ async fn process_member_joins_as_learner_and_is_promoted() -> anyhow::Result<()>
     })
     .await?;
     let members = ClusterClient::new(joiner.clone())
-        .member_list(pb::MemberListRequest::default())
+        .member_list(pb::MemberListRequest { linearizable: true })
         .await?
         .into_inner()
         .members;

@@ -367,7 +367,12 @@ impl Cluster for EtcdService {
         }))
     }
 
-    async fn member_list(&self, _req: Request<pb::MemberListRequest>) -> GrpcResult<pb::MemberListResponse> {
+    async fn member_list(&self, req: Request<pb::MemberListRequest>) -> GrpcResult<pb::MemberListResponse> {
+        // As etcd 3.5: on request, first catch up with every change the
+        // cluster committed (ReadIndex); otherwise this member's view.
+        if req.into_inner().linearizable {
+            self.store.linearizable_revision().await?;
+        }
         Ok(Response::new(pb::MemberListResponse {
             header: Some(self.store.current_header()),
             members: self.store.members().iter().map(member_pb).collect(),

@@ -677,8 +677,14 @@ impl Driver {
             must_sync = true;
         }
         if let Some(hs) = rd.hs() {
+            // As etcd's MustSync: a new term or vote must be durable before
+            // anyone hears of it; a commit index alone need not be (it is
+            // recovered on open, at least up to the applied index). Syncing
+            // it cost followers an fsync per commit notice, in the way of
+            // the next forwarded proposal.
+            let old = self.raw.store().hard_state();
+            must_sync |= hs.term != old.term || hs.vote != old.vote;
             self.raw.store().set_hard_state(hs)?;
-            must_sync = true;
         }
         if must_sync {
             self.raw.store().sync()?;
