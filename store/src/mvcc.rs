@@ -144,7 +144,7 @@ fn batch_cuts(ends: &[usize], chunk: usize) -> Vec<usize> {
 const FLUSH_CHUNK: usize = 512;
 
 pub struct Mvcc {
-    db: sled::Db,
+    db: crate::data_dir::Db,
     tree: sled::Tree,
     staged: RwLock<Staged>,
     flush_lock: Mutex<()>,
@@ -198,7 +198,7 @@ fn read_i64(tree: &sled::Tree, key: &[u8]) -> Result<Option<i64>> {
 impl Mvcc {
     /// Opens the state machine in `db`, verifying every record and
     /// rebuilding the in-memory index. A damaged record fails the open.
-    pub fn open(db: &sled::Db) -> Result<Arc<Self>> {
+    pub fn open(db: &crate::data_dir::Db) -> Result<Arc<Self>> {
         let tree = db.open_tree("state")?;
         let mvcc = Arc::new(Self {
             db: db.clone(),
@@ -343,7 +343,7 @@ impl Mvcc {
         // Everything applied before this point is staged already.
         let applied = self.applied().0;
         self.flush_staged()?;
-        self.db.flush()?;
+        self.db.sync()?;
         self.durable_applied
             .fetch_max(applied, std::sync::atomic::Ordering::AcqRel);
         Ok(())

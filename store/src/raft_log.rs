@@ -90,7 +90,7 @@ impl LogState {
 }
 
 pub struct RaftLog {
-    db: sled::Db,
+    db: crate::data_dir::Db,
     tree: sled::Tree,
     mvcc: Arc<Mvcc>,
     state: Mutex<LogState>,
@@ -168,7 +168,7 @@ fn all_chunks() -> std::ops::RangeInclusive<[u8; 9]> {
 impl RaftLog {
     /// Opens the log in `db`, checking every entry's checksum and that the
     /// entries are contiguous.
-    pub fn open(db: &sled::Db, mvcc: Arc<Mvcc>) -> Result<Self> {
+    pub fn open(db: &crate::data_dir::Db, mvcc: Arc<Mvcc>) -> Result<Self> {
         let tree = db.open_tree("raft")?;
         let hard: HardState = read_pb(&tree, KEY_HARD, "hard state")?.unwrap_or_default();
         let conf: ConfState = read_pb(&tree, KEY_CONF, "conf state")?.unwrap_or_default();
@@ -472,8 +472,7 @@ impl RaftLog {
 
     /// Makes every write so far durable (fsync).
     pub fn sync(&self) -> Result<()> {
-        self.db.flush()?;
-        Ok(())
+        self.db.sync()
     }
 
     /// Builds a snapshot of the state machine as of its applied index.
@@ -584,7 +583,7 @@ mod tests {
         range.map(|i| ent(i, term)).collect()
     }
 
-    fn open(dir: &std::path::Path) -> (sled::Db, RaftLog) {
+    fn open(dir: &std::path::Path) -> (crate::data_dir::Db, RaftLog) {
         // The state syncer thread may hold the previous database (and its
         // file lock) for a moment after the test dropped it: wait for the
         // lock, boundedly.
@@ -598,6 +597,7 @@ mod tests {
                 Err(e) => panic!("opening {}: {e}", dir.display()),
             }
         };
+        let db = crate::data_dir::Db::new(db, dir).unwrap();
         let mvcc = Mvcc::open(&db).unwrap();
         let log = RaftLog::open(&db, mvcc).unwrap();
         (db, log)

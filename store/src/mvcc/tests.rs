@@ -5,7 +5,7 @@ use pb::response_op::Response;
 
 struct Fixture {
     _dir: tempfile::TempDir,
-    db: sled::Db,
+    db: crate::data_dir::Db,
     mvcc: Arc<Mvcc>,
     index: u64,
 }
@@ -13,7 +13,8 @@ struct Fixture {
 impl Fixture {
     fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let db = sled::open(dir.path().join("db")).unwrap();
+        let path = dir.path().join("db");
+        let db = crate::data_dir::Db::new(sled::open(&path).unwrap(), &path).unwrap();
         let mvcc = Mvcc::open(&db).unwrap();
         Self {
             _dir: dir,
