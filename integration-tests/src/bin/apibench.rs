@@ -216,7 +216,7 @@ async fn main() -> anyhow::Result<()> {
                 }
             })
             .await?;
-            rows.push(format!("{} (get+put)", s.row("update", members, clients)));
+            rows.push(s.row("update (get+put)", members, clients));
         }
         // List of 1,000 objects (in a namespace of its own).
         let list_api: Api<ConfigMap> = Api::namespaced(c.client().await?, "default");
@@ -317,7 +317,7 @@ async fn main() -> anyhow::Result<()> {
             hist,
             elapsed: t0.elapsed(),
         };
-        rows.push(format!("{} (events delivered)", s.row("watch 100×", members, watchers)));
+        rows.push(s.row("watch 100× (events delivered)", members, watchers));
         drop(c);
     }
     let table = rows.join("\n");
