@@ -30,23 +30,9 @@ pub struct DataDir {
 
 impl DataDir {
     pub fn open(dir: &Path) -> Result<Self> {
-        let open = |name: &str| {
-            let path = dir.join(name);
-            let db = sled::Config::new()
-                .path(&path)
-                // Both are synced by us: the WAL per Ready, the state by
-                // its syncer thread (see mvcc).
-                .flush_every_ms(None)
-                .open()
-                .map_err(|e| match e {
-                    sled::Error::Corruption { .. } => StoreError::Corrupt(format!("{name}: {e}")),
-                    other => StoreError::Storage(format!("opening {}: {other}", path.display())),
-                })?;
-            Db::new(db, &path)
-        };
         let data = Self {
-            wal: open("wal")?,
-            state: open("state")?,
+            wal: Db::open(&dir.join("wal"))?,
+            state: Db::open(&dir.join("state"))?,
         };
         // The databases' directory entries, once.
         sync_dir(dir).map_err(|e| StoreError::Storage(format!("{}: {e}", dir.display())))?;
@@ -75,20 +61,32 @@ pub struct Db {
 
 struct Files {
     dir: PathBuf,
+    blob_dir: PathBuf,
     log: File,
     /// Blob files already synced.
     blobs: Mutex<HashSet<OsString>>,
 }
 
 impl Db {
-    /// Wraps `db`, opened with its files in `dir`.
-    pub fn new(db: sled::Db, dir: &Path) -> Result<Self> {
+    /// Opens (or creates) the database in `dir`. Nothing is flushed in the
+    /// background: the WAL is synced per Ready, the state by its syncer
+    /// thread (see mvcc).
+    pub fn open(dir: &Path) -> Result<Self> {
+        let db = sled::Config::new()
+            .path(dir)
+            .flush_every_ms(None)
+            .open()
+            .map_err(|e| match e {
+                sled::Error::Corruption { .. } => StoreError::Corrupt(format!("{}: {e}", dir.display())),
+                other => StoreError::Storage(format!("opening {}: {other}", dir.display())),
+            })?;
         let io = |e: std::io::Error| StoreError::Storage(format!("{}: {e}", dir.display()));
         let log = File::open(dir.join("db")).map_err(io)?;
         let this = Self {
             db,
             files: Arc::new(Files {
                 dir: dir.to_path_buf(),
+                blob_dir: dir.join("blobs"),
                 log,
                 blobs: Mutex::new(HashSet::new()),
             }),
@@ -110,8 +108,8 @@ impl Db {
     }
 
     fn sync_blobs(&self) -> std::io::Result<()> {
-        let dir = self.files.dir.join("blobs");
-        let entries = match std::fs::read_dir(&dir) {
+        let dir = &self.files.blob_dir;
+        let entries = match std::fs::read_dir(dir) {
             Ok(entries) => entries,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
             Err(e) => return Err(e),
@@ -134,7 +132,7 @@ impl Db {
         }
         *synced = present;
         if new {
-            sync_dir(&dir)?;
+            sync_dir(dir)?;
         }
         Ok(())
     }

@@ -589,7 +589,7 @@ mod tests {
         // lock, boundedly.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         let db = loop {
-            match sled::Config::new().path(dir).flush_every_ms(None).open() {
+            match crate::data_dir::Db::open(dir) {
                 Ok(db) => break db,
                 Err(e) if e.to_string().contains("could not acquire lock") && std::time::Instant::now() < deadline => {
                     std::thread::sleep(std::time::Duration::from_millis(5));
@@ -597,7 +597,6 @@ mod tests {
                 Err(e) => panic!("opening {}: {e}", dir.display()),
             }
         };
-        let db = crate::data_dir::Db::new(db, dir).unwrap();
         let mvcc = Mvcc::open(&db).unwrap();
         let log = RaftLog::open(&db, mvcc).unwrap();
         (db, log)

@@ -290,7 +290,7 @@ mod tests {
     impl Fixture {
         fn new(capacity: usize) -> Self {
             let dir = tempfile::tempdir().unwrap();
-            let db = crate::data_dir::Db::new(sled::open(dir.path()).unwrap(), dir.path()).unwrap();
+            let db = crate::data_dir::Db::open(dir.path()).unwrap();
             let mvcc = Mvcc::open(&db).unwrap();
             let hub = WatchHub::with_capacity(mvcc.current_revision(), capacity);
             Self {

@@ -13,8 +13,7 @@ struct Fixture {
 impl Fixture {
     fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("db");
-        let db = crate::data_dir::Db::new(sled::open(&path).unwrap(), &path).unwrap();
+        let db = crate::data_dir::Db::open(&dir.path().join("db")).unwrap();
         let mvcc = Mvcc::open(&db).unwrap();
         Self {
             _dir: dir,
