@@ -49,7 +49,7 @@ pub const MAX_LEASE_TTL: i64 = 9_000_000_000;
 const COMPACT_CHUNK: usize = 2_000;
 
 /// How often the state syncer fsyncs the `state` database. The Raft
-/// thread writes staged changes to sled after every Ready
+/// thread writes staged changes to sled every few Readys
 /// ([`Mvcc::flush_staged_unless_syncing`]); only the fsync is periodic.
 /// Measured (`make bench-store`, 256-client put, single member): 100 ms
 /// syncs gave p99 22–25 ms, 1 s syncs 23–29 ms.

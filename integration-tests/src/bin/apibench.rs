@@ -30,6 +30,10 @@ struct Args {
     /// Extra kube-apiserver flags (e.g. --apiserver-arg=--watch-cache=false).
     #[arg(long, allow_hyphen_values = true)]
     apiserver_arg: Vec<String>,
+    /// Operations to run (create, get, update, list, watch); get and
+    /// update read what create wrote.
+    #[arg(long, value_delimiter = ',', default_values_t = ["create", "get", "update", "list", "watch"].map(String::from))]
+    only: Vec<String>,
     /// Where to write the table.
     #[arg(long, default_value = "target/bench-apiserver.md")]
     out: String,
@@ -173,6 +177,7 @@ async fn main() -> anyhow::Result<()> {
             apis.push(Api::<ConfigMap>::namespaced(c.client_for(i).await?, "default"));
         }
         let apis = Arc::new(apis);
+        let run = |op: &str| args.only.iter().any(|o| o == op);
         for &clients in &args.clients {
             let ops = args.ops.min(6400 / clients).max(20);
             let tag = format!("m{members}c{clients}");
@@ -188,35 +193,43 @@ async fn main() -> anyhow::Result<()> {
             })
             .await?;
             rows.push(s.row("create", members, clients));
-            let a = apis.clone();
-            let t = tag.clone();
-            let s = run_clients(clients, ops, apis.clone(), move |c, i| {
-                let client = a[c % a.len()].clone().into_client();
-                let path = format!("/api/v1/namespaces/default/configmaps/{t}-{c}-{i}");
-                async move {
-                    raw(&client, "GET", &path, Vec::new(), 200).await?;
-                    Ok(())
-                }
-            })
-            .await?;
-            rows.push(s.row("get", members, clients));
-            let a = apis.clone();
-            let t = tag.clone();
-            let s = run_clients(clients, ops, apis.clone(), move |c, i| {
-                let client = a[c % a.len()].clone().into_client();
-                let name = format!("{t}-{c}-{i}");
-                let path = format!("/api/v1/namespaces/default/configmaps/{name}");
-                async move {
-                    let current = raw(&client, "GET", &path, Vec::new(), 200).await?;
-                    let rv = serde_json::from_slice::<Versioned>(&current)?.metadata.resource_version;
-                    let mut body: serde_json::Value = serde_json::from_slice(&cm_body(&name, &format!("updated-{i}")))?;
-                    body["metadata"]["resourceVersion"] = serde_json::Value::String(rv);
-                    raw(&client, "PUT", &path, serde_json::to_vec(&body)?, 200).await?;
-                    Ok(())
-                }
-            })
-            .await?;
-            rows.push(s.row("update (get+put)", members, clients));
+            if run("get") {
+                let a = apis.clone();
+                let t = tag.clone();
+                let s = run_clients(clients, ops, apis.clone(), move |c, i| {
+                    let client = a[c % a.len()].clone().into_client();
+                    let path = format!("/api/v1/namespaces/default/configmaps/{t}-{c}-{i}");
+                    async move {
+                        raw(&client, "GET", &path, Vec::new(), 200).await?;
+                        Ok(())
+                    }
+                })
+                .await?;
+                rows.push(s.row("get", members, clients));
+            }
+            if run("update") {
+                let a = apis.clone();
+                let t = tag.clone();
+                let s = run_clients(clients, ops, apis.clone(), move |c, i| {
+                    let client = a[c % a.len()].clone().into_client();
+                    let name = format!("{t}-{c}-{i}");
+                    let path = format!("/api/v1/namespaces/default/configmaps/{name}");
+                    async move {
+                        let current = raw(&client, "GET", &path, Vec::new(), 200).await?;
+                        let rv = serde_json::from_slice::<Versioned>(&current)?.metadata.resource_version;
+                        let mut body: serde_json::Value =
+                            serde_json::from_slice(&cm_body(&name, &format!("updated-{i}")))?;
+                        body["metadata"]["resourceVersion"] = serde_json::Value::String(rv);
+                        raw(&client, "PUT", &path, serde_json::to_vec(&body)?, 200).await?;
+                        Ok(())
+                    }
+                })
+                .await?;
+                rows.push(s.row("update (get+put)", members, clients));
+            }
+        }
+        if !run("list") && !run("watch") {
+            continue;
         }
         // List of 1,000 objects (in a namespace of its own).
         let list_api: Api<ConfigMap> = Api::namespaced(c.client().await?, "default");
@@ -239,7 +252,7 @@ async fn main() -> anyhow::Result<()> {
             .try_collect::<Vec<_>>();
         filler.await?;
         drop(list_api);
-        for &clients in &args.clients {
+        for &clients in args.clients.iter().filter(|_| run("list")) {
             let ops = (args.ops / 4).min(640 / clients).max(5);
             let a = apis.clone();
             let s = run_clients(clients, ops, apis.clone(), move |c, _| {
@@ -253,6 +266,9 @@ async fn main() -> anyhow::Result<()> {
             })
             .await?;
             rows.push(s.row("list 1k", members, clients));
+        }
+        if !run("watch") {
+            continue;
         }
         // Watch fan-out: 100 watchers, 200 writes; latency from write to
         // delivery at every watcher.
