@@ -19,6 +19,8 @@ pub const SERVING_CERT: &str = "apiserver.crt";
 pub const SERVING_KEY: &str = "apiserver.key";
 pub const SA_KEY: &str = "sa.key";
 pub const SA_PUB: &str = "sa.pub";
+pub const KUBELET_CLIENT_CERT: &str = "apiserver-kubelet-client.crt";
+pub const KUBELET_CLIENT_KEY: &str = "apiserver-kubelet-client.key";
 
 /// The PKI as loaded from the cert dir.
 pub struct Pki {
@@ -29,6 +31,10 @@ pub struct Pki {
     pub serving_key_pem: String,
     pub sa_key_pem: String,
     pub sa_pub_pem: String,
+    /// The apiserver's identity towards kubelets (logs, exec, attach,
+    /// port-forward), as upstream's `apiserver-kubelet-client`.
+    pub kubelet_client_cert_pem: String,
+    pub kubelet_client_key_pem: String,
 }
 
 fn write_private(path: &Path, contents: &str) -> Result<()> {
@@ -112,8 +118,20 @@ impl Pki {
             write_private(&dir.join(SA_PUB), &key.public_key_pem())?;
             write_private(&dir.join(SA_KEY), &key.serialize_pem())?;
         }
+        if !dir.join(KUBELET_CLIENT_CERT).exists() {
+            let (cert, key) = issue_client(
+                &ca_cert_pem,
+                &ca_key_pem,
+                "kube-apiserver-kubelet-client",
+                &["system:masters"],
+            )?;
+            write_private(&dir.join(KUBELET_CLIENT_KEY), &key)?;
+            write_private(&dir.join(KUBELET_CLIENT_CERT), &cert)?;
+        }
         Ok(Pki {
             dir: dir.to_path_buf(),
+            kubelet_client_cert_pem: read(dir, KUBELET_CLIENT_CERT)?,
+            kubelet_client_key_pem: read(dir, KUBELET_CLIENT_KEY)?,
             serving_cert_pem: read(dir, SERVING_CERT)?,
             serving_key_pem: read(dir, SERVING_KEY)?,
             sa_key_pem: read(dir, SA_KEY)?,

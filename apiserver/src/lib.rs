@@ -9,7 +9,8 @@
 //! registration), [`patch`] and [`managed`] (patches, server-side apply),
 //! [`customresource`] (CRDs), [`discovery`], [`openapi`], [`table`]
 //! (server-side printing), [`authn`] and [`certs`] (identity and PKI),
-//! [`metrics`], [`status`] (errors).
+//! [`metrics`], [`status`] (errors), [`proxy`] (pod logs, exec, attach and
+//! port-forward, proxied to the node's kubelet).
 
 pub mod admission;
 pub mod authn;
@@ -24,6 +25,7 @@ pub mod object;
 pub mod openapi;
 pub mod options;
 pub mod patch;
+pub mod proxy;
 pub mod registry;
 pub mod request;
 pub mod rest;

@@ -51,6 +51,28 @@ pub struct Options {
     /// resumes are served by the store.
     #[arg(long, default_value_t = 4096)]
     pub default_watch_cache_size: usize,
+    /// Client certificate the apiserver presents to kubelets; defaults to
+    /// <cert-dir>/apiserver-kubelet-client.crt, issued by the cluster CA.
+    #[arg(long)]
+    pub kubelet_client_certificate: Option<PathBuf>,
+    /// Key of --kubelet-client-certificate.
+    #[arg(long)]
+    pub kubelet_client_key: Option<PathBuf>,
+    /// CA bundle to verify kubelets' serving certificates with. Unset, as
+    /// upstream, they are not verified.
+    #[arg(long)]
+    pub kubelet_certificate_authority: Option<PathBuf>,
+    /// Node address types to reach kubelets by, in order of preference.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "Hostname,InternalDNS,InternalIP,ExternalDNS,ExternalIP"
+    )]
+    pub kubelet_preferred_address_types: Vec<String>,
+    /// Kubelet port, for nodes that do not publish
+    /// status.daemonEndpoints.kubeletEndpoint.
+    #[arg(long, default_value_t = 10250)]
+    pub kubelet_port: u16,
     /// Where to write the admin kubeconfig; defaults to
     /// <data-dir>/admin.kubeconfig.
     #[arg(long)]

@@ -50,6 +50,7 @@ pub struct Server {
     pub openapi: OpenApi,
     pub metrics: Arc<Metrics>,
     pub config: Config,
+    pub kubelet: crate::proxy::KubeletClient,
     readonly_inflight: Semaphore,
     mutating_inflight: Semaphore,
     /// Set once the system namespaces and the `kubernetes` service exist
@@ -104,6 +105,7 @@ impl ApiServer {
         let pki = Pki::ensure(&cert_dir, &sans)?;
         let tls = crate::authn::server_tls(&pki)?;
         let authn = Authenticator::new(&pki, opts.token_auth_file.as_deref())?;
+        let kubelet = crate::proxy::KubeletClient::new(&opts, &pki)?;
 
         let listener = TcpListener::bind((opts.bind_address.as_str(), opts.secure_port))
             .await
@@ -150,6 +152,7 @@ impl ApiServer {
                 metrics.clone(),
             ),
             authn,
+            kubelet,
             metrics,
             config: Config {
                 service_range,
@@ -439,6 +442,27 @@ impl Server {
                 } else {
                     format!("{}/{}", rt.plural, info.subresource)
                 };
+                if rt.group.is_empty()
+                    && !info.name.is_empty()
+                    && crate::proxy::is_kubelet_subresource(&rt.plural, &info.subresource)
+                {
+                    // Long-running: not counted against the in-flight limits.
+                    let verb = if info.subresource == "log" { "GET" } else { "CONNECT" };
+                    let ctx = Ctx {
+                        server: self.clone(),
+                        rt,
+                        info,
+                        query,
+                        headers: parts.headers.clone(),
+                        user,
+                        warnings: Vec::new(),
+                    };
+                    let resp = match crate::proxy::serve(ctx, Request::from_parts(parts, body)).await {
+                        Ok(r) => r,
+                        Err(e) => e.into_response(),
+                    };
+                    return (verb.to_string(), resource, resp);
+                }
                 let mutating = !matches!(method, Method::GET | Method::HEAD | Method::OPTIONS);
                 let _permit = if watching {
                     None

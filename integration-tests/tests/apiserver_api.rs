@@ -1059,3 +1059,276 @@ async fn leader_election_hands_over_on_expiry_and_release() -> anyhow::Result<()
     );
     Ok(())
 }
+
+/// The admin kubeconfig's client certificate and key (PEM).
+fn admin_identity(c: &ApiServers) -> anyhow::Result<(String, String)> {
+    use base64::Engine;
+    let kc: Value = serde_yaml::from_str(&std::fs::read_to_string(c.kubeconfig())?)?;
+    let user = &kc["users"][0]["user"];
+    let decode = |k: &str| -> anyhow::Result<String> {
+        let b64 = user[k]
+            .as_str()
+            .ok_or_else(|| anyhow::anyhow!("kubeconfig has no {k}"))?;
+        Ok(String::from_utf8(
+            base64::engine::general_purpose::STANDARD.decode(b64)?,
+        )?)
+    };
+    Ok((decode("client-certificate-data")?, decode("client-key-data")?))
+}
+
+/// Sends `head` (an HTTP/1.1 request head) over a fresh TLS connection to
+/// the apiserver as admin; returns the response head and the connection.
+async fn raw_request(
+    c: &ApiServers,
+    head: &str,
+) -> anyhow::Result<(String, tokio_rustls::client::TlsStream<tokio::net::TcpStream>)> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (cert, key) = admin_identity(c)?;
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in CertificateDer::pem_slice_iter(c.ca_pem()?.as_bytes()) {
+        roots.add(ca?)?;
+    }
+    let cfg =
+        rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots)
+            .with_client_auth_cert(
+                CertificateDer::pem_slice_iter(cert.as_bytes()).collect::<Result<Vec<_>, _>>()?,
+                PrivateKeyDer::from_pem_slice(key.as_bytes())?,
+            )?;
+    let addr = c.url(0).trim_start_matches("https://").to_string();
+    let tcp = tokio::net::TcpStream::connect(&addr).await?;
+    let mut tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(cfg))
+        .connect(ServerName::try_from("127.0.0.1")?, tcp)
+        .await?;
+    tls.write_all(head.as_bytes()).await?;
+    let mut got = Vec::new();
+    let mut byte = [0u8; 1];
+    while !got.ends_with(b"\r\n\r\n") {
+        anyhow::ensure!(
+            tls.read(&mut byte).await? == 1,
+            "connection closed in the response head"
+        );
+        got.push(byte[0]);
+    }
+    Ok((String::from_utf8(got)?, tls))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pod_logs_exec_attach_and_port_forward_reach_the_nodes_kubelet() -> anyhow::Result<()> {
+    use integration_tests::apiserver_cluster::{run_kubectl, upstream_kubectl};
+    use integration_tests::fake_kubelet::FakeKubelet;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let c = ApiServers::start(1).await?;
+    let kubelet = FakeKubelet::start(&c.ca_pem()?).await?;
+    let client = c.client().await?;
+    let r = post_json(
+        &client,
+        "/api/v1/nodes",
+        &json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1"}}),
+    )
+    .await?;
+    assert_eq!(r.code, 201, "{}", r.body);
+    let r = request(
+        &client,
+        "PATCH",
+        "/api/v1/nodes/n1/status",
+        Some("application/merge-patch+json"),
+        serde_json::to_vec(&json!({"status": {
+            "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}],
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": kubelet.port}},
+        }}))?,
+    )
+    .await?;
+    assert_eq!(r.code, 200, "{}", r.body);
+    let pod = |name: &str, node: Option<&str>, containers: &[&str]| {
+        let mut p = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, "spec": {
+            "containers": containers.iter().map(|c| json!({"name": c, "image": "busybox"})).collect::<Vec<_>>(),
+        }});
+        if let Some(n) = node {
+            p["spec"]["nodeName"] = json!(n);
+        }
+        p
+    };
+    for p in [
+        pod("web", Some("n1"), &["app"]),
+        pod("multi", Some("n1"), &["a", "waiting"]),
+        pod("pending", None, &["app"]),
+    ] {
+        let r = post_json(&client, "/api/v1/namespaces/default/pods", &p).await?;
+        assert_eq!(r.code, 201, "{}", r.body);
+    }
+
+    // Upstream kubectl's logs: the kubelet gets the container's path and
+    // the options, and what it writes comes back.
+    let home = tempfile::tempdir()?;
+    let out = run_kubectl(
+        &upstream_kubectl("1.33")?,
+        &c.kubeconfig(),
+        home.path(),
+        &["logs", "web", "--tail=2", "--timestamps"],
+        None,
+    )?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        stdout,
+        "/containerLogs/default/web/app?timestamps=true&tailLines=2\nline 1\nline 2\n"
+    );
+    // Ours, which picks the first container and says so, as upstream.
+    let ours = integration_tests::store_cluster::workspace_bin("kubectl")?;
+    let out = run_kubectl(
+        &ours,
+        &c.kubeconfig(),
+        home.path(),
+        &["logs", "multi", "--since=2m", "-p"],
+        None,
+    )?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        stdout,
+        "/containerLogs/default/multi/a?previous=true&sinceSeconds=120\nline 1\nline 2\n"
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "Defaulted container \"a\" out of: a, waiting\n"
+    );
+    let out = run_kubectl(
+        &ours,
+        &c.kubeconfig(),
+        home.path(),
+        &["logs", "multi", "-c", "waiting"],
+        None,
+    )?;
+    assert!(!out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "Error from server (BadRequest): container \"waiting\" in pod \"multi\" is waiting to start: ContainerCreating\n"
+    );
+    // kube-rs too.
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let text = pods
+        .logs(
+            "multi",
+            &kube::api::LogParams {
+                container: Some("a".into()),
+                previous: true,
+                since_seconds: Some(60),
+                ..Default::default()
+            },
+        )
+        .await?;
+    assert!(
+        text.starts_with("/containerLogs/default/multi/a?previous=true&sinceSeconds=60\n"),
+        "{text}"
+    );
+
+    // Errors, as upstream.
+    let log = |q: &str| format!("/api/v1/namespaces/default/pods/{q}");
+    let r = get(&client, &log("multi/log")).await?;
+    assert_eq!(r.code, 400);
+    assert_eq!(
+        r.body["message"],
+        "a container name must be specified for pod multi, choose one of: [a waiting]"
+    );
+    let r = get(&client, &log("web/log?container=nope")).await?;
+    assert_eq!(
+        (r.code, r.body["message"].as_str()),
+        (400, Some("container nope is not valid for pod web"))
+    );
+    let r = get(&client, &log("web/log?tailLines=-1&limitBytes=0")).await?;
+    assert_eq!((r.code, r.body["reason"].as_str()), (422, Some("Invalid")));
+    assert_eq!(r.body["details"]["kind"], "PodLogOptions");
+    let fields: Vec<&str> = r.body["details"]["causes"]
+        .as_array()
+        .expect("causes")
+        .iter()
+        .filter_map(|c| c["field"].as_str())
+        .collect();
+    assert_eq!(fields, ["tailLines", "limitBytes"]);
+    let r = get(&client, &log("web/log?tailLines=x")).await?;
+    assert_eq!(r.code, 400);
+    // The kubelet's own refusal comes back with its code and message.
+    let r = get(&client, &log("multi/log?container=waiting")).await?;
+    assert_eq!(r.code, 400);
+    assert_eq!(
+        r.body["message"],
+        "container \"waiting\" in pod \"multi\" is waiting to start: ContainerCreating"
+    );
+    // A pod on no node has an empty log; it cannot be exec'd into.
+    let r = get(&client, &log("pending/log")).await?;
+    assert_eq!((r.code, r.body.as_str()), (200, Some("")));
+    let r = request(
+        &client,
+        "POST",
+        &log("pending/exec?command=ls&stdout=true"),
+        None,
+        Vec::new(),
+    )
+    .await?;
+    assert_eq!(
+        (r.code, r.body["message"].as_str()),
+        (400, Some("pod pending does not have a host assigned"))
+    );
+    let r = get(&client, &log("gone/log")).await?;
+    assert_eq!(r.code, 404);
+    // Exec is an upgrade or nothing.
+    let r = request(
+        &client,
+        "POST",
+        &log("web/exec?command=ls&stdout=true"),
+        None,
+        Vec::new(),
+    )
+    .await?;
+    assert_eq!(
+        (r.code, r.body["message"].as_str()),
+        (400, Some("Upgrade request required"))
+    );
+    let r = request(&client, "PUT", &log("web/exec?command=ls"), None, Vec::new()).await?;
+    assert_eq!(r.code, 405);
+
+    // Upgrades: exec (SPDY, as kubectl), attach and port-forward
+    // (WebSocket): the kubelet sees its own query names, and once it
+    // switches protocols bytes flow both ways through the apiserver.
+    let host = c.url(0).trim_start_matches("https://").to_string();
+    for (path, protocol, kubelet_saw) in [
+        (
+            "web/exec?command=sh&command=-c&command=echo%20hi&stdin=true&stdout=true&tty=true",
+            "SPDY/3.1",
+            "/exec/default/web/app?input=1&output=1&tty=1&command=sh&command=-c&command=echo+hi",
+        ),
+        (
+            "multi/attach?container=a&stdout=1&stderr=1",
+            "websocket",
+            "/attach/default/multi/a?output=1&error=1",
+        ),
+        (
+            "web/portforward?ports=8080&ports=9090",
+            "websocket",
+            "/portForward/default/web?port=8080%2C9090",
+        ),
+    ] {
+        let head = format!(
+            "POST {} HTTP/1.1\r\nHost: {host}\r\nConnection: Upgrade\r\nUpgrade: {protocol}\r\nX-Stream-Protocol-Version: v4.channel.k8s.io\r\n\r\n",
+            log(path)
+        );
+        let (resp, mut conn) = raw_request(&c, &head).await?;
+        assert!(resp.starts_with("HTTP/1.1 101"), "{resp}");
+        assert!(
+            resp.to_ascii_lowercase().contains(&format!(
+                "x-fake-kubelet-request: {}\r\n",
+                kubelet_saw.to_ascii_lowercase()
+            )),
+            "{resp}"
+        );
+        conn.write_all(b"ping through the apiserver").await?;
+        let mut buf = vec![0u8; 26];
+        tokio::time::timeout(Duration::from_secs(10), conn.read_exact(&mut buf)).await??;
+        assert_eq!(buf, b"PING THROUGH THE APISERVER");
+    }
+    Ok(())
+}

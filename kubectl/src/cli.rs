@@ -109,7 +109,7 @@ pub enum Command {
     /// Run a particular image on the cluster.
     Run(cmd::run::RunArgs),
     /// Print the logs for a container in a pod.
-    Logs(cmd::stub::StubArgs),
+    Logs(cmd::logs::LogsArgs),
     /// Execute a command in a container.
     Exec(cmd::stub::StubArgs),
     /// Forward one or more local ports to a pod.

@@ -192,6 +192,25 @@ impl Client {
     }
 
     /// Opens a watch (`path` must carry `watch=true`) and yields its events.
+    /// A response body as it arrives (logs, `-f`); non-2xx responses
+    /// become [`ApiError`]s.
+    pub async fn stream(
+        &self,
+        path: &str,
+    ) -> anyhow::Result<Pin<Box<dyn Stream<Item = anyhow::Result<Bytes>> + Send>>> {
+        let res = self.send(Method::GET, path, None, Some("*/*"), Vec::new()).await?;
+        let status = res.status();
+        if !status.is_success() {
+            let body = success_body(res).await?;
+            return Err(ApiError::from_response(status.as_u16(), &body).into());
+        }
+        Ok(Box::pin(
+            res.into_body()
+                .into_data_stream()
+                .map_err(|e| anyhow::anyhow!("reading the stream: {e}")),
+        ))
+    }
+
     pub async fn watch(&self, path: &str, accept: Option<&str>) -> anyhow::Result<EventStream> {
         let res = self.send(Method::GET, path, None, accept, Vec::new()).await?;
         let status = res.status();

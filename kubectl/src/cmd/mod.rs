@@ -11,6 +11,7 @@ pub mod expose;
 pub mod get;
 pub mod info;
 pub mod label;
+pub mod logs;
 pub mod node;
 pub mod patch;
 pub mod rollout;
@@ -50,7 +51,7 @@ pub async fn dispatch(f: &Factory, command: Command) -> anyhow::Result<()> {
         Command::Drain(a) => node::drain(f, a).await,
         Command::Expose(a) => expose::run(f, a).await,
         Command::Run(a) => run::run(f, a).await,
-        Command::Logs(a) => stub::run("logs", a),
+        Command::Logs(a) => logs::run(f, a).await,
         Command::Exec(a) => stub::run("exec", a),
         Command::PortForward(a) => stub::run("port-forward", a),
         Command::Attach(a) => stub::run("attach", a),

@@ -1,5 +1,6 @@
-//! Commands that need a kubelet (`logs`, `exec`, `port-forward`,
-//! `attach`): the cluster does not run one yet, so they fail clearly.
+//! Commands that need a kubelet's streaming protocols (`exec`,
+//! `port-forward`, `attach`): the apiserver proxies them, but the cluster
+//! does not run a kubelet yet, so they fail clearly.
 
 use clap::Args;
 
