@@ -784,3 +784,58 @@ fn kubeconfig_commands_merge_files() {
             .contains("current-context: second\n")
     );
 }
+
+/// `rollout history` and `rollout undo` over a Deployment's ReplicaSets (as
+/// the deployment controller leaves them: owned, with revision
+/// annotations) print and do what upstream kubectl 1.33 does.
+#[test]
+fn rollout_history_and_undo_match_upstream() {
+    let Some(upstream) = upstream_kubectl() else {
+        panic!("upstream kubectl 1.33 is part of this machine's setup");
+    };
+    let server = ApiServer::start();
+    let dir = tempfile::tempdir().expect("manifest dir");
+    let deployment = |image: &str, revision: u32| {
+        format!(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n  annotations:\n    deployment.kubernetes.io/revision: \"{revision}\"\nspec:\n  replicas: 1\n  selector:\n    matchLabels: {{app: web}}\n  template:\n    metadata:\n      labels: {{app: web}}\n    spec:\n      containers:\n      - name: web\n        image: {image}\n"
+        )
+    };
+    let file = dir.path().join("deploy.yaml");
+    std::fs::write(&file, deployment("nginx:2", 2)).expect("write manifest");
+    ok(&server, &["apply", "-f", file.to_str().expect("path")]);
+    let uid = ok(&server, &["get", "deploy", "web", "-o", "jsonpath={.metadata.uid}"]);
+    let rs = |n: u32, image: &str, cause: &str| {
+        format!(
+            "apiVersion: apps/v1\nkind: ReplicaSet\nmetadata:\n  name: web-{n}\n  labels: {{app: web, pod-template-hash: h{n}}}\n  annotations:\n    deployment.kubernetes.io/revision: \"{n}\"\n    kubernetes.io/change-cause: {cause}\n  ownerReferences:\n  - apiVersion: apps/v1\n    kind: Deployment\n    name: web\n    uid: {uid}\n    controller: true\n    blockOwnerDeletion: true\nspec:\n  replicas: 0\n  selector:\n    matchLabels: {{app: web, pod-template-hash: h{n}}}\n  template:\n    metadata:\n      labels: {{app: web, pod-template-hash: h{n}}}\n    spec:\n      containers:\n      - name: web\n        image: {image}\n---\n"
+        )
+    };
+    let rs_file = dir.path().join("rs.yaml");
+    std::fs::write(&rs_file, rs(1, "nginx:1", "first") + &rs(2, "nginx:2", "second")).expect("write manifest");
+    ok(&server, &["apply", "-f", rs_file.to_str().expect("path")]);
+    for args in [
+        &["rollout", "history", "deployment/web"][..],
+        &["rollout", "history", "deployment/web", "--revision=1"][..],
+    ] {
+        assert_eq!(ok(&server, args), upstream_ok(&upstream, &server, args), "{args:?}");
+    }
+    // Undo to revision 1, by ours and then (from the same start) by
+    // upstream: the same message and the same template.
+    let template = || ok(&server, &["get", "deploy", "web", "-o", "jsonpath={.spec.template}"]);
+    let undo = ["rollout", "undo", "deployment/web", "--to-revision=1"];
+    let ours = ok(&server, &undo);
+    let ours_template = template();
+    assert!(
+        ours_template.contains("nginx:1") && !ours_template.contains("pod-template-hash"),
+        "{ours_template}"
+    );
+    ok(&server, &["apply", "-f", file.to_str().expect("path")]);
+    assert!(template().contains("nginx:2"));
+    let theirs = upstream_ok(&upstream, &server, &undo);
+    assert_eq!(ours, theirs);
+    assert_eq!(ours_template, template());
+    // Nothing to undo to.
+    assert_eq!(
+        fails(&server, &["rollout", "undo", "deployment/web", "--to-revision=7"]),
+        "error: unable to find specified revision 7 in history\n"
+    );
+}

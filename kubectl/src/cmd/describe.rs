@@ -684,6 +684,14 @@ fn describe_deployment(w: &mut Writer, obj: &Value) {
     }
 }
 
+/// A pod template as upstream's `rollout history --revision` prints it:
+/// the describer's lines with their tabs, not aligned.
+pub fn pod_template_text(template: &Value) -> String {
+    let mut w = Writer::default();
+    describe_pod_template(&mut w, template);
+    w.buf
+}
+
 fn describe_pod_template(w: &mut Writer, template: &Value) {
     w.write(0, "Pod Template:\n");
     print_labels(w, "  Labels", &string_map(template.pointer("/metadata/labels")));

@@ -285,12 +285,30 @@ async fn history(client: &Client, r: &ObjectRef, revision: i64) -> anyhow::Resul
         let Some((_, rs)) = sets.iter().find(|(rev, _)| *rev == revision) else {
             bail!("unable to find the specified revision");
         };
-        let template = rs.pointer("/spec/template").cloned().unwrap_or(Value::Null);
+        let mut template = rs.pointer("/spec/template").cloned().unwrap_or(Value::Null);
+        // As upstream: the revision's change cause shows among the
+        // template's annotations.
+        if let Some(cause) = rs
+            .pointer("/metadata/annotations/kubernetes.io~1change-cause")
+            .and_then(Value::as_str)
+            .filter(|c| !c.is_empty())
+            && let Some(t) = template.as_object_mut()
+        {
+            let meta = t.entry("metadata").or_insert_with(|| Value::Object(Default::default()));
+            if let Some(m) = meta.as_object_mut() {
+                let annotations = m
+                    .entry("annotations")
+                    .or_insert_with(|| Value::Object(Default::default()));
+                if let Some(a) = annotations.as_object_mut() {
+                    a.insert("kubernetes.io/change-cause".into(), Value::String(cause.into()));
+                }
+            }
+        }
         return Ok(format!(
-            "{}/{} with revision #{revision}\n{}",
+            "{}/{} with revision #{revision}\n{}\n",
             r.resource.kind_group(),
             r.name,
-            crate::goyaml::to_string(&template)
+            crate::cmd::describe::pod_template_text(&template)
         ));
     }
     if sets.is_empty() {
