@@ -5,6 +5,7 @@
 pub mod events;
 pub mod fields;
 pub mod labels;
+pub mod pods;
 pub mod printers;
 pub mod protobuf;
 pub mod quantity;

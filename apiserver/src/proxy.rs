@@ -200,17 +200,7 @@ async fn pod(ctx: &Ctx) -> ApiResult<Value> {
 /// The container a request names, or the pod's only one (upstream's
 /// `validateContainer`).
 fn container(pod: &Value, name: &str, requested: &str) -> ApiResult<String> {
-    let spec = &pod["spec"];
-    let names = |list: &str| -> Vec<String> {
-        spec[list]
-            .as_array()
-            .map(|cs| {
-                cs.iter()
-                    .filter_map(|c| c["name"].as_str().map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
+    let names = |list: &str| apimachinery::pods::container_names(pod, list);
     let containers = names("containers");
     let mut all = names("initContainers");
     all.extend(containers.iter().cloned());

@@ -1164,48 +1164,34 @@ async fn pod_logs_exec_attach_and_port_forward_reach_the_nodes_kubelet() -> anyh
     // Upstream kubectl's logs: the kubelet gets the container's path and
     // the options, and what it writes comes back.
     let home = tempfile::tempdir()?;
-    let out = run_kubectl(
-        &upstream_kubectl("1.33")?,
-        &c.kubeconfig(),
-        home.path(),
-        &["logs", "web", "--tail=2", "--timestamps"],
-        None,
-    )?;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    // (success, stdout, stderr) of a kubectl run.
+    let kubectl = |bin: &std::path::Path, args: &[&str]| -> anyhow::Result<(bool, String, String)> {
+        let out = run_kubectl(bin, &c.kubeconfig(), home.path(), args, None)?;
+        Ok((
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        ))
+    };
+    let (ok, stdout, stderr) = kubectl(&upstream_kubectl("1.33")?, &["logs", "web", "--tail=2", "--timestamps"])?;
+    assert!(ok, "{stdout}{stderr}");
     assert_eq!(
         stdout,
         "/containerLogs/default/web/app?timestamps=true&tailLines=2\nline 1\nline 2\n"
     );
     // Ours, which picks the first container and says so, as upstream.
     let ours = integration_tests::store_cluster::workspace_bin("kubectl")?;
-    let out = run_kubectl(
-        &ours,
-        &c.kubeconfig(),
-        home.path(),
-        &["logs", "multi", "--since=2m", "-p"],
-        None,
-    )?;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    let (ok, stdout, stderr) = kubectl(&ours, &["logs", "multi", "--since=2m", "-p"])?;
+    assert!(ok, "{stdout}{stderr}");
     assert_eq!(
         stdout,
         "/containerLogs/default/multi/a?previous=true&sinceSeconds=120\nline 1\nline 2\n"
     );
+    assert_eq!(stderr, "Defaulted container \"a\" out of: a, waiting\n");
+    let (ok, _, stderr) = kubectl(&ours, &["logs", "multi", "-c", "waiting"])?;
+    assert!(!ok);
     assert_eq!(
-        String::from_utf8_lossy(&out.stderr),
-        "Defaulted container \"a\" out of: a, waiting\n"
-    );
-    let out = run_kubectl(
-        &ours,
-        &c.kubeconfig(),
-        home.path(),
-        &["logs", "multi", "-c", "waiting"],
-        None,
-    )?;
-    assert!(!out.status.success());
-    assert_eq!(
-        String::from_utf8_lossy(&out.stderr),
+        stderr,
         "Error from server (BadRequest): container \"waiting\" in pod \"multi\" is waiting to start: ContainerCreating\n"
     );
     // kube-rs too.

@@ -107,16 +107,7 @@ pub async fn run(f: &Factory, a: LogsArgs) -> anyhow::Result<()> {
 /// `kubectl.kubernetes.io/default-container` annotation names, else the
 /// first; with a note (as upstream's) when the pod has others.
 fn default_container(pod: &Value) -> (String, Option<String>) {
-    let names = |list: &str| -> Vec<String> {
-        pod["spec"][list]
-            .as_array()
-            .map(|cs| {
-                cs.iter()
-                    .filter_map(|c| c["name"].as_str().map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
+    let names = |list: &str| apimachinery::pods::container_names(pod, list);
     let containers = names("containers");
     let annotated = pod["metadata"]["annotations"]["kubectl.kubernetes.io/default-container"]
         .as_str()
