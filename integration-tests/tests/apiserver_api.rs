@@ -1116,23 +1116,21 @@ async fn raw_request(
     Ok((String::from_utf8(got)?, tls))
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn pod_logs_exec_attach_and_port_forward_reach_the_nodes_kubelet() -> anyhow::Result<()> {
-    use integration_tests::apiserver_cluster::{run_kubectl, upstream_kubectl};
-    use integration_tests::fake_kubelet::FakeKubelet;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let c = ApiServers::start(1).await?;
-    let kubelet = FakeKubelet::start(&c.ca_pem()?).await?;
-    let client = c.client().await?;
+/// Node `n1`, whose kubelet is a `FakeKubelet` on loopback.
+async fn node_with_fake_kubelet(
+    c: &ApiServers,
+    client: &kube::Client,
+) -> anyhow::Result<integration_tests::fake_kubelet::FakeKubelet> {
+    let kubelet = integration_tests::fake_kubelet::FakeKubelet::start(&c.ca_pem()?).await?;
     let r = post_json(
-        &client,
+        client,
         "/api/v1/nodes",
         &json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1"}}),
     )
     .await?;
     assert_eq!(r.code, 201, "{}", r.body);
     let r = request(
-        &client,
+        client,
         "PATCH",
         "/api/v1/nodes/n1/status",
         Some("application/merge-patch+json"),
@@ -1143,6 +1141,16 @@ async fn pod_logs_exec_attach_and_port_forward_reach_the_nodes_kubelet() -> anyh
     )
     .await?;
     assert_eq!(r.code, 200, "{}", r.body);
+    Ok(kubelet)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pod_logs_exec_attach_and_port_forward_reach_the_nodes_kubelet() -> anyhow::Result<()> {
+    use integration_tests::apiserver_cluster::{run_kubectl, upstream_kubectl};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let c = ApiServers::start(1).await?;
+    let client = c.client().await?;
+    let _kubelet = node_with_fake_kubelet(&c, &client).await?;
     let pod = |name: &str, node: Option<&str>, containers: &[&str]| {
         let mut p = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, "spec": {
             "containers": containers.iter().map(|c| json!({"name": c, "image": "busybox"})).collect::<Vec<_>>(),
@@ -1316,5 +1324,223 @@ async fn pod_logs_exec_attach_and_port_forward_reach_the_nodes_kubelet() -> anyh
         tokio::time::timeout(Duration::from_secs(10), conn.read_exact(&mut buf)).await??;
         assert_eq!(buf, b"PING THROUGH THE APISERVER");
     }
+    Ok(())
+}
+
+/// Runs a kubectl to completion (at most a minute): exit code, stdout,
+/// stderr.
+async fn kubectl_with_input(
+    bin: &std::path::Path,
+    c: &ApiServers,
+    home: &std::path::Path,
+    args: &[&str],
+    input: Option<&str>,
+) -> anyhow::Result<(i32, String, String)> {
+    use tokio::io::AsyncWriteExt;
+    let mut child = tokio::process::Command::new(bin)
+        .args(args)
+        .env("KUBECONFIG", c.kubeconfig())
+        .env("HOME", home)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()?;
+    let mut stdin = child.stdin.take().expect("stdin");
+    if let Some(input) = input {
+        stdin.write_all(input.as_bytes()).await?;
+    }
+    drop(stdin);
+    let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output()).await??;
+    Ok((
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kubectl_exec_attach_and_port_forward_stream_through_the_apiserver() -> anyhow::Result<()> {
+    use integration_tests::apiserver_cluster::upstream_kubectl;
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+    let c = ApiServers::start(1).await?;
+    let client = c.client().await?;
+    let _kubelet = node_with_fake_kubelet(&c, &client).await?;
+    let pods = "/api/v1/namespaces/default/pods";
+    for (name, labels, containers, phase) in [
+        ("web", json!({"app": "web"}), vec!["app"], "Running"),
+        ("multi", json!({}), vec!["a", "b"], "Running"),
+        ("done", json!({}), vec!["app"], "Succeeded"),
+        ("starting", json!({}), vec!["app"], "Pending"),
+    ] {
+        let containers: Vec<Value> = containers
+            .iter()
+            .map(|c| json!({"name": c, "image": "busybox", "ports": [{"name": "http", "containerPort": 8080}]}))
+            .collect();
+        let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": labels},
+            "spec": {"nodeName": "n1", "containers": containers}});
+        let r = post_json(&client, pods, &pod).await?;
+        assert_eq!(r.code, 201, "{}", r.body);
+        let r = request(
+            &client,
+            "PATCH",
+            &format!("{pods}/{name}/status"),
+            Some("application/merge-patch+json"),
+            serde_json::to_vec(&json!({"status": {"phase": phase}}))?,
+        )
+        .await?;
+        assert_eq!(r.code, 200, "{}", r.body);
+    }
+    let svc = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "websvc"},
+        "spec": {"selector": {"app": "web"}, "ports": [{"name": "web", "port": 80, "targetPort": "http"}, {"name": "closed", "port": 81, "targetPort": 1}]}});
+    let r = post_json(&client, "/api/v1/namespaces/default/services", &svc).await?;
+    assert_eq!(r.code, 201, "{}", r.body);
+    let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}});
+    let r = post_json(&client, "/api/v1/namespaces/default/configmaps", &cm).await?;
+    assert_eq!(r.code, 201, "{}", r.body);
+
+    let home = tempfile::tempdir()?;
+    let ours = integration_tests::store_cluster::workspace_bin("kubectl")?;
+    let upstream = upstream_kubectl("1.33")?;
+    let run = |bin: &std::path::Path, args: &[&str], input: Option<&str>| {
+        let (bin, args, input) = (
+            bin.to_path_buf(),
+            args.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+            input.map(str::to_string),
+        );
+        let (c, home) = (&c, home.path().to_path_buf());
+        async move {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            kubectl_with_input(&bin, c, &home, &args, input.as_deref()).await
+        }
+    };
+
+    // Exec: both kubectls reach the container's kubelet endpoint over the
+    // WebSocket protocol and print what the process wrote.
+    for bin in [&ours, &upstream] {
+        let (code, stdout, stderr) = run(bin, &["exec", "web", "--", "ls", "-l"], None).await?;
+        assert_eq!(code, 0, "{stderr}");
+        assert!(
+            stdout.starts_with("/exec/default/web/app?") && stdout.ends_with("command=ls&command=-l\n"),
+            "{stdout}"
+        );
+        // Standard input reaches the process and its end closes it.
+        let (code, stdout, stderr) = run(bin, &["exec", "-i", "web", "--", "cat"], Some("hello\nworld\n")).await?;
+        assert_eq!((code, stdout.as_str()), (0, "hello\nworld\n"), "{stderr}");
+    }
+    // The rest must match upstream exactly: exit codes, stdout and stderr.
+    for (args, input) in [
+        (vec!["exec", "web", "--", "exit", "3"], None),
+        (vec!["exec", "multi", "--", "ls"], None),
+        (vec!["exec", "-it", "web", "--", "cat"], Some("typed\n")),
+        (vec!["exec", "done", "--", "ls"], None),
+        (vec!["exec", "web", "ls"], None),
+        (vec!["exec", "web"], None),
+        (vec!["exec"], None),
+        (vec!["exec", "nope", "--", "ls"], None),
+        (vec!["exec", "web", "-c", "nope", "--", "ls"], None),
+        (vec!["exec", "cm/x", "--", "ls"], None),
+        (vec!["attach", "web"], None),
+        (vec!["attach", "-i", "multi", "-c", "b"], Some("to b\n")),
+        (vec!["attach", "web", "-c", "nope"], None),
+        (vec!["attach", "done"], None),
+        (vec!["port-forward", "starting", "80"], None),
+        (vec!["port-forward", "web", "nope"], None),
+        (vec!["port-forward", "web", "0"], None),
+        (vec!["port-forward", "web", "70000"], None),
+        (vec!["port-forward", "svc/websvc", "82"], None),
+        (vec!["port-forward", "web"], None),
+    ] {
+        let theirs = run(&upstream, &args, input).await?;
+        let mine = run(&ours, &args, input).await?;
+        assert_eq!(mine, theirs, "kubectl {args:?}");
+    }
+    // Workloads and services resolve to their pod.
+    for target in ["deploy/web", "svc/websvc"] {
+        if target.starts_with("deploy") {
+            let d = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+                "spec": {"selector": {"matchLabels": {"app": "web"}}, "template": {
+                    "metadata": {"labels": {"app": "web"}},
+                    "spec": {"containers": [{"name": "app", "image": "busybox"}]}}}});
+            let r = post_json(&client, "/apis/apps/v1/namespaces/default/deployments", &d).await?;
+            assert_eq!(r.code, 201, "{}", r.body);
+        }
+        let (code, stdout, stderr) = run(&ours, &["exec", target, "--", "id"], None).await?;
+        assert_eq!(code, 0, "{stderr}");
+        assert!(stdout.starts_with("/exec/default/web/app?"), "{target}: {stdout}");
+    }
+
+    // Port-forward: our kubectl listens, says where, and carries each
+    // connection to the pod's port; the service's port 80 is the pod's
+    // named port http (8080); its port 81 is the pod's port 1, which the
+    // kubelet refuses.
+    let mut child = tokio::process::Command::new(&ours)
+        .args(["port-forward", "svc/websvc", ":80", ":81"])
+        .env("KUBECONFIG", c.kubeconfig())
+        .env("HOME", home.path())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()?;
+    let mut stdout = tokio::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let mut stderr = tokio::io::BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let within = |d: u64| Duration::from_secs(d);
+    let mut listening = Vec::new();
+    while listening.len() < 2 {
+        let Some(line) = tokio::time::timeout(within(30), stdout.next_line()).await?? else {
+            let mut why = String::new();
+            while let Ok(Some(l)) = stderr.next_line().await {
+                why += &l;
+            }
+            anyhow::bail!("port-forward ended early: {why}");
+        };
+        if let Some(rest) = line.strip_prefix("Forwarding from 127.0.0.1:") {
+            let (port, remote) = rest.split_once(" -> ").expect("arrow");
+            listening.push((port.parse::<u16>()?, remote.to_string()));
+        }
+    }
+    assert_eq!(listening[0].1, "8080");
+    assert_eq!(listening[1].1, "1");
+    let (http, refusing) = (listening[0].0, listening[1].0);
+    for round in ["first", "second"] {
+        let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", http)).await?;
+        conn.write_all(format!("{round} connection").as_bytes()).await?;
+        let mut buf = vec![0u8; round.len() + 11];
+        if let Err(e) = tokio::time::timeout(within(10), conn.read_exact(&mut buf)).await? {
+            let mut why = String::new();
+            while let Ok(Ok(Some(l))) = tokio::time::timeout(within(1), stderr.next_line()).await {
+                why += &l;
+            }
+            anyhow::bail!("{round} connection: {e}: {why}");
+        }
+        assert_eq!(String::from_utf8(buf)?, format!("{round} connection").to_uppercase());
+        // (After any remaining `Forwarding from [::1]...` lines.)
+        let line = loop {
+            let line = tokio::time::timeout(within(10), stdout.next_line()).await??;
+            if !line.as_deref().is_some_and(|l| l.starts_with("Forwarding from [::1]:")) {
+                break line;
+            }
+        };
+        assert_eq!(
+            line.as_deref(),
+            Some(format!("Handling connection for {http}").as_str())
+        );
+    }
+    let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", refusing)).await?;
+    conn.write_all(b"x").await?;
+    loop {
+        let line = tokio::time::timeout(within(10), stderr.next_line())
+            .await??
+            .expect("stderr ended");
+        if line.contains("error forwarding port 1 to pod") {
+            assert!(
+                line.starts_with(&format!("an error occurred forwarding {refusing} -> 1: ")),
+                "{line}"
+            );
+            break;
+        }
+    }
+    child.kill().await?;
     Ok(())
 }

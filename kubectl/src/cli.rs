@@ -111,9 +111,9 @@ pub enum Command {
     /// Print the logs for a container in a pod.
     Logs(cmd::logs::LogsArgs),
     /// Execute a command in a container.
-    Exec(cmd::stub::StubArgs),
+    Exec(cmd::attach::ExecArgs),
     /// Forward one or more local ports to a pod.
-    PortForward(cmd::stub::StubArgs),
+    PortForward(cmd::portforward::PortForwardArgs),
     /// Attach to a running container.
-    Attach(cmd::stub::StubArgs),
+    Attach(cmd::attach::AttachArgs),
 }

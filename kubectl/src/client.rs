@@ -64,6 +64,12 @@ impl Client {
         })
     }
 
+    /// kube-rs's client on the same connection settings, for the
+    /// streaming subresources (exec, attach, port-forward).
+    pub fn kube(&self) -> kube::Client {
+        self.kube.clone()
+    }
+
     fn host(&self) -> String {
         let s = self.server.trim_start_matches("https://").trim_start_matches("http://");
         s.split('/').next().unwrap_or(s).to_string()

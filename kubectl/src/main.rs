@@ -24,5 +24,8 @@ fn main() -> ExitCode {
         }
     };
     let code = runtime.block_on(kubectl::run(cli));
+    // A read of stdin (exec -i) may still be blocked in its thread; it must
+    // not keep the process alive.
+    runtime.shutdown_background();
     ExitCode::from(u8::try_from(code).unwrap_or(1))
 }

@@ -106,7 +106,7 @@ pub async fn run(f: &Factory, a: LogsArgs) -> anyhow::Result<()> {
 /// The container kubectl reads when none is named: the one the
 /// `kubectl.kubernetes.io/default-container` annotation names, else the
 /// first; with a note (as upstream's) when the pod has others.
-fn default_container(pod: &Value) -> (String, Option<String>) {
+pub fn default_container(pod: &Value) -> (String, Option<String>) {
     let names = |list: &str| apimachinery::pods::container_names(pod, list);
     let containers = names("containers");
     let annotated = pod["metadata"]["annotations"]["kubectl.kubernetes.io/default-container"]

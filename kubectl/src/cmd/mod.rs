@@ -1,6 +1,7 @@
 //! The commands. Each module holds its flags (clap `Args`) and a `run`.
 
 pub mod apply;
+pub mod attach;
 pub mod config;
 pub mod create;
 pub mod delete;
@@ -14,10 +15,10 @@ pub mod label;
 pub mod logs;
 pub mod node;
 pub mod patch;
+pub mod portforward;
 pub mod rollout;
 pub mod run;
 pub mod scale;
-pub mod stub;
 pub mod wait;
 
 use crate::Factory;
@@ -52,9 +53,9 @@ pub async fn dispatch(f: &Factory, command: Command) -> anyhow::Result<()> {
         Command::Expose(a) => expose::run(f, a).await,
         Command::Run(a) => run::run(f, a).await,
         Command::Logs(a) => logs::run(f, a).await,
-        Command::Exec(a) => stub::run("exec", a),
-        Command::PortForward(a) => stub::run("port-forward", a),
-        Command::Attach(a) => stub::run("attach", a),
+        Command::Exec(a) => attach::exec(f, a).await,
+        Command::PortForward(a) => portforward::run(f, a).await,
+        Command::Attach(a) => attach::attach(f, a).await,
     }
 }
 
