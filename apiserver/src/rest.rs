@@ -639,7 +639,7 @@ async fn create(ctx: &mut Ctx, body: &[u8]) -> ApiResult<Response> {
     strategy::prepare_create(&ctx.rt, &mut obj);
     check_invalid(ctx, &obj, None)?;
     if ctx.rt.namespaced && ctx.rt.kind != "Namespace" {
-        ensure_namespace_usable(ctx, object::namespace(&obj)).await?;
+        ensure_namespace_usable(ctx, object::namespace(&obj), object::name(&obj)).await?;
     }
     crate::admission::on_create(ctx, &mut obj, dry).await?;
     set_managed_fields(ctx, &mut obj, "Update", "");
@@ -663,11 +663,29 @@ async fn create(ctx: &mut Ctx, body: &[u8]) -> ApiResult<Response> {
     }
 }
 
-async fn ensure_namespace_usable(ctx: &Ctx, ns: &str) -> ApiResult<()> {
+/// Upstream's NamespaceLifecycle admission: no creates in a namespace that
+/// does not exist or is terminating. The namespace is read from the watch
+/// cache, as upstream reads its informer, and from the store when the
+/// cache lacks it or this apiserver deleted it lately.
+async fn ensure_namespace_usable(ctx: &Ctx, ns: &str, name: &str) -> ApiResult<()> {
     let Some(nsrt) = ctx.server.registry.lookup("", "v1", "namespaces") else {
         return Ok(());
     };
-    match ctx.server.storage.get(&nsrt.key("", ns), ReadAt::Any).await? {
+    let key = nsrt.key("", ns);
+    let cached = match ctx.server.cache.get(&nsrt.prefix("")) {
+        Some(cacher) if !ctx.server.namespace_needs_live_lookup(ns) => cacher.get(&key).0,
+        _ => None,
+    };
+    let deleting = match cached {
+        Some(entry) => Some(object::is_deleting(&entry.object)),
+        None => ctx
+            .server
+            .storage
+            .get(&key, ReadAt::Any)
+            .await?
+            .map(|s| object::is_deleting(&s.object)),
+    };
+    match deleting {
         None => Err(ApiError::NotFound {
             target: Target {
                 group: String::new(),
@@ -676,13 +694,11 @@ async fn ensure_namespace_usable(ctx: &Ctx, ns: &str) -> ApiResult<()> {
                 name: ns.into(),
             },
         }),
-        Some(s) if object::is_deleting(&s.object) => Err(ApiError::Forbidden {
-            message: format!(
-                "{} \"{}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated",
-                ctx.rt.plural, ctx.info.name
-            ),
+        Some(true) => Err(ApiError::ForbiddenObject {
+            target: ctx.target(name),
+            why: format!("unable to create new content in namespace {ns} because it is being terminated"),
         }),
-        Some(_) => Ok(()),
+        Some(false) => Ok(()),
     }
 }
 
@@ -755,8 +771,11 @@ async fn write_update(ctx: &mut Ctx, obj: Value, expected: Option<i64>, operatio
             return respond(ctx, StatusCode::OK, &old.object);
         }
         crate::admission::on_update(ctx, &mut new, &old.object, dry).await?;
-        // A deleting object whose last finalizer is gone is deleted now.
-        let finalized = object::is_deleting(&new) && object::finalizers(&new).is_empty();
+        // A deleting object whose last finalizer is gone is deleted now (a
+        // namespace once its spec's finalizers are gone too).
+        let finalized = object::is_deleting(&new)
+            && object::finalizers(&new).is_empty()
+            && !namespace_finalizers_pending(ctx, &new);
         if dry {
             return respond(ctx, StatusCode::OK, &new);
         }
@@ -944,9 +963,28 @@ async fn delete(ctx: &Ctx, body: &[u8]) -> ApiResult<Response> {
     }
 }
 
+/// Whether `obj` is a namespace whose `spec.finalizers` (the namespace
+/// controller's `kubernetes`) still hold its deletion.
+fn namespace_finalizers_pending(ctx: &Ctx, obj: &Value) -> bool {
+    ctx.rt.kind == "Namespace"
+        && ctx.rt.group.is_empty()
+        && obj
+            .pointer("/spec/finalizers")
+            .and_then(Value::as_array)
+            .is_some_and(|f| !f.is_empty())
+}
+
 /// Deletes (or starts deleting) one object. Returns the object as it is
 /// after the call.
+///
+/// A namespace, as upstream's namespace storage: the first delete only
+/// marks it (deletionTimestamp, phase Terminating) for the namespace
+/// controller, which empties it and clears `spec.finalizers`; it goes once
+/// those and its metadata finalizers are gone.
 pub async fn delete_one(ctx: &Ctx, key: &str, opts: &DeleteOptions) -> ApiResult<(StatusCode, Option<Value>)> {
+    if ctx.rt.kind == "Namespace" && ctx.rt.group.is_empty() {
+        ctx.server.namespace_deleted(key.rsplit('/').next().unwrap_or(""));
+    }
     for _ in 0..CONFLICT_RETRIES {
         let Some(cur) = ctx.server.storage.get(key, ReadAt::Latest).await? else {
             return Err(ApiError::NotFound {
@@ -1009,9 +1047,17 @@ pub async fn delete_one(ctx: &Ctx, key: &str, opts: &DeleteOptions) -> ApiResult
         } else {
             0
         };
-        let needs_wait = !finalizers.is_empty() || grace > 0;
+        let is_namespace = ctx.rt.kind == "Namespace" && ctx.rt.group.is_empty();
+        let needs_wait = !finalizers.is_empty()
+            || grace > 0
+            || (is_namespace && !object::is_deleting(&obj))
+            || namespace_finalizers_pending(ctx, &obj);
         if needs_wait {
             let already = object::is_deleting(&obj);
+            if is_namespace && obj.pointer("/status/phase").and_then(Value::as_str) != Some("Terminating") {
+                obj["status"]["phase"] = json!("Terminating");
+                changed = true;
+            }
             let m = meta_mut(&mut obj);
             if !already {
                 let ts = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(grace);

@@ -2,6 +2,7 @@
 //! per-connection client identities, and the dispatch of every request to
 //! discovery, OpenAPI, health, metrics or the REST verbs.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -56,6 +57,31 @@ pub struct Server {
     /// Set once the system namespaces and the `kubernetes` service exist
     /// (upstream's bootstrap post-start hook); `/readyz` waits for it.
     pub bootstrapped: std::sync::atomic::AtomicBool,
+    /// Namespaces this apiserver deleted lately: creates in them check the
+    /// store, not the watch cache, which may not have seen the deletion
+    /// yet (upstream's `forceLiveLookupCache`).
+    pub deleted_namespaces: parking_lot::Mutex<HashMap<String, Instant>>,
+}
+
+/// How long a deleted namespace is checked live (upstream's
+/// `forceLiveLookupTTL`).
+const LIVE_NAMESPACE_LOOKUP: Duration = Duration::from_secs(30);
+
+impl Server {
+    /// Notes that a namespace is being deleted.
+    pub fn namespace_deleted(&self, name: &str) {
+        let mut deleted = self.deleted_namespaces.lock();
+        let now = Instant::now();
+        deleted.retain(|_, at| now.duration_since(*at) < LIVE_NAMESPACE_LOOKUP);
+        deleted.insert(name.to_string(), now);
+    }
+
+    /// Whether a namespace must be read from the store: it was deleted here
+    /// lately.
+    pub fn namespace_needs_live_lookup(&self, name: &str) -> bool {
+        let deleted = self.deleted_namespaces.lock();
+        deleted.get(name).is_some_and(|at| at.elapsed() < LIVE_NAMESPACE_LOOKUP)
+    }
 }
 
 /// A running apiserver.
@@ -163,6 +189,7 @@ impl ApiServer {
             },
             readonly_inflight: Semaphore::new(opts.max_requests_inflight),
             bootstrapped: std::sync::atomic::AtomicBool::new(false),
+            deleted_namespaces: parking_lot::Mutex::default(),
             mutating_inflight: Semaphore::new(opts.max_mutating_requests_inflight),
         });
         let (stop, stop_rx) = tokio::sync::watch::channel(false);

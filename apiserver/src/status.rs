@@ -24,6 +24,9 @@ pub enum ApiError {
     Unauthorized,
     #[error("{message}")]
     Forbidden { message: String },
+    /// Upstream's `NewForbidden`: `<resource> "<name>" is forbidden: <why>`.
+    #[error("forbidden: {why}")]
+    ForbiddenObject { target: Target, why: String },
     #[error("not found")]
     NotFound { target: Target },
     #[error("{message}")]
@@ -85,7 +88,7 @@ impl ApiError {
         match self {
             Self::BadRequest { .. } => 400,
             Self::Unauthorized => 401,
-            Self::Forbidden { .. } => 403,
+            Self::Forbidden { .. } | Self::ForbiddenObject { .. } => 403,
             Self::NotFound { .. } | Self::NotFoundMessage { .. } => 404,
             Self::MethodNotAllowed => 405,
             Self::NotAcceptable { .. } => 406,
@@ -105,7 +108,7 @@ impl ApiError {
         match self {
             Self::BadRequest { .. } => "BadRequest",
             Self::Unauthorized => "Unauthorized",
-            Self::Forbidden { .. } => "Forbidden",
+            Self::Forbidden { .. } | Self::ForbiddenObject { .. } => "Forbidden",
             Self::NotFound { .. } | Self::NotFoundMessage { .. } => "NotFound",
             Self::MethodNotAllowed => "MethodNotAllowed",
             Self::NotAcceptable { .. } => "NotAcceptable",
@@ -127,6 +130,10 @@ impl ApiError {
         let (message, details) = match self {
             Self::NotFound { target } => (
                 format!("{} \"{}\" not found", qualified(target), target.name),
+                Some(details(target, None)),
+            ),
+            Self::ForbiddenObject { target, why } => (
+                format!("{} \"{}\" is forbidden: {why}", qualified(target), target.name),
                 Some(details(target, None)),
             ),
             Self::AlreadyExists { target } => (
@@ -207,9 +214,16 @@ fn qualified(t: &Target) -> String {
     }
 }
 
+/// `details` as upstream's constructors fill it: `kind` is the resource
+/// (`pods`) for NotFound, AlreadyExists and Conflict, and the kind for
+/// Invalid (which passes `causes`).
 fn details(t: &Target, causes: Option<Vec<Value>>) -> Value {
-    let mut d =
-        json!({ "name": t.name, "group": t.group, "kind": if t.kind.is_empty() { &t.resource } else { &t.kind } });
+    let kind = if causes.is_none() || t.kind.is_empty() {
+        &t.resource
+    } else {
+        &t.kind
+    };
+    let mut d = json!({ "name": t.name, "group": t.group, "kind": kind });
     if t.group.is_empty() {
         d.as_object_mut().map(|m| m.remove("group"));
     }

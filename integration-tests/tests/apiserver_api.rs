@@ -1544,3 +1544,74 @@ async fn kubectl_exec_attach_and_port_forward_stream_through_the_apiserver() -> 
     child.kill().await?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn creates_need_a_namespace_that_exists_and_is_not_terminating() -> anyhow::Result<()> {
+    let c = ApiServers::start(1).await?;
+    let client = c.client().await?;
+    let cm_in = |ns: &str, name: &str| {
+        let client = client.clone();
+        let path = format!("/api/v1/namespaces/{ns}/configmaps");
+        let body = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}});
+        async move { post_json(&client, &path, &body).await }
+    };
+    let r = cm_in("missing", "a").await?;
+    assert_eq!(r.code, 404, "{}", r.body);
+    assert_eq!(r.body["message"], "namespaces \"missing\" not found");
+    assert_eq!(r.body["details"]["kind"], "namespaces");
+
+    // A namespace is usable at once, before any cache has seen it.
+    let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "life"}});
+    let r = post_json(&client, "/api/v1/namespaces", &ns).await?;
+    assert_eq!(r.code, 201, "{}", r.body);
+    let r = cm_in("life", "a").await?;
+    assert_eq!(r.code, 201, "{}", r.body);
+
+    // Deleted, it terminates (its `kubernetes` finalizer waits for the
+    // namespace controller); creates are refused at once, and still once
+    // the watch cache has the deletion.
+    let r = request(&client, "DELETE", "/api/v1/namespaces/life", None, Vec::new()).await?;
+    assert_eq!(r.code, 200, "{}", r.body);
+    assert_eq!(r.body["status"]["phase"], "Terminating");
+    let refused =
+        "configmaps \"b\" is forbidden: unable to create new content in namespace life because it is being terminated";
+    let r = cm_in("life", "b").await?;
+    assert_eq!((r.code, r.body["message"].as_str()), (403, Some(refused)), "{}", r.body);
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let r = get(&client, "/api/v1/namespaces/life?resourceVersion=0").await?;
+            if r.body["metadata"]["deletionTimestamp"].is_string() {
+                return anyhow::Ok(());
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await??;
+    let r = cm_in("life", "b").await?;
+    assert_eq!((r.code, r.body["message"].as_str()), (403, Some(refused)), "{}", r.body);
+    assert_eq!(r.body["details"], json!({"name": "b", "kind": "configmaps"}));
+
+    // Deleting again changes nothing while the controller's finalizer is
+    // there; clearing it through `finalize` removes the namespace.
+    let r = request(&client, "DELETE", "/api/v1/namespaces/life", None, Vec::new()).await?;
+    assert_eq!(
+        (r.code, &r.body["spec"]["finalizers"]),
+        (200, &json!(["kubernetes"])),
+        "{}",
+        r.body
+    );
+    let mut ns = get(&client, "/api/v1/namespaces/life").await?.body;
+    ns["spec"]["finalizers"] = json!([]);
+    let r = request(
+        &client,
+        "PUT",
+        "/api/v1/namespaces/life/finalize",
+        Some("application/json"),
+        serde_json::to_vec(&ns)?,
+    )
+    .await?;
+    assert_eq!(r.code, 200, "{}", r.body);
+    let r = get(&client, "/api/v1/namespaces/life").await?;
+    assert_eq!(r.code, 404, "{}", r.body);
+    Ok(())
+}

@@ -266,11 +266,15 @@ fn lifecycle(minor: &str) -> anyhow::Result<()> {
     let out = k.ok(&["apply", "--server-side", "-f", "-"], Some(ssa));
     assert!(out.contains("configmap/ssa serverside-applied"), "{out}");
 
-    // delete -f, then everything is gone.
-    let out = k.ok(&["delete", "-f", "-"], Some(APP));
+    // delete -f: the objects are gone and the namespace terminates (it
+    // waits for the namespace controller, so kubectl must not wait for it).
+    let out = k.ok(&["delete", "-f", "-", "--wait=false"], Some(APP));
     assert!(out.contains("deployment.apps \"web\" deleted"), "{out}");
+    assert!(out.contains("namespace \"demo\" deleted"), "{out}");
     let err = k.fails(&["get", "deploy", "web", "-n", "demo"], None);
     assert!(err.contains("NotFound") || err.contains("not found"), "{err}");
+    let phase = k.ok(&["get", "ns", "demo", "-o", "jsonpath={.status.phase}"], None);
+    assert_eq!(phase, "Terminating");
     Ok(())
 }
 

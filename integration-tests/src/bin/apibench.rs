@@ -34,6 +34,10 @@ struct Args {
     /// update read what create wrote.
     #[arg(long, value_delimiter = ',', default_values_t = ["create", "get", "update", "list", "watch"].map(String::from))]
     only: Vec<String>,
+    /// Most operations in one row, over all its clients (a row of 64
+    /// clients does `row_ops / 64` each).
+    #[arg(long, default_value_t = 6400)]
+    row_ops: usize,
     /// Where to write the table.
     #[arg(long, default_value = "target/bench-apiserver.md")]
     out: String,
@@ -179,7 +183,7 @@ async fn main() -> anyhow::Result<()> {
         let apis = Arc::new(apis);
         let run = |op: &str| args.only.iter().any(|o| o == op);
         for &clients in &args.clients {
-            let ops = args.ops.min(6400 / clients).max(20);
+            let ops = args.ops.min(args.row_ops / clients).max(20);
             let tag = format!("m{members}c{clients}");
             let a = apis.clone();
             let t = tag.clone();
