@@ -9,7 +9,9 @@
 //! `v4.channel.k8s.io` protocol (kubectl 1.30+, kube-rs) gets the
 //! kubelet's channel protocol, with canned behaviour:
 //! - exec `cat`, and attach with stdin, copy stdin (channel 0) to stdout
-//!   (channel 1) until stdin is closed (v5's close signal, or the socket);
+//!   (channel 1) until stdin is closed (v5's close signal, or the socket;
+//!   with a TTY also ^D), and with a TTY print each resize (channel 4) as
+//!   `[resize {"Width":..,"Height":..}]`;
 //! - exec `exit N` writes `exiting with N` to stderr (channel 2) and exits N
 //!   (a `NonZeroExitCode` status on channel 3);
 //! - any other exec, and attach without stdin, write the request the
@@ -134,6 +136,7 @@ const STDIN: u8 = 0;
 const STDOUT: u8 = 1;
 const STDERR: u8 = 2;
 const STATUS: u8 = 3;
+const RESIZE: u8 = 4;
 const CLOSE: u8 = 255;
 
 /// Accepts a WebSocket upgrade that offers a channel protocol and serves
@@ -204,11 +207,23 @@ async fn process(mut ws: Socket, request: &str) -> anyhow::Result<()> {
     use tokio_tungstenite::tungstenite::Message;
     let command = query_values(request, "command");
     let stdin = query_values(request, "input").first().is_some_and(|v| v == "1");
+    let tty = query_values(request, "tty").first().is_some_and(|v| v == "1");
     let copies = command == ["cat"] || (request.starts_with("/attach/") && stdin);
     let status = if copies {
         while let Some(msg) = ws.next().await {
             match msg? {
+                // On a terminal, ^D ends the input, as the container's
+                // line discipline would make it.
+                Message::Binary(b) if tty && b.first() == Some(&STDIN) && b.contains(&4) => {
+                    let end = b.iter().position(|&c| c == 4).unwrap_or(b.len());
+                    ws.send(frame(STDOUT, &b[1..end])).await?;
+                    break;
+                }
                 Message::Binary(b) if b.first() == Some(&STDIN) => ws.send(frame(STDOUT, &b[1..])).await?,
+                Message::Binary(b) if tty && b.first() == Some(&RESIZE) => {
+                    let line = format!("[resize {}]", String::from_utf8_lossy(&b[1..]).trim());
+                    ws.send(frame(STDOUT, line.as_bytes())).await?;
+                }
                 Message::Binary(b) if b[..] == [CLOSE, STDIN] => break,
                 Message::Close(_) => return Ok(()),
                 _ => {}

@@ -1455,6 +1455,50 @@ async fn kubectl_exec_attach_and_port_forward_stream_through_the_apiserver() -> 
         let mine = run(&ours, &args, input).await?;
         assert_eq!(mine, theirs, "kubectl {args:?}");
     }
+    // With a terminal (`script` gives kubectl a pty), both kubectls: raw
+    // mode, the window size sent first, and ^D passed through to end the
+    // remote cat.
+    for bin in [&ours, &upstream] {
+        let line = format!("stty cols 100 rows 30; exec {} exec -it web -- cat", bin.display());
+        let mut child = tokio::process::Command::new("script")
+            .args(["-qec", &line, "/dev/null"])
+            .env("KUBECONFIG", c.kubeconfig())
+            .env("HOME", home.path())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()?;
+        let mut terminal = child.stdout.take().expect("stdout");
+        let mut seen = Vec::new();
+        let waited = tokio::time::timeout(Duration::from_secs(15), async {
+            let mut buf = [0u8; 256];
+            while !String::from_utf8_lossy(&seen).contains("}]") {
+                let n = terminal.read(&mut buf).await?;
+                anyhow::ensure!(n > 0, "exec -it ended: {}", String::from_utf8_lossy(&seen));
+                seen.extend_from_slice(&buf[..n]);
+            }
+            anyhow::Ok(())
+        })
+        .await;
+        anyhow::ensure!(
+            waited.is_ok(),
+            "{}: no resize after {:?}",
+            bin.display(),
+            String::from_utf8_lossy(&seen)
+        );
+        waited??;
+        assert_eq!(String::from_utf8_lossy(&seen), "[resize {\"Width\":100,\"Height\":30}]");
+        let mut keys = child.stdin.take().expect("stdin");
+        keys.write_all(b"typed here\x04").await?;
+        let mut rest = Vec::new();
+        tokio::time::timeout(Duration::from_secs(30), terminal.read_to_end(&mut rest)).await??;
+        let status = tokio::time::timeout(Duration::from_secs(30), child.wait()).await??;
+        drop(keys);
+        assert!(status.success(), "{status}: {}", String::from_utf8_lossy(&rest));
+        assert_eq!(String::from_utf8_lossy(&rest), "typed here");
+    }
+
     // Workloads and services resolve to their pod.
     for target in ["deploy/web", "svc/websvc"] {
         if target.starts_with("deploy") {

@@ -85,16 +85,7 @@ pub async fn exec(f: &Factory, a: ExecArgs) -> anyhow::Result<()> {
     if phase == "Succeeded" || phase == "Failed" {
         bail!("cannot exec into a container in a completed pod; current phase is {phase}");
     }
-    let container = match &a.container {
-        Some(c) => c.clone(),
-        None => {
-            let (chosen, note) = crate::cmd::logs::default_container(&pod);
-            if let (Some(note), false) = (note, a.quiet) {
-                crate::err_line(&note);
-            }
-            chosen
-        }
-    };
+    let container = chosen_container(&pod, a.container.as_deref(), a.quiet);
     let tty = a.stdin && a.tty && tty_usable(a.quiet);
     let params = AttachParams::default()
         .container(container)
@@ -124,16 +115,7 @@ pub async fn attach(f: &Factory, a: AttachArgs) -> anyhow::Result<()> {
     if phase == "Succeeded" || phase == "Failed" {
         bail!("cannot attach a container in a completed pod; current phase is {phase}");
     }
-    let container = match &a.container {
-        Some(c) => c.clone(),
-        None => {
-            let (chosen, note) = crate::cmd::logs::default_container(&pod);
-            if let (Some(note), false) = (note, a.quiet) {
-                crate::err_line(&note);
-            }
-            chosen
-        }
-    };
+    let container = chosen_container(&pod, a.container.as_deref(), a.quiet);
     let spec = pod["spec"]["containers"]
         .as_array()
         .into_iter()
@@ -178,6 +160,19 @@ pub async fn attach(f: &Factory, a: AttachArgs) -> anyhow::Result<()> {
         ));
     }
     result
+}
+
+/// The named container, else the default one (with upstream's note on
+/// stderr unless quiet).
+fn chosen_container(pod: &Value, named: Option<&str>, quiet: bool) -> String {
+    if let Some(c) = named {
+        return c.to_string();
+    }
+    let (chosen, note) = crate::cmd::logs::default_container(pod);
+    if let (Some(note), false) = (note, quiet) {
+        crate::err_line(&note);
+    }
+    chosen
 }
 
 /// Upstream's check before raw mode: a TTY needs a terminal on stdin.
