@@ -21,13 +21,9 @@ use crate::Factory;
 use crate::client::{Client, with_query};
 use crate::errors::{ApiError, Exit};
 
+/// The flags `exec` and `attach` share.
 #[derive(Args, Debug, Default)]
-pub struct ExecArgs {
-    /// POD or TYPE/NAME (a command before `--` is refused, as upstream).
-    pub args: Vec<String>,
-    /// The command and its arguments, after `--`.
-    #[arg(last = true)]
-    pub command: Vec<String>,
+pub struct StreamFlags {
     /// Container name. If omitted, use the kubectl.kubernetes.io/default-container annotation for selecting the container to be attached or the first container in the pod will be chosen.
     #[arg(short = 'c', long)]
     pub container: Option<String>,
@@ -46,24 +42,22 @@ pub struct ExecArgs {
 }
 
 #[derive(Args, Debug, Default)]
+pub struct ExecArgs {
+    /// POD or TYPE/NAME (a command before `--` is refused, as upstream).
+    pub args: Vec<String>,
+    /// The command and its arguments, after `--`.
+    #[arg(last = true)]
+    pub command: Vec<String>,
+    #[command(flatten)]
+    pub flags: StreamFlags,
+}
+
+#[derive(Args, Debug, Default)]
 pub struct AttachArgs {
     /// POD or TYPE/NAME.
     pub args: Vec<String>,
-    /// Container name. If omitted, use the kubectl.kubernetes.io/default-container annotation for selecting the container to be attached or the first container in the pod will be chosen.
-    #[arg(short = 'c', long)]
-    pub container: Option<String>,
-    /// Pass stdin to the container.
-    #[arg(short = 'i', long)]
-    pub stdin: bool,
-    /// Stdin is a TTY.
-    #[arg(short = 't', long)]
-    pub tty: bool,
-    /// Only print output from the remote session.
-    #[arg(short = 'q', long)]
-    pub quiet: bool,
-    /// How long to wait until at least one pod is running.
-    #[arg(long, default_value = "1m0s")]
-    pub pod_running_timeout: String,
+    #[command(flatten)]
+    pub flags: StreamFlags,
 }
 
 pub async fn exec(f: &Factory, a: ExecArgs) -> anyhow::Result<()> {
@@ -79,17 +73,17 @@ pub async fn exec(f: &Factory, a: ExecArgs) -> anyhow::Result<()> {
     }
     let client = f.client().await?;
     let namespace = f.scope(false)?.namespace;
-    let timeout = crate::cmd::delete::parse_duration(&a.pod_running_timeout)?;
+    let timeout = crate::cmd::delete::parse_duration(&a.flags.pod_running_timeout)?;
     let pod = attachable_pod(f, client, &namespace, &target, timeout).await?;
     let (name, phase) = (pod_name(&pod), phase(&pod));
     if phase == "Succeeded" || phase == "Failed" {
         bail!("cannot exec into a container in a completed pod; current phase is {phase}");
     }
-    let container = chosen_container(&pod, a.container.as_deref(), a.quiet);
-    let tty = a.stdin && a.tty && tty_usable(a.quiet);
+    let container = chosen_container(&pod, a.flags.container.as_deref(), a.flags.quiet);
+    let tty = a.flags.stdin && a.flags.tty && tty_usable(a.flags.quiet);
     let params = AttachParams::default()
         .container(container)
-        .stdin(a.stdin)
+        .stdin(a.flags.stdin)
         .stdout(true)
         .stderr(!tty)
         .tty(tty);
@@ -98,7 +92,7 @@ pub async fn exec(f: &Factory, a: ExecArgs) -> anyhow::Result<()> {
         .exec(&name, a.command.clone(), &params)
         .await
         .map_err(upgrade_error)?;
-    stream(process, a.stdin, tty).await
+    stream(process, a.flags.stdin, tty).await
 }
 
 pub async fn attach(f: &Factory, a: AttachArgs) -> anyhow::Result<()> {
@@ -109,13 +103,13 @@ pub async fn attach(f: &Factory, a: AttachArgs) -> anyhow::Result<()> {
     };
     let client = f.client().await?;
     let namespace = f.scope(false)?.namespace;
-    let timeout = crate::cmd::delete::parse_duration(&a.pod_running_timeout)?;
+    let timeout = crate::cmd::delete::parse_duration(&a.flags.pod_running_timeout)?;
     let pod = attachable_pod(f, client, &namespace, &target, timeout).await?;
     let (name, phase) = (pod_name(&pod), phase(&pod));
     if phase == "Succeeded" || phase == "Failed" {
         bail!("cannot attach a container in a completed pod; current phase is {phase}");
     }
-    let container = chosen_container(&pod, a.container.as_deref(), a.quiet);
+    let container = chosen_container(&pod, a.flags.container.as_deref(), a.flags.quiet);
     let spec = pod["spec"]["containers"]
         .as_array()
         .into_iter()
@@ -130,10 +124,10 @@ pub async fn attach(f: &Factory, a: AttachArgs) -> anyhow::Result<()> {
     // The container's own TTY decides: one cannot be added, and a
     // container that has one must be read through it.
     let container_tty = spec["tty"].as_bool().unwrap_or(false);
-    let mut tty = a.tty;
+    let mut tty = a.flags.tty;
     if tty && !container_tty {
         tty = false;
-        if !a.quiet {
+        if !a.flags.quiet {
             crate::err_line(&format!(
                 "error: Unable to use a TTY - container {container} did not allocate one"
             ));
@@ -141,20 +135,20 @@ pub async fn attach(f: &Factory, a: AttachArgs) -> anyhow::Result<()> {
     } else if !tty && container_tty {
         tty = true;
     }
-    let tty = tty && (!a.stdin || tty_usable(a.quiet));
-    if !a.quiet {
+    let tty = tty && (!a.flags.stdin || tty_usable(a.flags.quiet));
+    if !a.flags.quiet {
         crate::err_line("If you don't see a command prompt, try pressing enter.");
     }
     let params = AttachParams::default()
         .container(container.clone())
-        .stdin(a.stdin)
+        .stdin(a.flags.stdin)
         .stdout(true)
         .stderr(!tty)
         .tty(tty);
     let pods: kube::Api<Pod> = kube::Api::namespaced(client.kube(), &namespace);
     let process = pods.attach(&name, &params).await.map_err(upgrade_error)?;
-    let result = stream(process, a.stdin, tty && a.stdin).await;
-    if result.is_ok() && !a.quiet && a.stdin && tty && pod["spec"]["restartPolicy"] == "Always" {
+    let result = stream(process, a.flags.stdin, tty && a.flags.stdin).await;
+    if result.is_ok() && !a.flags.quiet && a.flags.stdin && tty && pod["spec"]["restartPolicy"] == "Always" {
         crate::out(&format!(
             "Session ended, resume using 'kubectl attach {name} -c {container} -i -t' command when the pod is running\n"
         ));
