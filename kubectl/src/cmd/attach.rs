@@ -71,15 +71,8 @@ pub async fn exec(f: &Factory, a: ExecArgs) -> anyhow::Result<()> {
     if a.command.is_empty() {
         bail!("you must specify at least one command for the container");
     }
-    let client = f.client().await?;
-    let namespace = f.scope(false)?.namespace;
-    let timeout = crate::cmd::delete::parse_duration(&a.flags.pod_running_timeout)?;
-    let pod = attachable_pod(f, client, &namespace, &target, timeout).await?;
-    let (name, phase) = (pod_name(&pod), phase(&pod));
-    if phase == "Succeeded" || phase == "Failed" {
-        bail!("cannot exec into a container in a completed pod; current phase is {phase}");
-    }
-    let container = chosen_container(&pod, a.flags.container.as_deref(), a.flags.quiet);
+    let (pods, pod, container) = live_pod(f, &a.flags, &target, "exec into").await?;
+    let name = pod_name(&pod);
     let tty = a.flags.stdin && a.flags.tty && tty_usable(a.flags.quiet);
     let params = AttachParams::default()
         .container(container)
@@ -87,7 +80,6 @@ pub async fn exec(f: &Factory, a: ExecArgs) -> anyhow::Result<()> {
         .stdout(true)
         .stderr(!tty)
         .tty(tty);
-    let pods: kube::Api<Pod> = kube::Api::namespaced(client.kube(), &namespace);
     let process = pods
         .exec(&name, a.command.clone(), &params)
         .await
@@ -101,15 +93,8 @@ pub async fn attach(f: &Factory, a: AttachArgs) -> anyhow::Result<()> {
         [] => bail!("at least 1 argument is required for attach"),
         [_, extra @ ..] => bail!("expected a single argument: POD or TYPE/NAME, saw extra arguments: {extra:?}"),
     };
-    let client = f.client().await?;
-    let namespace = f.scope(false)?.namespace;
-    let timeout = crate::cmd::delete::parse_duration(&a.flags.pod_running_timeout)?;
-    let pod = attachable_pod(f, client, &namespace, &target, timeout).await?;
-    let (name, phase) = (pod_name(&pod), phase(&pod));
-    if phase == "Succeeded" || phase == "Failed" {
-        bail!("cannot attach a container in a completed pod; current phase is {phase}");
-    }
-    let container = chosen_container(&pod, a.flags.container.as_deref(), a.flags.quiet);
+    let (pods, pod, container) = live_pod(f, &a.flags, &target, "attach").await?;
+    let name = pod_name(&pod);
     let spec = pod["spec"]["containers"]
         .as_array()
         .into_iter()
@@ -145,7 +130,6 @@ pub async fn attach(f: &Factory, a: AttachArgs) -> anyhow::Result<()> {
         .stdout(true)
         .stderr(!tty)
         .tty(tty);
-    let pods: kube::Api<Pod> = kube::Api::namespaced(client.kube(), &namespace);
     let process = pods.attach(&name, &params).await.map_err(upgrade_error)?;
     let result = stream(process, a.flags.stdin, tty && a.flags.stdin).await;
     if result.is_ok() && !a.flags.quiet && a.flags.stdin && tty && pod["spec"]["restartPolicy"] == "Always" {
@@ -154,6 +138,26 @@ pub async fn attach(f: &Factory, a: AttachArgs) -> anyhow::Result<()> {
         ));
     }
     result
+}
+
+/// The pod of `target` for exec or attach (`verb` words the refusal of a
+/// completed pod, as upstream), the API to reach it, and the container.
+async fn live_pod(
+    f: &Factory,
+    flags: &StreamFlags,
+    target: &str,
+    verb: &str,
+) -> anyhow::Result<(kube::Api<Pod>, Value, String)> {
+    let client = f.client().await?;
+    let namespace = f.scope(false)?.namespace;
+    let timeout = crate::cmd::delete::parse_duration(&flags.pod_running_timeout)?;
+    let (pod, _) = attachable_pod(f, client, &namespace, target, timeout).await?;
+    let phase = phase(&pod);
+    if phase == "Succeeded" || phase == "Failed" {
+        bail!("cannot {verb} a container in a completed pod; current phase is {phase}");
+    }
+    let container = chosen_container(&pod, flags.container.as_deref(), flags.quiet);
+    Ok((kube::Api::namespaced(client.kube(), &namespace), pod, container))
 }
 
 /// The named container, else the default one (with upstream's note on
@@ -321,24 +325,27 @@ pub fn phase(pod: &Value) -> &str {
 /// The pod a streaming command talks to: `POD`, `pod/NAME`, or the most
 /// active pod selected by a workload or service (upstream's
 /// `AttachablePodForObject`), waiting up to `timeout` for one to exist.
+/// Also the service, when the pod was chosen through one (port-forward
+/// maps its ports).
 pub async fn attachable_pod(
     f: &Factory,
     client: &Client,
     namespace: &str,
     target: &str,
     timeout: Duration,
-) -> anyhow::Result<Value> {
+) -> anyhow::Result<(Value, Option<Value>)> {
     let Some((kind_arg, name)) = target.split_once('/') else {
-        return client
+        let pod = client
             .get(&format!("/api/v1/namespaces/{namespace}/pods/{target}"))
-            .await;
+            .await?;
+        return Ok((pod, None));
     };
     let resource = f.discovery().await?.resolve(kind_arg)?;
     let obj = client
         .get_object(&resource.path(Some(namespace), Some(name)), None, Some(namespace))
         .await?;
     let selector = match (resource.group.as_str(), resource.kind.as_str()) {
-        ("", "Pod") => return Ok(obj),
+        ("", "Pod") => return Ok((obj, None)),
         ("", "Service") => {
             let set = obj["spec"]["selector"].as_object().filter(|s| !s.is_empty());
             let Some(set) = set else {
@@ -369,7 +376,9 @@ pub async fn attachable_pod(
             bail!("cannot attach to {go_type}: selector for {go_type} not implemented");
         }
     };
-    first_pod(client, namespace, &selector, timeout).await
+    let pod = first_pod(client, namespace, &selector, timeout).await?;
+    let service = (resource.group.is_empty() && resource.kind == "Service").then_some(obj);
+    Ok((pod, service))
 }
 
 /// The most active pod matching `selector`, or the first one created within

@@ -44,17 +44,9 @@ pub async fn run(f: &Factory, a: PortForwardArgs) -> anyhow::Result<()> {
     let client = f.client().await?;
     let namespace = f.scope(false)?.namespace;
     let timeout = crate::cmd::delete::parse_duration(&a.pod_running_timeout)?;
-    let pod = attachable_pod(f, client, &namespace, target, timeout).await?;
+    let (pod, service) = attachable_pod(f, client, &namespace, target, timeout).await?;
     // A service's ports are its own: each becomes its target port on the
     // chosen pod.
-    let service = match target.split_once('/') {
-        Some((kind, name)) if f.discovery().await?.resolve(kind)?.kind == "Service" => Some(
-            client
-                .get(&format!("/api/v1/namespaces/{namespace}/services/{name}"))
-                .await?,
-        ),
-        _ => None,
-    };
     let forwards = match &service {
         Some(svc) => service_forwards(ports, svc, &pod)?,
         None => pod_forwards(ports, &pod)?,
