@@ -1,8 +1,18 @@
 //! Authentication: client certificates (CN = user, O = groups), bearer
 //! tokens from a static token file, and service-account tokens (JWTs this
 //! apiserver signs). Anonymous requests get `system:anonymous`.
+//!
+//! Tokens are checked against audiences, as upstream's authenticators: a
+//! request to the API wants one of the API audiences (`--api-audiences`,
+//! by default the service-account issuer); a TokenReview may name others.
+//! A service-account token names its audiences; a static token has none of
+//! its own and counts for the API audiences only. What a service-account
+//! token refers to (its service account, and the pod, secret or node it is
+//! bound to) must still exist with the same UID: [`Authenticator`] checks
+//! the signature and claims, the server then looks the objects up
+//! (`server::Server::authenticate_bearer`).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -22,6 +32,9 @@ pub struct User {
     pub name: String,
     pub uid: String,
     pub groups: Vec<String>,
+    /// Further attributes (upstream's `user.Info.GetExtra`), such as the
+    /// pod a service-account token is bound to.
+    pub extra: BTreeMap<String, Vec<String>>,
 }
 
 impl User {
@@ -30,6 +43,7 @@ impl User {
             name: "system:anonymous".into(),
             uid: String::new(),
             groups: vec!["system:unauthenticated".into()],
+            extra: BTreeMap::new(),
         }
     }
 
@@ -41,7 +55,12 @@ impl User {
         if !groups.iter().any(|g| g == "system:authenticated") {
             groups.push("system:authenticated".into());
         }
-        Self { name, uid, groups }
+        Self {
+            name,
+            uid,
+            groups,
+            extra: BTreeMap::new(),
+        }
     }
 
     /// The user of a verified client certificate (DER).
@@ -66,30 +85,57 @@ pub struct SaClaims {
     pub exp: i64,
     pub iat: i64,
     pub nbf: i64,
+    /// The credential's id, reported as `authentication.kubernetes.io/credential-id`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub jti: String,
     #[serde(rename = "kubernetes.io")]
     pub kubernetes: SaClaimsK8s,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct SaClaimsK8s {
     pub namespace: String,
     pub serviceaccount: SaRef,
+    /// The object the token is bound to: it is valid only while that object
+    /// exists (a pod's token also names the pod's node).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod: Option<SaRef>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<SaRef>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<SaRef>,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct SaRef {
     pub name: String,
     pub uid: String,
 }
 
+/// A token that passed its authenticator's own checks.
+#[derive(Debug)]
+pub struct TokenAuth {
+    pub user: User,
+    /// The audiences it was accepted for: those asked for that it carries.
+    pub audiences: Vec<String>,
+    /// For a service-account token: the objects it refers to, which must
+    /// still exist for it to count.
+    pub service_account: Option<SaClaimsK8s>,
+}
+
+/// Why a token was not accepted: upstream's messages (a TokenReview reports
+/// them in `status.error`).
+pub const INVALID_BEARER_TOKEN: &str = "invalid bearer token";
+
 pub struct Authenticator {
     tokens: HashMap<String, User>,
     sa_encoding: EncodingKey,
     sa_decoding: DecodingKey,
+    api_audiences: Vec<String>,
 }
 
 impl Authenticator {
-    pub fn new(pki: &Pki, token_file: Option<&Path>) -> Result<Self> {
+    pub fn new(pki: &Pki, token_file: Option<&Path>, api_audiences: Vec<String>) -> Result<Self> {
         let tokens = match token_file {
             Some(p) => {
                 parse_token_file(&std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?)
@@ -101,61 +147,141 @@ impl Authenticator {
             tokens,
             sa_encoding: EncodingKey::from_ec_pem(pki.sa_key_pem.as_bytes()).context("service-account key")?,
             sa_decoding: DecodingKey::from_ec_pem(pki.sa_pub_pem.as_bytes()).context("service-account public key")?,
+            api_audiences,
         })
     }
 
-    /// The user a bearer token stands for, if any.
-    pub fn authenticate_token(&self, token: &str) -> Option<User> {
+    /// The audiences a request to the API must present a token for.
+    pub fn api_audiences(&self) -> &[String] {
+        &self.api_audiences
+    }
+
+    /// Checks a bearer token for `audiences` (the API's when None).
+    /// `Err` carries upstream's message for a token that was not accepted.
+    pub fn authenticate_token(&self, token: &str, audiences: Option<&[String]>) -> Result<TokenAuth, String> {
+        let wanted = audiences.unwrap_or(&self.api_audiences);
         if let Some(u) = self.tokens.get(token) {
-            return Some(u.clone());
+            // Audience-agnostic (upstream's WrapAudienceAgnosticToken): good
+            // for the API audiences only.
+            let auds = intersect(&self.api_audiences, wanted);
+            if auds.is_empty() {
+                return Err(INVALID_BEARER_TOKEN.into());
+            }
+            return Ok(TokenAuth {
+                user: u.clone(),
+                audiences: auds,
+                service_account: None,
+            });
         }
+        let Some(claims) = self.service_account_claims(token)? else {
+            return Err(INVALID_BEARER_TOKEN.into());
+        };
+        let auds = intersect(&claims.aud, wanted);
+        if auds.is_empty() {
+            return Err(format!(
+                "token audiences {} is invalid for the target audiences {}",
+                go_quoted(&claims.aud),
+                go_quoted(wanted)
+            ));
+        }
+        let k = claims.kubernetes;
+        let mut user = User::authenticated(
+            claims.sub,
+            k.serviceaccount.uid.clone(),
+            vec![
+                "system:serviceaccounts".into(),
+                format!("system:serviceaccounts:{}", k.namespace),
+            ],
+        );
+        let mut extra = |key: &str, value: &str| {
+            user.extra
+                .insert(format!("authentication.kubernetes.io/{key}"), vec![value.to_string()]);
+        };
+        if !claims.jti.is_empty() {
+            extra("credential-id", &format!("JTI={}", claims.jti));
+        }
+        if let Some(node) = &k.node {
+            extra("node-name", &node.name);
+            extra("node-uid", &node.uid);
+        }
+        if let Some(pod) = &k.pod {
+            extra("pod-name", &pod.name);
+            extra("pod-uid", &pod.uid);
+        }
+        Ok(TokenAuth {
+            user,
+            audiences: auds,
+            service_account: Some(k),
+        })
+    }
+
+    /// The claims of a token this apiserver signed. Ok(None): not one of
+    /// ours (another issuer, or not a JWT at all).
+    fn service_account_claims(&self, token: &str) -> Result<Option<SaClaims>, String> {
+        use jsonwebtoken::errors::ErrorKind;
         let mut v = Validation::new(Algorithm::ES256);
         v.set_issuer(&[SA_ISSUER]);
         v.validate_aud = false;
-        let data = jsonwebtoken::decode::<SaClaims>(token, &self.sa_decoding, &v).ok()?;
-        let c = data.claims;
-        Some(User::authenticated(
-            c.sub,
-            c.kubernetes.serviceaccount.uid,
-            vec![
-                "system:serviceaccounts".into(),
-                format!("system:serviceaccounts:{}", c.kubernetes.namespace),
-            ],
-        ))
+        v.validate_nbf = true;
+        v.set_required_spec_claims(&["exp", "iss", "sub"]);
+        match jsonwebtoken::decode::<SaClaims>(token, &self.sa_decoding, &v) {
+            Ok(data) => Ok(Some(data.claims)),
+            Err(e) => match e.kind() {
+                ErrorKind::ExpiredSignature => Err("service account token has expired".into()),
+                ErrorKind::ImmatureSignature => Err("service account token is not valid yet".into()),
+                // Ours only if it names our issuer (upstream tries an
+                // issuer's keys only on tokens naming that issuer).
+                _ if unverified_issuer(token).as_deref() != Some(SA_ISSUER) => Ok(None),
+                ErrorKind::InvalidSignature
+                | ErrorKind::InvalidEcdsaKey
+                | ErrorKind::InvalidAlgorithm
+                | ErrorKind::Base64(_) => Err("token could not be verified: invalid signature".into()),
+                _ => Err(format!("service account token claims could not be validated: {e}")),
+            },
+        }
     }
 
-    /// Signs a token for a service account, valid for `ttl_secs`.
-    pub fn issue_sa_token(
-        &self,
-        namespace: &str,
-        name: &str,
-        uid: &str,
-        audiences: Vec<String>,
-        ttl_secs: i64,
-    ) -> Result<(String, i64)> {
+    /// Signs a token for a service account, valid for `ttl_secs`, bound to
+    /// the objects in `refs` (besides the service account itself).
+    pub fn issue_sa_token(&self, refs: SaClaimsK8s, audiences: Vec<String>, ttl_secs: i64) -> Result<(String, i64)> {
         let now = jiff::Timestamp::now().as_second();
         let claims = SaClaims {
             iss: SA_ISSUER.into(),
-            sub: format!("system:serviceaccount:{namespace}:{name}"),
+            sub: format!("system:serviceaccount:{}:{}", refs.namespace, refs.serviceaccount.name),
             aud: if audiences.is_empty() {
-                vec![SA_ISSUER.into()]
+                self.api_audiences.clone()
             } else {
                 audiences
             },
             exp: now + ttl_secs,
             iat: now,
             nbf: now,
-            kubernetes: SaClaimsK8s {
-                namespace: namespace.into(),
-                serviceaccount: SaRef {
-                    name: name.into(),
-                    uid: uid.into(),
-                },
-            },
+            jti: uuid::Uuid::new_v4().to_string(),
+            kubernetes: refs,
         };
         let token = jsonwebtoken::encode(&Header::new(Algorithm::ES256), &claims, &self.sa_encoding)?;
         Ok((token, now + ttl_secs))
     }
+}
+
+/// The members of `a` also in `b`, in `a`'s order.
+fn intersect(a: &[String], b: &[String]) -> Vec<String> {
+    a.iter().filter(|x| b.contains(x)).cloned().collect()
+}
+
+/// A string list as Go's `%q` prints it: `["a" "b"]`.
+fn go_quoted(list: &[String]) -> String {
+    let items: Vec<String> = list.iter().map(|s| format!("{s:?}")).collect();
+    format!("[{}]", items.join(" "))
+}
+
+/// The `iss` claim of a JWT, read without verifying it.
+fn unverified_issuer(token: &str) -> Option<String> {
+    use base64::Engine;
+    let payload = token.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    v.get("iss")?.as_str().map(String::from)
 }
 
 /// Parses upstream's static token file: `token,user,uid[,"group1,group2"]`.
@@ -248,16 +374,67 @@ mod tests {
     fn service_account_tokens_verify_and_forgeries_do_not() {
         let dir = tempfile::tempdir().expect("tempdir");
         let pki = Pki::ensure(dir.path(), &[]).expect("pki");
-        let a = Authenticator::new(&pki, None).expect("authn");
-        let (tok, _) = a
-            .issue_sa_token("default", "builder", "u1", vec![], 3600)
-            .expect("issue");
-        let u = a.authenticate_token(&tok).expect("valid");
-        assert_eq!(u.name, "system:serviceaccount:default:builder");
-        assert!(u.groups.contains(&"system:serviceaccounts:default".to_string()));
+        let a = Authenticator::new(&pki, None, vec![SA_ISSUER.into()]).expect("authn");
+        let refs = SaClaimsK8s {
+            namespace: "default".into(),
+            serviceaccount: SaRef {
+                name: "builder".into(),
+                uid: "u1".into(),
+            },
+            pod: Some(SaRef {
+                name: "p".into(),
+                uid: "pu".into(),
+            }),
+            ..Default::default()
+        };
+        let (tok, _) = a.issue_sa_token(refs.clone(), vec![], 3600).expect("issue");
+        let t = a.authenticate_token(&tok, None).expect("valid");
+        assert_eq!(t.user.name, "system:serviceaccount:default:builder");
+        assert_eq!(t.user.uid, "u1");
+        assert!(t.user.groups.contains(&"system:serviceaccounts:default".to_string()));
+        assert_eq!(t.user.extra["authentication.kubernetes.io/pod-name"], vec!["p"]);
+        assert!(t.user.extra["authentication.kubernetes.io/credential-id"][0].starts_with("JTI="));
+        assert_eq!(t.audiences, vec![SA_ISSUER]);
+        assert_eq!(t.service_account.expect("claims").pod.expect("pod").uid, "pu");
         let mut forged = tok.clone();
         forged.pop();
-        assert!(a.authenticate_token(&forged).is_none());
-        assert!(a.authenticate_token("nonsense").is_none());
+        assert_eq!(
+            a.authenticate_token(&forged, None).unwrap_err(),
+            "token could not be verified: invalid signature"
+        );
+        assert_eq!(
+            a.authenticate_token("nonsense", None).unwrap_err(),
+            INVALID_BEARER_TOKEN
+        );
+
+        // A token for another audience is no good for the API, but is for
+        // that audience.
+        let (vault, _) = a.issue_sa_token(refs, vec!["vault".into()], 3600).expect("issue");
+        assert_eq!(
+            a.authenticate_token(&vault, None).unwrap_err(),
+            format!("token audiences [\"vault\"] is invalid for the target audiences [\"{SA_ISSUER}\"]")
+        );
+        let auds = ["vault".to_string(), "other".to_string()];
+        assert_eq!(
+            a.authenticate_token(&vault, Some(&auds)).expect("ok").audiences,
+            vec!["vault"]
+        );
+    }
+
+    #[test]
+    fn static_tokens_count_for_the_api_audiences_only() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pki = Pki::ensure(dir.path(), &[]).expect("pki");
+        let file = dir.path().join("tokens.csv");
+        std::fs::write(&file, "s3cret,alice,1001,dev\n").expect("write");
+        let a = Authenticator::new(&pki, Some(&file), vec!["api".into()]).expect("authn");
+        let t = a.authenticate_token("s3cret", None).expect("api");
+        assert_eq!((t.user.name.as_str(), t.audiences), ("alice", vec!["api".to_string()]));
+        assert!(t.service_account.is_none());
+        assert_eq!(
+            a.authenticate_token("s3cret", Some(&["vault".to_string()]))
+                .unwrap_err(),
+            INVALID_BEARER_TOKEN
+        );
     }
 }

@@ -363,6 +363,7 @@ pub fn resource_types(crd: &Value) -> Vec<ResourceType> {
                 short_names: list("shortNames"),
                 categories: list("categories"),
                 subresources: subs,
+                stored: true,
                 verbs: vec![
                     "delete",
                     "deletecollection",

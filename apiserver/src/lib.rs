@@ -8,12 +8,14 @@
 //! defaults, validation, update rules), [`admission`] (allocations, CRD
 //! registration), [`patch`] and [`managed`] (patches, server-side apply),
 //! [`customresource`] (CRDs), [`discovery`], [`openapi`], [`table`]
-//! (server-side printing), [`authn`] and [`certs`] (identity and PKI),
+//! (server-side printing), [`authn`], [`authz`] and [`certs`] (identity,
+//! access and PKI), [`reviews`] (token and access reviews),
 //! [`metrics`], [`status`] (errors), [`proxy`] (pod logs, exec, attach and
 //! port-forward, proxied to the node's kubelet).
 
 pub mod admission;
 pub mod authn;
+pub mod authz;
 pub mod bootstrap;
 pub mod cache;
 pub mod certs;
@@ -29,6 +31,7 @@ pub mod proxy;
 pub mod registry;
 pub mod request;
 pub mod rest;
+pub mod reviews;
 pub mod server;
 pub mod status;
 pub mod storage;

@@ -471,10 +471,15 @@ fn gv_document(gv: &str, rs: &[&ResourceType], schemas: &Value) -> Value {
             "parameters".into(),
             json!([{"name": "name", "in": "path", "required": true, "schema": {"type": "string"}}]),
         );
-        paths.insert(item, Value::Object(item_ops));
         let mut coll_ops = Map::new();
         coll_ops.insert("get".into(), op("list", id("list"), vec![], &obj_ref));
         coll_ops.insert("post".into(), op("post", id("create"), write_params(), &obj_ref));
+        if !r.stored {
+            // A review kind: POST to the collection is all there is.
+            coll_ops.remove("get");
+        } else {
+            paths.insert(item, Value::Object(item_ops));
+        }
         paths.insert(coll, Value::Object(coll_ops));
     }
     let keep = reachable(schemas, &roots);

@@ -35,6 +35,13 @@ pub struct Options {
     /// A file of static bearer tokens: token,user,uid,"group1,group2".
     #[arg(long)]
     pub token_auth_file: Option<PathBuf>,
+    /// Identifiers of the API: a bearer token must be meant for one of them.
+    /// Defaults to the service-account issuer.
+    #[arg(long, value_delimiter = ',')]
+    pub api_audiences: Vec<String>,
+    /// Longest validity of a token from the TokenRequest API.
+    #[arg(long, value_parser = parse_duration, default_value = "24h")]
+    pub service_account_max_token_expiration: Duration,
     /// Largest request body accepted, in bytes.
     #[arg(long, default_value_t = 3 * 1024 * 1024)]
     pub max_request_body_bytes: usize,

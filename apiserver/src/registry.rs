@@ -6,9 +6,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use k8s_openapi::api::{
-    apps::v1 as apps, autoscaling::v2 as autoscaling, batch::v1 as batch, coordination::v1 as coordination,
-    core::v1 as core, discovery::v1 as discovery, events::v1 as events, networking::v1 as networking,
-    policy::v1 as policy, rbac::v1 as rbac, scheduling::v1 as scheduling, storage::v1 as storage,
+    apps::v1 as apps, authentication::v1 as authentication, authorization::v1 as authorization,
+    autoscaling::v2 as autoscaling, batch::v1 as batch, coordination::v1 as coordination, core::v1 as core,
+    discovery::v1 as discovery, events::v1 as events, networking::v1 as networking, policy::v1 as policy,
+    rbac::v1 as rbac, scheduling::v1 as scheduling, storage::v1 as storage,
 };
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1 as apiextensions;
 use parking_lot::RwLock;
@@ -39,6 +40,9 @@ pub struct ResourceType {
     pub subresources: Vec<String>,
     /// Verbs on the main resource.
     pub verbs: Vec<&'static str>,
+    /// False for the review kinds (TokenReview, SubjectAccessReview, ...):
+    /// a create is answered from its body and nothing is stored.
+    pub stored: bool,
     /// Prefix of keys in the store, ending in `/`.
     pub key_prefix: String,
     pub normalize: Option<Normalize>,
@@ -150,6 +154,7 @@ where
         categories: extra.cats.iter().map(|s| s.to_string()).collect(),
         subresources: extra.subs.iter().map(|s| s.to_string()).collect(),
         verbs: ALL_VERBS.to_vec(),
+        stored: true,
         key_prefix,
         normalize: Some(normalize_as::<T>),
         schema: Some(schema_of::<T>),
@@ -157,6 +162,19 @@ where
         crd_schema: None,
         printer_columns: None,
         scale_paths: None,
+    }
+}
+
+/// A review kind: create only, answered and never stored.
+fn review<T>() -> ResourceType
+where
+    T: k8s_openapi::Resource + DeserializeOwned + Serialize + schemars::JsonSchema + 'static,
+    T::Scope: 'static,
+{
+    ResourceType {
+        verbs: vec!["create"],
+        stored: false,
+        ..builtin::<T>(NONE)
     }
 }
 
@@ -203,6 +221,12 @@ pub fn builtins() -> Vec<ResourceType> {
         builtin::<apps::DaemonSet>(x!(["ds"], ["all"], ["status"])),
         builtin::<apps::StatefulSet>(x!(["sts"], ["all"], ["status", "scale"])),
         builtin::<apps::ControllerRevision>(NONE),
+        review::<authentication::TokenReview>(),
+        review::<authentication::SelfSubjectReview>(),
+        review::<authorization::LocalSubjectAccessReview>(),
+        review::<authorization::SelfSubjectAccessReview>(),
+        review::<authorization::SelfSubjectRulesReview>(),
+        review::<authorization::SubjectAccessReview>(),
         builtin::<batch::Job>(x!([], ["all"], ["status"])),
         builtin::<batch::CronJob>(x!(["cj"], ["all"], ["status"])),
         builtin::<autoscaling::HorizontalPodAutoscaler>(x!(["hpa"], ["all"], ["status"])),

@@ -47,7 +47,7 @@ impl Ctx {
         }
     }
 
-    fn dry_run(&self) -> ApiResult<bool> {
+    pub fn dry_run(&self) -> ApiResult<bool> {
         match self.query.get("dryRun") {
             None | Some("") => Ok(false),
             Some("All") => Ok(true),
@@ -94,6 +94,15 @@ pub async fn handle(ctx: Ctx, method: Method, body: bytes::Bytes) -> ApiResult<R
         return Err(ApiError::NotFoundMessage {
             message: "the server could not find the requested resource".into(),
         });
+    }
+    if !ctx.rt.stored {
+        return match (method, is_collection, info.subresource.as_str()) {
+            (Method::POST, true, "") => {
+                let resp = crate::reviews::create(&mut ctx, &body).await?;
+                Ok(with_warnings(resp, &ctx.warnings))
+            }
+            _ => Err(ApiError::MethodNotAllowed),
+        };
     }
     let watch_requested = info.watch_prefix || ctx.query.bool("watch")?;
     let resp = match (method.clone(), is_collection, info.subresource.as_str()) {

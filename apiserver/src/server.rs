@@ -41,6 +41,8 @@ pub struct Config {
     pub advertise_address: String,
     pub port: u16,
     pub max_body: usize,
+    /// Longest TokenRequest validity, in seconds.
+    pub max_token_expiration: i64,
 }
 
 pub struct Server {
@@ -130,7 +132,12 @@ impl ApiServer {
         }
         let pki = Pki::ensure(&cert_dir, &sans)?;
         let tls = crate::authn::server_tls(&pki)?;
-        let authn = Authenticator::new(&pki, opts.token_auth_file.as_deref())?;
+        let api_audiences = if opts.api_audiences.is_empty() {
+            vec![crate::authn::SA_ISSUER.to_string()]
+        } else {
+            opts.api_audiences.clone()
+        };
+        let authn = Authenticator::new(&pki, opts.token_auth_file.as_deref(), api_audiences)?;
         let kubelet = crate::proxy::KubeletClient::new(&opts, &pki)?;
 
         let listener = TcpListener::bind((opts.bind_address.as_str(), opts.secure_port))
@@ -186,6 +193,7 @@ impl ApiServer {
                 advertise_address: opts.advertise_address.clone(),
                 port: addr.port(),
                 max_body: opts.max_request_body_bytes,
+                max_token_expiration: opts.service_account_max_token_expiration.as_secs() as i64,
             },
             readonly_inflight: Semaphore::new(opts.max_requests_inflight),
             bootstrapped: std::sync::atomic::AtomicBool::new(false),
@@ -279,6 +287,15 @@ fn text(code: StatusCode, s: impl Into<String>) -> Response {
     (code, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], s.into()).into_response()
 }
 
+/// Whether an object's deletionTimestamp lies over a minute back (the
+/// leeway upstream's token validator gives).
+fn deleted_over_a_minute_ago(obj: &Value) -> bool {
+    obj.pointer("/metadata/deletionTimestamp")
+        .and_then(Value::as_str)
+        .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+        .is_some_and(|t| jiff::Timestamp::now().as_second() - t.as_second() > 60)
+}
+
 fn not_found() -> Response {
     ApiError::NotFoundMessage {
         message: "the server could not find the requested resource".into(),
@@ -299,6 +316,89 @@ impl Server {
             "compiler": "rustc",
             "platform": format!("{}/{}", std::env::consts::OS, if std::env::consts::ARCH == "x86_64" { "amd64" } else { std::env::consts::ARCH }),
         })
+    }
+
+    /// Authenticates a bearer token for `audiences` (the API's when None).
+    /// A service-account token counts only while its service account, and
+    /// the pod, secret or node it is bound to, exist with the UIDs it names
+    /// (and were not deleted over a minute ago), as upstream's validator.
+    /// `Err` is upstream's message, as a TokenReview reports it.
+    pub async fn authenticate_bearer(
+        self: &Arc<Self>,
+        token: &str,
+        audiences: Option<&[String]>,
+    ) -> Result<crate::authn::TokenAuth, String> {
+        let auth = self.authn.authenticate_token(token, audiences)?;
+        if let Some(refs) = &auth.service_account {
+            self.check_token_objects(refs).await?;
+        }
+        Ok(auth)
+    }
+
+    async fn check_token_objects(&self, refs: &crate::authn::SaClaimsK8s) -> Result<(), String> {
+        const INVALIDATED: &str = "service account token has been invalidated";
+        let ns = &refs.namespace;
+        let sa = &refs.serviceaccount;
+        let Some(obj) = self.live_object("serviceaccounts", ns, &sa.name).await? else {
+            return Err(format!("serviceaccounts \"{}\" not found", sa.name));
+        };
+        if object::uid(&obj) != sa.uid {
+            return Err(format!(
+                "service account UID ({}) does not match claim ({})",
+                object::uid(&obj),
+                sa.uid
+            ));
+        }
+        if deleted_over_a_minute_ago(&obj) {
+            return Err(format!("service account {ns}/{} has been deleted", sa.name));
+        }
+        for (resource, r, what) in [
+            (
+                "secrets",
+                &refs.secret,
+                "secret UID ({}) does not match service account secret ref claim ({})",
+            ),
+            (
+                "pods",
+                &refs.pod,
+                "pod UID ({}) does not match service account pod ref claim ({})",
+            ),
+            (
+                "nodes",
+                &refs.node,
+                "node UID ({}) does not match service account node ref claim ({})",
+            ),
+        ] {
+            let Some(r) = r else { continue };
+            let ns = if resource == "nodes" { "" } else { ns.as_str() };
+            let Some(obj) = self.live_object(resource, ns, &r.name).await? else {
+                return Err(INVALIDATED.into());
+            };
+            if object::uid(&obj) != r.uid {
+                return Err(what.replacen("{}", object::uid(&obj), 1).replacen("{}", &r.uid, 1));
+            }
+            if deleted_over_a_minute_ago(&obj) {
+                return Err(INVALIDATED.into());
+            }
+        }
+        Ok(())
+    }
+
+    /// An object as this apiserver's watch cache has it (upstream reads its
+    /// informers), or from the store while the cache is not ready.
+    async fn live_object(&self, resource: &str, namespace: &str, name: &str) -> Result<Option<Value>, String> {
+        let Some(rt) = self.registry.lookup("", "v1", resource) else {
+            return Ok(None);
+        };
+        let key = rt.key(namespace, name);
+        if let Some(c) = self.cache.get(&rt.key_prefix) {
+            return Ok(c.get(&key).0.map(|e| e.object.clone()));
+        }
+        match self.storage.get(&key, crate::storage::ReadAt::Latest).await {
+            Ok(Some(s)) => Ok(Some(s.object)),
+            Ok(None) => Ok(None),
+            Err(e) => Err(e.to_status()["message"].as_str().unwrap_or("storage error").to_string()),
+        }
     }
 
     fn store_healthy(&self) -> bool {
@@ -330,9 +430,9 @@ impl Server {
         // Authentication.
         let user = match parts.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
             Some(h) if h.len() > 7 && h[..7].eq_ignore_ascii_case("bearer ") => {
-                match self.authn.authenticate_token(h[7..].trim()) {
-                    Some(u) => u,
-                    None => return (String::new(), String::new(), ApiError::Unauthorized.into_response()),
+                match self.authenticate_bearer(h[7..].trim(), None).await {
+                    Ok(t) => t.user,
+                    Err(_) => return (String::new(), String::new(), ApiError::Unauthorized.into_response()),
                 }
             }
             _ => cert_user.unwrap_or_else(User::anonymous),
@@ -603,6 +703,7 @@ pub async fn ensure_object(server: &Arc<Server>, group: &str, version: &str, plu
             name: "system:apiserver".into(),
             uid: String::new(),
             groups: vec!["system:masters".into()],
+            extra: Default::default(),
         },
         warnings: Vec::new(),
     };

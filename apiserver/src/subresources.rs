@@ -5,10 +5,11 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use serde_json::{Value, json};
 
+use crate::authn::{SaClaimsK8s, SaRef};
 use crate::object;
 use crate::rest::{self, Ctx};
-use crate::status::{ApiError, ApiResult};
-use crate::storage::Cas;
+use crate::status::{ApiError, ApiResult, Target};
+use crate::storage::{Cas, ReadAt};
 
 /// JSON pointers of a scalable kind: (spec replicas, status replicas,
 /// label selector or its string form).
@@ -342,6 +343,11 @@ async fn take_disruption(ctx: &Ctx, pod: &Value, dry_run: bool) -> ApiResult<()>
     })
 }
 
+/// The TokenRequest API (`serviceaccounts/<name>/token`), as upstream's
+/// token REST: a token for the service account, for the requested
+/// audiences (the API's by default), valid for `expirationSeconds` (at most
+/// `--service-account-max-token-expiration`), optionally bound to a pod,
+/// secret or node whose deletion invalidates it.
 async fn token(ctx: &mut Ctx, body: &[u8]) -> ApiResult<Response> {
     let req = rest::decode_body(ctx, body)?;
     let sa = rest::current(ctx).await?;
@@ -349,31 +355,51 @@ async fn token(ctx: &mut Ctx, body: &[u8]) -> ApiResult<Response> {
         .pointer("/spec/expirationSeconds")
         .and_then(Value::as_i64)
         .unwrap_or(3600);
+    let too = |why: &str| ApiError::Invalid {
+        target: Target {
+            group: "authentication.k8s.io".into(),
+            resource: "tokenrequests".into(),
+            kind: "TokenRequest".into(),
+            name: ctx.info.name.clone(),
+        },
+        errors: vec![apimachinery::validation::FieldError::invalid(
+            "spec.expirationSeconds",
+            json!(ttl),
+            why,
+        )],
+    };
     if ttl < 600 {
-        return Err(ApiError::Invalid {
-            target: ctx.target(&ctx.info.name),
-            errors: vec![apimachinery::validation::FieldError::invalid(
-                "spec.expirationSeconds",
-                json!(ttl),
-                "may not specify a duration less than 10 minutes",
-            )],
-        });
+        return Err(too("may not specify a duration less than 10 minutes"));
     }
-    let auds: Vec<String> = req
+    if ttl > 1 << 32 {
+        return Err(too("may not specify a duration larger than 2^32 seconds"));
+    }
+    let ttl = ttl.min(ctx.server.config.max_token_expiration);
+    let mut auds: Vec<String> = req
         .pointer("/spec/audiences")
         .and_then(Value::as_array)
         .map(|a| a.iter().filter_map(Value::as_str).map(String::from).collect())
         .unwrap_or_default();
+    if auds.is_empty() {
+        auds = ctx.server.authn.api_audiences().to_vec();
+    }
+    let namespace = ctx.info.namespace.clone();
+    let mut refs = SaClaimsK8s {
+        namespace: namespace.clone(),
+        serviceaccount: SaRef {
+            name: ctx.info.name.clone(),
+            uid: object::uid(&sa.object).into(),
+        },
+        ..Default::default()
+    };
+    let mut bound = req.pointer("/spec/boundObjectRef").cloned().filter(|b| !b.is_null());
+    if let Some(b) = bound.as_mut() {
+        bind(ctx, &mut refs, b).await?;
+    }
     let (tok, exp) = ctx
         .server
         .authn
-        .issue_sa_token(
-            &ctx.info.namespace,
-            &ctx.info.name,
-            object::uid(&sa.object),
-            auds.clone(),
-            ttl,
-        )
+        .issue_sa_token(refs, auds.clone(), ttl)
         .map_err(ApiError::internal)?;
     let exp_ts = jiff::Timestamp::from_second(exp)
         .map(|t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
@@ -381,9 +407,104 @@ async fn token(ctx: &mut Ctx, body: &[u8]) -> ApiResult<Response> {
     let resp = json!({
         "kind": "TokenRequest",
         "apiVersion": "authentication.k8s.io/v1",
-        "metadata": {"name": ctx.info.name, "namespace": ctx.info.namespace, "creationTimestamp": null},
-        "spec": {"audiences": auds, "expirationSeconds": ttl, "boundObjectRef": req.pointer("/spec/boundObjectRef")},
+        "metadata": {"name": ctx.info.name, "namespace": namespace, "creationTimestamp": null},
+        "spec": {"audiences": auds, "expirationSeconds": ttl, "boundObjectRef": bound},
         "status": {"token": tok, "expirationTimestamp": exp_ts},
     });
     Ok(rest::encode(StatusCode::CREATED, &resp, crate::request::Output::Json))
+}
+
+/// Binds a token to the object `bound` names (a TokenRequest's
+/// `boundObjectRef`): it must exist, with the given UID if one is given; a
+/// pod must run as this service account, and its node (if it has one and
+/// the node exists) is bound too.
+async fn bind(ctx: &Ctx, refs: &mut SaClaimsK8s, bound: &mut Value) -> ApiResult<()> {
+    let api_version = bound.get("apiVersion").and_then(Value::as_str).unwrap_or("");
+    let kind = bound.get("kind").and_then(Value::as_str).unwrap_or("");
+    let name = bound.get("name").and_then(Value::as_str).unwrap_or("").to_string();
+    let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+    let resource = match (group, kind) {
+        ("", "Pod") => "pods",
+        ("", "Secret") => "secrets",
+        ("", "Node") => "nodes",
+        _ => {
+            return Err(ApiError::bad_request(format!(
+                "cannot bind token to object of type {group}/{version}, Kind={kind}"
+            )));
+        }
+    };
+    let ns = if resource == "nodes" {
+        ""
+    } else {
+        refs.namespace.as_str()
+    };
+    let get = |resource: &'static str, ns: String, name: String| async move {
+        let rt = ctx
+            .server
+            .registry
+            .lookup("", "v1", resource)
+            .ok_or_else(|| ApiError::internal(format!("no {resource} resource")))?;
+        let stored = ctx.server.storage.get(&rt.key(&ns, &name), ReadAt::Latest).await?;
+        Ok::<_, ApiError>(stored.map(|s| s.object))
+    };
+    let Some(obj) = get(resource, ns.to_string(), name.clone()).await? else {
+        return Err(ApiError::NotFound {
+            target: Target {
+                group: String::new(),
+                resource: resource.into(),
+                kind: kind.into(),
+                name,
+            },
+        });
+    };
+    let uid = object::uid(&obj).to_string();
+    if let Some(want) = bound.get("uid").and_then(Value::as_str).filter(|u| !u.is_empty())
+        && want != uid
+    {
+        return Err(ApiError::Conflict {
+            target: Target {
+                group: String::new(),
+                resource: kind.into(),
+                kind: kind.into(),
+                name: name.clone(),
+            },
+            message: format!(
+                "the UID in the bound object reference ({want}) does not match the UID in record. The object might have been deleted and then recreated"
+            ),
+        });
+    }
+    let this = SaRef {
+        name: name.clone(),
+        uid: uid.clone(),
+    };
+    match resource {
+        "pods" => {
+            let sa_name = obj
+                .pointer("/spec/serviceAccountName")
+                .and_then(Value::as_str)
+                .unwrap_or("default");
+            if sa_name != refs.serviceaccount.name {
+                return Err(ApiError::bad_request(format!(
+                    "cannot bind token for serviceaccount {:?} to pod running with different serviceaccount name.",
+                    refs.serviceaccount.name
+                )));
+            }
+            if let Some(node) = obj
+                .pointer("/spec/nodeName")
+                .and_then(Value::as_str)
+                .filter(|n| !n.is_empty())
+                && let Some(n) = get("nodes", String::new(), node.to_string()).await?
+            {
+                refs.node = Some(SaRef {
+                    name: node.into(),
+                    uid: object::uid(&n).into(),
+                });
+            }
+            refs.pod = Some(this);
+        }
+        "secrets" => refs.secret = Some(this),
+        _ => refs.node = Some(this),
+    }
+    bound["uid"] = json!(uid);
+    Ok(())
 }

@@ -157,6 +157,18 @@ impl ApiServers {
         self.client_for(0).await
     }
 
+    /// A client of apiserver 0 that presents a bearer token and no client
+    /// certificate.
+    pub async fn token_client(&self, token: &str) -> anyhow::Result<kube::Client> {
+        let kc = kube::config::Kubeconfig::read_from(self.kubeconfig_path(0))?;
+        let mut cfg = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default()).await?;
+        cfg.auth_info = kube::config::AuthInfo {
+            token: Some(token.to_string().into()),
+            ..Default::default()
+        };
+        Ok(kube::Client::try_from(cfg)?)
+    }
+
     pub fn kill9(&mut self, i: usize) {
         if let Some(mut c) = self.members[i].child.take() {
             let _ = c.kill();

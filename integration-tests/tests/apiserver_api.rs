@@ -1659,3 +1659,352 @@ async fn creates_need_a_namespace_that_exists_and_is_not_terminating() -> anyhow
     assert_eq!(r.code, 404, "{}", r.body);
     Ok(())
 }
+
+/// The review APIs and service-account tokens as upstream authenticates
+/// them: TokenRequest binds a token to a pod; the token is good only for
+/// its audiences and only while its service account and pod exist; a
+/// TokenReview reports exactly what a request with the token would get; the
+/// access reviews answer from the policy the server enforces; upstream
+/// kubectl's `auth whoami` and `auth can-i` work.
+#[tokio::test(flavor = "multi_thread")]
+async fn token_and_access_reviews_answer_as_the_server_authenticates() -> anyhow::Result<()> {
+    use integration_tests::apiserver_cluster::{run_kubectl, upstream_kubectl};
+    const ISSUER: &str = "https://kubernetes.default.svc.cluster.local";
+    let files = tempfile::tempdir()?;
+    let tokens = files.path().join("tokens.csv");
+    std::fs::write(&tokens, "s3cret,alice,1001,\"dev,ops\"\n")?;
+    let c = ApiServers::start_with(1, &["--token-auth-file", tokens.to_str().unwrap_or_default()]).await?;
+    let client = c.client().await?;
+    let review = |token: &str, audiences: &[&str]| {
+        json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview",
+               "spec": {"token": token, "audiences": audiences}})
+    };
+    let token_reviews = "/apis/authentication.k8s.io/v1/tokenreviews";
+    let ns = "/api/v1/namespaces/default";
+
+    // A service account, a pod running as it, and a token bound to the pod.
+    let r = post_json(
+        &client,
+        &format!("{ns}/serviceaccounts"),
+        &json!({"metadata": {"name": "robot"}}),
+    )
+    .await?;
+    assert_eq!(r.code, 201, "{}", r.body);
+    let sa_uid = r.body["metadata"]["uid"].as_str().unwrap_or_default().to_string();
+    let pod = |name: &str, sa: &str| json!({"metadata": {"name": name}, "spec": {"serviceAccountName": sa, "containers": [{"name": "c", "image": "busybox"}]}});
+    let r = post_json(&client, &format!("{ns}/pods"), &pod("runner", "robot")).await?;
+    assert_eq!(r.code, 201, "{}", r.body);
+    let pod_uid = r.body["metadata"]["uid"].as_str().unwrap_or_default().to_string();
+    let request_token = |spec: Value| {
+        let client = client.clone();
+        async move {
+            post_json(
+                &client,
+                &format!("{ns}/serviceaccounts/robot/token"),
+                &json!({"spec": spec}),
+            )
+            .await
+        }
+    };
+    let r = request_token(json!({"boundObjectRef": {"apiVersion": "v1", "kind": "Pod", "name": "runner"}})).await?;
+    assert_eq!(r.code, 201, "{}", r.body);
+    assert_eq!(r.body["spec"]["audiences"], json!([ISSUER]));
+    assert_eq!(r.body["spec"]["boundObjectRef"]["uid"], json!(pod_uid));
+    let pod_token = r.body["status"]["token"].as_str().unwrap_or_default().to_string();
+
+    // The token works against the API, as the service account; whoami
+    // (SelfSubjectReview) tells what the server saw.
+    let robot = c.token_client(&pod_token).await?;
+    let who = json!({"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"});
+    let r = post_json(&robot, "/apis/authentication.k8s.io/v1/selfsubjectreviews", &who).await?;
+    assert_eq!(r.code, 201, "{}", r.body);
+    let info = &r.body["status"]["userInfo"];
+    assert_eq!(info["username"], "system:serviceaccount:default:robot");
+    assert_eq!(info["uid"], json!(sa_uid));
+    assert_eq!(
+        info["groups"],
+        json!([
+            "system:serviceaccounts",
+            "system:serviceaccounts:default",
+            "system:authenticated"
+        ])
+    );
+    assert_eq!(
+        info["extra"]["authentication.kubernetes.io/pod-name"],
+        json!(["runner"])
+    );
+    assert_eq!(info["extra"]["authentication.kubernetes.io/pod-uid"], json!([pod_uid]));
+    assert!(
+        info["extra"]["authentication.kubernetes.io/credential-id"][0]
+            .as_str()
+            .is_some_and(|c| c.starts_with("JTI=")),
+        "{info}"
+    );
+
+    // A TokenReview reports the same user, for the API's audience.
+    let r = post_json(&client, token_reviews, &review(&pod_token, &[])).await?;
+    assert_eq!(r.code, 201, "{}", r.body);
+    assert_eq!(r.body["status"]["authenticated"], true);
+    assert_eq!(r.body["status"]["user"], *info);
+    assert_eq!(r.body["status"]["audiences"], json!([ISSUER]));
+    assert_eq!(r.body["metadata"], json!({"creationTimestamp": null}));
+
+    // A token for another audience is no good for the API; a review for
+    // that audience accepts it.
+    let r = request_token(json!({"audiences": ["vault"], "expirationSeconds": 7200})).await?;
+    assert_eq!(r.code, 201, "{}", r.body);
+    assert_eq!(r.body["spec"]["expirationSeconds"], 7200);
+    let vault_token = r.body["status"]["token"].as_str().unwrap_or_default().to_string();
+    let vault = c.token_client(&vault_token).await?;
+    assert_eq!(get(&vault, "/api/v1/namespaces").await?.code, 401);
+    let r = post_json(&client, token_reviews, &review(&vault_token, &["vault", "other"])).await?;
+    assert_eq!(r.body["status"]["authenticated"], true, "{}", r.body);
+    assert_eq!(r.body["status"]["audiences"], json!(["vault"]));
+    let r = post_json(&client, token_reviews, &review(&vault_token, &[])).await?;
+    assert_eq!(
+        r.body["status"],
+        json!({"user": {}, "error": format!("token audiences [\"vault\"] is invalid for the target audiences [\"{ISSUER}\"]")})
+    );
+
+    // Static tokens count for the API's audience only; unknown tokens and
+    // empty ones are told apart as upstream does.
+    let r = post_json(&client, token_reviews, &review("s3cret", &[])).await?;
+    assert_eq!(
+        r.body["status"]["user"],
+        json!({"username": "alice", "uid": "1001", "groups": ["dev", "ops", "system:authenticated"]})
+    );
+    let alice = c.token_client("s3cret").await?;
+    let r = post_json(&alice, "/apis/authentication.k8s.io/v1/selfsubjectreviews", &who).await?;
+    assert_eq!(r.body["status"]["userInfo"]["username"], "alice");
+    let r = post_json(&client, token_reviews, &review("s3cret", &["vault"])).await?;
+    assert_eq!(r.body["status"]["error"], "invalid bearer token");
+    let r = post_json(&client, token_reviews, &review("nonsense", &[])).await?;
+    assert_eq!(r.body["status"], json!({"user": {}, "error": "invalid bearer token"}));
+    let r = post_json(
+        &client,
+        token_reviews,
+        &json!({"kind": "TokenReview", "apiVersion": "authentication.k8s.io/v1"}),
+    )
+    .await?;
+    assert_eq!((r.code, r.body["reason"].clone()), (400, json!("BadRequest")));
+    assert_eq!(r.body["message"], "token is required for TokenReview in authentication");
+    assert_eq!(get(&client, token_reviews).await?.code, 405);
+
+    // TokenRequest's own checks.
+    let r = post_json(
+        &client,
+        &format!("{ns}/configmaps"),
+        &json!({"metadata": {"name": "cfg"}}),
+    )
+    .await?;
+    assert_eq!(r.code, 201);
+    let r = request_token(json!({"boundObjectRef": {"apiVersion": "v1", "kind": "ConfigMap", "name": "cfg"}})).await?;
+    assert_eq!(r.code, 400);
+    assert_eq!(
+        r.body["message"],
+        "cannot bind token to object of type /v1, Kind=ConfigMap"
+    );
+    assert_eq!(
+        post_json(&client, &format!("{ns}/pods"), &pod("other", "default"))
+            .await?
+            .code,
+        201
+    );
+    let r = request_token(json!({"boundObjectRef": {"apiVersion": "v1", "kind": "Pod", "name": "other"}})).await?;
+    assert_eq!(r.code, 400);
+    assert_eq!(
+        r.body["message"],
+        "cannot bind token for serviceaccount \"robot\" to pod running with different serviceaccount name."
+    );
+    let r =
+        request_token(json!({"boundObjectRef": {"apiVersion": "v1", "kind": "Pod", "name": "runner", "uid": "stale"}}))
+            .await?;
+    assert_eq!(r.code, 409, "{}", r.body);
+    assert!(r.body["message"].as_str().unwrap_or_default().starts_with(
+        "Operation cannot be fulfilled on Pod \"runner\": the UID in the bound object reference (stale) does not match"
+    ));
+    let r = request_token(json!({"boundObjectRef": {"apiVersion": "v1", "kind": "Pod", "name": "gone"}})).await?;
+    assert_eq!(
+        (r.code, r.body["message"].clone()),
+        (404, json!("pods \"gone\" not found"))
+    );
+    let r = request_token(json!({"expirationSeconds": 599})).await?;
+    assert_eq!(r.code, 422);
+    assert_eq!(r.body["details"]["causes"][0]["field"], "spec.expirationSeconds");
+
+    // Deleting the pod (it is on no node: at once) invalidates its token;
+    // deleting the service account invalidates every token of it, and a
+    // new account of the same name does not revive them.
+    let r = request(&client, "DELETE", &format!("{ns}/pods/runner"), None, Vec::new()).await?;
+    assert_eq!(r.code, 200, "{}", r.body);
+    // The review reads the objects from the watch cache, which follows
+    // the deletions shortly.
+    let rejected = |token: String, audiences: &'static [&'static str], want: String| {
+        let client = client.clone();
+        async move {
+            let body = review(&token, audiences);
+            integration_tests::store_cluster::eventually(&want.clone(), Duration::from_secs(10), || {
+                let (client, body, want) = (client.clone(), body.clone(), want.clone());
+                async move {
+                    match post_json(&client, token_reviews, &body).await {
+                        Ok(r) => r.body["status"]["error"] == json!(want),
+                        Err(_) => false,
+                    }
+                }
+            })
+            .await
+        }
+    };
+    rejected(
+        pod_token.clone(),
+        &[],
+        "service account token has been invalidated".into(),
+    )
+    .await?;
+    assert_eq!(get(&robot, "/api/v1/namespaces").await?.code, 401);
+    let r = request(
+        &client,
+        "DELETE",
+        &format!("{ns}/serviceaccounts/robot"),
+        None,
+        Vec::new(),
+    )
+    .await?;
+    assert_eq!(r.code, 200, "{}", r.body);
+    rejected(
+        vault_token.clone(),
+        &["vault"],
+        "serviceaccounts \"robot\" not found".into(),
+    )
+    .await?;
+    let r = post_json(
+        &client,
+        &format!("{ns}/serviceaccounts"),
+        &json!({"metadata": {"name": "robot"}}),
+    )
+    .await?;
+    let new_uid = r.body["metadata"]["uid"].as_str().unwrap_or_default().to_string();
+    rejected(
+        vault_token,
+        &["vault"],
+        format!("service account UID ({new_uid}) does not match claim ({sa_uid})"),
+    )
+    .await?;
+
+    // Access reviews answer from the server's policy: authenticated users
+    // may do anything; anonymous ones only read the public paths.
+    let access = |kind: &str, spec: Value| json!({"apiVersion": "authorization.k8s.io/v1", "kind": kind, "spec": spec});
+    let authz = "/apis/authorization.k8s.io/v1";
+    let create_pods = json!({"verb": "create", "resource": "pods", "namespace": "default"});
+    let r = post_json(
+        &client,
+        &format!("{authz}/selfsubjectaccessreviews"),
+        &access("SelfSubjectAccessReview", json!({"resourceAttributes": create_pods})),
+    )
+    .await?;
+    assert_eq!((r.code, r.body["status"].clone()), (201, json!({"allowed": true})));
+    for (spec, allowed) in [
+        (json!({"user": "alice", "resourceAttributes": create_pods}), true),
+        (
+            json!({"groups": ["system:authenticated"], "resourceAttributes": create_pods}),
+            true,
+        ),
+        (
+            json!({"user": "system:anonymous", "groups": ["system:unauthenticated"], "resourceAttributes": create_pods}),
+            false,
+        ),
+        (
+            json!({"user": "system:anonymous", "nonResourceAttributes": {"verb": "get", "path": "/healthz"}}),
+            true,
+        ),
+    ] {
+        let r = post_json(
+            &client,
+            &format!("{authz}/subjectaccessreviews"),
+            &access("SubjectAccessReview", spec.clone()),
+        )
+        .await?;
+        assert_eq!(
+            (r.code, r.body["status"]["allowed"].clone()),
+            (201, json!(allowed)),
+            "{spec}: {}",
+            r.body
+        );
+    }
+    let r = post_json(
+        &client,
+        &format!("{authz}/subjectaccessreviews"),
+        &access("SubjectAccessReview", json!({})),
+    )
+    .await?;
+    assert_eq!(r.code, 422, "{}", r.body);
+    let fields: Vec<&str> = r.body["details"]["causes"]
+        .as_array()
+        .map(|c| c.iter().filter_map(|c| c["field"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(fields, ["spec.resourceAttributes", "spec.user"]);
+    let r = post_json(
+        &client,
+        &format!("{authz}/namespaces/default/localsubjectaccessreviews"),
+        &access(
+            "LocalSubjectAccessReview",
+            json!({"user": "alice", "resourceAttributes": {"verb": "get", "resource": "pods", "namespace": "other"}}),
+        ),
+    )
+    .await?;
+    assert_eq!(r.code, 422);
+    assert_eq!(
+        r.body["details"]["causes"][0]["field"],
+        "spec.resourceAttributes.namespace"
+    );
+    let rules = |ns: &str| access("SelfSubjectRulesReview", json!({"namespace": ns}));
+    let r = post_json(&client, &format!("{authz}/selfsubjectrulesreviews"), &rules("")).await?;
+    assert_eq!(
+        (r.code, r.body["message"].clone()),
+        (400, json!("no namespace on request"))
+    );
+    let r = post_json(&client, &format!("{authz}/selfsubjectrulesreviews"), &rules("default")).await?;
+    assert_eq!(
+        r.body["status"]["resourceRules"],
+        json!([{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]}])
+    );
+
+    // Upstream kubectl on top of them.
+    let home = tempfile::tempdir()?;
+    let kubectl = |args: &[&str]| -> anyhow::Result<(bool, String, String)> {
+        let out = run_kubectl(&upstream_kubectl("1.33")?, &c.kubeconfig(), home.path(), args, None)?;
+        Ok((
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        ))
+    };
+    assert_eq!(
+        kubectl(&["auth", "whoami"])?,
+        (
+            true,
+            "ATTRIBUTE   VALUE\nUsername    admin\nGroups      [system:masters system:authenticated]\n".into(),
+            String::new()
+        )
+    );
+    assert_eq!(
+        kubectl(&["auth", "can-i", "create", "deployments"])?,
+        (true, "yes\n".into(), String::new())
+    );
+    let (ok, list, _) = kubectl(&["auth", "can-i", "--list"])?;
+    assert!(
+        ok && list
+            .lines()
+            .any(|l| l.split_whitespace().eq(["*.*", "[]", "[]", "[*]"])),
+        "{list}"
+    );
+    let (ok, out, err) = kubectl(&["create", "token", "robot", "--audience", "vault", "--duration", "20m"])?;
+    assert!(ok, "{err}");
+    let r = post_json(&client, token_reviews, &review(out.trim(), &["vault"])).await?;
+    assert_eq!(
+        r.body["status"]["user"]["username"], "system:serviceaccount:default:robot",
+        "{}",
+        r.body
+    );
+    Ok(())
+}
