@@ -1969,16 +1969,67 @@ async fn token_and_access_reviews_answer_as_the_server_authenticates() -> anyhow
         json!([{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]}])
     );
 
-    // Upstream kubectl on top of them.
+    // Upstream kubectl on top of them, and ours alike.
     let home = tempfile::tempdir()?;
-    let kubectl = |args: &[&str]| -> anyhow::Result<(bool, String, String)> {
-        let out = run_kubectl(&upstream_kubectl("1.33")?, &c.kubeconfig(), home.path(), args, None)?;
+    let upstream = upstream_kubectl("1.33")?;
+    let ours = integration_tests::store_cluster::workspace_bin("kubectl")?;
+    let run = |bin: &std::path::Path, args: &[&str]| -> anyhow::Result<(Option<i32>, String, String)> {
+        let out = run_kubectl(bin, &c.kubeconfig(), home.path(), args, None)?;
         Ok((
-            out.status.success(),
+            out.status.code(),
             String::from_utf8_lossy(&out.stdout).into_owned(),
             String::from_utf8_lossy(&out.stderr).into_owned(),
         ))
     };
+    let kubectl = |args: &[&str]| -> anyhow::Result<(bool, String, String)> {
+        let (code, stdout, stderr) = run(&upstream, args)?;
+        Ok((code == Some(0), stdout, stderr))
+    };
+    let r = post_json(&client, &format!("{ns}/pods"), &pod("runner2", "robot")).await?;
+    assert_eq!(r.code, 201, "{}", r.body);
+    let r = request_token(json!({"boundObjectRef": {"apiVersion": "v1", "kind": "Pod", "name": "runner2"}})).await?;
+    let bound = r.body["status"]["token"].as_str().unwrap_or_default().to_string();
+    for args in [
+        &["auth", "whoami"][..],
+        &["auth", "whoami", "-o", "json"],
+        &["auth", "whoami", "-o", "yaml"],
+        &["--token", &bound, "auth", "whoami"],
+        &["--token", &bound, "auth", "whoami", "-o", "json"],
+        &["auth", "can-i", "create", "pods"],
+        &["auth", "can-i", "list", "deployments.apps/web", "-n", "kube-system"],
+        &["auth", "can-i", "get", "nodes"],
+        &["auth", "can-i", "get", "/healthz"],
+        &["auth", "can-i", "frob", "pods"],
+        &["auth", "can-i", "get", "widgets.example.com"],
+        &["auth", "can-i", "-q", "get", "pods"],
+        &["auth", "can-i", "get"],
+        &["auth", "can-i", "--list"],
+        &["auth", "can-i", "--list", "--no-headers"],
+        &["auth", "can-i", "--list", "pods"],
+        &["auth", "can-i", "get", "pods", "--no-headers"],
+        &["auth", "can-i", "get", "/x", "--subresource=log"],
+        // Tables are at least 6 columns wide, with or without headers.
+        &["get", "pods", "--no-headers"],
+        &[
+            "get",
+            "configmaps",
+            "--no-headers",
+            "-o",
+            "custom-columns=N:.metadata.name",
+        ],
+    ] {
+        // A SelfSubjectReview is stamped with the time of the request.
+        let untimed = |(code, stdout, stderr): (Option<i32>, String, String)| {
+            let stdout: Vec<&str> = stdout.lines().filter(|l| !l.contains("creationTimestamp")).collect();
+            (code, stdout.join("\n"), stderr)
+        };
+        assert_eq!(
+            untimed(run(&ours, args)?),
+            untimed(run(&upstream, args)?),
+            "kubectl {}",
+            args.join(" ")
+        );
+    }
     assert_eq!(
         kubectl(&["auth", "whoami"])?,
         (

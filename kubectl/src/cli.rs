@@ -116,4 +116,7 @@ pub enum Command {
     PortForward(cmd::portforward::PortForwardArgs),
     /// Attach to a running container.
     Attach(cmd::attach::AttachArgs),
+    /// Inspect authorization.
+    #[command(subcommand)]
+    Auth(cmd::auth::AuthCommand),
 }

@@ -451,7 +451,7 @@ impl GenericPrinter {
     }
 
     fn custom_columns(&mut self, columns: &[(String, Template)], obj: &Value) -> String {
-        let mut w = TabWriter::new(3);
+        let mut w = TabWriter::kubectl();
         if !self.no_headers && !self.printed_header {
             let headers: Vec<&str> = columns.iter().map(|(h, _)| h.as_str()).collect();
             w.write(&headers.join("\t"));
@@ -573,6 +573,8 @@ pub fn typed_field_order(key: &str) -> Option<&'static [&'static str]> {
             "hostIP",
         ],
         "env" => &["name", "value", "valueFrom"],
+        // authentication.k8s.io's UserInfo (`auth whoami -o json`).
+        "userInfo" => &["username", "uid", "groups", "extra"],
         _ => return None,
     })
 }
@@ -608,7 +610,7 @@ mod tests {
 
     fn render(options: TableOptions, event: Option<&str>) -> String {
         let mut p = TablePrinter::new(options);
-        let mut w = TabWriter::new(3);
+        let mut w = TabWriter::kubectl();
         p.print(&svc_table(), event, &mut w);
         w.flush()
     }
@@ -664,7 +666,7 @@ mod tests {
     #[test]
     fn headers_once_per_column_set_and_none_for_empty() {
         let mut p = TablePrinter::new(TableOptions::default());
-        let mut w = TabWriter::new(3);
+        let mut w = TabWriter::kubectl();
         let mut empty = svc_table();
         empty["rows"] = json!([]);
         p.print(&empty, None, &mut w);

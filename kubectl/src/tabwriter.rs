@@ -1,5 +1,7 @@
-//! Go's `text/tabwriter` (as kubectl configures it: minwidth 0, padding
-//! with spaces, no flags), including kubectl's fork's "remembered widths"
+//! Go's `text/tabwriter`, padding with spaces, as kubectl configures it:
+//! [`TabWriter::kubectl`] for tables (cli-runtime's `GetNewTabWriter`:
+//! minwidth 6, padding 3), [`TabWriter::new`] with minwidth 0 otherwise
+//! (describe's padding 2); including kubectl's fork's "remembered widths"
 //! that keep watch output aligned across flushes.
 //!
 //! Text is buffered until [`TabWriter::flush`]. Cells are tab-terminated;
@@ -11,6 +13,8 @@
 #[derive(Debug)]
 pub struct TabWriter {
     padding: usize,
+    /// The least width of a column, padding included.
+    min_width: usize,
     buf: String,
     remember_widths: bool,
     remembered: Vec<usize>,
@@ -22,9 +26,20 @@ impl TabWriter {
     pub fn new(padding: usize) -> Self {
         TabWriter {
             padding,
+            min_width: 0,
             buf: String::new(),
             remember_widths: false,
             remembered: Vec::new(),
+        }
+    }
+
+    /// The writer of kubectl's tables (`get`, `api-resources`, custom
+    /// columns, `config get-contexts`, `auth`): columns at least 6 wide,
+    /// 3 spaces of padding.
+    pub fn kubectl() -> Self {
+        TabWriter {
+            min_width: 6,
+            ..TabWriter::new(3)
         }
     }
 
@@ -88,7 +103,7 @@ impl TabWriter {
             // This line has a cell in this column: a block begins.
             self.write_lines(lines, line0, this, widths, out);
             line0 = this;
-            let mut width = 0;
+            let mut width = self.min_width;
             while this < line1 && column + 1 < lines[this].len() {
                 let w = cell_width(lines[this][column]) + self.padding;
                 width = width.max(w);
@@ -132,6 +147,13 @@ fn cell_width(s: &str) -> usize {
 /// Aligns `text` in one go.
 pub fn align(text: &str, padding: usize) -> String {
     let mut w = TabWriter::new(padding);
+    w.write(text);
+    w.flush()
+}
+
+/// Aligns `text` as kubectl's tables are ([`TabWriter::kubectl`]).
+pub fn align_kubectl(text: &str) -> String {
+    let mut w = TabWriter::kubectl();
     w.write(text);
     w.flush()
 }

@@ -418,7 +418,7 @@ pub fn get_contexts(config: &Config, a: &GetContextsArgs) -> anyhow::Result<(Str
             c.str("namespace")
         ));
     }
-    Ok((tabwriter::align(&text, 3), errors))
+    Ok((tabwriter::align_kubectl(&text), errors))
 }
 
 fn set_context(f: &Factory, a: SetContextArgs) -> anyhow::Result<()> {

@@ -256,7 +256,7 @@ async fn human(
     scope: &NamespaceScope,
 ) -> anyhow::Result<()> {
     let with_kind = a.show_kind || multiple_kinds(targets);
-    let mut w = TabWriter::new(3).remember_widths();
+    let mut w = TabWriter::kubectl().remember_widths();
     let mut sink = Separated::default();
     let mut printer: Option<TablePrinter> = None;
     let mut last: Option<&ApiResource> = None;
@@ -414,7 +414,7 @@ async fn watch(
         kind_prefix: None,
     });
     let mut generic = GenericPrinter::new(a.show_managed_fields, a.no_headers);
-    let mut w = TabWriter::new(3).remember_widths();
+    let mut w = TabWriter::kubectl().remember_widths();
     let event_label = |t: &str| a.output_watch_events.then(|| t.to_string());
     if !a.watch_only {
         if human {

@@ -248,7 +248,7 @@ pub fn api_resources_text(d: &Discovery, a: &ApiResourcesArgs) -> String {
         }
         text.push('\n');
     }
-    tabwriter::align(&text, 3)
+    tabwriter::align_kubectl(&text)
 }
 
 pub async fn api_versions(f: &Factory) -> anyhow::Result<()> {

@@ -2,6 +2,7 @@
 
 pub mod apply;
 pub mod attach;
+pub mod auth;
 pub mod config;
 pub mod create;
 pub mod delete;
@@ -56,6 +57,7 @@ pub async fn dispatch(f: &Factory, command: Command) -> anyhow::Result<()> {
         Command::Exec(a) => attach::exec(f, a).await,
         Command::PortForward(a) => portforward::run(f, a).await,
         Command::Attach(a) => attach::attach(f, a).await,
+        Command::Auth(c) => auth::run(f, c).await,
     }
 }
 
