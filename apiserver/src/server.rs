@@ -473,6 +473,29 @@ impl Server {
         if user.is_anonymous() {
             return (String::new(), String::new(), ApiError::Unauthorized.into_response());
         }
+        let user = match crate::authz::impersonate(user, &parts.headers) {
+            Ok(u) => u,
+            Err(e) => return (String::new(), String::new(), e.into_response()),
+        };
+        let parsed = parse_path(&path);
+        {
+            use crate::authz::{Action, Decision};
+            let method = parts.method.as_str().to_ascii_lowercase();
+            let action = match &parsed {
+                Target::Resource(info) => {
+                    let watching = info.watch_prefix || query.bool("watch").unwrap_or(false);
+                    Action::of_request(&parts.method, info, watching)
+                }
+                _ => Action::NonResource {
+                    verb: &method,
+                    path: &path,
+                },
+            };
+            if let (Decision::NoOpinion, reason) = crate::authz::authorize(&user, &action) {
+                let e = crate::authz::forbidden(&user, &action, &reason);
+                return (String::new(), String::new(), e.into_response());
+            }
+        }
         let accept = parts
             .headers
             .get(header::ACCEPT)
@@ -526,7 +549,7 @@ impl Server {
                 None => not_found(),
             });
         }
-        match parse_path(&path) {
+        match parsed {
             Target::LegacyRoot => simple(match discovery::wants_aggregated(&accept) {
                 Some(v) => aggregated(&self.registry, true, v),
                 None => json_response(

@@ -133,7 +133,13 @@ impl ApiError {
                 Some(details(target, None)),
             ),
             Self::ForbiddenObject { target, why } => (
-                format!("{} \"{}\" is forbidden: {why}", qualified(target), target.name),
+                if target.resource.is_empty() {
+                    format!("forbidden: {why}")
+                } else if target.name.is_empty() {
+                    format!("{} is forbidden: {why}", qualified(target))
+                } else {
+                    format!("{} \"{}\" is forbidden: {why}", qualified(target), target.name)
+                },
                 Some(details(target, None)),
             ),
             Self::AlreadyExists { target } => (
@@ -224,8 +230,9 @@ fn details(t: &Target, causes: Option<Vec<Value>>) -> Value {
         &t.kind
     };
     let mut d = json!({ "name": t.name, "group": t.group, "kind": kind });
-    if t.group.is_empty() {
-        d.as_object_mut().map(|m| m.remove("group"));
+    // Empty fields are left out (`omitempty`).
+    if let Some(m) = d.as_object_mut() {
+        m.retain(|_, v| v.as_str() != Some(""));
     }
     if let Some(c) = causes {
         d["causes"] = Value::Array(c);

@@ -1969,6 +1969,34 @@ async fn token_and_access_reviews_answer_as_the_server_authenticates() -> anyhow
         json!([{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]}])
     );
 
+    // Impersonation: the request is made as the impersonated user, who is
+    // authorized like any other; groups without a user are refused.
+    let as_user = |user: &str, group: Option<&str>| -> anyhow::Result<http::Request<Vec<u8>>> {
+        let mut b = http::Request::builder().uri(format!("{ns}/pods"));
+        if !user.is_empty() {
+            b = b.header("Impersonate-User", user);
+        }
+        if let Some(g) = group {
+            b = b.header("Impersonate-Group", g);
+        }
+        Ok(b.body(Vec::new())?)
+    };
+    let r = integration_tests::http::send(&client, as_user("system:anonymous", None)?).await?;
+    assert_eq!(r.code, 403, "{}", r.body);
+    assert_eq!(
+        r.body["message"],
+        "pods is forbidden: User \"system:anonymous\" cannot list resource \"pods\" in API group \"\" in the namespace \"default\""
+    );
+    assert_eq!(r.body["details"], json!({"kind": "pods"}));
+    let r = integration_tests::http::send(&client, as_user("bob", Some("devs"))?).await?;
+    assert_eq!(r.code, 200, "{}", r.body);
+    let r = integration_tests::http::send(&client, as_user("", Some("devs"))?).await?;
+    assert_eq!(r.code, 500, "{}", r.body);
+    assert_eq!(
+        r.body["message"],
+        "Internal error occurred: requested [{Group  devs    }] without impersonating a user"
+    );
+
     // Upstream kubectl on top of them, and ours alike.
     let home = tempfile::tempdir()?;
     let upstream = upstream_kubectl("1.33")?;
@@ -2008,6 +2036,19 @@ async fn token_and_access_reviews_answer_as_the_server_authenticates() -> anyhow
         &["auth", "can-i", "--list", "pods"],
         &["auth", "can-i", "get", "pods", "--no-headers"],
         &["auth", "can-i", "get", "/x", "--subresource=log"],
+        // Impersonation.
+        &[
+            "auth",
+            "whoami",
+            "--as=bob",
+            "--as-group=devs",
+            "--as-group=ops",
+            "--as-uid=42",
+        ],
+        &["auth", "whoami", "--as=bob"],
+        &["auth", "whoami", "--as=system:serviceaccount:default:robot"],
+        &["auth", "can-i", "--list", "--as=bob"],
+        &["get", "pods", "--as-group=devs"],
         // Tables are at least 6 columns wide, with or without headers.
         &["get", "pods", "--no-headers"],
         &[

@@ -46,6 +46,15 @@ pub struct GlobalFlags {
     /// If true, the server's certificate will not be checked for validity.
     #[arg(long, global = true)]
     pub insecure_skip_tls_verify: bool,
+    /// Username to impersonate for the operation. User could be a regular user or a service account in a namespace.
+    #[arg(long = "as", global = true)]
+    pub as_user: Option<String>,
+    /// Group to impersonate for the operation, this flag can be repeated to specify multiple groups.
+    #[arg(long = "as-group", global = true)]
+    pub as_group: Vec<String>,
+    /// UID to impersonate for the operation.
+    #[arg(long = "as-uid", global = true)]
+    pub as_uid: Option<String>,
     /// Number for the log level verbosity (accepted for compatibility).
     #[arg(short = 'v', long = "v", global = true, hide = true)]
     pub verbosity: Option<String>,

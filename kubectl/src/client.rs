@@ -246,8 +246,11 @@ fn build_kube_client(config: &kube::Config) -> anyhow::Result<kube::Client> {
     let http: hyper_util::client::legacy::Client<_, kube::client::Body> =
         hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build(connector);
     let auth = config.auth_layer().map_err(|e| anyhow::anyhow!("{e}"))?;
+    // Impersonation headers (`--as`, `--as-group`, `--as-uid`).
+    let headers = config.extra_headers_layer().map_err(|e| anyhow::anyhow!("{e}"))?;
     let service = tower::ServiceBuilder::new()
         .layer(config.base_uri_layer())
+        .layer(headers)
         .option_layer(auth)
         .map_err(tower::BoxError::from)
         .service(http);

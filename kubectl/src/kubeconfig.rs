@@ -396,6 +396,11 @@ pub struct Overrides {
     pub server: Option<String>,
     pub token: Option<String>,
     pub insecure_skip_tls_verify: bool,
+    /// `--as`, `--as-group`, `--as-uid`: impersonation (the user's `as`,
+    /// `as-groups`, `as-uid`).
+    pub as_user: Option<String>,
+    pub as_groups: Vec<String>,
+    pub as_uid: Option<String>,
 }
 
 /// What a client needs: the server, TLS and credentials, the namespace.
@@ -476,6 +481,20 @@ impl Config {
         }
         if let Some(token) = &o.token {
             user.insert("token".to_string(), Value::String(token.clone()));
+        }
+        if let Some(name) = &o.as_user {
+            user.insert("as".to_string(), json!(name));
+        }
+        if !o.as_groups.is_empty() {
+            user.insert("as-groups".to_string(), json!(o.as_groups));
+        }
+        if let Some(uid) = &o.as_uid {
+            user.insert("as-uid".to_string(), json!(uid));
+        }
+        // client-go's validation of the merged auth info.
+        let asks = |k: &str| user.get(k).is_some_and(|v| v.as_str().is_none_or(|s| !s.is_empty()));
+        if !asks("as") && (asks("as-uid") || asks("as-groups") || asks("as-user-extra")) {
+            bail!("requesting uid, groups or user-extra for {user_name} without impersonating a user");
         }
         let server = cluster
             .get("server")
