@@ -6,6 +6,11 @@
 //! field set, and reports a conflict (409) when a field another applier
 //! owns would change value, unless `force` is set. Fields an applier stops
 //! applying are removed from the object unless another manager owns them.
+//! An update (PUT or a non-apply PATCH) gives its manager what it added or
+//! changed and takes that from the other managers, as upstream's
+//! structured-merge-diff `Updater.Update` ([`record_update`]).
+
+use std::collections::BTreeSet;
 
 use serde_json::{Map, Value, json};
 
@@ -87,37 +92,194 @@ fn set_of(v: &Value) -> Value {
     }
 }
 
-/// Leaf paths of a FieldsV1 set.
-fn leaves(set: &Value, prefix: &str, out: &mut Vec<String>) {
-    if let Some(o) = set.as_object() {
+/// A path in a FieldsV1 set, segment by segment (`f:spec`, `k:{"name":"c"}`,
+/// and `.` for a list entry as a whole). Segments, not one string: map keys
+/// such as annotation names contain `/`.
+type Path = Vec<String>;
+
+/// Every path of a FieldsV1 set: its leaves, and the `.` marker of each
+/// list entry it owns as a whole.
+fn paths(set: &Value) -> BTreeSet<Path> {
+    fn walk(set: &Value, prefix: &mut Path, out: &mut BTreeSet<Path>) {
+        let Some(o) = set.as_object() else { return };
         if o.is_empty() {
-            out.push(prefix.to_string());
+            out.insert(prefix.clone());
             return;
         }
         for (k, v) in o {
+            prefix.push(k.clone());
             if k == "." {
-                continue;
+                out.insert(prefix.clone());
+            } else {
+                walk(v, prefix, out);
             }
-            leaves(v, &format!("{prefix}/{k}"), out);
+            prefix.pop();
         }
     }
+    let mut out = BTreeSet::new();
+    walk(set, &mut Vec::new(), &mut out);
+    out
+}
+
+/// The FieldsV1 set of `paths` (the inverse of [`paths`]).
+fn set_of_paths<'a>(paths: impl IntoIterator<Item = &'a Path>) -> Value {
+    let mut root = Map::new();
+    for p in paths {
+        let mut cur = &mut root;
+        for seg in p {
+            cur = cur
+                .entry(seg.clone())
+                .or_insert_with(|| json!({}))
+                .as_object_mut()
+                .expect("sets hold objects");
+        }
+    }
+    Value::Object(root)
 }
 
 /// The value at a FieldsV1 path in an object.
-fn value_at<'a>(obj: &'a Value, path: &str) -> Option<&'a Value> {
+fn value_at<'a>(obj: &'a Value, path: &Path) -> Option<&'a Value> {
     let mut cur = obj;
-    for seg in path.split('/').filter(|s| !s.is_empty()) {
-        if let Some(f) = seg.strip_prefix("f:") {
+    for seg in path {
+        if seg == "." {
+            continue;
+        } else if let Some(f) = seg.strip_prefix("f:") {
             cur = cur.get(f)?;
         } else if let Some(k) = seg.strip_prefix("k:") {
-            let key: Value = serde_json::from_str(k).ok()?;
-            let name = key.get("name")?;
-            cur = cur.as_array()?.iter().find(|i| i.get("name") == Some(name))?;
+            let Value::Object(key) = serde_json::from_str::<Value>(k).ok()? else {
+                return None;
+            };
+            cur = cur
+                .as_array()?
+                .iter()
+                .find(|i| key.iter().all(|(kk, kv)| i.get(kk) == Some(kv)))?;
         } else {
             return None;
         }
     }
     Some(cur)
+}
+
+/// A path as upstream prints it in conflicts: `.spec.containers[name="c"].image`.
+fn display(path: &Path) -> String {
+    let mut out = String::new();
+    for seg in path {
+        if let Some(f) = seg.strip_prefix("f:") {
+            out.push('.');
+            out.push_str(f);
+        } else if let Some(k) = seg.strip_prefix("k:") {
+            let fields: Vec<String> = match serde_json::from_str::<Value>(k) {
+                Ok(Value::Object(m)) => m.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+                _ => vec![k.to_string()],
+            };
+            out.push_str(&format!("[{}]", fields.join(",")));
+        }
+    }
+    out
+}
+
+/// Records an update (or, with `old` None, a create) by `manager` in
+/// `new`'s managedFields, as upstream's `Updater.Update`: comparing the
+/// field sets of `old` and `new`, the manager's Update entry gains what was
+/// added or changed and loses what was removed; every other entry loses
+/// what was changed or removed under it; entries left empty go. Entries are
+/// kept in upstream's order (operation, time, manager).
+pub fn record_update(old: Option<&Value>, new: &mut Value, manager: &str, api_version: &str, subresource: &str) {
+    let status_only = subresource == "status";
+    let old_paths = old.map(|o| paths(&fields_of(o, status_only))).unwrap_or_default();
+    let new_paths = paths(&fields_of(new, status_only));
+    let removed: BTreeSet<&Path> = old_paths.difference(&new_paths).collect();
+    let mut changed: BTreeSet<&Path> = new_paths.difference(&old_paths).collect();
+    if let Some(old) = old {
+        changed.extend(
+            old_paths
+                .intersection(&new_paths)
+                .filter(|p| p.last().is_none_or(|s| s != ".") && value_at(old, p) != value_at(new, p)),
+        );
+    }
+    // The entries the request carries, or (when it carries none, as a
+    // client unaware of them sends) the live object's.
+    let listed = |o: &Value| {
+        object::meta(o)
+            .and_then(|m| m.get("managedFields"))
+            .and_then(Value::as_array)
+            .filter(|l| !l.is_empty())
+            .cloned()
+    };
+    let entries: Vec<Value> = listed(new).or_else(|| old.and_then(listed)).unwrap_or_default();
+    if changed.is_empty() && removed.is_empty() {
+        // Nothing changed: no entry moves, no time is touched (upstream
+        // keeps the old timestamps).
+        object::meta_mut(new).insert("managedFields".into(), Value::Array(entries));
+        return;
+    }
+    let is_mine = |e: &Value| {
+        e.get("manager").and_then(Value::as_str) == Some(manager)
+            && e.get("operation").and_then(Value::as_str) == Some("Update")
+            && e.get("subresource").and_then(Value::as_str).unwrap_or("") == subresource
+    };
+    let mut mine: BTreeSet<Path> = BTreeSet::new();
+    let mut kept = Vec::new();
+    for mut e in entries {
+        let owned = paths(e.get("fieldsV1").unwrap_or(&Value::Null));
+        if is_mine(&e) {
+            mine = owned;
+            continue;
+        }
+        let left: BTreeSet<&Path> = owned
+            .iter()
+            .filter(|p| !removed.contains(p) && !changed.contains(p))
+            .collect();
+        if left.len() != owned.len() {
+            if left.is_empty() {
+                continue;
+            }
+            e["fieldsV1"] = set_of_paths(left);
+        }
+        kept.push(e);
+    }
+    mine.retain(|p| !removed.contains(p));
+    mine.extend(changed.into_iter().cloned());
+    if !mine.is_empty() {
+        let mut entry = json!({
+            "manager": manager,
+            "operation": "Update",
+            "apiVersion": api_version,
+            "time": object::now(),
+            "fieldsType": "FieldsV1",
+            "fieldsV1": set_of_paths(&mine),
+        });
+        if !subresource.is_empty() {
+            entry["subresource"] = json!(subresource);
+        }
+        kept.push(entry);
+    }
+    sort_entries(&mut kept);
+    object::meta_mut(new).insert("managedFields".into(), Value::Array(kept));
+}
+
+/// managedFields of an object server-side apply creates: the applier's
+/// Apply entry, owning exactly what it applied.
+pub fn record_apply_create(ctx: &Ctx, applied: &Value, obj: &mut Value) {
+    let entry = json!({
+        "manager": ctx.query.str("fieldManager"),
+        "operation": "Apply",
+        "apiVersion": ctx.rt.api_version(),
+        "time": object::now(),
+        "fieldsType": "FieldsV1",
+        "fieldsV1": fields_of(applied, false),
+    });
+    object::meta_mut(obj).insert("managedFields".into(), json!([entry]));
+}
+
+/// Upstream's order of managedFields: by operation (Apply before Update),
+/// then time, then manager.
+fn sort_entries(entries: &mut [Value]) {
+    let key = |e: &Value| {
+        let s = |k: &str| e.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+        (s("operation"), s("time"), s("manager"), s("subresource"))
+    };
+    entries.sort_by_key(key);
 }
 
 pub fn server_side_apply(ctx: &Ctx, current: &Value, applied: &Value, force: bool) -> ApiResult<Value> {
@@ -131,46 +293,13 @@ pub fn server_side_apply(ctx: &Ctx, current: &Value, applied: &Value, force: boo
     }
     let status_only = ctx.info.subresource == "status";
     let applied_set = fields_of(applied, status_only);
-    let mut mine = Vec::new();
-    leaves(&applied_set, "", &mut mine);
+    let mine = paths(&applied_set);
     // Conflicts with other appliers.
     let managed = object::meta(current)
         .and_then(|m| m.get("managedFields"))
         .and_then(Value::as_array)
         .cloned()
         .unwrap_or_default();
-    let mut conflicts = Vec::new();
-    for entry in &managed {
-        let other = entry.get("manager").and_then(Value::as_str).unwrap_or("");
-        if other == manager {
-            continue;
-        }
-        let mut theirs = Vec::new();
-        leaves(entry.get("fieldsV1").unwrap_or(&Value::Null), "", &mut theirs);
-        for path in &mine {
-            // A field gone from the object (removed by an update) has no
-            // owner any more.
-            let live = value_at(current, path);
-            if theirs.contains(path) && live.is_some() && live != value_at(applied, path) {
-                conflicts.push((other.to_string(), path.clone()));
-            }
-        }
-    }
-    if !conflicts.is_empty() && !force {
-        let detail = conflicts
-            .iter()
-            .map(|(m, p)| format!("conflict with \"{m}\": {}", p.replace("/f:", ".").replace("f:", "")))
-            .collect::<Vec<_>>()
-            .join("\n- ");
-        return Err(ApiError::Conflict {
-            target: ctx.target(&ctx.info.name),
-            message: format!(
-                "Apply failed with {} conflict{}: {detail}",
-                conflicts.len(),
-                if conflicts.len() == 1 { "" } else { "s" }
-            ),
-        });
-    }
     let schemas = ctx.server.openapi.schemas();
     let schema = apimachinery::strategic::Schema::new(&schemas, &ctx.rt.schema_name);
     let mut merged = if ctx.rt.is_custom() {
@@ -181,6 +310,35 @@ pub fn server_side_apply(ctx: &Ctx, current: &Value, applied: &Value, force: boo
         apimachinery::strategic::apply(current, applied, schema.as_ref())
             .map_err(|e| ApiError::bad_request(e.to_string()))?
     };
+    // A field conflicts when the apply changes its value: compared with
+    // the merged object as it will be stored (defaults filled in, so that
+    // applying what defaulting already added is no change).
+    let mut result = merged.clone();
+    crate::strategy::default(&ctx.rt, &mut result);
+    // (manager as upstream prints it, manager name, path)
+    let mut conflicts: Vec<(String, String, Path)> = Vec::new();
+    for entry in &managed {
+        let s = |k: &str| entry.get(k).and_then(Value::as_str).unwrap_or("");
+        let other = s("manager");
+        if other == manager && s("operation") == "Apply" {
+            continue;
+        }
+        let theirs = paths(entry.get("fieldsV1").unwrap_or(&Value::Null));
+        for path in mine.intersection(&theirs) {
+            if path.last().is_some_and(|s| s == ".") {
+                continue;
+            }
+            // A field gone from the object (removed by an update) has no
+            // owner any more.
+            let live = value_at(current, path);
+            if live.is_some() && live != value_at(&result, path) {
+                conflicts.push((print_manager(entry), other.to_string(), path.clone()));
+            }
+        }
+    }
+    if !conflicts.is_empty() && !force {
+        return Err(conflict_error(&conflicts));
+    }
     // Fields this manager applied last time and no longer applies go,
     // unless another manager owns them.
     let previous = managed.iter().find(|e| {
@@ -209,7 +367,7 @@ pub fn server_side_apply(ctx: &Ctx, current: &Value, applied: &Value, force: boo
         for e in &mut entries {
             let owner = e.get("manager").and_then(Value::as_str).unwrap_or("").to_string();
             if let Some(set) = e.get_mut("fieldsV1") {
-                for (_, p) in conflicts.iter().filter(|(m, _)| *m == owner) {
+                for (_, _, p) in conflicts.iter().filter(|(_, m, _)| *m == owner) {
                     remove_path(set, p);
                 }
             }
@@ -227,6 +385,7 @@ pub fn server_side_apply(ctx: &Ctx, current: &Value, applied: &Value, force: boo
         entry["subresource"] = json!("status");
     }
     entries.push(entry);
+    sort_entries(&mut entries);
     object::meta_mut(&mut merged).insert("managedFields".into(), Value::Array(entries));
     Ok(merged)
 }
@@ -272,21 +431,60 @@ fn prune(obj: &mut Value, prev: &Value, now: Option<&Value>, others: &[&Value]) 
     }
 }
 
-fn remove_path(set: &mut Value, path: &str) {
-    let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-    fn rec(v: &mut Value, segs: &[&str]) {
+fn remove_path(set: &mut Value, path: &Path) {
+    fn rec(v: &mut Value, segs: &[String]) {
         let Some((first, rest)) = segs.split_first() else {
             return;
         };
         if let Some(o) = v.as_object_mut() {
             if rest.is_empty() {
-                o.remove(*first);
-            } else if let Some(child) = o.get_mut(*first) {
+                o.remove(first);
+            } else if let Some(child) = o.get_mut(first) {
                 rec(child, rest);
             }
         }
     }
-    rec(set, &segs);
+    rec(set, path);
+}
+
+/// A manager as upstream names it in conflicts: `"kubectl"`, with
+/// `using apps/v1` for an updater and the subresource if any.
+fn print_manager(entry: &Value) -> String {
+    let s = |k: &str| entry.get(k).and_then(Value::as_str).unwrap_or("");
+    let mut out = format!("{:?}", s("manager"));
+    if !s("subresource").is_empty() {
+        out.push_str(&format!(" with subresource {:?}", s("subresource")));
+    }
+    if s("operation") == "Update" {
+        out.push_str(&format!(" using {}", s("apiVersion")));
+    }
+    out
+}
+
+/// Upstream's 409 for apply conflicts: one line for one conflict, else the
+/// paths grouped by manager; a cause per conflict.
+fn conflict_error(conflicts: &[(String, String, Path)]) -> ApiError {
+    let message = if let [(who, _, path)] = conflicts {
+        format!("Apply failed with 1 conflict: conflict with {who}: {}", display(path))
+    } else {
+        let mut by_manager: std::collections::BTreeMap<&str, Vec<&Path>> = Default::default();
+        for (who, _, path) in conflicts {
+            by_manager.entry(who).or_default().push(path);
+        }
+        let mut lines = Vec::new();
+        for (who, paths) in by_manager {
+            lines.push(format!("conflicts with {who}:"));
+            lines.extend(paths.iter().map(|p| format!("- {}", display(p))));
+        }
+        format!("Apply failed with {} conflicts: {}", conflicts.len(), lines.join("\n"))
+    };
+    let causes = conflicts
+        .iter()
+        .map(|(who, _, path)| {
+            json!({"type": "FieldManagerConflict", "message": format!("conflict with {who}"), "field": display(path)})
+        })
+        .collect();
+    ApiError::ApplyConflict { message, causes }
 }
 
 #[cfg(test)]
@@ -309,14 +507,55 @@ mod tests {
                 "f:spec": {"f:containers": {"k:{\"name\":\"c\"}": {".": {}, "f:image": {}, "f:name": {}}}}
             })
         );
-        let mut l = Vec::new();
-        leaves(&set, "", &mut l);
-        assert!(l.contains(&"/f:spec/f:containers/k:{\"name\":\"c\"}/f:image".to_string()));
-        assert_eq!(
-            value_at(&obj, "/f:spec/f:containers/k:{\"name\":\"c\"}/f:image"),
-            Some(&json!("i"))
-        );
+        let image: Path = ["f:spec", "f:containers", "k:{\"name\":\"c\"}", "f:image"]
+            .map(String::from)
+            .to_vec();
+        assert!(paths(&set).contains(&image));
+        assert_eq!(value_at(&obj, &image), Some(&json!("i")));
+        assert_eq!(display(&image), ".spec.containers[name=\"c\"].image");
+        assert_eq!(set_of_paths(&paths(&set)), set);
         assert_eq!(fields_of(&obj, true), json!({"f:status": {"f:phase": {}}}));
+    }
+
+    #[test]
+    fn updates_take_only_what_they_change() {
+        let mut obj = json!({
+            "metadata": {"name": "d", "annotations": {"example.com/a": "1"}},
+            "spec": {"replicas": 1, "containers": [{"name": "c", "image": "i:1"}]},
+        });
+        record_update(None, &mut obj, "creator", "v1", "");
+        let created = obj.clone();
+        let entries = |o: &Value| o["metadata"]["managedFields"].clone();
+        assert_eq!(
+            entries(&obj)[0]["fieldsV1"],
+            json!({
+                "f:metadata": {"f:annotations": {"f:example.com/a": {}}},
+                "f:spec": {"f:replicas": {}, "f:containers": {"k:{\"name\":\"c\"}": {".": {}, "f:name": {}, "f:image": {}}}},
+            })
+        );
+        // Another manager changes the image and drops the annotation.
+        obj["spec"]["containers"][0]["image"] = json!("i:2");
+        obj["metadata"].as_object_mut().unwrap().remove("annotations");
+        record_update(Some(&created), &mut obj, "setter", "v1", "");
+        let e = entries(&obj);
+        assert_eq!(e.as_array().unwrap().len(), 2);
+        assert_eq!(e[0]["manager"], "creator");
+        assert_eq!(
+            e[0]["fieldsV1"],
+            json!({"f:spec": {"f:replicas": {}, "f:containers": {"k:{\"name\":\"c\"}": {".": {}, "f:name": {}}}}})
+        );
+        assert_eq!(e[1]["manager"], "setter");
+        assert_eq!(
+            e[1]["fieldsV1"],
+            json!({"f:spec": {"f:containers": {"k:{\"name\":\"c\"}": {"f:image": {}}}}})
+        );
+        // A request that carries no managedFields keeps the live ones; a
+        // change of nothing adds no entry.
+        let before = obj.clone();
+        let mut same = before.clone();
+        same["metadata"].as_object_mut().unwrap().remove("managedFields");
+        record_update(Some(&before), &mut same, "noop", "v1", "");
+        assert_eq!(entries(&same), entries(&before));
     }
 
     #[test]

@@ -57,7 +57,7 @@ impl Ctx {
         }
     }
 
-    fn field_manager(&self) -> String {
+    pub fn field_manager(&self) -> String {
         if let Some(m) = self.query.get("fieldManager").filter(|m| !m.is_empty()) {
             return m.to_string();
         }
@@ -585,35 +585,23 @@ fn check_invalid(ctx: &Ctx, obj: &Value, old: Option<&Value>) -> ApiResult<()> {
     })
 }
 
-fn set_managed_fields(ctx: &Ctx, obj: &mut Value, operation: &str, subresource: &str) {
-    let manager = ctx.field_manager();
-    let mut entry = json!({
-        "manager": manager,
-        "operation": operation,
-        "apiVersion": ctx.rt.api_version(),
-        "time": object::now(),
-        "fieldsType": "FieldsV1",
-        "fieldsV1": crate::managed::fields_of(obj, subresource == "status"),
-    });
-    if !subresource.is_empty() {
-        entry["subresource"] = Value::String(subresource.into());
+/// Records the write in `obj`'s managedFields. An apply's entries were set
+/// by server-side apply; an update or create is recorded as upstream's
+/// field manager does ([`crate::managed::record_update`]).
+fn set_managed_fields(ctx: &Ctx, old: Option<&Value>, obj: &mut Value, operation: &str, subresource: &str) {
+    if operation == "Apply" {
+        return;
     }
-    let m = meta_mut(obj);
-    let mut list: Vec<Value> = m
-        .get("managedFields")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    list.retain(|e| {
-        !(e.get("manager").and_then(Value::as_str) == Some(manager.as_str())
-            && e.get("operation").and_then(Value::as_str) == Some(operation)
-            && e.get("subresource").and_then(Value::as_str).unwrap_or("") == subresource)
-    });
-    list.push(entry);
-    m.insert("managedFields".into(), Value::Array(list));
+    let manager = ctx.field_manager();
+    crate::managed::record_update(old, obj, &manager, &ctx.rt.api_version(), subresource);
 }
 
 async fn create(ctx: &mut Ctx, body: &[u8]) -> ApiResult<Response> {
+    create_object(ctx, body, None).await
+}
+
+/// A create; `applied` is the configuration when server-side apply creates.
+async fn create_object(ctx: &mut Ctx, body: &[u8], applied: Option<Value>) -> ApiResult<Response> {
     let raw = decode_body(ctx, body)?;
     let mut obj = admit_body(ctx, raw, None)?;
     let dry = ctx.dry_run()?;
@@ -651,7 +639,12 @@ async fn create(ctx: &mut Ctx, body: &[u8]) -> ApiResult<Response> {
         ensure_namespace_usable(ctx, object::namespace(&obj), object::name(&obj)).await?;
     }
     crate::admission::on_create(ctx, &mut obj, dry).await?;
-    set_managed_fields(ctx, &mut obj, "Update", "");
+    if let Some(applied) = applied {
+        // Server-side apply creating: the applier owns what it applied.
+        crate::managed::record_apply_create(ctx, &applied, &mut obj);
+    } else {
+        set_managed_fields(ctx, None, &mut obj, "Update", "");
+    }
     let name = object::name(&obj).to_string();
     let key = ctx.rt.key(object::namespace(&obj), &name);
     if dry {
@@ -767,13 +760,19 @@ async fn write_update(ctx: &mut Ctx, obj: Value, expected: Option<i64>, operatio
         if sub != "status" {
             check_invalid(ctx, &new, Some(&old.object))?;
         }
-        set_managed_fields(ctx, &mut new, operation, &sub);
+        set_managed_fields(ctx, Some(&old.object), &mut new, operation, &sub);
         let mut cmp_new = new.clone();
         let mut cmp_old = old.object.clone();
         for o in [&mut cmp_new, &mut cmp_old] {
             let m = meta_mut(o);
             m.remove("resourceVersion");
-            m.remove("managedFields");
+            // Ownership counts (an apply may only take fields), its
+            // timestamps do not.
+            if let Some(entries) = m.get_mut("managedFields").and_then(Value::as_array_mut) {
+                for e in entries {
+                    e.as_object_mut().map(|e| e.remove("time"));
+                }
+            }
         }
         if cmp_new == cmp_old {
             // No-op updates write nothing, as upstream.
@@ -846,7 +845,7 @@ async fn patch(ctx: &mut Ctx, body: &[u8]) -> ApiResult<Response> {
                 let body = serde_json::to_vec(&obj).unwrap_or_default();
                 ctx.headers
                     .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-                return create(ctx, &body).await;
+                return create_object(ctx, &body, Some(obj)).await;
             }
             None => {
                 return Err(ApiError::NotFound {

@@ -41,6 +41,10 @@ pub enum ApiError {
     AlreadyExists { target: Target },
     #[error("{message}")]
     Conflict { target: Target, message: String },
+    /// Upstream's `NewApplyConflict`: server-side apply's conflicts, one
+    /// cause (type FieldManagerConflict) each.
+    #[error("{message}")]
+    ApplyConflict { message: String, causes: Vec<Value> },
     #[error("{message}")]
     Gone { message: String },
     #[error("the request is too large")]
@@ -92,7 +96,7 @@ impl ApiError {
             Self::NotFound { .. } | Self::NotFoundMessage { .. } => 404,
             Self::MethodNotAllowed => 405,
             Self::NotAcceptable { .. } => 406,
-            Self::AlreadyExists { .. } | Self::Conflict { .. } => 409,
+            Self::AlreadyExists { .. } | Self::Conflict { .. } | Self::ApplyConflict { .. } => 409,
             Self::Gone { .. } => 410,
             Self::TooLarge => 413,
             Self::UnsupportedMediaType { .. } => 415,
@@ -113,7 +117,7 @@ impl ApiError {
             Self::MethodNotAllowed => "MethodNotAllowed",
             Self::NotAcceptable { .. } => "NotAcceptable",
             Self::AlreadyExists { .. } => "AlreadyExists",
-            Self::Conflict { .. } => "Conflict",
+            Self::Conflict { .. } | Self::ApplyConflict { .. } => "Conflict",
             Self::Gone { .. } => "Expired",
             Self::TooLarge => "RequestEntityTooLarge",
             Self::UnsupportedMediaType { .. } => "UnsupportedMediaType",
@@ -187,6 +191,7 @@ impl ApiError {
                 )
             }
             Self::TooLarge => ("the request is too large".to_string(), None),
+            Self::ApplyConflict { message, causes } => (message.clone(), Some(json!({"causes": causes}))),
             Self::DisruptionBudget { cause } => (
                 self.to_string(),
                 Some(json!({"causes": [{"reason": "DisruptionBudget", "message": cause}]})),

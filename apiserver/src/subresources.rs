@@ -106,13 +106,24 @@ async fn write_scale(ctx: &Ctx, replicas: i64, rv: Option<i64>) -> ApiResult<Res
         if let Some(p) = obj.pointer_mut(parent).and_then(Value::as_object_mut) {
             p.insert(leaf.into(), json!(replicas));
         }
-        if obj != cur.object {
+        if obj == cur.object {
+            // Already at that size: nothing to write.
+            return rest::respond(ctx, StatusCode::OK, &to_scale(ctx, &obj));
+        }
+        {
             let g = object::meta(&obj)
                 .and_then(|m| m.get("generation"))
                 .and_then(Value::as_i64)
                 .unwrap_or(0);
             object::meta_mut(&mut obj).insert("generation".into(), json!(g + 1));
         }
+        crate::managed::record_update(
+            Some(&cur.object),
+            &mut obj,
+            &ctx.field_manager(),
+            &ctx.rt.api_version(),
+            "scale",
+        );
         if ctx.query.get("dryRun") == Some("All") {
             return rest::respond(ctx, StatusCode::OK, &to_scale(ctx, &obj));
         }

@@ -380,6 +380,121 @@ async fn patches_of_every_type_and_server_side_apply() -> anyhow::Result<()> {
         .patch("ssa", &PatchParams::apply("carol"), &Patch::Apply(&carol))
         .await?;
     assert_eq!(r.data.as_ref().and_then(|d| d.get("a")).map(String::as_str), Some("3"));
+
+    // Updates own only what they change (upstream's field manager): after
+    // a client-side create, a merge patch by "setter" and a scale, an apply
+    // of the same values takes ownership without conflict; changing them
+    // conflicts with exactly the fields' updaters, in upstream's words.
+    let owners = |d: &Deployment| -> Vec<(String, String, Value)> {
+        d.metadata
+            .managed_fields
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|m| {
+                (
+                    m.manager.unwrap_or_default(),
+                    m.operation.unwrap_or_default(),
+                    serde_json::to_value(m.fields_v1).unwrap_or_default(),
+                )
+            })
+            .collect()
+    };
+    let base = json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "owned", "annotations": {"example.com/team": "a"}},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "o"}}, "template": {"metadata": {"labels": {"app": "o"}},
+            "spec": {"containers": [{"name": "c", "image": "i:1", "ports": [{"containerPort": 80}]}]}}}
+    });
+    deploys
+        .create(&PostParams::default(), &serde_json::from_value(base.clone())?)
+        .await?;
+    let image = json!({"spec": {"template": {"spec": {"containers": [{"name": "c", "image": "i:2"}]}}}});
+    let d = deploys
+        .patch(
+            "owned",
+            &PatchParams {
+                field_manager: Some("setter".into()),
+                ..PatchParams::default()
+            },
+            &Patch::Strategic(image),
+        )
+        .await?;
+    let o = owners(&d);
+    assert_eq!(o.len(), 2, "{o:?}");
+    let set_of = |who: &str| {
+        o.iter()
+            .find(|(m, _, _)| m == who)
+            .map(|(_, op, set)| (op.clone(), set.clone()))
+    };
+    assert_eq!(
+        set_of("setter"),
+        Some((
+            "Update".to_string(),
+            json!({"f:spec": {"f:template": {"f:spec": {"f:containers": {"k:{\"name\":\"c\"}": {"f:image": {}}}}}}})
+        ))
+    );
+    // The creator (kube-rs sends no user agent: "unknown") lost the image.
+    let (_, creator) = set_of("unknown").expect("creator");
+    assert!(
+        creator["f:spec"]["f:template"]["f:spec"]["f:containers"]["k:{\"name\":\"c\"}"]
+            .get("f:image")
+            .is_none(),
+        "{o:?}"
+    );
+    assert_eq!(
+        creator["f:metadata"]["f:annotations"],
+        json!({"f:example.com/team": {}})
+    );
+    let scale = json!({"spec": {"replicas": 3}});
+    let r = request(
+        &client,
+        "PATCH",
+        "/apis/apps/v1/namespaces/default/deployments/owned/scale?fieldManager=scaler",
+        Some("application/merge-patch+json"),
+        serde_json::to_vec(&scale)?,
+    )
+    .await?;
+    assert_eq!(r.code, 200, "{}", r.body);
+    let mut same = base.clone();
+    same["spec"]["replicas"] = json!(3);
+    same["spec"]["template"]["spec"]["containers"][0]["image"] = json!("i:2");
+    let before = deploys.get("owned").await?;
+    let d = deploys
+        .patch("owned", &PatchParams::apply("applier"), &Patch::Apply(&same))
+        .await?;
+    assert_ne!(
+        d.metadata.resource_version, before.metadata.resource_version,
+        "ownership changed"
+    );
+    assert_eq!(owners(&d)[0].0, "applier", "Apply entries sort first");
+    let again = deploys
+        .patch("owned", &PatchParams::apply("applier"), &Patch::Apply(&same))
+        .await?;
+    assert_eq!(
+        again.metadata.resource_version, d.metadata.resource_version,
+        "a no-op apply writes nothing"
+    );
+    let mut changed = same.clone();
+    changed["spec"]["replicas"] = json!(4);
+    changed["spec"]["template"]["spec"]["containers"][0]["image"] = json!("i:3");
+    let r = request(
+        &client,
+        "PATCH",
+        "/apis/apps/v1/namespaces/default/deployments/owned?fieldManager=other",
+        Some("application/apply-patch+yaml"),
+        serde_json::to_vec(&changed)?,
+    )
+    .await?;
+    assert_eq!(r.code, 409, "{}", r.body);
+    assert_eq!(
+        r.body["message"],
+        "Apply failed with 4 conflicts: conflicts with \"applier\":\n- .spec.replicas\n- .spec.template.spec.containers[name=\"c\"].image\nconflicts with \"scaler\" with subresource \"scale\" using apps/v1:\n- .spec.replicas\nconflicts with \"setter\" using apps/v1:\n- .spec.template.spec.containers[name=\"c\"].image"
+    );
+    assert_eq!(
+        r.body["details"]["causes"][0],
+        json!({"type": "FieldManagerConflict", "message": "conflict with \"applier\"", "field": ".spec.replicas"})
+    );
     Ok(())
 }
 
