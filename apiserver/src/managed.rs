@@ -186,6 +186,30 @@ fn display(path: &Path) -> String {
 /// kept in upstream's order (operation, time, manager).
 pub fn record_update(old: Option<&Value>, new: &mut Value, manager: &str, api_version: &str, subresource: &str) {
     let status_only = subresource == "status";
+    let carries_entries = object::meta(new)
+        .and_then(|m| m.get("managedFields"))
+        .and_then(Value::as_array)
+        .is_some_and(|l| !l.is_empty());
+    if old.is_none() && !carries_entries {
+        // A plain create (the common case, kept cheap): the creator owns
+        // every field.
+        let set = fields_of(new, status_only);
+        if set.as_object().is_some_and(|o| !o.is_empty()) {
+            let mut entry = json!({
+                "manager": manager,
+                "operation": "Update",
+                "apiVersion": api_version,
+                "time": object::now(),
+                "fieldsType": "FieldsV1",
+                "fieldsV1": set,
+            });
+            if !subresource.is_empty() {
+                entry["subresource"] = json!(subresource);
+            }
+            object::meta_mut(new).insert("managedFields".into(), json!([entry]));
+        }
+        return;
+    }
     let old_paths = old.map(|o| paths(&fields_of(o, status_only))).unwrap_or_default();
     let new_paths = paths(&fields_of(new, status_only));
     let removed: BTreeSet<&Path> = old_paths.difference(&new_paths).collect();

@@ -330,6 +330,15 @@ fn build(registry: &Registry) -> Cache {
         let gvk = json!([{"group": r.group, "version": r.version, "kind": r.kind}]);
         if let Some(d) = defs.get_mut(&name).and_then(Value::as_object_mut) {
             d.insert("x-kubernetes-group-version-kind".into(), gvk);
+            // k8s-openapi's types always carry metadata, so their schemas
+            // require it; upstream's never do (a review has none, a
+            // generateName create has no name).
+            if let Some(req) = d.get_mut("required").and_then(Value::as_array_mut) {
+                req.retain(|f| f != "metadata");
+                if req.is_empty() {
+                    d.remove("required");
+                }
+            }
         }
     }
     let schemas = Value::Object(defs);
@@ -546,6 +555,7 @@ mod tests {
         let doc = api.v3("api/v1").expect("core doc");
         let pod = &doc["components"]["schemas"]["io.k8s.api.core.v1.Pod"];
         assert_eq!(pod["x-kubernetes-group-version-kind"][0]["kind"], "Pod");
+        assert!(pod.get("required").is_none(), "metadata is not required, as upstream");
         let spec = &doc["components"]["schemas"]["io.k8s.api.core.v1.PodSpec"];
         assert_eq!(spec["properties"]["containers"]["x-kubernetes-patch-merge-key"], "name");
         let patch = &doc["paths"]["/api/v1/namespaces/{namespace}/pods/{name}"]["patch"];

@@ -2132,8 +2132,18 @@ async fn token_and_access_reviews_answer_as_the_server_authenticates() -> anyhow
     assert_eq!(r.code, 201, "{}", r.body);
     let r = request_token(json!({"boundObjectRef": {"apiVersion": "v1", "kind": "Pod", "name": "runner2"}})).await?;
     let bound = r.body["status"]["token"].as_str().unwrap_or_default().to_string();
+    // A review created from a file, as `kubectl create -f` does (no
+    // metadata: the schema must not require it).
+    let sar = files.path().join("sar.yaml");
+    std::fs::write(
+        &sar,
+        "apiVersion: authorization.k8s.io/v1\nkind: SubjectAccessReview\nspec:\n  user: alice\n  resourceAttributes: {verb: get, resource: pods, namespace: default}\n",
+    )?;
+    let sar = sar.to_str().unwrap_or_default().to_string();
     for args in [
-        &["auth", "whoami"][..],
+        &["create", "-f", &sar][..],
+        &["create", "-f", &sar, "-o", "yaml"],
+        &["auth", "whoami"],
         &["auth", "whoami", "-o", "json"],
         &["auth", "whoami", "-o", "yaml"],
         &["--token", &bound, "auth", "whoami"],

@@ -364,7 +364,12 @@ pub fn list_items(list: &Value) -> Vec<Value> {
 pub fn object_ref(obj: &Value) -> String {
     let kind = obj.get("kind").and_then(Value::as_str).unwrap_or("").to_lowercase();
     let api_version = obj.get("apiVersion").and_then(Value::as_str).unwrap_or("");
-    let name = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("");
+    // Upstream's name printer says `<unknown>` for a nameless object (a review).
+    let name = obj
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .filter(|n| !n.is_empty())
+        .unwrap_or("<unknown>");
     match api_version.split_once('/') {
         Some((group, _)) => format!("{kind}.{group}/{name}"),
         None => format!("{kind}/{name}"),
