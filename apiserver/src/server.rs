@@ -385,14 +385,18 @@ impl Server {
     }
 
     /// An object as this apiserver's watch cache has it (upstream reads its
-    /// informers), or from the store while the cache is not ready.
+    /// informers), or from the store when the cache is not ready or lacks
+    /// it (it may not have caught up with a create yet; upstream falls back
+    /// to a live read too).
     async fn live_object(&self, resource: &str, namespace: &str, name: &str) -> Result<Option<Value>, String> {
         let Some(rt) = self.registry.lookup("", "v1", resource) else {
             return Ok(None);
         };
         let key = rt.key(namespace, name);
-        if let Some(c) = self.cache.get(&rt.key_prefix) {
-            return Ok(c.get(&key).0.map(|e| e.object.clone()));
+        if let Some(c) = self.cache.get(&rt.key_prefix)
+            && let (Some(e), _) = c.get(&key)
+        {
+            return Ok(Some(e.object.clone()));
         }
         match self.storage.get(&key, crate::storage::ReadAt::Latest).await {
             Ok(Some(s)) => Ok(Some(s.object)),
