@@ -195,17 +195,7 @@ pub fn record_update(old: Option<&Value>, new: &mut Value, manager: &str, api_ve
         // every field.
         let set = fields_of(new, status_only);
         if set.as_object().is_some_and(|o| !o.is_empty()) {
-            let mut entry = json!({
-                "manager": manager,
-                "operation": "Update",
-                "apiVersion": api_version,
-                "time": object::now(),
-                "fieldsType": "FieldsV1",
-                "fieldsV1": set,
-            });
-            if !subresource.is_empty() {
-                entry["subresource"] = json!(subresource);
-            }
+            let entry = entry(manager, "Update", api_version, subresource, set);
             object::meta_mut(new).insert("managedFields".into(), json!([entry]));
         }
         return;
@@ -265,18 +255,7 @@ pub fn record_update(old: Option<&Value>, new: &mut Value, manager: &str, api_ve
     mine.retain(|p| !removed.contains(p));
     mine.extend(changed.into_iter().cloned());
     if !mine.is_empty() {
-        let mut entry = json!({
-            "manager": manager,
-            "operation": "Update",
-            "apiVersion": api_version,
-            "time": object::now(),
-            "fieldsType": "FieldsV1",
-            "fieldsV1": set_of_paths(&mine),
-        });
-        if !subresource.is_empty() {
-            entry["subresource"] = json!(subresource);
-        }
-        kept.push(entry);
+        kept.push(entry(manager, "Update", api_version, subresource, set_of_paths(&mine)));
     }
     sort_entries(&mut kept);
     object::meta_mut(new).insert("managedFields".into(), Value::Array(kept));
@@ -285,15 +264,30 @@ pub fn record_update(old: Option<&Value>, new: &mut Value, manager: &str, api_ve
 /// managedFields of an object server-side apply creates: the applier's
 /// Apply entry, owning exactly what it applied.
 pub fn record_apply_create(ctx: &Ctx, applied: &Value, obj: &mut Value) {
-    let entry = json!({
-        "manager": ctx.query.str("fieldManager"),
-        "operation": "Apply",
-        "apiVersion": ctx.rt.api_version(),
+    let entry = entry(
+        ctx.query.str("fieldManager"),
+        "Apply",
+        &ctx.rt.api_version(),
+        "",
+        fields_of(applied, false),
+    );
+    object::meta_mut(obj).insert("managedFields".into(), json!([entry]));
+}
+
+/// One managedFields entry, stamped now.
+fn entry(manager: &str, operation: &str, api_version: &str, subresource: &str, set: Value) -> Value {
+    let mut e = json!({
+        "manager": manager,
+        "operation": operation,
+        "apiVersion": api_version,
         "time": object::now(),
         "fieldsType": "FieldsV1",
-        "fieldsV1": fields_of(applied, false),
+        "fieldsV1": set,
     });
-    object::meta_mut(obj).insert("managedFields".into(), json!([entry]));
+    if !subresource.is_empty() {
+        e["subresource"] = json!(subresource);
+    }
+    e
 }
 
 /// Upstream's order of managedFields: by operation (Apply before Update),
@@ -397,18 +391,14 @@ pub fn server_side_apply(ctx: &Ctx, current: &Value, applied: &Value, force: boo
             }
         }
     }
-    let mut entry = json!({
-        "manager": manager,
-        "operation": "Apply",
-        "apiVersion": ctx.rt.api_version(),
-        "time": object::now(),
-        "fieldsType": "FieldsV1",
-        "fieldsV1": applied_set,
-    });
-    if status_only {
-        entry["subresource"] = json!("status");
-    }
-    entries.push(entry);
+    let subresource = if status_only { "status" } else { "" };
+    entries.push(entry(
+        &manager,
+        "Apply",
+        &ctx.rt.api_version(),
+        subresource,
+        applied_set,
+    ));
     sort_entries(&mut entries);
     object::meta_mut(&mut merged).insert("managedFields".into(), Value::Array(entries));
     Ok(merged)
