@@ -14,6 +14,8 @@ use std::collections::BTreeSet;
 
 use serde_json::{Map, Value, json};
 
+use apimachinery::strategic::Schema;
+
 use crate::object;
 use crate::rest::Ctx;
 use crate::status::{ApiError, ApiResult};
@@ -33,8 +35,12 @@ const SERVER_META: &[&str] = &[
 ];
 
 /// The FieldsV1 set of every leaf of `obj` (only `status` when
-/// `status_only`, otherwise everything but `status`).
-pub fn fields_of(obj: &Value, status_only: bool) -> Value {
+/// `status_only`, otherwise everything but `status`). With the kind's
+/// schema, lists follow their `x-kubernetes-list-type`: a `map` keys its
+/// entries by the list-map keys, a `set` by value, anything else is atomic
+/// (upstream's structured-merge-diff). Without one (a kind with no schema),
+/// lists of named objects are keyed by name.
+pub fn fields_of(obj: &Value, status_only: bool, schema: Option<&Schema>) -> Value {
     let mut out = Map::new();
     if let Some(o) = obj.as_object() {
         for (k, v) in o {
@@ -44,12 +50,14 @@ pub fn fields_of(obj: &Value, status_only: bool) -> Value {
             if (k == "status") != status_only {
                 continue;
             }
+            let child = schema.and_then(|s| s.field(k));
             if k == "metadata" {
                 let mut m = Map::new();
                 if let Some(mo) = v.as_object() {
                     for (mk, mv) in mo {
                         if !SERVER_META.contains(&mk.as_str()) {
-                            m.insert(format!("f:{mk}"), set_of(mv));
+                            let grandchild = child.as_ref().and_then(|c| c.field(mk));
+                            m.insert(format!("f:{mk}"), set_of(mv, grandchild.as_ref(), schema.is_some()));
                         }
                     }
                 }
@@ -58,33 +66,68 @@ pub fn fields_of(obj: &Value, status_only: bool) -> Value {
                 }
                 continue;
             }
-            out.insert(format!("f:{k}"), set_of(v));
+            out.insert(format!("f:{k}"), set_of(v, child.as_ref(), schema.is_some()));
         }
     }
     Value::Object(out)
 }
 
-fn set_of(v: &Value) -> Value {
+/// `typed`: the object has a schema (then a node without one is a value
+/// the schema does not describe, whose lists are atomic).
+fn set_of(v: &Value, schema: Option<&Schema>, typed: bool) -> Value {
     match v {
         Value::Object(o) => {
             let mut m = Map::new();
             for (k, v) in o {
-                m.insert(format!("f:{k}"), set_of(v));
+                let child = schema.and_then(|s| s.value_schema(k));
+                m.insert(format!("f:{k}"), set_of(v, child.as_ref(), typed));
             }
             Value::Object(m)
         }
-        Value::Array(items)
-            if items.iter().all(|i| i.get("name").is_some_and(Value::is_string)) && !items.is_empty() =>
-        {
+        Value::Array(items) if !items.is_empty() => {
+            let list_type = schema
+                .and_then(|s| s.raw().get("x-kubernetes-list-type"))
+                .and_then(Value::as_str);
+            let keys: Vec<&str> = schema
+                .and_then(|s| s.raw().get("x-kubernetes-list-map-keys"))
+                .and_then(Value::as_array)
+                .map(|k| k.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            let item_schema = schema.and_then(Schema::items);
+            let keyed = match (list_type, typed) {
+                (Some("map"), _) if !keys.is_empty() => keys,
+                (Some("set"), _) => {
+                    let mut m = Map::new();
+                    for i in items {
+                        m.insert(format!("v:{i}"), json!({}));
+                    }
+                    return Value::Object(m);
+                }
+                (None, false) if items.iter().all(|i| i.get("name").is_some_and(Value::is_string)) => vec!["name"],
+                _ => return json!({}),
+            };
             let mut m = Map::new();
             for i in items {
-                let key = format!("k:{}", json!({"name": i["name"]}));
-                let mut inner = match set_of(i) {
+                let mut key = Map::new();
+                for k in &keyed {
+                    match i.get(*k) {
+                        Some(v) => {
+                            key.insert(k.to_string(), v.clone());
+                        }
+                        // A key field left out takes its default, as in
+                        // upstream's schema (ports' protocol).
+                        None if *k == "protocol" => {
+                            key.insert(k.to_string(), json!("TCP"));
+                        }
+                        None => {}
+                    }
+                }
+                let mut inner = match set_of(i, item_schema.as_ref(), typed) {
                     Value::Object(o) => o,
                     _ => Map::new(),
                 };
                 inner.insert(".".into(), json!({}));
-                m.insert(key, Value::Object(inner));
+                m.insert(format!("k:{}", Value::Object(key)), Value::Object(inner));
             }
             Value::Object(m)
         }
@@ -149,15 +192,22 @@ fn value_at<'a>(obj: &'a Value, path: &Path) -> Option<&'a Value> {
             let Value::Object(key) = serde_json::from_str::<Value>(k).ok()? else {
                 return None;
             };
-            cur = cur
-                .as_array()?
-                .iter()
-                .find(|i| key.iter().all(|(kk, kv)| i.get(kk) == Some(kv)))?;
+            cur = cur.as_array()?.iter().find(|i| key_matches(i, &key))?;
+        } else if let Some(v) = seg.strip_prefix("v:") {
+            let v: Value = serde_json::from_str(v).ok()?;
+            cur = cur.as_array()?.iter().find(|i| **i == v)?;
         } else {
             return None;
         }
     }
     Some(cur)
+}
+
+/// Whether a list entry has the key of a `k:` segment (a `protocol` left
+/// out counts as its default, `TCP`).
+fn key_matches(item: &Value, key: &Map<String, Value>) -> bool {
+    key.iter()
+        .all(|(k, v)| item.get(k) == Some(v) || (k == "protocol" && v == "TCP" && item.get(k).is_none()))
 }
 
 /// A path as upstream prints it in conflicts: `.spec.containers[name="c"].image`.
@@ -173,6 +223,8 @@ fn display(path: &Path) -> String {
                 _ => vec![k.to_string()],
             };
             out.push_str(&format!("[{}]", fields.join(",")));
+        } else if let Some(v) = seg.strip_prefix("v:") {
+            out.push_str(&format!("[={v}]"));
         }
     }
     out
@@ -184,7 +236,14 @@ fn display(path: &Path) -> String {
 /// added or changed and loses what was removed; every other entry loses
 /// what was changed or removed under it; entries left empty go. Entries are
 /// kept in upstream's order (operation, time, manager).
-pub fn record_update(old: Option<&Value>, new: &mut Value, manager: &str, api_version: &str, subresource: &str) {
+pub fn record_update(
+    old: Option<&Value>,
+    new: &mut Value,
+    manager: &str,
+    api_version: &str,
+    subresource: &str,
+    schema: Option<&Schema>,
+) {
     let status_only = subresource == "status";
     let carries_entries = object::meta(new)
         .and_then(|m| m.get("managedFields"))
@@ -193,15 +252,17 @@ pub fn record_update(old: Option<&Value>, new: &mut Value, manager: &str, api_ve
     if old.is_none() && !carries_entries {
         // A plain create (the common case, kept cheap): the creator owns
         // every field.
-        let set = fields_of(new, status_only);
+        let set = fields_of(new, status_only, schema);
         if set.as_object().is_some_and(|o| !o.is_empty()) {
             let entry = entry(manager, "Update", api_version, subresource, set);
             object::meta_mut(new).insert("managedFields".into(), json!([entry]));
         }
         return;
     }
-    let old_paths = old.map(|o| paths(&fields_of(o, status_only))).unwrap_or_default();
-    let new_paths = paths(&fields_of(new, status_only));
+    let old_paths = old
+        .map(|o| paths(&fields_of(o, status_only, schema)))
+        .unwrap_or_default();
+    let new_paths = paths(&fields_of(new, status_only, schema));
     let removed: BTreeSet<&Path> = old_paths.difference(&new_paths).collect();
     let mut changed: BTreeSet<&Path> = new_paths.difference(&old_paths).collect();
     if let Some(old) = old {
@@ -261,15 +322,25 @@ pub fn record_update(old: Option<&Value>, new: &mut Value, manager: &str, api_ve
     object::meta_mut(new).insert("managedFields".into(), Value::Array(kept));
 }
 
+/// [`record_update`] with the kind's schema.
+pub fn record_update_for(ctx: &Ctx, old: Option<&Value>, new: &mut Value, subresource: &str) {
+    let schemas = ctx.server.openapi.schemas();
+    let schema = Schema::new(&schemas, &ctx.rt.schema_name);
+    let manager = ctx.field_manager();
+    record_update(old, new, &manager, &ctx.rt.api_version(), subresource, schema.as_ref());
+}
+
 /// managedFields of an object server-side apply creates: the applier's
 /// Apply entry, owning exactly what it applied.
 pub fn record_apply_create(ctx: &Ctx, applied: &Value, obj: &mut Value) {
+    let schemas = ctx.server.openapi.schemas();
+    let schema = Schema::new(&schemas, &ctx.rt.schema_name);
     let entry = entry(
         ctx.query.str("fieldManager"),
         "Apply",
         &ctx.rt.api_version(),
         "",
-        fields_of(applied, false),
+        fields_of(applied, false, schema.as_ref()),
     );
     object::meta_mut(obj).insert("managedFields".into(), json!([entry]));
 }
@@ -310,7 +381,9 @@ pub fn server_side_apply(ctx: &Ctx, current: &Value, applied: &Value, force: boo
         ));
     }
     let status_only = ctx.info.subresource == "status";
-    let applied_set = fields_of(applied, status_only);
+    let schemas = ctx.server.openapi.schemas();
+    let schema = Schema::new(&schemas, &ctx.rt.schema_name);
+    let applied_set = fields_of(applied, status_only, schema.as_ref());
     let mine = paths(&applied_set);
     // Conflicts with other appliers.
     let managed = object::meta(current)
@@ -318,8 +391,6 @@ pub fn server_side_apply(ctx: &Ctx, current: &Value, applied: &Value, force: boo
         .and_then(Value::as_array)
         .cloned()
         .unwrap_or_default();
-    let schemas = ctx.server.openapi.schemas();
-    let schema = apimachinery::strategic::Schema::new(&schemas, &ctx.rt.schema_name);
     let mut merged = if ctx.rt.is_custom() {
         let mut d = current.clone();
         json_patch::merge(&mut d, applied);
@@ -435,11 +506,19 @@ fn prune(obj: &mut Value, prev: &Value, now: Option<&Value>, others: &[&Value]) 
                 continue;
             };
             let Some(items) = obj.as_array_mut() else { continue };
-            let matches = |i: &Value| key.iter().all(|(kk, kv)| i.get(kk) == Some(kv));
+            let matches = |i: &Value| key_matches(i, &key);
             if released && owned_whole {
                 items.retain(|i| !matches(i));
             } else if let Some(child) = items.iter_mut().find(|i| matches(i)) {
                 prune(child, prev_child, now_child, &other_children);
+            }
+        } else if let Some(value) = k.strip_prefix("v:") {
+            // A set's member.
+            let (Ok(value), Some(items)) = (serde_json::from_str::<Value>(value), obj.as_array_mut()) else {
+                continue;
+            };
+            if released {
+                items.retain(|i| *i != value);
             }
         }
     }
@@ -513,7 +592,7 @@ mod tests {
             "spec": {"containers": [{"name": "c", "image": "i"}]},
             "status": {"phase": "Pending"}
         });
-        let set = fields_of(&obj, false);
+        let set = fields_of(&obj, false, None);
         assert_eq!(
             set,
             json!({
@@ -528,7 +607,58 @@ mod tests {
         assert_eq!(value_at(&obj, &image), Some(&json!("i")));
         assert_eq!(display(&image), ".spec.containers[name=\"c\"].image");
         assert_eq!(set_of_paths(&paths(&set)), set);
-        assert_eq!(fields_of(&obj, true), json!({"f:status": {"f:phase": {}}}));
+        assert_eq!(fields_of(&obj, true, None), json!({"f:status": {"f:phase": {}}}));
+    }
+
+    #[test]
+    fn lists_follow_their_list_type() {
+        let schemas = json!({
+            "Obj": {"properties": {
+                "metadata": {"properties": {"finalizers": {"type": "array", "items": {"type": "string"}, "x-kubernetes-list-type": "set"}}},
+                "spec": {"properties": {
+                    "ports": {"type": "array", "x-kubernetes-list-type": "map",
+                              "x-kubernetes-list-map-keys": ["containerPort", "protocol"],
+                              "items": {"properties": {"containerPort": {"type": "integer"}}}},
+                    "args": {"type": "array", "items": {"type": "string"}},
+                    "named": {"type": "array", "items": {"properties": {"name": {"type": "string"}}}},
+                }},
+            }},
+        });
+        let schema = Schema::new(&schemas, "Obj");
+        let obj = json!({
+            "metadata": {"finalizers": ["a/b"]},
+            "spec": {"ports": [{"containerPort": 80}], "args": ["x"], "named": [{"name": "n"}]},
+        });
+        let set = fields_of(&obj, false, schema.as_ref());
+        assert_eq!(
+            set,
+            json!({
+                "f:metadata": {"f:finalizers": {"v:\"a/b\"": {}}},
+                "f:spec": {
+                    // A key field left out takes its default.
+                    "f:ports": {"k:{\"containerPort\":80,\"protocol\":\"TCP\"}": {".": {}, "f:containerPort": {}}},
+                    "f:args": {},
+                    // No list type: atomic, as upstream.
+                    "f:named": {},
+                },
+            })
+        );
+        let port: Path = [
+            "f:spec",
+            "f:ports",
+            "k:{\"containerPort\":80,\"protocol\":\"TCP\"}",
+            "f:containerPort",
+        ]
+        .map(String::from)
+        .to_vec();
+        assert_eq!(value_at(&obj, &port), Some(&json!(80)));
+        assert_eq!(
+            display(&port),
+            ".spec.ports[containerPort=80,protocol=\"TCP\"].containerPort"
+        );
+        let finalizer: Path = ["f:metadata", "f:finalizers", "v:\"a/b\""].map(String::from).to_vec();
+        assert_eq!(value_at(&obj, &finalizer), Some(&json!("a/b")));
+        assert_eq!(display(&finalizer), ".metadata.finalizers[=\"a/b\"]");
     }
 
     #[test]
@@ -537,7 +667,7 @@ mod tests {
             "metadata": {"name": "d", "annotations": {"example.com/a": "1"}},
             "spec": {"replicas": 1, "containers": [{"name": "c", "image": "i:1"}]},
         });
-        record_update(None, &mut obj, "creator", "v1", "");
+        record_update(None, &mut obj, "creator", "v1", "", None);
         let created = obj.clone();
         let entries = |o: &Value| o["metadata"]["managedFields"].clone();
         assert_eq!(
@@ -550,7 +680,7 @@ mod tests {
         // Another manager changes the image and drops the annotation.
         obj["spec"]["containers"][0]["image"] = json!("i:2");
         obj["metadata"].as_object_mut().unwrap().remove("annotations");
-        record_update(Some(&created), &mut obj, "setter", "v1", "");
+        record_update(Some(&created), &mut obj, "setter", "v1", "", None);
         let e = entries(&obj);
         assert_eq!(e.as_array().unwrap().len(), 2);
         assert_eq!(e[0]["manager"], "creator");
@@ -568,7 +698,7 @@ mod tests {
         let before = obj.clone();
         let mut same = before.clone();
         same["metadata"].as_object_mut().unwrap().remove("managedFields");
-        record_update(Some(&before), &mut same, "noop", "v1", "");
+        record_update(Some(&before), &mut same, "noop", "v1", "", None);
         assert_eq!(entries(&same), entries(&before));
     }
 

@@ -15,6 +15,155 @@ use proto::openapi_v2 as pb;
 
 use crate::registry::{Registry, ResourceType};
 
+/// Upstream's `+listType`/`+listMapKey` markers (`x-kubernetes-list-type`,
+/// `x-kubernetes-list-map-keys`): (definition, property, list type, map
+/// keys). Server-side apply keys list entries by them; lists without one
+/// are atomic, as upstream.
+const LIST_META: &[(&str, &str, &str, &[&str])] = &[
+    ("io.k8s.api.core.v1.PodSpec", "containers", "map", &["name"]),
+    ("io.k8s.api.core.v1.PodSpec", "initContainers", "map", &["name"]),
+    ("io.k8s.api.core.v1.PodSpec", "ephemeralContainers", "map", &["name"]),
+    ("io.k8s.api.core.v1.PodSpec", "volumes", "map", &["name"]),
+    ("io.k8s.api.core.v1.PodSpec", "imagePullSecrets", "map", &["name"]),
+    ("io.k8s.api.core.v1.PodSpec", "hostAliases", "map", &["ip"]),
+    ("io.k8s.api.core.v1.PodSpec", "resourceClaims", "map", &["name"]),
+    ("io.k8s.api.core.v1.PodSpec", "schedulingGates", "map", &["name"]),
+    (
+        "io.k8s.api.core.v1.PodSpec",
+        "topologySpreadConstraints",
+        "map",
+        &["topologyKey", "whenUnsatisfiable"],
+    ),
+    ("io.k8s.api.core.v1.PodSpec", "tolerations", "atomic", &[]),
+    ("io.k8s.api.core.v1.PodSpec", "readinessGates", "atomic", &[]),
+    (
+        "io.k8s.api.core.v1.Container",
+        "ports",
+        "map",
+        &["containerPort", "protocol"],
+    ),
+    ("io.k8s.api.core.v1.Container", "env", "map", &["name"]),
+    ("io.k8s.api.core.v1.Container", "envFrom", "atomic", &[]),
+    ("io.k8s.api.core.v1.Container", "volumeMounts", "map", &["mountPath"]),
+    ("io.k8s.api.core.v1.Container", "volumeDevices", "map", &["devicePath"]),
+    ("io.k8s.api.core.v1.Container", "command", "atomic", &[]),
+    ("io.k8s.api.core.v1.Container", "args", "atomic", &[]),
+    ("io.k8s.api.core.v1.Container", "resizePolicy", "atomic", &[]),
+    (
+        "io.k8s.api.core.v1.EphemeralContainer",
+        "ports",
+        "map",
+        &["containerPort", "protocol"],
+    ),
+    ("io.k8s.api.core.v1.EphemeralContainer", "env", "map", &["name"]),
+    (
+        "io.k8s.api.core.v1.EphemeralContainer",
+        "volumeMounts",
+        "map",
+        &["mountPath"],
+    ),
+    (
+        "io.k8s.api.core.v1.EphemeralContainer",
+        "volumeDevices",
+        "map",
+        &["devicePath"],
+    ),
+    ("io.k8s.api.core.v1.EphemeralContainer", "command", "atomic", &[]),
+    ("io.k8s.api.core.v1.EphemeralContainer", "args", "atomic", &[]),
+    ("io.k8s.api.core.v1.PodStatus", "conditions", "map", &["type"]),
+    ("io.k8s.api.core.v1.PodStatus", "podIPs", "map", &["ip"]),
+    ("io.k8s.api.core.v1.PodStatus", "hostIPs", "map", &["ip"]),
+    ("io.k8s.api.core.v1.PodStatus", "containerStatuses", "atomic", &[]),
+    ("io.k8s.api.core.v1.PodStatus", "initContainerStatuses", "atomic", &[]),
+    (
+        "io.k8s.api.core.v1.PodStatus",
+        "ephemeralContainerStatuses",
+        "atomic",
+        &[],
+    ),
+    (
+        "io.k8s.api.core.v1.PodStatus",
+        "resourceClaimStatuses",
+        "map",
+        &["name"],
+    ),
+    ("io.k8s.api.core.v1.NodeSpec", "podCIDRs", "set", &[]),
+    ("io.k8s.api.core.v1.NodeSpec", "taints", "atomic", &[]),
+    ("io.k8s.api.core.v1.NodeStatus", "conditions", "map", &["type"]),
+    ("io.k8s.api.core.v1.NodeStatus", "addresses", "map", &["type"]),
+    ("io.k8s.api.core.v1.NodeStatus", "images", "atomic", &[]),
+    ("io.k8s.api.core.v1.NodeStatus", "volumesInUse", "atomic", &[]),
+    ("io.k8s.api.core.v1.NodeStatus", "volumesAttached", "atomic", &[]),
+    ("io.k8s.api.core.v1.NamespaceStatus", "conditions", "map", &["type"]),
+    (
+        "io.k8s.api.core.v1.PersistentVolumeClaimStatus",
+        "conditions",
+        "map",
+        &["type"],
+    ),
+    (
+        "io.k8s.api.core.v1.ReplicationControllerStatus",
+        "conditions",
+        "map",
+        &["type"],
+    ),
+    ("io.k8s.api.core.v1.ServiceSpec", "ports", "map", &["port", "protocol"]),
+    ("io.k8s.api.core.v1.ServiceSpec", "clusterIPs", "atomic", &[]),
+    ("io.k8s.api.core.v1.ServiceSpec", "externalIPs", "atomic", &[]),
+    ("io.k8s.api.core.v1.ServiceSpec", "ipFamilies", "atomic", &[]),
+    (
+        "io.k8s.api.core.v1.ServiceSpec",
+        "loadBalancerSourceRanges",
+        "atomic",
+        &[],
+    ),
+    ("io.k8s.api.core.v1.ServiceStatus", "conditions", "map", &["type"]),
+    ("io.k8s.api.core.v1.ServiceAccount", "secrets", "map", &["name"]),
+    ("io.k8s.api.core.v1.ServiceAccount", "imagePullSecrets", "atomic", &[]),
+    (
+        "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta",
+        "finalizers",
+        "set",
+        &[],
+    ),
+    (
+        "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta",
+        "ownerReferences",
+        "map",
+        &["uid"],
+    ),
+    (
+        "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta",
+        "managedFields",
+        "atomic",
+        &[],
+    ),
+    (
+        "io.k8s.apimachinery.pkg.apis.meta.v1.LabelSelector",
+        "matchExpressions",
+        "atomic",
+        &[],
+    ),
+    (
+        "io.k8s.apimachinery.pkg.apis.meta.v1.LabelSelectorRequirement",
+        "values",
+        "atomic",
+        &[],
+    ),
+    ("io.k8s.api.apps.v1.DeploymentStatus", "conditions", "map", &["type"]),
+    ("io.k8s.api.apps.v1.ReplicaSetStatus", "conditions", "map", &["type"]),
+    ("io.k8s.api.apps.v1.StatefulSetStatus", "conditions", "map", &["type"]),
+    ("io.k8s.api.apps.v1.DaemonSetStatus", "conditions", "map", &["type"]),
+    (
+        "io.k8s.api.apps.v1.StatefulSetSpec",
+        "volumeClaimTemplates",
+        "atomic",
+        &[],
+    ),
+    ("io.k8s.api.batch.v1.JobStatus", "conditions", "atomic", &[]),
+    ("io.k8s.api.batch.v1.CronJobStatus", "active", "atomic", &[]),
+];
+
 /// Upstream's `patchStrategy`/`patchMergeKey` struct tags: (definition,
 /// property, strategy, merge key).
 const PATCH_META: &[(&str, &str, &str, &str)] = &[
@@ -310,6 +459,17 @@ fn build(registry: &Registry) -> Cache {
             }
         }
     }
+    for (def, prop, list_type, keys) in LIST_META {
+        if let Some(p) = defs
+            .get_mut(*def)
+            .and_then(|d| d.pointer_mut(&format!("/properties/{prop}")))
+        {
+            p["x-kubernetes-list-type"] = json!(list_type);
+            if !keys.is_empty() {
+                p["x-kubernetes-list-map-keys"] = json!(keys);
+            }
+        }
+    }
     // Custom resources: their CRD schemas, with metadata as ObjectMeta.
     for r in &resources {
         if let Some(schema) = &r.crd_schema {
@@ -558,6 +718,12 @@ mod tests {
         assert!(pod.get("required").is_none(), "metadata is not required, as upstream");
         let spec = &doc["components"]["schemas"]["io.k8s.api.core.v1.PodSpec"];
         assert_eq!(spec["properties"]["containers"]["x-kubernetes-patch-merge-key"], "name");
+        let ports = &doc["components"]["schemas"]["io.k8s.api.core.v1.Container"]["properties"]["ports"];
+        assert_eq!(ports["x-kubernetes-list-type"], "map");
+        assert_eq!(
+            ports["x-kubernetes-list-map-keys"],
+            json!(["containerPort", "protocol"])
+        );
         let patch = &doc["paths"]["/api/v1/namespaces/{namespace}/pods/{name}"]["patch"];
         assert_eq!(patch["x-kubernetes-group-version-kind"]["kind"], "Pod");
         assert!(

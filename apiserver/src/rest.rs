@@ -592,8 +592,7 @@ fn set_managed_fields(ctx: &Ctx, old: Option<&Value>, obj: &mut Value, operation
     if operation == "Apply" {
         return;
     }
-    let manager = ctx.field_manager();
-    crate::managed::record_update(old, obj, &manager, &ctx.rt.api_version(), subresource);
+    crate::managed::record_update_for(ctx, old, obj, subresource);
 }
 
 async fn create(ctx: &mut Ctx, body: &[u8]) -> ApiResult<Response> {

@@ -117,13 +117,7 @@ async fn write_scale(ctx: &Ctx, replicas: i64, rv: Option<i64>) -> ApiResult<Res
                 .unwrap_or(0);
             object::meta_mut(&mut obj).insert("generation".into(), json!(g + 1));
         }
-        crate::managed::record_update(
-            Some(&cur.object),
-            &mut obj,
-            &ctx.field_manager(),
-            &ctx.rt.api_version(),
-            "scale",
-        );
+        crate::managed::record_update_for(ctx, Some(&cur.object), &mut obj, "scale");
         if ctx.query.get("dryRun") == Some("All") {
             return rest::respond(ctx, StatusCode::OK, &to_scale(ctx, &obj));
         }
