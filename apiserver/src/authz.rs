@@ -135,7 +135,10 @@ pub fn impersonate(requester: User, headers: &HeaderMap) -> Result<User, ApiErro
     let mut extra: std::collections::BTreeMap<String, Vec<String>> = Default::default();
     for (name, v) in headers {
         if let Some(key) = name.as_str().strip_prefix("impersonate-extra-") {
-            let key = percent_decode(key).to_lowercase();
+            // Extra keys travel percent-encoded in header names.
+            let key = percent_encoding::percent_decode_str(key)
+                .decode_utf8_lossy()
+                .to_lowercase();
             extra.entry(key).or_default().push(value(v));
         }
     }
@@ -237,26 +240,6 @@ pub fn impersonate(requester: User, headers: &HeaderMap) -> Result<User, ApiErro
         groups: new_groups,
         extra,
     })
-}
-
-/// `%XX` escapes decoded (extra keys travel percent-encoded in header names).
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && i + 2 < bytes.len()
-            && let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16)
-        {
-            out.push(b);
-            i += 3;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Upstream's `RuleResolver.RulesFor`: (resource rules, non-resource rules,

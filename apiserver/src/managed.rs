@@ -110,16 +110,8 @@ fn set_of(v: &Value, schema: Option<&Schema>, typed: bool) -> Value {
             for i in items {
                 let mut key = Map::new();
                 for k in &keyed {
-                    match i.get(*k) {
-                        Some(v) => {
-                            key.insert(k.to_string(), v.clone());
-                        }
-                        // A key field left out takes its default, as in
-                        // upstream's schema (ports' protocol).
-                        None if *k == "protocol" => {
-                            key.insert(k.to_string(), json!("TCP"));
-                        }
-                        None => {}
+                    if let Some(v) = i.get(*k).cloned().or_else(|| key_default(k)) {
+                        key.insert(k.to_string(), v);
                     }
                 }
                 let mut inner = match set_of(i, item_schema.as_ref(), typed) {
@@ -203,11 +195,16 @@ fn value_at<'a>(obj: &'a Value, path: &Path) -> Option<&'a Value> {
     Some(cur)
 }
 
-/// Whether a list entry has the key of a `k:` segment (a `protocol` left
-/// out counts as its default, `TCP`).
+/// The default of a list-map key field: an entry that leaves the field out
+/// has this key (upstream's schema defaults ports' `protocol`).
+fn key_default(field: &str) -> Option<Value> {
+    (field == "protocol").then(|| json!("TCP"))
+}
+
+/// Whether a list entry has the key of a `k:` segment.
 fn key_matches(item: &Value, key: &Map<String, Value>) -> bool {
     key.iter()
-        .all(|(k, v)| item.get(k) == Some(v) || (k == "protocol" && v == "TCP" && item.get(k).is_none()))
+        .all(|(k, v)| item.get(k).cloned().or_else(|| key_default(k)).as_ref() == Some(v))
 }
 
 /// A path as upstream prints it in conflicts: `.spec.containers[name="c"].image`.

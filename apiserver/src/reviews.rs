@@ -66,11 +66,7 @@ async fn token_review(ctx: &Ctx, mut obj: Value) -> ApiResult<Value> {
             "token is required for TokenReview in authentication",
         ));
     }
-    let audiences: Vec<String> = spec
-        .get("audiences")
-        .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(Value::as_str).map(String::from).collect())
-        .unwrap_or_default();
+    let audiences = string_list(spec.get("audiences"));
     let wanted = (!audiences.is_empty()).then_some(audiences.as_slice());
     let status = match ctx.server.authenticate_bearer(&token, wanted).await {
         Ok(t) => json!({

@@ -339,68 +339,57 @@ impl Server {
         const INVALIDATED: &str = "service account token has been invalidated";
         let ns = &refs.namespace;
         let sa = &refs.serviceaccount;
-        let Some(obj) = self.live_object("serviceaccounts", ns, &sa.name).await? else {
+        let Some((uid, deleted)) = self.token_object("serviceaccounts", ns, &sa.name).await? else {
             return Err(format!("serviceaccounts \"{}\" not found", sa.name));
         };
-        if object::uid(&obj) != sa.uid {
-            return Err(format!(
-                "service account UID ({}) does not match claim ({})",
-                object::uid(&obj),
-                sa.uid
-            ));
+        if uid != sa.uid {
+            return Err(format!("service account UID ({uid}) does not match claim ({})", sa.uid));
         }
-        if deleted_over_a_minute_ago(&obj) {
+        if deleted {
             return Err(format!("service account {ns}/{} has been deleted", sa.name));
         }
-        for (resource, r, what) in [
-            (
-                "secrets",
-                &refs.secret,
-                "secret UID ({}) does not match service account secret ref claim ({})",
-            ),
-            (
-                "pods",
-                &refs.pod,
-                "pod UID ({}) does not match service account pod ref claim ({})",
-            ),
-            (
-                "nodes",
-                &refs.node,
-                "node UID ({}) does not match service account node ref claim ({})",
-            ),
-        ] {
+        for (kind, r) in [("secret", &refs.secret), ("pod", &refs.pod), ("node", &refs.node)] {
             let Some(r) = r else { continue };
-            let ns = if resource == "nodes" { "" } else { ns.as_str() };
-            let Some(obj) = self.live_object(resource, ns, &r.name).await? else {
+            let ns = if kind == "node" { "" } else { ns.as_str() };
+            let Some((uid, deleted)) = self.token_object(&format!("{kind}s"), ns, &r.name).await? else {
                 return Err(INVALIDATED.into());
             };
-            if object::uid(&obj) != r.uid {
-                return Err(what.replacen("{}", object::uid(&obj), 1).replacen("{}", &r.uid, 1));
+            if uid != r.uid {
+                return Err(format!(
+                    "{kind} UID ({uid}) does not match service account {kind} ref claim ({})",
+                    r.uid
+                ));
             }
-            if deleted_over_a_minute_ago(&obj) {
+            if deleted {
                 return Err(INVALIDATED.into());
             }
         }
         Ok(())
     }
 
-    /// An object as this apiserver's watch cache has it (upstream reads its
-    /// informers), or from the store when the cache is not ready or lacks
-    /// it (it may not have caught up with a create yet; upstream falls back
-    /// to a live read too).
-    async fn live_object(&self, resource: &str, namespace: &str, name: &str) -> Result<Option<Value>, String> {
+    /// The UID of an object a token refers to, and whether it was deleted
+    /// over a minute ago (the leeway upstream's validator gives). Read from
+    /// this apiserver's watch cache (upstream reads its informers), or from
+    /// the store when the cache is not ready or lacks it (it may not have
+    /// caught up with a create yet; upstream falls back to a live read too).
+    async fn token_object(
+        &self,
+        resource: &str,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<(String, bool)>, String> {
         let Some(rt) = self.registry.lookup("", "v1", resource) else {
             return Ok(None);
         };
+        let facts = |obj: &Value| (object::uid(obj).to_string(), deleted_over_a_minute_ago(obj));
         let key = rt.key(namespace, name);
         if let Some(c) = self.cache.get(&rt.key_prefix)
             && let (Some(e), _) = c.get(&key)
         {
-            return Ok(Some(e.object.clone()));
+            return Ok(Some(facts(&e.object)));
         }
         match self.storage.get(&key, crate::storage::ReadAt::Latest).await {
-            Ok(Some(s)) => Ok(Some(s.object)),
-            Ok(None) => Ok(None),
+            Ok(found) => Ok(found.map(|s| facts(&s.object))),
             Err(e) => Err(e.to_status()["message"].as_str().unwrap_or("storage error").to_string()),
         }
     }
@@ -484,16 +473,19 @@ impl Server {
         let parsed = parse_path(&path);
         {
             use crate::authz::{Action, Decision};
-            let method = parts.method.as_str().to_ascii_lowercase();
+            let verb;
             let action = match &parsed {
                 Target::Resource(info) => {
                     let watching = info.watch_prefix || query.bool("watch").unwrap_or(false);
                     Action::of_request(&parts.method, info, watching)
                 }
-                _ => Action::NonResource {
-                    verb: &method,
-                    path: &path,
-                },
+                _ => {
+                    verb = parts.method.as_str().to_ascii_lowercase();
+                    Action::NonResource {
+                        verb: &verb,
+                        path: &path,
+                    }
+                }
             };
             if let (Decision::NoOpinion, reason) = crate::authz::authorize(&user, &action) {
                 let e = crate::authz::forbidden(&user, &action, &reason);

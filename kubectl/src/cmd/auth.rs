@@ -55,12 +55,7 @@ pub async fn run(f: &Factory, c: AuthCommand) -> anyhow::Result<()> {
 
 async fn whoami(f: &Factory, a: WhoamiArgs) -> anyhow::Result<()> {
     let format = OutputFormat::parse_with(&a.output, "json,yaml,name,jsonpath,jsonpath-as-json,jsonpath-file")?;
-    let review = json!({"kind": "SelfSubjectReview", "apiVersion": "authentication.k8s.io/v1", "metadata": {}});
-    let client = f.client().await?;
-    let res = client
-        .create("/apis/authentication.k8s.io/v1/selfsubjectreviews", &review)
-        .await;
-    let res = match res {
+    let res = match create_review(f, "authentication.k8s.io", "SelfSubjectReview", None).await {
         Err(e) if crate::errors::is_not_found(&e) => bail!(
             "the selfsubjectreviews API is not enabled in the cluster\nenable APISelfSubjectReview feature gate and authentication.k8s.io/v1alpha1 or authentication.k8s.io/v1beta1 API"
         ),
@@ -192,12 +187,7 @@ async fn can_i(f: &Factory, a: CanIArgs) -> anyhow::Result<()> {
     if a.no_headers {
         bail!("--no-headers cannot be set without --list specified");
     }
-    let review = json!({"kind": "SelfSubjectAccessReview", "apiVersion": "authorization.k8s.io/v1", "metadata": {}, "spec": spec});
-    let res = f
-        .client()
-        .await?
-        .create("/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", &review)
-        .await?;
+    let res = create_review(f, "authorization.k8s.io", "SelfSubjectAccessReview", Some(spec)).await?;
     let status = &res["status"];
     let allowed = status["allowed"].as_bool().unwrap_or(false);
     if !a.quiet {
@@ -253,12 +243,8 @@ async fn resource_for(f: &Factory, arg: &str) -> anyhow::Result<(String, String,
 
 async fn can_i_list(f: &Factory, a: &CanIArgs) -> anyhow::Result<()> {
     let namespace = f.client_config()?.namespace;
-    let review = json!({"kind": "SelfSubjectRulesReview", "apiVersion": "authorization.k8s.io/v1", "metadata": {}, "spec": {"namespace": namespace}});
-    let res = f
-        .client()
-        .await?
-        .create("/apis/authorization.k8s.io/v1/selfsubjectrulesreviews", &review)
-        .await?;
+    let spec = json!({"namespace": namespace});
+    let res = create_review(f, "authorization.k8s.io", "SelfSubjectRulesReview", Some(spec)).await?;
     let status = &res["status"];
     if status["incomplete"].as_bool() == Some(true) {
         err_line(&format!(
@@ -301,6 +287,16 @@ async fn can_i_list(f: &Factory, a: &CanIArgs) -> anyhow::Result<()> {
     }
     out(&w.flush());
     Ok(())
+}
+
+/// Creates a review (`<group>/v1`, kind `kind`) and returns the answer.
+async fn create_review(f: &Factory, group: &str, kind: &str, spec: Option<Value>) -> anyhow::Result<Value> {
+    let mut review = json!({"kind": kind, "apiVersion": format!("{group}/v1"), "metadata": {}});
+    if let Some(spec) = spec {
+        review["spec"] = spec;
+    }
+    let path = format!("/apis/{group}/v1/{}s", kind.to_lowercase());
+    f.client().await?.create(&path, &review).await
 }
 
 fn strings(v: &Value) -> Vec<String> {
