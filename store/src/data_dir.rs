@@ -18,6 +18,7 @@ use std::fs::File;
 use std::ops::Deref;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use parking_lot::Mutex;
 
@@ -63,8 +64,28 @@ struct Files {
     dir: PathBuf,
     blob_dir: PathBuf,
     log: File,
-    /// Blob files already synced.
-    blobs: Mutex<HashSet<OsString>>,
+    blobs: Mutex<Blobs>,
+}
+
+/// What the last scan of `blobs/` found and synced.
+#[derive(Default)]
+struct Blobs {
+    synced: HashSet<OsString>,
+    /// The directory's mtime before that scan, and when the scan began.
+    scanned: Option<(SystemTime, SystemTime)>,
+}
+
+impl Blobs {
+    /// Whether the directory may hold entries the last scan did not see.
+    /// File timestamps come from a clock that lags by up to a tick, so an
+    /// unchanged mtime proves nothing if it is that close to the scan.
+    fn may_have_changed(&self, mtime: SystemTime) -> bool {
+        const CLOCK_SLACK: Duration = Duration::from_millis(50);
+        match self.scanned {
+            Some((seen, began)) => seen != mtime || mtime + CLOCK_SLACK >= began,
+            None => true,
+        }
+    }
 }
 
 impl Db {
@@ -72,10 +93,7 @@ impl Db {
     /// background: the WAL is synced per Ready, the state by its syncer
     /// thread (see mvcc).
     pub fn open(dir: &Path) -> Result<Self> {
-        let db = sled::Config::new()
-            .path(dir)
-            .flush_every_ms(None)
-            .open()
+        let db = open_sled(sled::Config::new().path(dir).flush_every_ms(None))
             .map_err(|e| match e {
                 sled::Error::Corruption { .. } => StoreError::Corrupt(format!("{}: {e}", dir.display())),
                 other => StoreError::Storage(format!("opening {}: {other}", dir.display())),
@@ -88,7 +106,7 @@ impl Db {
                 dir: dir.to_path_buf(),
                 blob_dir: dir.join("blobs"),
                 log,
-                blobs: Mutex::new(HashSet::new()),
+                blobs: Mutex::default(),
             }),
         };
         // What an earlier run left may never have been synced: the first
@@ -109,12 +127,20 @@ impl Db {
 
     fn sync_blobs(&self) -> std::io::Result<()> {
         let dir = &self.files.blob_dir;
-        let entries = match std::fs::read_dir(dir) {
-            Ok(entries) => entries,
+        // One stat instead of a directory listing per sync: sled rarely
+        // writes a blob.
+        let mtime = match std::fs::metadata(dir) {
+            Ok(meta) => meta.modified()?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
             Err(e) => return Err(e),
         };
-        let mut synced = self.files.blobs.lock();
+        let mut blobs = self.files.blobs.lock();
+        if !blobs.may_have_changed(mtime) {
+            return Ok(());
+        }
+        let began = SystemTime::now();
+        let entries = std::fs::read_dir(dir)?;
+        let synced = &mut blobs.synced;
         let mut present = HashSet::new();
         let mut new = false;
         for entry in entries {
@@ -134,6 +160,7 @@ impl Db {
         if new {
             sync_dir(dir)?;
         }
+        blobs.scanned = Some((mtime, began));
         Ok(())
     }
 }
@@ -146,6 +173,52 @@ impl Deref for Db {
     }
 }
 
+/// Opens a sled database; the first open in the process starts sled's IO
+/// thread pool under `SCHED_BATCH`.
+///
+/// sled writes every log buffer on one of its pool's threads and wakes all
+/// of the pool's idle threads (seven) for each write, one after another.
+/// Each wakeup of a normal thread preempts what runs on its CPU, on two
+/// CPUs often the very thread doing the write, or the Raft thread waiting
+/// for it: a single client's put waited on that cascade. Batch threads
+/// never preempt on wakeup and keep their full share of the CPU, so the
+/// write runs undisturbed while the others find the queue empty (put with
+/// one client: 2,007 → 2,275 ops/s).
+///
+/// The pool is process-wide and started by the first thread that uses it;
+/// its threads inherit that thread's policy. So the first open (which is
+/// when sled first uses the pool: recovery reads segments on it, and an
+/// asynchronous flush makes sure) runs on a short-lived batch thread.
+fn open_sled(config: sled::Config) -> sled::Result<sled::Db> {
+    static POOL_STARTED: Mutex<bool> = Mutex::new(false);
+    let mut started = POOL_STARTED.lock();
+    if *started {
+        drop(started);
+        return config.open();
+    }
+    let db = std::thread::scope(|s| {
+        s.spawn(|| {
+            use thread_priority::{
+                NormalThreadSchedulePolicy, ThreadPriority, ThreadPriorityOsValue, ThreadSchedulePolicy,
+                set_thread_priority_and_policy, thread_native_id,
+            };
+            let batch = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Batch);
+            // The OS value is the nice value, 0 as for every other thread.
+            let nice = ThreadPriority::Os(ThreadPriorityOsValue::default());
+            if let Err(e) = set_thread_priority_and_policy(thread_native_id(), nice, batch) {
+                tracing::warn!(error = ?e, "starting sled's IO threads under SCHED_BATCH");
+            }
+            let db = config.open()?;
+            futures::executor::block_on(db.flush_async())?;
+            Ok::<_, sled::Error>(db)
+        })
+        .join()
+        .expect("opening sled panicked")
+    })?;
+    *started = true;
+    Ok(db)
+}
+
 /// fsync of a directory: makes the entries of files created in it durable.
 fn sync_dir(dir: &Path) -> std::io::Result<()> {
     File::open(dir)?.sync_all()
@@ -154,6 +227,19 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn blob_dir_is_rescanned_unless_its_mtime_predates_the_last_scan() {
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let mut blobs = Blobs::default();
+        assert!(blobs.may_have_changed(t0), "never scanned");
+        blobs.scanned = Some((t0, t0 + Duration::from_secs(1)));
+        assert!(!blobs.may_have_changed(t0));
+        assert!(blobs.may_have_changed(t0 + Duration::from_nanos(1)), "modified since");
+        // A change in the same clock tick as the scan leaves the mtime alone.
+        blobs.scanned = Some((t0, t0 + Duration::from_millis(4)));
+        assert!(blobs.may_have_changed(t0));
+    }
 
     #[test]
     fn sync_covers_new_blob_files_and_forgets_removed_ones() {
@@ -171,11 +257,11 @@ mod tests {
         data.wal.sync().unwrap();
         let written = blobs();
         assert!(!written.is_empty(), "sled kept the value inline");
-        assert_eq!(*data.wal.files.blobs.lock(), written);
+        assert_eq!(data.wal.files.blobs.lock().synced, written);
         data.wal.remove(b"big").unwrap();
         data.wal.insert(b"small", b"v".to_vec()).unwrap();
         data.wal.sync().unwrap();
-        assert_eq!(*data.wal.files.blobs.lock(), blobs());
+        assert_eq!(data.wal.files.blobs.lock().synced, blobs());
         assert_eq!(data.wal.get(b"small").unwrap().as_deref(), Some(&b"v"[..]));
     }
 }
