@@ -452,15 +452,6 @@ struct Driver {
 
 /// How many inputs one turn of the loop takes before handling a Ready.
 const MAX_INPUTS_PER_TURN: usize = 4096;
-/// How long the Raft thread polls its inbox (yielding the CPU between
-/// polls) before it sleeps. What it waits for mostly comes back within a
-/// round trip (a peer's acknowledgement, a client's next request), and a
-/// sleeping thread is slow to wake: the sender's futex wake, then the
-/// wakeup of an idle (on a VM, halted) CPU. Go's scheduler, and so etcd,
-/// spins the same way. Measured (1 member / 3 members, put with one
-/// client): none 2,300 / 960 ops/s, 50 µs 2,540 / 1,010, 150 µs 2,820 /
-/// 1,100; 300 µs adds little there and costs 3 apiservers under load.
-const SPIN: Duration = Duration::from_micros(150);
 /// Staged state writes past which the Raft thread flushes them even while
 /// the state syncer fsyncs.
 const STATE_FLUSH_OPS: usize = 65_536;
@@ -480,7 +471,7 @@ impl Driver {
         loop {
             let wait = next_tick.saturating_duration_since(Instant::now());
             let mut stop = false;
-            match self.recv(wait) {
+            match self.rx.recv_timeout(wait) {
                 Ok(input) => stop |= self.handle(input),
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
                 Err(mpsc::RecvTimeoutError::Disconnected) => stop = true,
@@ -514,23 +505,6 @@ impl Driver {
             }
         }
         self.shutdown();
-    }
-
-    /// The next input, spinning briefly before sleeping.
-    fn recv(&self, wait: Duration) -> std::result::Result<Input, mpsc::RecvTimeoutError> {
-        let spin_until = Instant::now() + SPIN.min(wait);
-        loop {
-            match self.rx.try_recv() {
-                Ok(input) => return Ok(input),
-                Err(mpsc::TryRecvError::Disconnected) => return Err(mpsc::RecvTimeoutError::Disconnected),
-                Err(mpsc::TryRecvError::Empty) => {}
-            }
-            if Instant::now() >= spin_until {
-                break;
-            }
-            std::thread::yield_now();
-        }
-        self.rx.recv_timeout(wait.saturating_sub(SPIN))
     }
 
     fn shutdown(&mut self) {
