@@ -93,11 +93,10 @@ impl Db {
     /// background: the WAL is synced per Ready, the state by its syncer
     /// thread (see mvcc).
     pub fn open(dir: &Path) -> Result<Self> {
-        let db = open_sled(sled::Config::new().path(dir).flush_every_ms(None))
-            .map_err(|e| match e {
-                sled::Error::Corruption { .. } => StoreError::Corrupt(format!("{}: {e}", dir.display())),
-                other => StoreError::Storage(format!("opening {}: {other}", dir.display())),
-            })?;
+        let db = open_sled(sled::Config::new().path(dir).flush_every_ms(None)).map_err(|e| match e {
+            sled::Error::Corruption { .. } => StoreError::Corrupt(format!("{}: {e}", dir.display())),
+            other => StoreError::Storage(format!("opening {}: {other}", dir.display())),
+        })?;
         let io = |e: std::io::Error| StoreError::Storage(format!("{}: {e}", dir.display()));
         let log = File::open(dir.join("db")).map_err(io)?;
         let this = Self {
