@@ -228,6 +228,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn sleds_io_threads_run_under_sched_batch() {
+        const SCHED_BATCH: &str = "3";
+        let dir = tempfile::tempdir().unwrap();
+        let _data = DataDir::open(dir.path()).unwrap();
+        let mut policies = Vec::new();
+        for task in std::fs::read_dir("/proc/self/task").unwrap() {
+            let task = task.unwrap().path();
+            let comm = std::fs::read_to_string(task.join("comm")).unwrap_or_default();
+            if comm.starts_with("sled-io") {
+                // Field 41 of stat is the policy; the name (field 2) has no spaces here.
+                let stat = std::fs::read_to_string(task.join("stat")).unwrap();
+                policies.push(stat.split(' ').nth(40).unwrap().to_string());
+            }
+        }
+        assert!(!policies.is_empty(), "sled started no IO threads");
+        assert!(policies.iter().all(|p| p == SCHED_BATCH), "policies {policies:?}");
+    }
+
+    #[test]
     fn blob_dir_is_rescanned_unless_its_mtime_predates_the_last_scan() {
         let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
         let mut blobs = Blobs::default();
