@@ -15,6 +15,17 @@ use proto::openapi_v2 as pb;
 
 use crate::registry::{Registry, ResourceType};
 
+/// The list markers `Container` and `EphemeralContainer` share:
+/// (property, list type, map keys).
+const CONTAINER_LIST_META: &[(&str, &str, &[&str])] = &[
+    ("ports", "map", &["containerPort", "protocol"]),
+    ("env", "map", &["name"]),
+    ("volumeMounts", "map", &["mountPath"]),
+    ("volumeDevices", "map", &["devicePath"]),
+    ("command", "atomic", &[]),
+    ("args", "atomic", &[]),
+];
+
 /// Upstream's `+listType`/`+listMapKey` markers (`x-kubernetes-list-type`,
 /// `x-kubernetes-list-map-keys`): (definition, property, list type, map
 /// keys). Server-side apply keys list entries by them; lists without one
@@ -36,40 +47,8 @@ const LIST_META: &[(&str, &str, &str, &[&str])] = &[
     ),
     ("io.k8s.api.core.v1.PodSpec", "tolerations", "atomic", &[]),
     ("io.k8s.api.core.v1.PodSpec", "readinessGates", "atomic", &[]),
-    (
-        "io.k8s.api.core.v1.Container",
-        "ports",
-        "map",
-        &["containerPort", "protocol"],
-    ),
-    ("io.k8s.api.core.v1.Container", "env", "map", &["name"]),
     ("io.k8s.api.core.v1.Container", "envFrom", "atomic", &[]),
-    ("io.k8s.api.core.v1.Container", "volumeMounts", "map", &["mountPath"]),
-    ("io.k8s.api.core.v1.Container", "volumeDevices", "map", &["devicePath"]),
-    ("io.k8s.api.core.v1.Container", "command", "atomic", &[]),
-    ("io.k8s.api.core.v1.Container", "args", "atomic", &[]),
     ("io.k8s.api.core.v1.Container", "resizePolicy", "atomic", &[]),
-    (
-        "io.k8s.api.core.v1.EphemeralContainer",
-        "ports",
-        "map",
-        &["containerPort", "protocol"],
-    ),
-    ("io.k8s.api.core.v1.EphemeralContainer", "env", "map", &["name"]),
-    (
-        "io.k8s.api.core.v1.EphemeralContainer",
-        "volumeMounts",
-        "map",
-        &["mountPath"],
-    ),
-    (
-        "io.k8s.api.core.v1.EphemeralContainer",
-        "volumeDevices",
-        "map",
-        &["devicePath"],
-    ),
-    ("io.k8s.api.core.v1.EphemeralContainer", "command", "atomic", &[]),
-    ("io.k8s.api.core.v1.EphemeralContainer", "args", "atomic", &[]),
     ("io.k8s.api.core.v1.PodStatus", "conditions", "map", &["type"]),
     ("io.k8s.api.core.v1.PodStatus", "podIPs", "map", &["ip"]),
     ("io.k8s.api.core.v1.PodStatus", "hostIPs", "map", &["ip"]),
@@ -459,9 +438,17 @@ fn build(registry: &Registry) -> Cache {
             }
         }
     }
-    for (def, prop, list_type, keys) in LIST_META {
+    let containers = ["io.k8s.api.core.v1.Container", "io.k8s.api.core.v1.EphemeralContainer"]
+        .into_iter()
+        .flat_map(|def| {
+            CONTAINER_LIST_META
+                .iter()
+                .map(move |(prop, t, keys)| (def, *prop, *t, *keys))
+        });
+    let list_meta = LIST_META.iter().copied().chain(containers);
+    for (def, prop, list_type, keys) in list_meta {
         if let Some(p) = defs
-            .get_mut(*def)
+            .get_mut(def)
             .and_then(|d| d.pointer_mut(&format!("/properties/{prop}")))
         {
             p["x-kubernetes-list-type"] = json!(list_type);
