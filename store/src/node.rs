@@ -23,7 +23,9 @@ use parking_lot::{Mutex, RwLock};
 use prost::Message as _;
 use proto::storepb::{ConfChangeContext, InternalRequest, MemberInfo, internal_request::Request as InternalReq};
 use protobuf::Message as _;
-use raft::eraftpb::{ConfChangeSingle, ConfChangeType, ConfChangeV2, ConfState, EntryType, Message, MessageType};
+use raft::eraftpb::{
+    ConfChangeSingle, ConfChangeType, ConfChangeV2, ConfState, Entry, EntryType, Message, MessageType,
+};
 use raft::{RawNode, SnapshotStatus, StateRole};
 
 use crate::error::{Result, StoreError};
@@ -246,6 +248,8 @@ impl Node {
             new_reads: Vec::new(),
             was_leader: false,
             last_flush: Instant::now(),
+            compacting_log: false,
+            proposals: ProposalBatch::default(),
         };
         driver.publish_status();
         let handle = std::thread::Builder::new()
@@ -448,7 +452,23 @@ struct Driver {
     new_reads: Vec<Reply<()>>,
     was_leader: bool,
     last_flush: Instant,
+    /// Proposals of this turn, not yet handed to Raft.
+    proposals: ProposalBatch,
+    /// A log compaction is under way (see [`Driver::maybe_compact_log`]).
+    compacting_log: bool,
 }
+
+/// Entries proposed in one turn: their payloads and proposal ids.
+#[derive(Default)]
+struct ProposalBatch {
+    entries: Vec<Entry>,
+    ids: Vec<u64>,
+    bytes: usize,
+}
+
+/// Payload bytes past which a turn's proposals go to Raft at once, so that
+/// a follower's forwarded batch stays a modest message.
+const MAX_PROPOSAL_BATCH_BYTES: usize = 1 << 20;
 
 /// How many inputs one turn of the loop takes before handling a Ready.
 const MAX_INPUTS_PER_TURN: usize = 4096;
@@ -462,6 +482,12 @@ const STATE_FLUSH_OPS: usize = 65_536;
 /// single client's put latency (1 member: 1,650 puts/s per Ready, 2,000
 /// batched). Readers find staged writes in memory meanwhile.
 const STATE_FLUSH_MIN_OPS: usize = 256;
+/// Chunks of the Raft log (one per Ready that appended) a Ready removes
+/// while the log is compacted. All at once, the ~330 chunks of a
+/// compaction under 64 clients took the Raft thread 4–12 ms: a stall every
+/// 0.6 s on every member, which made the p99 of creates on 3 apiservers
+/// (14–17 ms against 11–13 between stalls).
+const LOG_COMPACT_CHUNKS: usize = 16;
 const STATE_FLUSH_EVERY: Duration = Duration::from_millis(5);
 
 impl Driver {
@@ -487,6 +513,7 @@ impl Driver {
             if stop {
                 break;
             }
+            self.propose_batch();
             self.issue_reads();
             let now = Instant::now();
             if now >= next_tick {
@@ -539,13 +566,15 @@ impl Driver {
                     let _ = reply.send(Err(StoreError::NoLeader));
                     return false;
                 }
-                match self.raw.propose(vec![], data) {
-                    Ok(()) => {
-                        self.pending.insert(id, (reply, deadline));
-                    }
-                    Err(_) => {
-                        let _ = reply.send(Err(StoreError::NoLeader));
-                    }
+                self.proposals.bytes += data.len();
+                self.proposals.entries.push(Entry {
+                    data: data.into(),
+                    ..Default::default()
+                });
+                self.proposals.ids.push(id);
+                self.pending.insert(id, (reply, deadline));
+                if self.proposals.bytes >= MAX_PROPOSAL_BATCH_BYTES {
+                    self.propose_batch();
                 }
             }
             Input::ConfChange { id, cc, promote, reply } => {
@@ -597,6 +626,29 @@ impl Driver {
             Input::Stop => return true,
         }
         false
+    }
+
+    /// Proposes the entries that arrived this turn as one message, as
+    /// `RawNode::propose` does with one: the leader then sends each
+    /// follower one append for all of them, and a follower forwards them
+    /// to the leader in one message. (One proposal at a time, every entry
+    /// cost an append and its response per follower.)
+    fn propose_batch(&mut self) {
+        if self.proposals.entries.is_empty() {
+            return;
+        }
+        let batch = std::mem::take(&mut self.proposals);
+        let mut m = Message::default();
+        m.set_msg_type(MessageType::MsgPropose);
+        m.from = self.raw.raft.id;
+        m.set_entries(batch.entries.into());
+        if self.raw.raft.step(m).is_err() {
+            for id in batch.ids {
+                if let Some((reply, _)) = self.pending.remove(&id) {
+                    let _ = reply.send(Err(StoreError::NoLeader));
+                }
+            }
+        }
     }
 
     /// Starts one ReadIndex round for every read that arrived this turn.
@@ -924,11 +976,14 @@ impl Driver {
         }
     }
 
+    /// Compacts the Raft log once it holds `snapshot_entries` applied
+    /// entries, down to `catchup_entries`, [`LOG_COMPACT_CHUNKS`] chunks
+    /// per Ready.
     fn maybe_compact_log(&mut self) -> Result<()> {
         let applied = self.shared.mvcc.applied().0;
         let store = self.raw.store();
         let cfg = &self.shared.config;
-        if applied.saturating_sub(store.first()) < cfg.snapshot_entries {
+        if !self.compacting_log && applied.saturating_sub(store.first()) < cfg.snapshot_entries {
             return Ok(());
         }
         // Entries go only once the state machine holds them durably (the
@@ -936,10 +991,8 @@ impl Driver {
         let to = applied
             .saturating_sub(cfg.catchup_entries)
             .min(self.shared.mvcc.durable_applied());
-        if to < store.first() {
-            return Ok(());
-        }
-        store.compact(to)
+        self.compacting_log = to >= store.first() && store.compact(to, LOG_COMPACT_CHUNKS)? < to;
+        Ok(())
     }
 
     fn publish_status(&self) {
