@@ -22,6 +22,7 @@ pub async fn run(server: Arc<Server>, mut stop: tokio::sync::watch::Receiver<boo
     if !crds.is_empty() {
         server.openapi.invalidate();
     }
+    prebuild_openapi(&server).await;
     let system = async {
         for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
             let obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
@@ -42,9 +43,16 @@ pub async fn run(server: Arc<Server>, mut stop: tokio::sync::watch::Receiver<boo
         _ = stop.changed() => return,
     }
     tokio::select! {
-        _ = follow_crds(&server) => {}
+        _ = follow_crds(&server, crds) => {}
         _ = stop.changed() => {}
     }
+}
+
+/// Builds the OpenAPI documents off the runtime's threads, before a
+/// request needs them.
+async fn prebuild_openapi(server: &Arc<Server>) {
+    let server = server.clone();
+    let _ = tokio::task::spawn_blocking(move || server.openapi.prebuild()).await;
 }
 
 async fn retry<F, Fut>(mut f: F)
@@ -65,15 +73,21 @@ where
     }
 }
 
-/// Keeps the registry in step with CRDs written through any apiserver.
-async fn follow_crds(server: &Arc<Server>) {
+/// Keeps the registry in step with CRDs written through any apiserver,
+/// starting from the ones `loaded` at start.
+async fn follow_crds(server: &Arc<Server>, loaded: Vec<serde_json::Value>) {
+    let mut loaded = Some(loaded);
     loop {
         let start = server.storage.current_revision() + 1;
         // Catch up with anything written before the watch starts.
-        for crd in list_all(&server.storage, CRD_PREFIX).await {
-            crate::customresource::sync(&server.registry, &crd, false);
+        let crds = list_all(&server.storage, CRD_PREFIX).await;
+        if loaded.take().as_ref() != Some(&crds) {
+            for crd in &crds {
+                crate::customresource::sync(&server.registry, crd, false);
+            }
+            server.openapi.invalidate();
+            prebuild_openapi(server).await;
         }
-        server.openapi.invalidate();
         let Ok(mut w) = server.storage.watch(CRD_PREFIX, start) else {
             tokio::time::sleep(Duration::from_millis(200)).await;
             continue;
@@ -87,6 +101,7 @@ async fn follow_crds(server: &Arc<Server>) {
                         }
                     }
                     server.openapi.invalidate();
+                    prebuild_openapi(server).await;
                 }
                 Ok(WatchItem::Progress { .. }) => {}
                 Err(e) => {

@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 use serde_json::{Map, Value, json};
 
 use proto::openapi_v2 as pb;
@@ -241,28 +241,62 @@ struct Cache {
 /// Generated documents, rebuilt when the set of resources changes.
 pub struct OpenApi {
     registry: Arc<Registry>,
-    cache: RwLock<Option<Arc<Cache>>>,
+    cache: RwLock<Built>,
+    /// Held by the one build under way.
+    building: Mutex<()>,
+}
+
+#[derive(Default)]
+struct Built {
+    cache: Option<Arc<Cache>>,
+    /// Bumped by every invalidation: a build that began before one is
+    /// returned to its caller but not kept.
+    generation: u64,
 }
 
 impl OpenApi {
     pub fn new(registry: Arc<Registry>) -> Self {
         Self {
             registry,
-            cache: RwLock::new(None),
+            cache: RwLock::default(),
+            building: Mutex::new(()),
         }
     }
 
     /// Forgets the documents (after a CRD changed).
     pub fn invalidate(&self) {
-        *self.cache.write() = None;
+        let mut built = self.cache.write();
+        built.cache = None;
+        built.generation += 1;
     }
 
+    /// Builds the documents unless they are built: at start and after a
+    /// CRD changed, so that no request waits for a build (creates need the
+    /// schemas for managedFields).
+    pub fn prebuild(&self) {
+        self.cache();
+    }
+
+    /// The documents, built once by the first caller that needs them. The
+    /// callers that arrive meanwhile wait for that build: each building its
+    /// own, 64 concurrent creates after a start took 60 ms.
     fn cache(&self) -> Arc<Cache> {
-        if let Some(c) = self.cache.read().as_ref() {
+        if let Some(c) = &self.cache.read().cache {
             return c.clone();
         }
+        let _building = self.building.lock();
+        let generation = {
+            let built = self.cache.read();
+            if let Some(c) = &built.cache {
+                return c.clone();
+            }
+            built.generation
+        };
         let c = Arc::new(build(&self.registry));
-        *self.cache.write() = Some(c.clone());
+        let mut built = self.cache.write();
+        if built.generation == generation {
+            built.cache = Some(c.clone());
+        }
         c
     }
 
