@@ -41,6 +41,11 @@ struct Args {
     /// Where to write the table.
     #[arg(long, default_value = "target/bench-apiserver.md")]
     out: String,
+    /// Also write every timed request here, one line each: op, apiservers,
+    /// clients, apiserver, start (µs into its row), latency (µs). A tail
+    /// that comes in bursts is a stall; one spread over the run is queueing.
+    #[arg(long)]
+    trace: Option<String>,
 }
 
 mod stats {
@@ -49,10 +54,34 @@ mod stats {
     /// Latencies of one row.
     pub struct Stats {
         pub hist: Histogram<u64>,
+        /// The same latencies by the apiserver the clients talked to.
+        pub by_member: Vec<Histogram<u64>>,
+        /// Every request: apiserver, start (µs into the row), latency (µs).
+        pub trace: Vec<(usize, u64, u64)>,
         pub elapsed: Duration,
     }
 
     impl Stats {
+        /// p50/p99 per apiserver, the Raft leader's marked: where a tail
+        /// comes from (stderr, beside the table).
+        pub fn by_member(&self, op: &str, clients: usize, leader: Option<usize>) -> String {
+            let cells: Vec<String> = self
+                .by_member
+                .iter()
+                .enumerate()
+                .map(|(i, h)| {
+                    format!(
+                        "apiserver {i}{}: p50 {:.2} p99 {:.2} ms ({} ops)",
+                        if Some(i) == leader { " (leader)" } else { "" },
+                        h.value_at_quantile(0.5) as f64 / 1000.0,
+                        h.value_at_quantile(0.99) as f64 / 1000.0,
+                        h.len()
+                    )
+                })
+                .collect();
+            format!("{op} x{clients}: {}", cells.join("; "))
+        }
+
         pub fn row(&self, op: &str, members: usize, clients: usize) -> String {
             let n = self.hist.len();
             format!(
@@ -91,6 +120,29 @@ async fn raw(
         String::from_utf8_lossy(&bytes)
     );
     Ok(bytes)
+}
+
+/// `--trace`: every timed request of every row.
+struct Trace(Option<std::io::BufWriter<std::fs::File>>);
+
+impl Trace {
+    fn open(path: Option<&str>) -> anyhow::Result<Self> {
+        Ok(Self(match path {
+            Some(p) => Some(std::io::BufWriter::new(std::fs::File::create(p)?)),
+            None => None,
+        }))
+    }
+
+    fn write(&mut self, s: &Stats, op: &str, members: usize, clients: usize) -> anyhow::Result<()> {
+        use std::io::Write;
+        if let Some(w) = &mut self.0 {
+            for (m, start, took) in &s.trace {
+                writeln!(w, "{op}\t{members}\t{clients}\t{m}\t{start}\t{took}")?;
+            }
+            w.flush()?;
+        }
+        Ok(())
+    }
 }
 
 #[derive(serde::Deserialize)]
@@ -139,26 +191,41 @@ where
         let f = f.clone();
         let ready = ready.clone();
         let api = apis[c % apis.len()].clone();
+        let members = apis.len();
         tasks.push(tokio::spawn(async move {
             api.get_opt("warm-up").await?;
             ready.wait().await;
             let mut h = Histogram::<u64>::new(3)?;
+            let mut trace = Vec::with_capacity(ops);
             for i in 0..ops {
                 let t = Instant::now();
                 f(c, i).await?;
-                h.record(t.elapsed().as_micros() as u64)?;
+                let took = t.elapsed().as_micros() as u64;
+                h.record(took)?;
+                trace.push((c % members, t, took));
             }
-            anyhow::Ok(h)
+            anyhow::Ok((h, trace))
         }));
     }
     ready.wait().await;
     let start = Instant::now();
     let mut hist = Histogram::<u64>::new(3)?;
-    for t in tasks {
-        hist.add(t.await??)?;
+    let mut by_member = vec![Histogram::<u64>::new(3)?; apis.len()];
+    let mut trace = Vec::new();
+    for (c, t) in tasks.into_iter().enumerate() {
+        let (h, requests) = t.await??;
+        by_member[c % apis.len()].add(&h)?;
+        hist.add(h)?;
+        trace.extend(
+            requests
+                .into_iter()
+                .map(|(m, t, took)| (m, t.saturating_duration_since(start).as_micros() as u64, took)),
+        );
     }
     Ok(Stats {
         hist,
+        by_member,
+        trace,
         elapsed: start.elapsed(),
     })
 }
@@ -173,6 +240,7 @@ async fn main() -> anyhow::Result<()> {
         "| op | apiservers | clients | ops | p50 ms | p99 ms | ops/s |".to_string(),
         "| --- | --- | --- | --- | --- | --- | --- |".to_string(),
     ];
+    let mut trace = Trace::open(args.trace.as_deref())?;
     for &members in &args.members {
         let extra: Vec<&str> = args.apiserver_arg.iter().map(String::as_str).collect();
         let c = ApiServers::start_with(members, &extra).await?;
@@ -181,6 +249,7 @@ async fn main() -> anyhow::Result<()> {
             apis.push(Api::<ConfigMap>::namespaced(c.client_for(i).await?, "default"));
         }
         let apis = Arc::new(apis);
+        let leader = c.leader().await.ok();
         let run = |op: &str| args.only.iter().any(|o| o == op);
         for &clients in &args.clients {
             let ops = args.ops.min(args.row_ops / clients).max(20);
@@ -197,6 +266,10 @@ async fn main() -> anyhow::Result<()> {
             })
             .await?;
             rows.push(s.row("create", members, clients));
+            if members > 1 {
+                eprintln!("{}", s.by_member("create", clients, leader));
+            }
+            trace.write(&s, "create", members, clients)?;
             if run("get") {
                 let a = apis.clone();
                 let t = tag.clone();
@@ -210,6 +283,10 @@ async fn main() -> anyhow::Result<()> {
                 })
                 .await?;
                 rows.push(s.row("get", members, clients));
+                if members > 1 {
+                    eprintln!("{}", s.by_member("get", clients, leader));
+                }
+                trace.write(&s, "get", members, clients)?;
             }
             if run("update") {
                 let a = apis.clone();
@@ -230,6 +307,10 @@ async fn main() -> anyhow::Result<()> {
                 })
                 .await?;
                 rows.push(s.row("update (get+put)", members, clients));
+                if members > 1 {
+                    eprintln!("{}", s.by_member("update (get+put)", clients, leader));
+                }
+                trace.write(&s, "update (get+put)", members, clients)?;
             }
         }
         if !run("list") && !run("watch") {
@@ -270,6 +351,10 @@ async fn main() -> anyhow::Result<()> {
             })
             .await?;
             rows.push(s.row("list 1k", members, clients));
+            if members > 1 {
+                eprintln!("{}", s.by_member("list 1k", clients, leader));
+            }
+            trace.write(&s, "list 1k", members, clients)?;
         }
         if !run("watch") {
             continue;
@@ -335,6 +420,8 @@ async fn main() -> anyhow::Result<()> {
         }
         let s = Stats {
             hist,
+            by_member: Vec::new(),
+            trace: Vec::new(),
             elapsed: t0.elapsed(),
         };
         rows.push(s.row("watch 100× (events delivered)", members, watchers));
