@@ -388,16 +388,25 @@ impl RaftLog {
         Ok(())
     }
 
-    pub fn set_hard_state(&self, hs: &HardState) -> Result<()> {
-        self.tree.insert(KEY_HARD, seal_pb(hs))?;
+    /// Records Raft's hard state. Only a new term or vote is written (and
+    /// must then be synced before anyone hears of it, as etcd's MustSync);
+    /// a new commit index alone stays in memory: on open it is recovered
+    /// as at least the applied index, and the leader tells the rest. (Its
+    /// write, twice per Ready, was 1% of the CPU of 3 apiservers under
+    /// load.) Returns whether it wrote.
+    pub fn set_hard_state(&self, hs: &HardState) -> Result<bool> {
+        let old = self.hard_state();
+        let write = hs.term != old.term || hs.vote != old.vote;
+        if write {
+            self.tree.insert(KEY_HARD, seal_pb(hs))?;
+        }
         self.state.lock().hard = hs.clone();
-        Ok(())
+        Ok(write)
     }
 
-    pub fn set_commit(&self, commit: u64) -> Result<()> {
-        let mut hs = self.hard_state();
-        hs.commit = commit;
-        self.set_hard_state(&hs)
+    /// A new commit index, kept in memory (see [`RaftLog::set_hard_state`]).
+    pub fn set_commit(&self, commit: u64) {
+        self.state.lock().hard.commit = commit;
     }
 
     pub fn set_conf_state(&self, cs: &ConfState) -> Result<()> {
