@@ -96,6 +96,10 @@ pub struct Cacher {
     view: Option<&'static View>,
     state: RwLock<State>,
     revision: watch::Sender<i64>,
+    /// Asks the store watcher feeding the cache how far it has seen: it
+    /// reports progress only when asked (a revision with nothing under the
+    /// prefix does not wake it).
+    progress: Mutex<Option<store::ProgressRequester>>,
     storage: Storage,
     window: usize,
     metrics: Arc<Metrics>,
@@ -115,6 +119,9 @@ impl Cacher {
         loop {
             if *rx.borrow_and_update() >= revision {
                 return true;
+            }
+            if let Some(p) = &*self.progress.lock() {
+                p.request();
             }
             match tokio::time::timeout_at(deadline, rx.changed()).await {
                 Ok(Ok(())) => {}
@@ -263,18 +270,15 @@ impl Cacher {
             };
             objects.insert(stored.key.clone(), Entry::from_stored(stored));
         }
-        let watcher = self
-            .storage
-            .store()
-            .watch(store::WatchSpec {
-                key: self.stored_prefix.as_bytes().to_vec(),
-                range_end: prefix_end(self.stored_prefix.as_bytes()),
-                start_revision: revision + 1,
-                prev_kv: false,
-                no_put: false,
-                no_delete: false,
-            })?
-            .with_eager_progress();
+        let watcher = self.storage.store().watch(store::WatchSpec {
+            key: self.stored_prefix.as_bytes().to_vec(),
+            range_end: prefix_end(self.stored_prefix.as_bytes()),
+            start_revision: revision + 1,
+            prev_kv: false,
+            no_put: false,
+            no_delete: false,
+        })?;
+        *self.progress.lock() = Some(watcher.progress_requester());
         let mut s = self.state.write();
         // Watchers of the previous incarnation fall back to the store: the
         // window restarts here.
@@ -333,6 +337,7 @@ impl WatchCache {
                 oldest: 0,
             }),
             revision,
+            progress: Mutex::default(),
             storage: self.storage.clone(),
             window: self.window,
             metrics: self.metrics.clone(),

@@ -29,7 +29,7 @@ pub use error::{Result, StoreError};
 pub use kv::Store;
 pub use member::{Member, MemberConfig};
 pub use node::{Bootstrap, Node, NodeConfig, NodeStatus};
-pub use watch::{WatchItem, WatchSpec, Watcher};
+pub use watch::{ProgressRequester, WatchItem, WatchSpec, Watcher};
 
 /// etcd's default limit on one request (`--max-request-bytes`).
 pub const DEFAULT_MAX_REQUEST_BYTES: usize = 1536 * 1024;

@@ -15,12 +15,13 @@
 //!   [`StoreError::Compacted`] instead of skipping events.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::Instant;
 
 use parking_lot::Mutex;
 use proto::mvccpb::{Event, event::EventType};
-use tokio::sync::watch as tokio_watch;
+use tokio::sync::{Notify, watch as tokio_watch};
 
 use crate::error::{Result, StoreError};
 use crate::mvcc::{Mvcc, RevisionEvents, key_in_range};
@@ -41,6 +42,49 @@ pub struct WatchHub {
 struct Window {
     revs: VecDeque<Arc<RevisionEvents>>,
     bytes: usize,
+    /// The newest published revision, read together with the watchers'
+    /// `pending` flags.
+    revision: i64,
+    /// Every watcher's range; dropped watchers are pruned on publish.
+    interests: Vec<Weak<Interest>>,
+}
+
+/// A watcher's registration with the hub: a watcher is woken only by a
+/// revision with an event in its range (or when asked for progress), not
+/// by every write. (Waking every watcher per revision cost each write a
+/// wakeup per watch cache and per watch on every apiserver.)
+struct Interest {
+    key: Vec<u8>,
+    range_end: Vec<u8>,
+    /// A revision published since the watcher last polled the hub has an
+    /// event in range. Set and taken under the window lock.
+    pending: AtomicBool,
+    /// A [`ProgressRequester`] asked for progress.
+    progress_wanted: AtomicBool,
+    wake: Notify,
+}
+
+impl Interest {
+    fn matches(&self, events: &RevisionEvents) -> bool {
+        events.events.iter().any(|e| {
+            e.kv.as_ref()
+                .is_some_and(|kv| key_in_range(&kv.key, &self.key, &self.range_end))
+        })
+    }
+}
+
+/// Asks a [`Watcher`] how far it has seen (see [`Watcher::progress_requester`]).
+#[derive(Clone)]
+pub struct ProgressRequester(Arc<Interest>);
+
+impl ProgressRequester {
+    /// The watcher's next [`WatchItem`] (or the one it is waiting for now)
+    /// is progress up to at least the revision published before this
+    /// call, unless it has events to return first.
+    pub fn request(&self) {
+        self.0.progress_wanted.store(true, Ordering::Release);
+        self.0.wake.notify_one();
+    }
 }
 
 fn approx_size(r: &RevisionEvents) -> usize {
@@ -62,7 +106,10 @@ impl WatchHub {
     pub fn with_capacity(current_revision: i64, capacity: usize) -> Arc<Self> {
         let (tx, _) = tokio_watch::channel(current_revision);
         Arc::new(Self {
-            window: Mutex::new(Window::default()),
+            window: Mutex::new(Window {
+                revision: current_revision,
+                ..Window::default()
+            }),
             capacity: capacity.max(1),
             revision: tx,
         })
@@ -71,8 +118,17 @@ impl WatchHub {
     /// Adds a committed revision. Called by the Raft thread, in order.
     pub fn publish(&self, events: RevisionEvents) {
         let rev = events.revision;
+        let mut woken = Vec::new();
         {
             let mut w = self.window.lock();
+            w.interests.retain(|i| {
+                let Some(i) = i.upgrade() else { return false };
+                if !i.pending.load(Ordering::Relaxed) && i.matches(&events) {
+                    i.pending.store(true, Ordering::Relaxed);
+                    woken.push(i);
+                }
+                true
+            });
             w.bytes += approx_size(&events);
             w.revs.push_back(Arc::new(events));
             while w.revs.len() > self.capacity || (w.bytes > WINDOW_BYTES && w.revs.len() > 1) {
@@ -80,14 +136,53 @@ impl WatchHub {
                     w.bytes -= approx_size(&old);
                 }
             }
+            w.revision = rev;
+        }
+        for i in woken {
+            i.wake.notify_one();
         }
         self.revision.send_replace(rev);
     }
 
-    /// Forgets the window after the state was replaced by a snapshot.
+    /// Forgets the window after the state was replaced by a snapshot;
+    /// every watcher reads on from the store.
     pub fn reset(&self, current_revision: i64) {
-        *self.window.lock() = Window::default();
+        let interests: Vec<Arc<Interest>> = {
+            let mut w = self.window.lock();
+            let interests = std::mem::take(&mut w.interests);
+            *w = Window {
+                revision: current_revision,
+                interests,
+                ..Window::default()
+            };
+            w.interests.iter().filter_map(Weak::upgrade).collect()
+        };
+        for i in interests {
+            i.pending.store(true, Ordering::Relaxed);
+            i.wake.notify_one();
+        }
         self.revision.send_replace(current_revision);
+    }
+
+    /// Registers a watcher's range; returns it with the newest revision.
+    fn register(&self, key: &[u8], range_end: &[u8]) -> (Arc<Interest>, i64) {
+        let interest = Arc::new(Interest {
+            key: key.to_vec(),
+            range_end: range_end.to_vec(),
+            pending: AtomicBool::new(false),
+            progress_wanted: AtomicBool::new(false),
+            wake: Notify::new(),
+        });
+        let mut w = self.window.lock();
+        w.interests.push(Arc::downgrade(&interest));
+        (interest, w.revision)
+    }
+
+    /// The newest revision, and whether any revision since the watcher
+    /// last asked had an event in its range.
+    fn poll(&self, interest: &Interest) -> (i64, bool) {
+        let w = self.window.lock();
+        (w.revision, interest.pending.swap(false, Ordering::Relaxed))
     }
 
     pub fn current_revision(&self) -> i64 {
@@ -147,14 +242,16 @@ pub struct Watcher {
     next: i64,
     mvcc: Arc<Mvcc>,
     hub: Arc<WatchHub>,
-    revision: tokio_watch::Receiver<i64>,
-    eager_progress: bool,
+    interest: Arc<Interest>,
+    /// Revisions up to here may hold events for this watcher: those before
+    /// it registered, then those up to where the hub last said a revision
+    /// in range was published.
+    read_to: i64,
 }
 
 impl Watcher {
     pub fn new(mvcc: Arc<Mvcc>, hub: Arc<WatchHub>, spec: WatchSpec) -> Result<Self> {
-        let revision = hub.revision.subscribe();
-        let current = *revision.borrow();
+        let (interest, current) = hub.register(&spec.key, &spec.range_end);
         let next = if spec.start_revision > 0 {
             spec.start_revision
         } else {
@@ -171,17 +268,16 @@ impl Watcher {
             next,
             mvcc,
             hub,
-            revision,
-            eager_progress: false,
+            interest,
+            read_to: current,
         })
     }
 
-    /// Makes [`Watcher::next`] report progress as soon as it has covered
-    /// new revisions without matching events, so that a consumer (the
-    /// apiserver's watch cache) always knows how far it has seen.
-    pub fn with_eager_progress(mut self) -> Self {
-        self.eager_progress = true;
-        self
+    /// A handle that makes this watcher report how far it has seen, so
+    /// that a consumer (the apiserver's watch cache) can learn it has
+    /// caught up with a revision that had nothing for it.
+    pub fn progress_requester(&self) -> ProgressRequester {
+        ProgressRequester(self.interest.clone())
     }
 
     /// The next revision this watcher will return.
@@ -190,41 +286,58 @@ impl Watcher {
     }
 
     /// Waits for matching events. If `progress_at` passes while the watcher
-    /// is caught up and has nothing to return, yields a progress item.
+    /// is caught up and has nothing to return, or progress was requested,
+    /// yields a progress item.
     pub async fn next(&mut self, max_events: usize, progress_at: Option<Instant>) -> Result<WatchItem> {
         loop {
-            let current = *self.revision.borrow_and_update();
-            if self.next > current {
-                let changed = self.revision.changed();
-                match progress_at {
-                    Some(at) => {
-                        tokio::select! {
-                            r = changed => if r.is_err() { return Err(StoreError::Stopped) },
-                            _ = tokio::time::sleep_until(at.into()) => {
-                                return Ok(WatchItem::Progress { revision: self.next - 1 });
-                            }
-                        }
-                    }
-                    None => {
-                        if changed.await.is_err() {
-                            return Err(StoreError::Stopped);
-                        }
-                    }
+            if self.next <= self.read_to {
+                let (covered, events) = self.read(self.read_to, max_events).await?;
+                self.next = covered + 1;
+                if !events.is_empty() {
+                    return Ok(WatchItem::Events {
+                        revision: covered,
+                        events,
+                    });
                 }
                 continue;
             }
-            let (covered, events) = self.read(current, max_events).await?;
-            self.next = covered + 1;
-            if !events.is_empty() {
-                return Ok(WatchItem::Events {
-                    revision: covered,
-                    events,
+            if self.catch_up() {
+                continue;
+            }
+            if self.interest.progress_wanted.swap(false, Ordering::AcqRel) {
+                return Ok(WatchItem::Progress {
+                    revision: self.next - 1,
                 });
             }
-            if self.eager_progress {
-                return Ok(WatchItem::Progress { revision: covered });
+            let woken = self.interest.wake.notified();
+            match progress_at {
+                Some(at) => {
+                    tokio::select! {
+                        _ = woken => {}
+                        _ = tokio::time::sleep_until(at.into()) => {
+                            // Progress as of now, unless events came first.
+                            if self.catch_up() {
+                                continue;
+                            }
+                            return Ok(WatchItem::Progress { revision: self.next - 1 });
+                        }
+                    }
+                }
+                None => woken.await,
             }
         }
+    }
+
+    /// Asks the hub what was published since: true if revisions up to the
+    /// newest may hold events to read; otherwise moves past them.
+    fn catch_up(&mut self) -> bool {
+        let (current, pending) = self.hub.poll(&self.interest);
+        if pending {
+            self.read_to = current;
+            return self.next <= current;
+        }
+        self.next = self.next.max(current + 1);
+        false
     }
 
     /// Reads forward from `self.next`, up to `current`. Returns the last
@@ -426,6 +539,37 @@ mod tests {
         );
         let mut from_compacted_plus_one = f.watcher(prefix(11)).unwrap();
         assert_eq!(drain(&mut from_compacted_plus_one, 21).await.len(), 11);
+    }
+
+    #[tokio::test]
+    async fn watchers_wake_only_for_their_range_and_report_progress_on_request() {
+        use futures::FutureExt;
+        let mut f = Fixture::new(16);
+        let mut w = f.watcher(prefix(0)).unwrap();
+        let progress = w.progress_requester();
+        for _ in 0..5 {
+            f.put("b", "other prefix");
+        }
+        assert!(
+            !w.interest.pending.load(Ordering::Relaxed),
+            "woken by revisions out of range"
+        );
+        assert!(w.next(10, None).now_or_never().is_none(), "nothing to return");
+        progress.request();
+        let current = f.mvcc.current_revision();
+        assert_eq!(
+            w.next(10, None).await.unwrap(),
+            WatchItem::Progress { revision: current },
+            "progress through the revisions it skipped"
+        );
+        f.put("a/x", "1");
+        assert!(w.interest.pending.load(Ordering::Relaxed));
+        match w.next(10, None).await.unwrap() {
+            WatchItem::Events { revision, events } => {
+                assert_eq!((revision, events.len()), (current + 1, 1));
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[tokio::test(start_paused = true)]
