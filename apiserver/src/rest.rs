@@ -142,12 +142,15 @@ fn with_warnings(mut resp: Response, warnings: &[String]) -> Response {
 /// Renders one object in the negotiated representation.
 pub fn respond(ctx: &Ctx, code: StatusCode, obj: &Value) -> ApiResult<Response> {
     let out = negotiate(ctx.headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()), false)?;
-    let body = match out {
-        Output::Table => table::table(&ctx.rt, std::slice::from_ref(obj), None, &ctx.query),
-        Output::Metadata => partial_metadata(obj),
-        _ => obj.clone(),
-    };
-    Ok(encode(code, &body, out))
+    Ok(match out {
+        Output::Table => encode(
+            code,
+            &table::table(&ctx.rt, std::slice::from_ref(obj), None, &ctx.query),
+            out,
+        ),
+        Output::Metadata => encode(code, &partial_metadata(obj), out),
+        _ => encode(code, obj, out),
+    })
 }
 
 pub fn encode(code: StatusCode, body: &Value, out: Output) -> Response {

@@ -136,11 +136,45 @@ pub fn set_resource_version(object: &mut Value, revision: i64) {
 
 /// The bytes stored for an object: its JSON without the resource version.
 pub fn encode(object: &Value) -> Vec<u8> {
-    let mut o = object.clone();
-    if let Some(meta) = o.get_mut("metadata").and_then(Value::as_object_mut) {
-        meta.remove("resourceVersion");
+    serde_json::to_vec(&WithoutResourceVersion(object)).unwrap_or_default()
+}
+
+/// An object serialized without `metadata.resourceVersion`, without a copy
+/// of it (copying each object on its way to the store was 1% of the CPU of
+/// creates).
+struct WithoutResourceVersion<'a>(&'a Value);
+
+impl serde::Serialize for WithoutResourceVersion<'_> {
+    fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let Value::Object(fields) = self.0 else {
+            return self.0.serialize(ser);
+        };
+        let mut map = ser.serialize_map(Some(fields.len()))?;
+        for (k, v) in fields {
+            match (k.as_str(), v) {
+                ("metadata", Value::Object(meta)) => {
+                    map.serialize_entry(k, &MetadataWithoutResourceVersion(meta))?;
+                }
+                _ => map.serialize_entry(k, v)?,
+            }
+        }
+        map.end()
     }
-    serde_json::to_vec(&o).unwrap_or_default()
+}
+
+struct MetadataWithoutResourceVersion<'a>(&'a serde_json::Map<String, Value>);
+
+impl serde::Serialize for MetadataWithoutResourceVersion<'_> {
+    fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let fields = self.0.iter().filter(|(k, _)| k.as_str() != "resourceVersion");
+        let mut map = ser.serialize_map(None)?;
+        for (k, v) in fields {
+            map.serialize_entry(k, v)?;
+        }
+        map.end()
+    }
 }
 
 pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
@@ -350,5 +384,28 @@ impl Storage {
             return Ok((true, p, prev));
         }
         Ok((false, decode(&kv.key, &kv.value, kv.mod_revision, view)?, prev))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn stored_objects_leave_out_only_the_resource_version() {
+        let obj = json!({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "a", "resourceVersion": "42", "labels": {"resourceVersion": "kept"}},
+            "data": {"resourceVersion": "kept too"},
+        });
+        let mut want = obj.clone();
+        want["metadata"].as_object_mut().unwrap().remove("resourceVersion");
+        assert_eq!(
+            encode(&obj),
+            serde_json::to_vec(&want).unwrap(),
+            "same bytes as without the field"
+        );
+        assert_eq!(encode(&json!(["not", "an object"])), br#"["not","an object"]"#);
     }
 }
