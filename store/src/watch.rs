@@ -40,7 +40,8 @@ pub struct WatchHub {
 
 #[derive(Default)]
 struct Window {
-    revs: VecDeque<Arc<RevisionEvents>>,
+    /// Revisions with their approximate sizes.
+    revs: VecDeque<(Arc<RevisionEvents>, usize)>,
     bytes: usize,
     /// The newest published revision, read together with the watchers'
     /// `pending` flags.
@@ -129,11 +130,12 @@ impl WatchHub {
                 }
                 true
             });
-            w.bytes += approx_size(&events);
-            w.revs.push_back(Arc::new(events));
+            let size = approx_size(&events);
+            w.bytes += size;
+            w.revs.push_back((Arc::new(events), size));
             while w.revs.len() > self.capacity || (w.bytes > WINDOW_BYTES && w.revs.len() > 1) {
-                if let Some(old) = w.revs.pop_front() {
-                    w.bytes -= approx_size(&old);
+                if let Some((_, size)) = w.revs.pop_front() {
+                    w.bytes -= size;
                 }
             }
             w.revision = rev;
@@ -197,14 +199,14 @@ impl WatchHub {
     /// Revisions `from..=to` if the window holds all of them.
     fn window_range(&self, from: i64, to: i64, max_events: usize) -> Option<Vec<Arc<RevisionEvents>>> {
         let w = self.window.lock();
-        let first = w.revs.front()?.revision;
+        let first = w.revs.front()?.0.revision;
         if from < first {
             return None;
         }
-        let start = w.revs.partition_point(|r| r.revision < from);
+        let start = w.revs.partition_point(|(r, _)| r.revision < from);
         let mut out = Vec::new();
         let mut n = 0;
-        for r in w.revs.iter().skip(start) {
+        for (r, _) in w.revs.iter().skip(start) {
             if r.revision > to || (n >= max_events && !out.is_empty()) {
                 break;
             }
