@@ -69,6 +69,7 @@ mod stats {
                 .by_member
                 .iter()
                 .enumerate()
+                .filter(|(_, h)| !h.is_empty())
                 .map(|(i, h)| {
                     format!(
                         "apiserver {i}{}: p50 {:.2} p99 {:.2} ms ({} ops)",
