@@ -485,13 +485,13 @@ const STATE_FLUSH_OPS: usize = 65_536;
 /// clients from 9.0k to 9.4k/s (p99 12.5 → 12.0 ms); 1,024 or 50 ms made
 /// each batch a stall (p99 14.3 ms).
 const STATE_FLUSH_MIN_OPS: usize = 512;
+const STATE_FLUSH_EVERY: Duration = Duration::from_millis(10);
 /// Chunks of the Raft log (one per Ready that appended) a Ready removes
 /// while the log is compacted. All at once, the ~330 chunks of a
 /// compaction under 64 clients took the Raft thread 4–12 ms: a stall every
 /// 0.6 s on every member, which made the p99 of creates on 3 apiservers
 /// (14–17 ms against 11–13 between stalls).
 const LOG_COMPACT_CHUNKS: usize = 16;
-const STATE_FLUSH_EVERY: Duration = Duration::from_millis(10);
 
 impl Driver {
     fn run(mut self) {

@@ -176,6 +176,8 @@ impl WatchHub {
             wake: Notify::new(),
         });
         let mut w = self.window.lock();
+        // Dropped watchers go here too, for a store without writes.
+        w.interests.retain(|i| i.strong_count() > 0);
         w.interests.push(Arc::downgrade(&interest));
         (interest, w.revision)
     }
