@@ -28,7 +28,7 @@ pub use data_dir::DataDir;
 pub use error::{Result, StoreError};
 pub use kv::Store;
 pub use member::{Member, MemberConfig};
-pub use node::{Bootstrap, Node, NodeConfig, NodeStatus};
+pub use node::{Bootstrap, Node, NodeConfig, NodeStatus, RaftRuntime};
 pub use watch::{ProgressRequester, WatchItem, WatchSpec, Watcher};
 
 /// etcd's default limit on one request (`--max-request-bytes`).

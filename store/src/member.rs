@@ -16,7 +16,7 @@ use crate::data_dir::DataDir;
 use crate::grpc::EtcdService;
 use crate::kv::Store;
 use crate::mvcc::Mvcc;
-use crate::node::{Bootstrap, Node, NodeConfig};
+use crate::node::{Bootstrap, Node, NodeConfig, RaftRuntime};
 use crate::transport::{GrpcTransport, PeerService};
 use crate::watch::WatchHub;
 
@@ -124,6 +124,20 @@ pub fn parse_initial_cluster(spec: &str, token: &str) -> anyhow::Result<Vec<Memb
     Ok(members)
 }
 
+/// A listener registered with `runtime`, set up as `TcpListener::bind`
+/// does (address reuse, so a restarted member gets its port back).
+fn listen_on(runtime: &tokio::runtime::Handle, addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    let _in = runtime.enter();
+    socket.listen(1024)
+}
+
 fn socket_addr(url: &str) -> anyhow::Result<SocketAddr> {
     let u = url::Url::parse(url).with_context(|| format!("bad URL {url:?}"))?;
     if u.scheme() != "http" {
@@ -216,7 +230,10 @@ impl Member {
             .with_context(|| format!("data dir {} failed its checks", cfg.data_dir.display()))?;
         let hub = WatchHub::new(mvcc.current_revision());
         let cell = Arc::new(OnceLock::new());
-        let transport = GrpcTransport::new(id, cell.clone());
+        // Peer connections, both ways, live on the Raft thread's runtime.
+        let runtime = RaftRuntime::new()?;
+        let raft_rt = runtime.handle().clone();
+        let transport = GrpcTransport::new(id, cell.clone(), raft_rt.clone());
         for m in &initial {
             if m.id != id {
                 crate::node::Transport::set_peer(transport.as_ref(), m);
@@ -240,7 +257,7 @@ impl Member {
         ncfg.max_request_bytes = cfg.max_request_bytes;
         ncfg.snapshot_entries = cfg.snapshot_count.max(1);
         ncfg.catchup_entries = (cfg.snapshot_count / 2).max(1);
-        let node = Node::start(ncfg, data, mvcc, hub, transport, bootstrap)
+        let node = Node::start(ncfg, data, mvcc, hub, transport, bootstrap, runtime)
             .with_context(|| format!("data dir {} failed its checks", cfg.data_dir.display()))?;
         let _ = cell.set(node.clone());
         let store = Store::new(node);
@@ -249,13 +266,12 @@ impl Member {
         let mut tasks = Vec::new();
         let mut peer_addrs = Vec::new();
         for url in &cfg.listen_peer_urls {
-            let listener = TcpListener::bind(socket_addr(url)?)
-                .await
-                .with_context(|| format!("listening for peers on {url}"))?;
+            let listener =
+                listen_on(&raft_rt, socket_addr(url)?).with_context(|| format!("listening for peers on {url}"))?;
             peer_addrs.push(listener.local_addr()?);
             let svc = PeerService::new(cell.clone()).into_server();
             let mut stop = shutdown.subscribe();
-            tasks.push(tokio::spawn(async move {
+            tasks.push(raft_rt.spawn(async move {
                 let r = tonic::transport::Server::builder()
                     .add_service(svc)
                     .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), async move {

@@ -31,17 +31,23 @@ struct Peer {
 /// The sending side, given to the [`Node`].
 pub struct GrpcTransport {
     me: u64,
+    /// The Raft thread's runtime ([`crate::RaftRuntime`]): peer
+    /// tasks and their connections run there.
     runtime: tokio::runtime::Handle,
+    /// Snapshots are encoded and sent here, off the Raft thread.
+    background: tokio::runtime::Handle,
     peers: Mutex<HashMap<u64, Peer>>,
     node: Arc<OnceLock<Node>>,
 }
 
 impl GrpcTransport {
-    /// Must be called inside a Tokio runtime; peer tasks run on it.
-    pub fn new(me: u64, node: Arc<OnceLock<Node>>) -> Arc<Self> {
+    /// Peer tasks run on `runtime`, the Raft thread's; must be called
+    /// inside another Tokio runtime, where snapshots are sent.
+    pub fn new(me: u64, node: Arc<OnceLock<Node>>, runtime: tokio::runtime::Handle) -> Arc<Self> {
         Arc::new(Self {
             me,
-            runtime: tokio::runtime::Handle::current(),
+            runtime,
+            background: tokio::runtime::Handle::current(),
             peers: Mutex::new(HashMap::new()),
             node,
         })
@@ -51,12 +57,20 @@ impl GrpcTransport {
         let (tx, rx) = mpsc::channel(QUEUE);
         let node = self.node.clone();
         let me = self.me;
-        self.runtime.spawn(peer_loop(me, id, url, rx, node));
+        self.runtime
+            .spawn(peer_loop(me, id, url, rx, node, self.background.clone()));
         tx
     }
 }
 
-async fn peer_loop(me: u64, id: u64, url: String, mut rx: mpsc::Receiver<Message>, node: Arc<OnceLock<Node>>) {
+async fn peer_loop(
+    me: u64,
+    id: u64,
+    url: String,
+    mut rx: mpsc::Receiver<Message>,
+    node: Arc<OnceLock<Node>>,
+    background: tokio::runtime::Handle,
+) {
     let endpoint = match tonic::transport::Endpoint::from_shared(url.clone()) {
         Ok(e) => e
             .connect_timeout(Duration::from_secs(1))
@@ -71,8 +85,10 @@ async fn peer_loop(me: u64, id: u64, url: String, mut rx: mpsc::Receiver<Message
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
     // Batches go over one long-lived stream; when it breaks, the next batch
-    // opens a new one. Snapshots, rare and large, go as single calls so
-    // their outcome can be reported.
+    // opens a new one. Snapshots, rare and large, go as single calls on
+    // their own connection, from the background runtime, so that their
+    // encoding does not hold up the Raft thread and their outcome can be
+    // reported.
     let mut stream: Option<mpsc::Sender<MessageBatch>> = None;
     while let Some(first) = rx.recv().await {
         let mut msgs = vec![first];
@@ -83,12 +99,8 @@ async fn peer_loop(me: u64, id: u64, url: String, mut rx: mpsc::Receiver<Message
             }
         }
         let (snapshots, rest): (Vec<Message>, Vec<Message>) = msgs.into_iter().partition(is_snapshot);
-        let encode = |msgs: &[Message]| MessageBatch {
-            from: me,
-            messages: msgs.iter().filter_map(|m| m.write_to_bytes().ok()).collect(),
-        };
         if !rest.is_empty() {
-            let batch = encode(&rest);
+            let batch = encode(me, &rest);
             let sent = match &stream {
                 Some(tx) if !tx.is_closed() => tx.send(batch).await.is_ok(),
                 _ => {
@@ -115,14 +127,27 @@ async fn peer_loop(me: u64, id: u64, url: String, mut rx: mpsc::Receiver<Message
             }
         }
         for snap in snapshots {
-            let ok = client.clone().send(encode(std::slice::from_ref(&snap))).await.is_ok();
-            if let Some(node) = node.get() {
-                if !ok {
-                    node.report_unreachable(id);
+            let (endpoint, node) = (endpoint.clone(), node.clone());
+            background.spawn(async move {
+                let mut client = RaftPeerClient::new(endpoint.connect_lazy())
+                    .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                    .max_encoding_message_size(MAX_MESSAGE_BYTES);
+                let ok = client.send(encode(me, std::slice::from_ref(&snap))).await.is_ok();
+                if let Some(node) = node.get() {
+                    if !ok {
+                        node.report_unreachable(id);
+                    }
+                    node.report_snapshot(snap.to, ok);
                 }
-                node.report_snapshot(snap.to, ok);
-            }
+            });
         }
+    }
+}
+
+fn encode(me: u64, msgs: &[Message]) -> MessageBatch {
+    MessageBatch {
+        from: me,
+        messages: msgs.iter().filter_map(|m| m.write_to_bytes().ok()).collect(),
     }
 }
 

@@ -63,7 +63,8 @@ impl SimCluster {
         cfg.request_timeout = Duration::from_secs(2);
         cfg.snapshot_entries = self.snapshot_entries;
         cfg.catchup_entries = (self.snapshot_entries / 2).max(1);
-        let node = Node::start(cfg, data, mvcc, hub, self.net.transport(id), bootstrap).unwrap();
+        let runtime = store::node::RaftRuntime::new().unwrap();
+        let node = Node::start(cfg, data, mvcc, hub, self.net.transport(id), bootstrap, runtime).unwrap();
         self.net.register(node.clone());
         self.replicas.insert(
             id,
