@@ -159,9 +159,20 @@ async fn etcdctl_works_against_three_members() -> anyhow::Result<()> {
     let bad_lease = e.cmd().args(["put", "x", "v", "--lease=1234abcd"]).output()?;
     assert!(String::from_utf8_lossy(&bad_lease.stderr).contains("Error: etcdserver: requested lease not found"));
 
-    // member list / endpoint status / health.
-    let members = e.json(&["member", "list"])?;
-    let members = members["members"].as_array().context("members")?.clone();
+    // member list / endpoint status / health. A member's name and client
+    // URLs appear once it has published them, as in etcd.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let members = loop {
+        let list = e.json(&["member", "list"])?;
+        let members = list["members"].as_array().context("members")?.clone();
+        let published = members
+            .iter()
+            .all(|m| m["clientURLs"].as_array().is_some_and(|u| !u.is_empty()));
+        if published || std::time::Instant::now() > deadline {
+            break members;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     assert_eq!(members.len(), 3);
     let mut names: Vec<_> = members
         .iter()

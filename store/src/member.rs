@@ -318,8 +318,10 @@ impl Member {
                 match pstore.publish(name.clone(), urls.clone()).await {
                     Ok(()) => return,
                     Err(e) => {
+                        // Mostly "no leader" while the first election runs,
+                        // which fails at once: retry soon after it ends.
                         tracing::debug!(error = %e, "publishing member attributes; will retry");
-                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        tokio::time::sleep(Duration::from_millis(100)).await;
                     }
                 }
             }
