@@ -404,11 +404,6 @@ impl RaftLog {
         Ok(write)
     }
 
-    /// A new commit index, kept in memory (see [`RaftLog::set_hard_state`]).
-    pub fn set_commit(&self, commit: u64) {
-        self.state.lock().hard.commit = commit;
-    }
-
     pub fn set_conf_state(&self, cs: &ConfState) -> Result<()> {
         self.tree.insert(KEY_CONF, seal_pb(cs))?;
         self.state.lock().conf = cs.clone();
