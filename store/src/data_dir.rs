@@ -282,7 +282,9 @@ mod tests {
         // A data dir from before the larger segments: sled's default.
         let old = dir.path().join("old");
         {
-            let db = sled::Config::new().path(&old).open().unwrap();
+            // Through `open_sled`, as every open in this process must be:
+            // the first one starts sled's IO threads (see the test above).
+            let db = open_sled(sled::Config::new().path(&old)).unwrap();
             db.insert(b"k", b"v").unwrap();
             db.flush().unwrap();
         }

@@ -536,6 +536,19 @@ struct WalSync {
 }
 
 impl WalSync {
+    fn new() -> Self {
+        Self {
+            unsynced: None,
+            in_flight: None,
+            last_ready: 0,
+            persisted: 0,
+            held: Default::default(),
+            busy: false,
+            syncer: None,
+            thread: None,
+        }
+    }
+
     fn start(id: u64, data: Arc<crate::DataDir>, inbox: mpsc::UnboundedSender<Input>) -> Result<Self> {
         let (tx, rx) = std::sync::mpsc::channel::<u64>();
         let thread = std::thread::Builder::new()
@@ -553,14 +566,9 @@ impl WalSync {
             })
             .map_err(|e| StoreError::Storage(format!("spawn wal syncer: {e}")))?;
         Ok(Self {
-            unsynced: None,
-            in_flight: None,
-            last_ready: 0,
-            persisted: 0,
-            held: Default::default(),
-            busy: false,
             syncer: Some(tx),
             thread: Some(thread),
+            ..Self::new()
         })
     }
 
@@ -576,6 +584,33 @@ impl WalSync {
         }
         self.in_flight = Some(number);
         self.unsynced = None;
+    }
+
+    /// The syncer made Ready `number`'s writes durable. Returns the Ready
+    /// through which everything is: later ones that wrote nothing are too.
+    fn synced(&mut self, number: u64) -> u64 {
+        self.in_flight = None;
+        let upto = match self.unsynced {
+            Some(first) => first - 1,
+            None => self.last_ready,
+        };
+        upto.max(number)
+    }
+
+    /// Readys up to `number` are durable: returns the messages that waited
+    /// for that, or `None` if it was known already.
+    fn durable(&mut self, number: u64) -> Option<Vec<Message>> {
+        if number <= self.persisted {
+            return None;
+        }
+        self.persisted = number;
+        let mut msgs = Vec::new();
+        while self.held.front().is_some_and(|(n, _)| *n <= number) {
+            if let Some((_, m)) = self.held.pop_front() {
+                msgs.extend(m);
+            }
+        }
+        Some(msgs)
     }
 
     fn stop(&mut self) {
@@ -1010,29 +1045,21 @@ impl Driver {
     /// Readys up to `number` are durable: Raft learns it (a leader may now
     /// commit) and the messages that waited for it go.
     fn persisted(&mut self, number: u64) {
-        if number <= self.wal.persisted {
+        let Some(msgs) = self.wal.durable(number) else {
             return;
-        }
-        self.wal.persisted = number;
+        };
         self.raw.on_persist_ready(number);
-        while self.wal.held.front().is_some_and(|(n, _)| *n <= number) {
-            if let Some((_, msgs)) = self.wal.held.pop_front() {
-                self.transport.send(msgs);
-                self.unsent = true;
-            }
+        if !msgs.is_empty() {
+            self.transport.send(msgs);
+            self.unsent = true;
         }
     }
 
     /// The syncer finished syncing everything written up to Ready `number`.
     fn on_synced(&mut self, number: u64, result: Result<()>) -> Result<()> {
         result?;
-        self.wal.in_flight = None;
-        // Readys after `number` that wrote nothing are durable too.
-        let upto = match self.wal.unsynced {
-            Some(first) => first - 1,
-            None => self.wal.last_ready,
-        };
-        self.persisted(upto.max(number));
+        let upto = self.wal.synced(number);
+        self.persisted(upto);
         Ok(())
     }
 
@@ -1277,4 +1304,52 @@ impl Driver {
 /// Whether a message carries a snapshot (its sender reports the outcome).
 pub fn is_snapshot(msg: &Message) -> bool {
     msg.get_msg_type() == MessageType::MsgSnapshot
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(to: u64) -> Message {
+        Message {
+            to,
+            ..Default::default()
+        }
+    }
+
+    /// What a follower's acknowledgements wait for while the syncer runs:
+    /// each goes only once a sync that began after its Ready's writes has
+    /// finished, and Readys that wrote nothing go with the ones before.
+    #[test]
+    fn held_messages_go_only_once_their_ready_is_synced() {
+        let mut wal = WalSync::new();
+        // Ready 1 wrote and holds an ack; the syncer takes it.
+        wal.written(1);
+        wal.held.push_back((1, vec![msg(1)]));
+        wal.last_ready = 1;
+        wal.request(1);
+        // Ready 2 wrote nothing; Ready 3 wrote while 1 was syncing.
+        wal.held.push_back((2, vec![msg(2)]));
+        wal.last_ready = 2;
+        wal.written(3);
+        wal.held.push_back((3, vec![msg(3)]));
+        wal.last_ready = 3;
+        assert_eq!(wal.in_flight, Some(1));
+
+        let upto = wal.synced(1);
+        assert_eq!(upto, 2, "ready 3's writes were not covered");
+        let sent: Vec<u64> = wal.durable(upto).unwrap().iter().map(|m| m.to).collect();
+        assert_eq!(sent, [1, 2]);
+        assert_eq!(wal.in_flight, None);
+        assert_eq!(wal.unsynced, Some(3));
+
+        wal.request(3);
+        assert_eq!(wal.unsynced, None);
+        let upto = wal.synced(3);
+        assert_eq!(upto, 3);
+        let sent: Vec<u64> = wal.durable(upto).unwrap().iter().map(|m| m.to).collect();
+        assert_eq!(sent, [3]);
+        assert!(wal.durable(2).is_none(), "known durable already");
+        assert!(wal.held.is_empty());
+    }
 }

@@ -327,12 +327,12 @@ async fn cluster_lagging_member_catches_up_by_snapshot() {
     c.start(lagger, Bootstrap::Join);
     c.converged(&c.ids()).await;
     // The leader's log no longer holds what the lagger missed, so only a
-    // snapshot can have brought it here.
-    let log_start = {
-        let st = c.store(lagger).status();
-        st.applied
-    };
-    assert!(log_start >= first, "lagger applied {log_start}, leader had {first}");
+    // snapshot can have brought it here. (Its state is visible a moment
+    // before its Raft thread reports the snapshot's index as applied.)
+    wait_for("the lagger to report the snapshot applied", || {
+        c.store(lagger).status().applied >= first
+    })
+    .await;
     assert_eq!(get(c.store(lagger), "k0").await.unwrap().as_deref(), Some("v"));
 }
 
