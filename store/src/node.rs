@@ -578,7 +578,8 @@ impl WalSync {
     }
 
     /// Has the syncer make everything written so far durable.
-    fn request(&mut self, number: u64) {
+    fn request(&mut self) {
+        let number = self.last_ready;
         if let Some(tx) = &self.syncer {
             let _ = tx.send(number);
         }
@@ -902,8 +903,7 @@ impl Driver {
             return Some(m);
         }
         m.to = raft.leader_id;
-        self.transport.send(vec![m]);
-        self.unsent = true;
+        self.send(vec![m]);
         None
     }
 
@@ -936,6 +936,13 @@ impl Driver {
         }
     }
 
+    /// Hands messages to the transport; they go out at the next
+    /// [`Driver::flush_transport`].
+    fn send(&mut self, msgs: Vec<Message>) {
+        self.transport.send(msgs);
+        self.unsent = true;
+    }
+
     /// Lets the transport's tasks, which run on this thread, put the
     /// messages handed to it on the wire.
     async fn flush_transport(&mut self) {
@@ -954,8 +961,7 @@ impl Driver {
             self.was_leader = leader;
         }
         if !rd.messages().is_empty() {
-            self.transport.send(rd.take_messages());
-            self.unsent = true;
+            self.send(rd.take_messages());
         }
         let number = rd.number();
         let mut must_sync = false;
@@ -1031,7 +1037,7 @@ impl Driver {
                     self.wal.unsynced = None;
                     self.persisted(self.wal.last_ready);
                 } else {
-                    self.wal.request(self.wal.last_ready);
+                    self.wal.request();
                 }
             } else {
                 self.persisted(self.wal.last_ready);
@@ -1050,8 +1056,7 @@ impl Driver {
         };
         self.raw.on_persist_ready(number);
         if !msgs.is_empty() {
-            self.transport.send(msgs);
-            self.unsent = true;
+            self.send(msgs);
         }
     }
 
@@ -1327,7 +1332,7 @@ mod tests {
         wal.written(1);
         wal.held.push_back((1, vec![msg(1)]));
         wal.last_ready = 1;
-        wal.request(1);
+        wal.request();
         // Ready 2 wrote nothing; Ready 3 wrote while 1 was syncing.
         wal.held.push_back((2, vec![msg(2)]));
         wal.last_ready = 2;
@@ -1343,7 +1348,7 @@ mod tests {
         assert_eq!(wal.in_flight, None);
         assert_eq!(wal.unsynced, Some(3));
 
-        wal.request(3);
+        wal.request();
         assert_eq!(wal.unsynced, None);
         let upto = wal.synced(3);
         assert_eq!(upto, 3);

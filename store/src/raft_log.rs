@@ -599,6 +599,22 @@ mod tests {
         range.map(|i| ent(i, term)).collect()
     }
 
+    /// Records `applied` (index, term) durably, closes the log and opens it
+    /// again.
+    fn reopen_applied(
+        dir: &std::path::Path,
+        db: crate::data_dir::Db,
+        log: RaftLog,
+        applied: (u64, u64),
+    ) -> (crate::data_dir::Db, RaftLog) {
+        log.mvcc.apply_noop(applied.0, applied.1).unwrap();
+        log.mvcc.sync().unwrap();
+        drop(log);
+        db.flush().unwrap();
+        drop(db);
+        open(dir)
+    }
+
     fn open(dir: &std::path::Path) -> (crate::data_dir::Db, RaftLog) {
         // The state syncer thread may hold the previous database (and its
         // file lock) for a moment after the test dropped it: wait for the
@@ -657,12 +673,7 @@ mod tests {
         log.truncate_after(9).unwrap();
         assert_eq!(stored(&log), vec![(8, 3), (9, 3)]);
         // Entries are compacted only once applied; say so, durably.
-        log.mvcc.apply_noop(9, 3).unwrap();
-        log.mvcc.sync().unwrap();
-        drop(log);
-        db.flush().unwrap();
-        drop(db);
-        let (_db, log) = open(dir.path());
+        let (_db, log) = reopen_applied(dir.path(), db, log, (9, 3));
         assert_eq!((log.first(), log.last()), (8, 9), "reopened with the same span");
         assert_eq!(stored(&log), vec![(8, 3), (9, 3)]);
         let got = raft::Storage::entries(&log, 8, 10, None, GetEntriesContext::empty(false)).unwrap();
@@ -689,12 +700,7 @@ mod tests {
         assert_eq!(log.compact(26, 4).unwrap(), 26, "nothing left to do");
         assert_eq!(stored(&log), (27..=30).map(|i| (i, 1)).collect::<Vec<_>>());
         // What a partial compaction wrote is what a reopened log starts from.
-        log.mvcc.apply_noop(30, 1).unwrap();
-        log.mvcc.sync().unwrap();
-        drop(log);
-        db.flush().unwrap();
-        drop(db);
-        let (_db, log) = open(dir.path());
+        let (_db, log) = reopen_applied(dir.path(), db, log, (30, 1));
         assert_eq!((log.first(), log.last()), (27, 30));
         assert_eq!(raft::Storage::term(&log, 26).unwrap(), 1);
     }
