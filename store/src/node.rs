@@ -1012,15 +1012,14 @@ impl Driver {
     }
 
     /// Persists what this turn's Ready wrote, releases what waited for
-    /// that, and does the chores that take sled's exclusive lock while no
-    /// WAL sync holds it.
+    /// that, flushes staged state (a batch: sled's exclusive lock) while no
+    /// WAL sync holds sled's lock, and compacts the log.
     async fn end_turn(&mut self) -> Result<()> {
         if self.wal.in_flight.is_none() {
             // The leader's appends leave before its own fsync, not after.
             self.flush_transport().await;
             // No sync holds sled's lock now.
             self.flush_state()?;
-            self.maybe_compact_log()?;
             if self.wal.unsynced.is_some() {
                 // While requests keep arriving to a replicated log, the
                 // syncer syncs and this thread goes on stepping, applying
@@ -1044,6 +1043,8 @@ impl Driver {
             }
         }
         self.flush_transport().await;
+        // Single removes: unlike a batch, they do not wait for the sync.
+        self.maybe_compact_log()?;
         self.publish_status();
         Ok(())
     }
