@@ -294,7 +294,8 @@ impl Cacher {
     }
 }
 
-/// The watch caches of one apiserver, started on first use per prefix.
+/// The watch caches of one apiserver: built-in resources' start with the
+/// apiserver, custom resources' on first use.
 pub struct WatchCache {
     storage: Storage,
     /// Events per window; 0 disables the cache.
