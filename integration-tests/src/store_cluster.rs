@@ -54,6 +54,25 @@ impl StoreProcess {
     pub fn is_running(&self) -> bool {
         self.child.is_some()
     }
+
+    /// The process's state and, if it sleeps, where in the kernel: for
+    /// failure messages about a member that never answered.
+    fn process_state(&self) -> String {
+        let Some(pid) = self.child.as_ref().map(Child::id) else {
+            return "not running".into();
+        };
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        // The state follows the parenthesized command name.
+        let state = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next());
+        let wchan = std::fs::read_to_string(format!("/proc/{pid}/wchan")).unwrap_or_default();
+        match state {
+            None => format!("pid {pid}: gone"),
+            Some("Z") => format!("pid {pid}: exited"),
+            Some(st) => format!("pid {pid}: state {st}, wchan {wchan}"),
+        }
+    }
 }
 
 pub struct StoreCluster {
@@ -269,7 +288,7 @@ impl StoreCluster {
         for m in &self.members {
             let text = std::fs::read_to_string(&m.log).unwrap_or_default();
             let tail: Vec<&str> = text.lines().rev().take(40).collect();
-            out.push_str(&format!("--- {} ---\n", m.name));
+            out.push_str(&format!("--- {} ({}) ---\n", m.name, m.process_state()));
             for l in tail.into_iter().rev() {
                 out.push_str(l);
                 out.push('\n');
