@@ -34,11 +34,17 @@ const BATCH: usize = 512;
 /// falling back to the store.
 const WAIT: Duration = Duration::from_secs(3);
 
-/// One object as the cache holds it: decoded once, serialized at most once.
+/// One object as the cache holds it: decoded at most once, on first use,
+/// and serialized at most once. An object nobody lists or watches is never
+/// decoded: with every built-in resource cached from the start, decoding
+/// each event cost creates on 3 apiservers at 64 clients ~8% of their
+/// throughput (10.8k against 11.7k/s).
 pub struct Entry {
     pub key: String,
-    pub object: Value,
     pub revision: i64,
+    /// The stored JSON (without resourceVersion), until decoded.
+    stored: Option<(Bytes, Option<&'static View>)>,
+    object: OnceLock<Value>,
     json: OnceLock<Bytes>,
 }
 
@@ -46,8 +52,9 @@ impl Entry {
     pub fn new(key: String, object: Value, revision: i64) -> Arc<Entry> {
         Arc::new(Entry {
             key,
-            object,
             revision,
+            stored: None,
+            object: OnceLock::from(object),
             json: OnceLock::new(),
         })
     }
@@ -56,11 +63,45 @@ impl Entry {
         Entry::new(s.key, s.object, s.revision)
     }
 
+    /// An object as stored, decoded when first used. The caller checked
+    /// that `json` parses (see [`valid_json`]).
+    fn lazy(key: String, json: Bytes, view: Option<&'static View>, revision: i64) -> Arc<Entry> {
+        Arc::new(Entry {
+            key,
+            revision,
+            stored: Some((json, view)),
+            object: OnceLock::new(),
+            json: OnceLock::new(),
+        })
+    }
+
+    /// The object, with its resourceVersion.
+    pub fn object(&self) -> &Value {
+        self.object.get_or_init(|| {
+            let Some((json, view)) = &self.stored else {
+                unreachable!("an entry holds its object or its stored JSON");
+            };
+            match decode(self.key.as_bytes(), json, self.revision, *view) {
+                Ok(s) => s.object,
+                Err(e) => {
+                    // valid_json passed it, so this is not reached.
+                    tracing::error!(key = self.key, error = %e, "stored object is corrupt");
+                    Value::Object(Default::default())
+                }
+            }
+        })
+    }
+
     /// The object as JSON bytes, shared by every list and watcher.
     pub fn json(&self) -> &Bytes {
         self.json
-            .get_or_init(|| Bytes::from(serde_json::to_vec(&self.object).unwrap_or_default()))
+            .get_or_init(|| Bytes::from(serde_json::to_vec(self.object()).unwrap_or_default()))
     }
+}
+
+/// Whether stored bytes are a JSON object, checked without building it.
+fn valid_json(bytes: &[u8]) -> bool {
+    matches!(bytes.first(), Some(b'{')) && serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok()
 }
 
 /// One change of one key.
@@ -179,7 +220,7 @@ impl Cacher {
             let prev = if deleted { s.objects.remove(&key) } else { None };
             let event = if deleted {
                 let Some(prev) = prev else { continue };
-                let mut last = prev.object.clone();
+                let mut last = prev.object().clone();
                 set_resource_version(&mut last, kv.mod_revision);
                 Event {
                     revision: kv.mod_revision,
@@ -188,11 +229,16 @@ impl Cacher {
                     deleted: true,
                 }
             } else {
-                let Ok(stored) = decode(&kv.key, &kv.value, kv.mod_revision, self.view) else {
+                if !valid_json(&kv.value) {
                     tracing::error!(key, "stored object is corrupt; the watch cache skips it");
                     continue;
-                };
-                let entry = Entry::from_stored(stored);
+                }
+                let entry = Entry::lazy(
+                    key.clone(),
+                    Bytes::copy_from_slice(&kv.value),
+                    self.view,
+                    kv.mod_revision,
+                );
                 let prev = s.objects.insert(key, entry.clone());
                 Event {
                     revision: kv.mod_revision,
@@ -485,5 +531,55 @@ pub fn servable(at: ReadAt, limit: i64) -> bool {
         // resourceVersion "0": any state; the limit is ignored, as upstream.
         ReadAt::Any => true,
         ReadAt::Exact(_) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn stored_objects_are_checked_at_once_and_decoded_on_first_use() {
+        assert!(!valid_json(b"not json"));
+        assert!(!valid_json(b"[1,2]"), "an object, not any JSON");
+        assert!(!valid_json(br#"{"metadata":{"name":"x"}"#), "truncated");
+        let stored = br#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"a","namespace":"default"}}"#;
+        assert!(valid_json(stored));
+        let e = Entry::lazy(
+            "/registry/configmaps/default/a".into(),
+            Bytes::from_static(stored),
+            None,
+            42,
+        );
+        assert!(e.object.get().is_none(), "not decoded before use");
+        assert_eq!(e.object()["metadata"]["resourceVersion"], "42");
+        let served: Value = serde_json::from_slice(e.json()).unwrap();
+        assert_eq!(
+            served["metadata"],
+            json!({"name": "a", "namespace": "default", "resourceVersion": "42"})
+        );
+    }
+
+    #[test]
+    fn a_lazy_entry_is_decoded_through_its_view() {
+        let (_, view) = locate("/registry/events.k8s.io/events/");
+        assert!(view.is_some());
+        let stored = serde_json::to_vec(&json!({
+            "apiVersion": "v1", "kind": "Event",
+            "metadata": {"name": "e", "namespace": "default"},
+            "involvedObject": {"kind": "Pod", "name": "p"},
+            "reason": "Started", "message": "started", "type": "Normal",
+        }))
+        .unwrap();
+        let e = Entry::lazy(
+            "/registry/events.k8s.io/events/default/e".into(),
+            stored.into(),
+            view,
+            7,
+        );
+        assert_eq!(e.object()["apiVersion"], "events.k8s.io/v1");
+        assert_eq!(e.object()["regarding"]["name"], "p");
+        assert_eq!(e.object()["metadata"]["resourceVersion"], "7");
     }
 }

@@ -244,7 +244,7 @@ async fn get(ctx: &Ctx) -> ApiResult<Response> {
                 target: ctx.target(&ctx.info.name),
             });
         };
-        return respond(ctx, StatusCode::OK, &e.object);
+        return respond(ctx, StatusCode::OK, e.object());
     }
     let stored = ctx.server.storage.get(&ctx.key(), at).await?;
     let Some(s) = stored else {
@@ -344,7 +344,10 @@ pub async fn read_list(ctx: &Ctx, filter: &Filter) -> ApiResult<(Vec<Arc<Entry>>
         }
         if let Some((items, revision)) = list_from_cache(ctx, at, limit, &prefix).await {
             ctx.server.metrics.list_served(&ctx.rt.plural, &ctx.rt.prefix(""), true);
-            let items = items.into_iter().filter(|e| filter.matches(&e.object)).collect();
+            let items = items
+                .into_iter()
+                .filter(|e| filter.is_everything() || filter.matches(e.object()))
+                .collect();
             return Ok((items, revision, String::new(), None));
         }
         (at, prefix.clone())
@@ -433,7 +436,7 @@ async fn list(ctx: &Ctx) -> ApiResult<Response> {
     if out == Output::Json {
         return Ok(json_list(ctx, meta, &items));
     }
-    let objects: Vec<Value> = items.iter().map(|s| s.object.clone()).collect();
+    let objects: Vec<Value> = items.iter().map(|s| s.object().clone()).collect();
     let body = match out {
         Output::Table => table::table(&ctx.rt, &objects, Some(Value::Object(meta)), &ctx.query),
         Output::MetadataList => json!({
@@ -681,7 +684,7 @@ async fn ensure_namespace_usable(ctx: &Ctx, ns: &str, name: &str) -> ApiResult<(
         _ => None,
     };
     let deleting = match cached {
-        Some(entry) => Some(object::is_deleting(&entry.object)),
+        Some(entry) => Some(object::is_deleting(entry.object())),
         None => ctx
             .server
             .storage

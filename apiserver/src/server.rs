@@ -396,7 +396,7 @@ impl Server {
         if let Some(c) = self.cache.get(&rt.key_prefix)
             && let (Some(e), _) = c.get(&key)
         {
-            return Ok(Some(facts(&e.object)));
+            return Ok(Some(facts(e.object())));
         }
         match self.storage.get(&key, crate::storage::ReadAt::Latest).await {
             Ok(found) => Ok(found.map(|s| facts(&s.object))),

@@ -104,7 +104,7 @@ pub async fn serve(ctx: Ctx) -> ApiResult<Response> {
                 line
             } else {
                 let mut line =
-                    serde_json::to_vec(&json!({"type": ty, "object": render(&e.object)})).unwrap_or_default();
+                    serde_json::to_vec(&json!({"type": ty, "object": render(e.object())})).unwrap_or_default();
                 line.push(b'\n');
                 line
             };
@@ -151,9 +151,11 @@ pub async fn serve(ctx: Ctx) -> ApiResult<Response> {
                         }
                     }
                     Ok(Item::Events(events)) => {
+                        // Without selectors, no object need be decoded for them.
+                        let all = filter.is_everything();
                         for ev in events {
-                            let now_in = !ev.deleted && filter.matches(&ev.object.object);
-                            let was_in = ev.prev.as_ref().is_some_and(|p| filter.matches(&p.object));
+                            let now_in = !ev.deleted && (all || filter.matches(ev.object.object()));
+                            let was_in = ev.prev.as_ref().is_some_and(|p| all || filter.matches(p.object()));
                             let ty = match (ev.deleted, was_in, now_in) {
                                 (true, true, _) => "DELETED",
                                 (true, false, _) => continue,
