@@ -310,11 +310,14 @@ impl Cacher {
         let revision = resp.header.as_ref().map_or(0, |h| h.revision);
         let mut objects = BTreeMap::new();
         for kv in resp.kvs {
-            let Ok(stored) = decode(&kv.key, &kv.value, kv.mod_revision, self.view) else {
-                tracing::error!(key = %String::from_utf8_lossy(&kv.key), "stored object is corrupt; the watch cache skips it");
+            let key = String::from_utf8_lossy(&kv.key).into_owned();
+            if !valid_json(&kv.value) {
+                tracing::error!(key, "stored object is corrupt; the watch cache skips it");
                 continue;
-            };
-            objects.insert(stored.key.clone(), Entry::from_stored(stored));
+            }
+            let key = self.view.map_or(key.clone(), |v| v.served_key(&key));
+            let entry = Entry::lazy(key.clone(), kv.value.into(), self.view, kv.mod_revision);
+            objects.insert(key, entry);
         }
         let watcher = self.storage.store().watch(store::WatchSpec {
             key: self.stored_prefix.as_bytes().to_vec(),
