@@ -101,7 +101,8 @@ impl Entry {
 
 /// Whether stored bytes are a JSON object, checked without building it.
 fn valid_json(bytes: &[u8]) -> bool {
-    matches!(bytes.first(), Some(b'{')) && serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok()
+    bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
+        && serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok()
 }
 
 /// One change of one key.
@@ -547,6 +548,7 @@ mod tests {
         assert!(!valid_json(b"not json"));
         assert!(!valid_json(b"[1,2]"), "an object, not any JSON");
         assert!(!valid_json(br#"{"metadata":{"name":"x"}"#), "truncated");
+        assert!(valid_json(b" {}\n"), "whitespace around is JSON too");
         let stored = br#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"a","namespace":"default"}}"#;
         assert!(valid_json(stored));
         let e = Entry::lazy(
