@@ -10,6 +10,7 @@ packages=(
   iproute2            # network namespaces for multi-node tests
   nftables iptables   # kube-proxy packet path (later issues)
   curl                # `make up` waits on the apiserver's /readyz
+  gdb                 # thread stacks of a hung member in test failure messages
 )
 
 missing=()

@@ -69,9 +69,34 @@ impl StoreProcess {
         let wchan = std::fs::read_to_string(format!("/proc/{pid}/wchan")).unwrap_or_default();
         match state {
             None => format!("pid {pid}: gone"),
-            Some("Z") => format!("pid {pid}: exited"),
-            Some(st) => format!("pid {pid}: state {st}, wchan {wchan}"),
+            Some("Z") => {
+                // The last field is the wait status (proc(5)'s exit_code).
+                let status: i32 = stat
+                    .split_whitespace()
+                    .last()
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(-1);
+                match (status & 0x7f, (status >> 8) & 0xff) {
+                    (0, code) => format!("pid {pid}: exited with status {code}"),
+                    (signal, _) => format!("pid {pid}: killed by signal {signal}"),
+                }
+            }
+            Some(st) => format!("pid {pid}: state {st}, wchan {wchan}{}", backtraces(pid)),
         }
+    }
+}
+
+/// Every thread's stack of a live process, if gdb is installed (CI has
+/// it): where a member that never answers is stuck.
+fn backtraces(pid: u32) -> String {
+    let out = Command::new("gdb")
+        .args(["-p", &pid.to_string(), "-batch", "-ex", "thread apply all bt 10"])
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output();
+    match out {
+        Ok(o) if o.status.success() => format!("\n{}", String::from_utf8_lossy(&o.stdout)),
+        _ => String::new(),
     }
 }
 
