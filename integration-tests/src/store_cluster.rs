@@ -89,8 +89,9 @@ impl StoreProcess {
 /// Every thread's stack of a live process, if gdb is installed (CI has
 /// it): where a member that never answers is stuck.
 fn backtraces(pid: u32) -> String {
-    let out = Command::new("gdb")
-        .args(["-p", &pid.to_string(), "-batch", "-ex", "thread apply all bt 10"])
+    let pid = pid.to_string();
+    let out = Command::new("timeout")
+        .args(["60", "gdb", "-p", &pid, "-batch", "-ex", "thread apply all bt 10"])
         .stdin(Stdio::null())
         .stderr(Stdio::null())
         .output();
