@@ -215,8 +215,7 @@ impl Cacher {
         let mut s = self.state.write();
         for ev in events {
             let Some(kv) = &ev.kv else { continue };
-            let key = String::from_utf8_lossy(&kv.key).into_owned();
-            let key = self.view.map_or(key.clone(), |v| v.served_key(&key));
+            let key = self.served_key(&kv.key);
             let deleted = ev.r#type == proto::mvccpb::event::EventType::Delete as i32;
             let prev = if deleted { s.objects.remove(&key) } else { None };
             let event = if deleted {
@@ -269,6 +268,13 @@ impl Cacher {
         self.revision.send_replace(r);
     }
 
+    /// The key a stored key is served under.
+    fn served_key(&self, stored: &[u8]) -> String {
+        let key = String::from_utf8_lossy(stored);
+        self.view
+            .map_or_else(|| key.clone().into_owned(), |v| v.served_key(&key))
+    }
+
     /// Fills the cache from a list and follows the store from there; on a
     /// broken watch, starts over. Ends when the store stops.
     async fn run(self: Arc<Self>) {
@@ -311,12 +317,11 @@ impl Cacher {
         let revision = resp.header.as_ref().map_or(0, |h| h.revision);
         let mut objects = BTreeMap::new();
         for kv in resp.kvs {
-            let key = String::from_utf8_lossy(&kv.key).into_owned();
+            let key = self.served_key(&kv.key);
             if !valid_json(&kv.value) {
                 tracing::error!(key, "stored object is corrupt; the watch cache skips it");
                 continue;
             }
-            let key = self.view.map_or(key.clone(), |v| v.served_key(&key));
             let entry = Entry::lazy(key.clone(), kv.value.into(), self.view, kv.mod_revision);
             objects.insert(key, entry);
         }

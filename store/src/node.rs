@@ -1003,9 +1003,7 @@ impl Driver {
         if installed {
             // Raft counts a snapshot applied only once it is durable.
             self.flush_transport().await;
-            self.raw.store().sync()?;
-            self.wal.unsynced = None;
-            self.persisted(number);
+            self.sync_here(number)?;
         }
         self.raw.advance_apply();
         Ok(())
@@ -1031,10 +1029,8 @@ impl Driver {
                 // fell from 18.2k to 16.0k/s).
                 let alone = self.raw.raft.prs().iter().nth(1).is_none();
                 if alone || (!self.wal.busy && self.rx.is_empty()) {
-                    self.raw.store().sync()?;
+                    self.sync_here(self.wal.last_ready)?;
                     self.wal.busy = !self.rx.is_empty();
-                    self.wal.unsynced = None;
-                    self.persisted(self.wal.last_ready);
                 } else {
                     self.wal.request();
                 }
@@ -1046,6 +1042,15 @@ impl Driver {
         // Single removes: unlike a batch, they do not wait for the sync.
         self.maybe_compact_log()?;
         self.publish_status();
+        Ok(())
+    }
+
+    /// Syncs the log on this thread: every Ready up to `number` (the
+    /// newest) is then durable.
+    fn sync_here(&mut self, number: u64) -> Result<()> {
+        self.raw.store().sync()?;
+        self.wal.unsynced = None;
+        self.persisted(number);
         Ok(())
     }
 
