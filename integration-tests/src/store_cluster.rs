@@ -32,9 +32,34 @@ pub fn workspace_bin(name: &str) -> anyhow::Result<PathBuf> {
     Ok(bin)
 }
 
-/// A port nobody listens on right now.
+/// A loopback port nobody listens on right now, for a server a test is
+/// about to start.
+///
+/// Not from binding port 0: that hands out ports from the kernel's
+/// ephemeral range (`net.ipv4.ip_local_port_range`, from 32768), which
+/// every outgoing connection draws from too. Between the pick and the
+/// server's bind, a connection of a member already running (its peers
+/// retry until everyone listens), or of a test running beside it, may take
+/// the port, and the server fails to start. Ports below 30000 (where the
+/// NodePort range ends) are handed out by no one but the tests. Each test
+/// process takes ports from a block of its own (by pid), from a random
+/// point, never the same port twice, and each checked free.
 pub fn free_port() -> anyhow::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    const FIRST: u32 = 10_000;
+    const BLOCK: u32 = 200;
+    const BLOCKS: u32 = 100;
+    static NEXT: std::sync::Mutex<Option<u32>> = std::sync::Mutex::new(None);
+    let base = FIRST + (std::process::id() % BLOCKS) * BLOCK;
+    let mut next = NEXT.lock().unwrap_or_else(|e| e.into_inner());
+    let offset = next.get_or_insert_with(|| rand::random_range(0..BLOCK));
+    for _ in 0..BLOCK {
+        let port = u16::try_from(base + *offset % BLOCK)?;
+        *offset += 1;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    bail!("no free port left in {base}..{}", base + BLOCK)
 }
 
 pub struct StoreProcess {

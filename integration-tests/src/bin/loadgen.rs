@@ -42,7 +42,6 @@ use std::collections::HashSet;
 use std::fmt::Write as _;
 use std::fs::File;
 use std::future::Future;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -454,13 +453,9 @@ async fn put_once(endpoint: &str) -> Result<()> {
     Ok(())
 }
 
-/// Ports free on loopback right now (all held at once, so they're distinct).
+/// Distinct ports free on loopback right now.
 fn free_ports(n: usize) -> Result<Vec<u16>> {
-    let listeners = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0"))
-        .collect::<std::io::Result<Vec<_>>>()
-        .context("finding free ports")?;
-    listeners.iter().map(|l| Ok(l.local_addr()?.port())).collect()
+    (0..n).map(|_| integration_tests::store_cluster::free_port()).collect()
 }
 
 fn log_tail(path: &Path) -> String {
