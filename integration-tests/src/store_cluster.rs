@@ -338,9 +338,23 @@ impl StoreCluster {
         let mut out = String::new();
         for m in &self.members {
             let text = std::fs::read_to_string(&m.log).unwrap_or_default();
-            let tail: Vec<&str> = text.lines().rev().take(40).collect();
+            let lines: Vec<&str> = text.lines().collect();
             out.push_str(&format!("--- {} ({}) ---\n", m.name, m.process_state()));
-            for l in tail.into_iter().rev() {
+            // The head too: a member that failed to start says why at the
+            // top, above the error's backtrace.
+            let (head, tail) = if lines.len() > 60 {
+                (&lines[..20], &lines[lines.len() - 40..])
+            } else {
+                (&lines[..], &lines[..0])
+            };
+            for l in head {
+                out.push_str(l);
+                out.push('\n');
+            }
+            if !tail.is_empty() {
+                out.push_str("[...]\n");
+            }
+            for l in tail {
                 out.push_str(l);
                 out.push('\n');
             }
