@@ -3,7 +3,6 @@
 //! apply → get → edit-by-apply → label/scale/patch → delete.
 
 use std::fs::File;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -26,10 +25,7 @@ fn apiserver_bin() -> PathBuf {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+    integration_tests::store_cluster::free_port().expect("free port")
 }
 
 /// A running apiserver with its own data dir; killed when dropped.
