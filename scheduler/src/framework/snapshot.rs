@@ -1,0 +1,98 @@
+//! The snapshot a scheduling cycle reads: every node's info as of the cycle's
+//! start, and the cluster objects plugins consult. The cache refreshes it
+//! incrementally (only nodes that changed since the last cycle), so a cycle
+//! costs nothing per unchanged node.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
+use k8s_openapi::api::storage::v1::{CSINode, StorageClass};
+
+use super::types::{NodeInfo, PodInfo};
+use apimachinery::labels::Selector;
+
+/// Cluster objects besides nodes and pods that plugins read: namespaces'
+/// labels (affinity `namespaceSelector`), storage objects (volume plugins)
+/// and the selectors of the workloads that own pods (default topology
+/// spreading). Replaced whole when one changes; these change rarely.
+#[derive(Clone, Debug, Default)]
+pub struct ClusterObjects {
+    pub namespaces: HashMap<String, BTreeMap<String, String>>,
+    /// `namespace/name` → claim.
+    pub pvcs: HashMap<String, Arc<PersistentVolumeClaim>>,
+    pub pvs: HashMap<String, Arc<PersistentVolume>>,
+    pub storage_classes: HashMap<String, Arc<StorageClass>>,
+    pub csi_nodes: HashMap<String, Arc<CSINode>>,
+    /// Per namespace, the selectors of Services, ReplicationControllers,
+    /// ReplicaSets and StatefulSets (default topology spreading).
+    pub workload_selectors: HashMap<String, Vec<WorkloadSelector>>,
+}
+
+#[derive(Clone, Debug)]
+pub struct WorkloadSelector {
+    /// `Service/name`, `ReplicaSet/name`, …
+    pub owner: String,
+    pub selector: Selector,
+}
+
+#[derive(Clone, Default)]
+pub struct Snapshot {
+    pub nodes: Vec<Arc<NodeInfo>>,
+    index: HashMap<String, usize>,
+    pub objects: Arc<ClusterObjects>,
+    /// Pods nominated to a node by preemption and not yet bound, by node:
+    /// lower-priority pods must leave room for them.
+    pub nominated: Arc<HashMap<String, Vec<Arc<PodInfo>>>>,
+}
+
+impl Snapshot {
+    pub fn new(nodes: Vec<NodeInfo>) -> Self {
+        let mut s = Snapshot::default();
+        for n in nodes {
+            s.set(Arc::new(n));
+        }
+        s
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Arc<NodeInfo>> {
+        self.index.get(name).map(|&i| &self.nodes[i])
+    }
+
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    /// Adds or replaces a node's info.
+    pub fn set(&mut self, info: Arc<NodeInfo>) {
+        match self.index.get(&info.name) {
+            Some(&i) => self.nodes[i] = info,
+            None => {
+                self.index.insert(info.name.clone(), self.nodes.len());
+                self.nodes.push(info);
+            }
+        }
+    }
+
+    pub fn remove(&mut self, name: &str) {
+        if let Some(i) = self.index.remove(name) {
+            self.nodes.swap_remove(i);
+            if i < self.nodes.len() {
+                self.index.insert(self.nodes[i].name.clone(), i);
+            }
+        }
+    }
+
+    pub fn namespace_labels(&self, ns: &str) -> Option<&BTreeMap<String, String>> {
+        self.objects.namespaces.get(ns)
+    }
+
+    /// Every pod on every node (for plugins that scan the cluster).
+    pub fn pods(&self) -> impl Iterator<Item = (&Arc<NodeInfo>, &Arc<PodInfo>)> {
+        self.nodes.iter().flat_map(|n| n.pods.iter().map(move |p| (n, p)))
+    }
+}
