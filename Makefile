@@ -42,7 +42,8 @@ bench-history: deps
 	$(CARGO) build -p store
 	STORE_HISTORY_OPS=$${STORE_HISTORY_OPS:-8000} $(CARGO) test -p integration-tests --test store_history -- --nocapture
 
-# `make up` starts a local kube-apiserver (with its embedded store) under
+# `make up` starts a local kube-apiserver (with its embedded store) and
+# kube-scheduler under
 # .cluster/ and prints the KUBECONFIG line; the other components join it as
 # their issues land.
 up: deps build

@@ -22,11 +22,11 @@ else
 fi
 
 kubeconfig="$dir/apiserver/admin.kubeconfig"
+ready=""
 for _ in $(seq 1 300); do
   if [ -f "$kubeconfig" ] && curl -sfk "https://127.0.0.1:$port/readyz" >/dev/null 2>&1; then
-    echo "kube-apiserver is serving on https://127.0.0.1:$port (logs: $dir/logs/kube-apiserver.log)"
-    echo "export KUBECONFIG=$kubeconfig"
-    exit 0
+    ready=1
+    break
   fi
   if ! kill -0 "$(cat "$dir/apiserver.pid")" 2>/dev/null; then
     echo "kube-apiserver exited; see $dir/logs/kube-apiserver.log" >&2
@@ -35,5 +35,34 @@ for _ in $(seq 1 300); do
   fi
   sleep 0.1
 done
-echo "kube-apiserver did not become ready; see $dir/logs/kube-apiserver.log" >&2
+if [ -z "$ready" ]; then
+  echo "kube-apiserver did not become ready; see $dir/logs/kube-apiserver.log" >&2
+  exit 1
+fi
+echo "kube-apiserver is serving on https://127.0.0.1:$port (logs: $dir/logs/kube-apiserver.log)"
+
+# kube-scheduler, with its own identity (the kubeconfig the apiserver
+# wrote for system:kube-scheduler), leader-elected as upstream's.
+sched_port=${SCHEDULER_SECURE_PORT:-10259}
+if [ -f "$dir/scheduler.pid" ] && kill -0 "$(cat "$dir/scheduler.pid")" 2>/dev/null; then
+  echo "kube-scheduler already running (pid $(cat "$dir/scheduler.pid"))"
+else
+  "$bin/kube-scheduler" --kubeconfig "$dir/apiserver/scheduler.kubeconfig" \
+    --secure-port "$sched_port" --bind-address 127.0.0.1 >"$dir/logs/kube-scheduler.log" 2>&1 &
+  echo $! >"$dir/scheduler.pid"
+fi
+for _ in $(seq 1 300); do
+  if curl -sfk "https://127.0.0.1:$sched_port/healthz" >/dev/null 2>&1; then
+    echo "kube-scheduler is running (logs: $dir/logs/kube-scheduler.log)"
+    echo "export KUBECONFIG=$kubeconfig"
+    exit 0
+  fi
+  if ! kill -0 "$(cat "$dir/scheduler.pid")" 2>/dev/null; then
+    echo "kube-scheduler exited; see $dir/logs/kube-scheduler.log" >&2
+    tail -5 "$dir/logs/kube-scheduler.log" >&2
+    exit 1
+  fi
+  sleep 0.1
+done
+echo "kube-scheduler did not start serving; see $dir/logs/kube-scheduler.log" >&2
 exit 1

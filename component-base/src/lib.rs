@@ -1,6 +1,11 @@
 //! What every daemon of the cluster shares: logging set-up, shutdown
-//! signals and leader election. Flags stay in each binary (clap); the wiring stays in each
-//! component's library so tests can start components in-process.
+//! signals, leader election, the client identity (kubeconfig) and the
+//! secure serving of health and metrics. Flags stay in each binary (clap);
+//! the wiring stays in each component's library so tests can start
+//! components in-process.
+
+pub mod client;
+pub mod serving;
 
 pub mod logging {
     use tracing_subscriber::EnvFilter;

@@ -292,6 +292,13 @@ pub trait BindPlugin: Send + Sync {
 pub trait ApiCalls: Send + Sync {
     fn bind(&self, namespace: &str, name: &str, uid: &str, node: &str) -> Result<(), String>;
     fn annotate_pvc(&self, namespace: &str, name: &str, key: &str, value: &str) -> Result<(), String>;
+    /// Binds the PersistentVolume `pv_name` to a claim, as upstream's
+    /// `GetBindVolumeToClaim` then a PV update (VolumeBinding's PreBind for
+    /// a statically matched volume): sets `spec.claimRef` to the claim
+    /// (`apiVersion: v1`, `kind: PersistentVolumeClaim`, its namespace, name
+    /// and uid) and the annotation `pv.kubernetes.io/bound-by-controller:
+    /// "yes"`; the PV controller completes the binding.
+    fn bind_pv(&self, pv_name: &str, claim_namespace: &str, claim_name: &str, claim_uid: &str) -> Result<(), String>;
 }
 
 /// A registered plugin: its name and the extension points it implements.

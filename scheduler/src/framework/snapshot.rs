@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::storage::v1::{CSINode, StorageClass};
 
 use super::types::{NodeInfo, PodInfo};
@@ -24,6 +25,8 @@ pub struct ClusterObjects {
     pub pvs: HashMap<String, Arc<PersistentVolume>>,
     pub storage_classes: HashMap<String, Arc<StorageClass>>,
     pub csi_nodes: HashMap<String, Arc<CSINode>>,
+    /// `namespace/name` → budget (preemption avoids violating them).
+    pub pdbs: HashMap<String, Arc<PodDisruptionBudget>>,
     /// Per namespace, the selectors of Services, ReplicationControllers,
     /// ReplicaSets and StatefulSets (default topology spreading).
     pub workload_selectors: HashMap<String, Vec<WorkloadSelector>>,

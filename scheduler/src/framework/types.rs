@@ -278,7 +278,7 @@ impl AffinityTerm {
 }
 
 /// Everything the plugins read of one pod, computed once.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct PodInfo {
     pub pod: Arc<Pod>,
     pub uid: String,

@@ -8,15 +8,22 @@ use serde_json::Value;
 use crate::framework::Plugin;
 
 pub mod default_binder;
+pub mod default_preemption;
 pub mod image_locality;
+pub mod inter_pod_affinity;
 pub mod node_affinity;
 pub mod node_name;
 pub mod node_ports;
 pub mod node_resources;
 pub mod node_unschedulable;
+pub mod node_volume_limits;
+pub mod pod_topology_spread;
 pub mod priority_sort;
 pub mod scheduling_gates;
 pub mod taint_toleration;
+pub mod volume_binding;
+pub mod volume_restrictions;
+pub mod volume_zone;
 
 #[cfg(test)]
 pub mod testing;
@@ -31,6 +38,13 @@ pub const IN_TREE: &[&str] = &[
     node_affinity::NAME,
     node_ports::NAME,
     node_resources::FIT,
+    volume_restrictions::NAME,
+    node_volume_limits::NAME,
+    volume_binding::NAME,
+    volume_zone::NAME,
+    pod_topology_spread::NAME,
+    inter_pod_affinity::NAME,
+    default_preemption::NAME,
     image_locality::NAME,
     node_resources::BALANCED,
     default_binder::NAME,
@@ -55,6 +69,14 @@ pub fn new_plugin(name: &str, args: Option<&Value>, path: &str) -> Result<Arc<dy
         node_ports::NAME => Arc::new(node_ports::NodePorts),
         image_locality::NAME => Arc::new(image_locality::ImageLocality),
         default_binder::NAME => Arc::new(default_binder::DefaultBinder),
+        volume_restrictions::NAME => Arc::new(volume_restrictions::VolumeRestrictions),
+        node_volume_limits::NAME => Arc::new(node_volume_limits::NodeVolumeLimits),
+        volume_zone::NAME => Arc::new(volume_zone::VolumeZone),
+        volume_binding::NAME => {
+            let a: volume_binding::VolumeBindingArgs = parse_args(args, path)?;
+            a.validate(path)?;
+            Arc::new(volume_binding::VolumeBinding::new(&a))
+        }
         node_affinity::NAME => {
             #[derive(serde::Deserialize, Default)]
             #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -78,6 +100,21 @@ pub fn new_plugin(name: &str, args: Option<&Value>, path: &str) -> Result<Arc<dy
             };
             a.validate(path)?;
             Arc::new(node_resources::Fit::new(&a))
+        }
+        pod_topology_spread::NAME => {
+            let a: pod_topology_spread::PodTopologySpreadArgs = parse_args(args, path)?;
+            a.validate(path)?;
+            Arc::new(pod_topology_spread::PodTopologySpread::new(&a))
+        }
+        inter_pod_affinity::NAME => {
+            let a: inter_pod_affinity::InterPodAffinityArgs = parse_args(args, path)?;
+            a.validate(path)?;
+            Arc::new(inter_pod_affinity::InterPodAffinity::new(&a))
+        }
+        default_preemption::NAME => {
+            let a: default_preemption::Args = parse_args(args, path)?;
+            a.validate(path)?;
+            Arc::new(default_preemption::DefaultPreemption { args: a })
         }
         node_resources::BALANCED => {
             let a: node_resources::BalancedArgs = parse_args(args, path)?;

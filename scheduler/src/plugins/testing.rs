@@ -44,3 +44,42 @@ pub fn score_nodes(plugin: &dyn Plugin, pod: &PodInfo, nodes: Vec<NodeInfo>) -> 
     sp.normalize(&state, pod, &mut scores);
     scores
 }
+
+/// Cluster objects holding these storage objects (JSON): claims keyed
+/// `namespace/name` (namespace defaulting to `default`), volumes, storage
+/// classes and CSINodes by name.
+pub fn storage_objects(
+    pvcs: Vec<Value>,
+    pvs: Vec<Value>,
+    classes: Vec<Value>,
+    csi_nodes: Vec<Value>,
+) -> crate::framework::snapshot::ClusterObjects {
+    let mut o = crate::framework::snapshot::ClusterObjects::default();
+    for mut v in pvcs {
+        if v["metadata"]["namespace"].is_null() {
+            v["metadata"]["namespace"] = "default".into();
+        }
+        let c: k8s_openapi::api::core::v1::PersistentVolumeClaim = serde_json::from_value(v).expect("PVC JSON");
+        let key = format!(
+            "{}/{}",
+            c.metadata.namespace.as_deref().unwrap_or(""),
+            c.metadata.name.as_deref().unwrap_or("")
+        );
+        o.pvcs.insert(key, Arc::new(c));
+    }
+    for v in pvs {
+        let pv: k8s_openapi::api::core::v1::PersistentVolume = serde_json::from_value(v).expect("PV JSON");
+        o.pvs.insert(pv.metadata.name.clone().unwrap_or_default(), Arc::new(pv));
+    }
+    for v in classes {
+        let sc: k8s_openapi::api::storage::v1::StorageClass = serde_json::from_value(v).expect("StorageClass JSON");
+        o.storage_classes
+            .insert(sc.metadata.name.clone().unwrap_or_default(), Arc::new(sc));
+    }
+    for v in csi_nodes {
+        let n: k8s_openapi::api::storage::v1::CSINode = serde_json::from_value(v).expect("CSINode JSON");
+        o.csi_nodes
+            .insert(n.metadata.name.clone().unwrap_or_default(), Arc::new(n));
+    }
+    o
+}

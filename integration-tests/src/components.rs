@@ -1,0 +1,138 @@
+//! Control-plane components beside test apiservers: `kube-scheduler` (and
+//! later the controller-manager) as real processes with their own
+//! identities (the kubeconfigs the apiserver writes), free ports, logs in
+//! the cluster's temp dir, killed on drop. Also helpers that play the
+//! kubelet's part for tests without one: Node objects with a status.
+
+use std::fs::File;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+
+use anyhow::Context;
+use k8s_openapi::api::core::v1::Node;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use serde_json::{Value, json};
+
+use crate::apiserver_cluster::ApiServers;
+use crate::store_cluster::{free_port, workspace_bin};
+
+/// One component process.
+pub struct Component {
+    pub name: String,
+    pub port: u16,
+    pub log: PathBuf,
+    child: Option<Child>,
+}
+
+impl Component {
+    /// Starts `bin` with `args` plus `--secure-port`; its log goes to
+    /// `<cluster dir>/<name>.log`.
+    pub fn start(api: &ApiServers, bin: &str, name: &str, args: &[String]) -> anyhow::Result<Self> {
+        let port = free_port()?;
+        let log = api.dir().join(format!("{name}.log"));
+        let out = File::options().create(true).append(true).open(&log)?;
+        let child = Command::new(workspace_bin(bin)?)
+            .args(args)
+            .args(["--secure-port", &port.to_string(), "--bind-address", "127.0.0.1"])
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(out)
+            .spawn()
+            .with_context(|| format!("spawning {bin}"))?;
+        Ok(Component {
+            name: name.to_string(),
+            port,
+            log,
+            child: Some(child),
+        })
+    }
+
+    /// A scheduler with the scheduler's own kubeconfig from apiserver 0.
+    pub fn scheduler(api: &ApiServers, name: &str, extra: &[&str]) -> anyhow::Result<Self> {
+        let kubeconfig = api.members[0].data_dir.join("scheduler.kubeconfig");
+        let mut args = vec!["--kubeconfig".to_string(), kubeconfig.to_string_lossy().into_owned()];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        Self::start(api, "kube-scheduler", name, &args)
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    /// Whether the process has exited (and with what), without waiting.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.as_mut().and_then(|c| c.try_wait().ok().flatten())
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn logs(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        let tail = &lines[lines.len().saturating_sub(60)..];
+        format!("--- {} ---\n{}\n", self.name, tail.join("\n"))
+    }
+
+    /// GET `path` on the component's secure port (self-signed: not verified).
+    pub async fn get(&self, path: &str) -> anyhow::Result<(u16, String)> {
+        let out = tokio::process::Command::new("curl")
+            .args(["-sk", "-o", "-", "-w", "\n%{http_code}"])
+            .arg(format!("https://127.0.0.1:{}{}", self.port, path))
+            .output()
+            .await?;
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+        Ok((code.trim().parse().unwrap_or(0), body.to_string()))
+    }
+}
+
+impl Drop for Component {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Creates a Node with `labels`, `taints` (JSON array) and allocatable
+/// `cpu`, `memory`, `pods`, marked Ready — what a kubelet would report.
+pub async fn create_node(
+    client: &kube::Client,
+    name: &str,
+    labels: Value,
+    taints: Value,
+    allocatable: Value,
+) -> anyhow::Result<Node> {
+    let nodes: Api<Node> = Api::all(client.clone());
+    let mut labels = labels;
+    labels["kubernetes.io/hostname"] = json!(name);
+    let node: Node = serde_json::from_value(json!({
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": name, "labels": labels},
+        "spec": {"taints": taints},
+    }))?;
+    nodes
+        .create(&PostParams::default(), &node)
+        .await
+        .with_context(|| format!("creating node {name}"))?;
+    let status = json!({"status": {
+        "capacity": allocatable.clone(),
+        "allocatable": allocatable,
+        "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "kubelet is posting ready status",
+                        "lastHeartbeatTime": now(), "lastTransitionTime": now()}],
+        "nodeInfo": {"kubeletVersion": "v1.33.0", "architecture": "amd64", "operatingSystem": "linux",
+                     "machineID": "", "systemUUID": "", "bootID": "", "kernelVersion": "", "osImage": "",
+                     "containerRuntimeVersion": "", "kubeProxyVersion": ""},
+    }});
+    Ok(nodes
+        .patch_status(name, &PatchParams::default(), &Patch::Merge(status))
+        .await?)
+}
+
+fn now() -> String {
+    jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
