@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 CLUSTER_DIR ?= $(CURDIR)/.cluster
 
-.PHONY: deps build test lint unit bench bench-store bench-history bench-apiserver up down clean
+.PHONY: deps build test lint unit bench bench-store bench-history bench-apiserver bench-scheduler up down clean
 
 deps:
 	@bash scripts/deps.sh
@@ -24,7 +24,7 @@ test: deps lint
 unit:
 	$(CARGO) nextest run --workspace --lib --bins
 
-bench: bench-store bench-history bench-apiserver
+bench: bench-store bench-history bench-apiserver bench-scheduler
 
 # Our store vs etcd 3.4 (Debian's etcd-server), same load generator.
 bench-store: deps
@@ -36,6 +36,12 @@ bench-store: deps
 bench-apiserver: deps
 	$(CARGO) build --release -p apiserver -p integration-tests
 	target/release/apibench $(BENCH_ARGS)
+
+# kube-scheduler throughput in upstream's scheduler_perf shapes against a
+# real apiserver; table in target/bench-scheduler.md.
+bench-scheduler: deps
+	$(CARGO) build --release -p apiserver -p scheduler -p integration-tests
+	target/release/schedbench $(BENCH_ARGS)
 
 # The linearizability and watch check with 10x CI's operations per phase.
 bench-history: deps

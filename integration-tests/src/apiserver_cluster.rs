@@ -169,6 +169,11 @@ impl ApiServers {
         Ok(kube::Client::try_from(cfg)?)
     }
 
+    /// The OS pid of member `i`, while it runs.
+    pub fn pid(&self, i: usize) -> Option<u32> {
+        self.members[i].child.as_ref().map(|c| c.id())
+    }
+
     pub fn kill9(&mut self, i: usize) {
         if let Some(mut c) = self.members[i].child.take() {
             let _ = c.kill();

@@ -66,6 +66,8 @@ pub struct SchedulingQueue {
     entries: HashMap<String, (QueuedPodInfo, Location)>,
     active: BTreeMap<ActiveKey, String>,
     backoff: BTreeMap<(Instant, u64), String>,
+    /// The uids whose location is `Unschedulable` (events scan only these).
+    unschedulable: HashSet<String>,
     seq: u64,
     initial_backoff: Duration,
     max_backoff: Duration,
@@ -86,6 +88,7 @@ impl SchedulingQueue {
             entries: HashMap::new(),
             active: BTreeMap::new(),
             backoff: BTreeMap::new(),
+            unschedulable: HashSet::new(),
             seq: 0,
             initial_backoff,
             max_backoff,
@@ -143,6 +146,9 @@ impl SchedulingQueue {
             }
             Location::Backoff(k) => {
                 self.backoff.remove(&k);
+            }
+            Location::Unschedulable => {
+                self.unschedulable.remove(uid);
             }
             _ => {}
         }
@@ -299,6 +305,7 @@ impl SchedulingQueue {
             let expiry = self.backoff_expiry(&info);
             self.put_backoff(info, expiry);
         } else {
+            self.unschedulable.insert(uid.clone());
             self.entries.insert(uid, (info, Location::Unschedulable));
         }
     }
@@ -308,15 +315,15 @@ impl SchedulingQueue {
     pub fn move_all_to_active_or_backoff(&mut self, event: ClusterEvent, now: Instant) {
         self.move_request_cycle = self.scheduling_cycle;
         let candidates: Vec<String> = self
-            .entries
+            .unschedulable
             .iter()
-            .filter(|(_, (info, loc))| {
-                *loc == Location::Unschedulable
-                    && self
-                        .framework(&info.pod)
+            .filter(|uid| {
+                self.entries.get(*uid).is_some_and(|(info, _)| {
+                    self.framework(&info.pod)
                         .is_none_or(|f| f.event_may_help(&info.unschedulable_plugins, event))
+                })
             })
-            .map(|(uid, _)| uid.clone())
+            .cloned()
             .collect();
         for uid in candidates {
             if let Some(info) = self.detach(&uid) {
@@ -353,12 +360,14 @@ impl SchedulingQueue {
     /// Pods unschedulable for longer than the maximum stay are tried again.
     pub fn flush_unschedulable_left_over(&mut self, now: Instant) -> usize {
         let stale: Vec<String> = self
-            .entries
+            .unschedulable
             .iter()
-            .filter(|(_, (info, loc))| {
-                *loc == Location::Unschedulable && now.duration_since(info.timestamp) > UNSCHEDULABLE_MAX_STAY
+            .filter(|uid| {
+                self.entries
+                    .get(*uid)
+                    .is_some_and(|(info, _)| now.duration_since(info.timestamp) > UNSCHEDULABLE_MAX_STAY)
             })
-            .map(|(uid, _)| uid.clone())
+            .cloned()
             .collect();
         let n = stale.len();
         for uid in stale {

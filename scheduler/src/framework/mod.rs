@@ -118,6 +118,9 @@ pub struct CycleState {
     /// is not run.
     pub skip_filter: HashSet<&'static str>,
     pub skip_score: HashSet<&'static str>,
+    /// `skip_filter` as bits by position in the profile's filter list,
+    /// for the per-node loop.
+    pub skip_filter_bits: u64,
 }
 
 impl Clone for CycleState {
@@ -126,6 +129,7 @@ impl Clone for CycleState {
             data: self.data.iter().map(|(k, v)| (*k, (**v).clone_data())).collect(),
             skip_filter: self.skip_filter.clone(),
             skip_score: self.skip_score.clone(),
+            skip_filter_bits: self.skip_filter_bits,
         }
     }
 }

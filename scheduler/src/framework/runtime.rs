@@ -5,7 +5,6 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use rayon::prelude::*;
 
@@ -20,6 +19,11 @@ pub const MIN_FEASIBLE_NODES_PERCENTAGE_TO_FIND: i64 = 5;
 /// Upstream's default `percentageOfNodesToScore` base (adaptive: 50% minus
 /// one point per 125 nodes).
 pub const DEFAULT_PERCENTAGE_OF_NODES_TO_SCORE: i64 = 50;
+/// Filtering runs on the pool only for rounds of at least this many nodes,
+/// in pieces of at least `MIN_ROUND` (a filter call costs about a
+/// microsecond; handing work to another thread costs more).
+const PARALLEL_ROUND: usize = 128;
+const MIN_ROUND: usize = 32;
 
 pub struct ScorePluginEntry {
     pub plugin: Arc<dyn Plugin>,
@@ -177,12 +181,18 @@ impl Framework {
                 return (result, Status::unresolvable(msg).with_plugin(narrowed_by[0]));
             }
         }
+        state.skip_filter_bits = self
+            .filter
+            .iter()
+            .enumerate()
+            .filter(|(i, p)| *i < 64 && state.skip_filter.contains(p.name()))
+            .fold(0, |bits, (i, _)| bits | (1 << i));
         (result, Status::success())
     }
 
     pub fn run_filter(&self, state: &CycleState, pod: &PodInfo, node: &NodeInfo, snap: &Snapshot) -> Status {
-        for p in &self.filter {
-            if state.skip_filter.contains(p.name()) {
+        for (i, p) in self.filter.iter().enumerate() {
+            if i < 64 && state.skip_filter_bits & (1 << i) != 0 {
                 continue;
             }
             let Some(f) = p.as_filter() else { continue };
@@ -353,45 +363,50 @@ impl Framework {
             return Ok(Vec::new());
         }
         let want = self.num_feasible_nodes_to_find(nodes.len());
-        let start = *next_start % nodes.len();
-        let found = AtomicUsize::new(0);
-        let processed = AtomicUsize::new(0);
+        let n = nodes.len();
+        let start = *next_start % n;
         let state_ref: &CycleState = state;
-        let results: Vec<Option<FilterOutcome>> = self.pool.install(|| {
-            (0..nodes.len())
-                .into_par_iter()
-                .map(|i| {
-                    if found.load(Ordering::Relaxed) >= want {
-                        return None;
-                    }
-                    let node = nodes[(start + i) % nodes.len()];
-                    processed.fetch_add(1, Ordering::Relaxed);
-                    let st = self.run_filter_with_nominated(state_ref, pod, node, snap);
-                    if st.is_success() {
-                        if found.fetch_add(1, Ordering::Relaxed) >= want {
-                            return None;
-                        }
-                        Some(Ok(node.clone()))
-                    } else {
-                        Some(Err((node.name.clone(), st)))
-                    }
-                })
-                .collect()
-        });
-        *next_start = (start + processed.load(Ordering::Relaxed)) % nodes.len().max(1);
+        let filter_one = |i: usize| {
+            let node = nodes[(start + i) % n];
+            (node, self.run_filter_with_nominated(state_ref, pod, node, snap))
+        };
+        // Rounds of as many nodes as feasible ones are still wanted, so
+        // that no node past the last one needed is filtered (upstream
+        // cancels its parallel search instead).
         let mut feasible = Vec::new();
-        for r in results.into_iter().flatten() {
-            match r {
-                Ok(n) => feasible.push(n),
-                Err((name, st)) => {
+        let mut processed = 0;
+        while processed < n && feasible.len() < want {
+            let round = (want - feasible.len()).max(MIN_ROUND).min(n - processed);
+            let base = processed;
+            let outcomes: Vec<(&Arc<NodeInfo>, Status)> =
+                if round < PARALLEL_ROUND || self.pool.current_num_threads() < 2 {
+                    (base..base + round).map(filter_one).collect()
+                } else {
+                    self.pool.install(|| {
+                        (base..base + round)
+                            .into_par_iter()
+                            .with_min_len(MIN_ROUND)
+                            .map(filter_one)
+                            .collect()
+                    })
+                };
+            for (node, st) in outcomes {
+                if st.is_success() {
+                    if feasible.len() >= want {
+                        break;
+                    }
+                    feasible.push(node.clone());
+                } else {
                     if st.code == Code::Error {
                         return Err(st);
                     }
                     diagnosis.unschedulable_plugins.insert(st.plugin);
-                    diagnosis.node_to_status.insert(name, st);
+                    diagnosis.node_to_status.insert(node.name.clone(), st);
                 }
+                processed += 1;
             }
         }
+        *next_start = (start + processed) % n;
         Ok(feasible)
     }
 
@@ -419,12 +434,18 @@ impl Framework {
                 continue;
             }
             let Some(sp) = entry.plugin.as_score() else { continue };
-            let mut scores: Vec<i64> = self.pool.install(|| {
-                nodes
-                    .par_iter()
-                    .map(|n| sp.score(state_ref, pod, n, snap))
-                    .collect::<Result<Vec<i64>, Status>>()
-            })?;
+            let score = |n: &Arc<NodeInfo>| sp.score(state_ref, pod, n, snap);
+            let mut scores: Vec<i64> = if nodes.len() < PARALLEL_ROUND || self.pool.current_num_threads() < 2 {
+                nodes.iter().map(score).collect::<Result<Vec<i64>, Status>>()?
+            } else {
+                self.pool.install(|| {
+                    nodes
+                        .par_iter()
+                        .with_min_len(MIN_ROUND)
+                        .map(score)
+                        .collect::<Result<Vec<i64>, Status>>()
+                })?
+            };
             sp.normalize(state_ref, pod, &mut scores);
             for (t, s) in totals.iter_mut().zip(scores) {
                 *t += s * entry.weight;
@@ -477,9 +498,6 @@ impl Framework {
         })
     }
 }
-
-/// One node's filter result: feasible, or its name and why not.
-type FilterOutcome = Result<Arc<NodeInfo>, (String, Status)>;
 
 #[derive(Clone, Debug)]
 pub enum ScheduleError {

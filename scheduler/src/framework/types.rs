@@ -31,6 +31,28 @@ pub struct Resource {
     pub scalar: BTreeMap<String, i64>,
 }
 
+/// A resource name resolved once (scoring looks resources up per node).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ResourceKey {
+    Cpu,
+    Memory,
+    EphemeralStorage,
+    Pods,
+    Scalar(String),
+}
+
+impl ResourceKey {
+    pub fn new(name: &str) -> Self {
+        match name {
+            "cpu" => ResourceKey::Cpu,
+            "memory" => ResourceKey::Memory,
+            "ephemeral-storage" => ResourceKey::EphemeralStorage,
+            "pods" => ResourceKey::Pods,
+            other => ResourceKey::Scalar(other.to_string()),
+        }
+    }
+}
+
 /// Whether upstream accounts for a resource by name as a scalar
 /// (extended resources, hugepages, attachable volumes, prefixed native ones).
 pub fn is_scalar_resource_name(name: &str) -> bool {
@@ -73,6 +95,16 @@ impl Resource {
             "ephemeral-storage" => self.ephemeral_storage,
             "pods" => self.allowed_pod_number,
             n => self.scalar.get(n).copied().unwrap_or(0),
+        }
+    }
+
+    pub fn get_key(&self, key: &ResourceKey) -> i64 {
+        match key {
+            ResourceKey::Cpu => self.milli_cpu,
+            ResourceKey::Memory => self.memory,
+            ResourceKey::EphemeralStorage => self.ephemeral_storage,
+            ResourceKey::Pods => self.allowed_pod_number,
+            ResourceKey::Scalar(n) => self.scalar.get(n).copied().unwrap_or(0),
         }
     }
 
@@ -401,6 +433,10 @@ pub struct NodeInfo {
     pub used_ports: Vec<HostPort>,
     /// Image name (as listed in the node status) → size in bytes.
     pub images: HashMap<String, i64>,
+    /// `spec.unschedulable` and `spec.taints`, kept beside the sums so
+    /// that the filters' per-node loop reads one allocation.
+    pub unschedulable: bool,
+    pub taints: Vec<Taint>,
 }
 
 impl NodeInfo {
@@ -416,6 +452,8 @@ impl NodeInfo {
             pods_with_required_anti_affinity: 0,
             used_ports: Vec::new(),
             images: HashMap::new(),
+            unschedulable: false,
+            taints: Vec::new(),
         };
         info.set_node(node);
         info
@@ -432,6 +470,9 @@ impl NodeInfo {
             }
         }
         self.name = node.metadata.name.clone().unwrap_or_default();
+        let spec = node.spec.as_ref();
+        self.unschedulable = spec.and_then(|s| s.unschedulable).unwrap_or(false);
+        self.taints = spec.and_then(|s| s.taints.clone()).unwrap_or_default();
         self.node = node;
     }
 
@@ -458,7 +499,7 @@ impl NodeInfo {
     }
 
     pub fn taints(&self) -> &[Taint] {
-        self.node.spec.as_ref().and_then(|s| s.taints.as_deref()).unwrap_or(&[])
+        &self.taints
     }
 
     pub fn add_pod(&mut self, pod: Arc<PodInfo>) {

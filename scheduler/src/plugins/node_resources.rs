@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
+use crate::framework::types::ResourceKey;
 use crate::framework::{
     ClusterEvent, CycleState, FilterPlugin, MAX_NODE_SCORE, NodeInfo, Plugin, PodInfo, PreFilterPlugin,
     PreFilterResult, PreScorePlugin, Resource, ScorePlugin, Snapshot, Status,
@@ -183,7 +184,7 @@ pub struct Fit {
     pub ignored_resources: Vec<String>,
     pub ignored_groups: Vec<String>,
     pub strategy: Strategy,
-    pub resources: Vec<ResourceSpec>,
+    keys: Vec<(ResourceKey, i64)>,
 }
 
 impl Default for Fit {
@@ -192,7 +193,7 @@ impl Default for Fit {
             ignored_resources: Vec::new(),
             ignored_groups: Vec::new(),
             strategy: Strategy::LeastAllocated,
-            resources: default_resources(),
+            keys: keys(&default_resources()),
         }
     }
 }
@@ -224,7 +225,7 @@ impl Fit {
             ignored_resources: args.ignored_resources.clone(),
             ignored_groups: args.ignored_resource_groups.clone(),
             strategy,
-            resources,
+            keys: keys(&resources),
         }
     }
 
@@ -322,27 +323,32 @@ impl FilterPlugin for Fit {
     }
 }
 
-/// (allocatable, requested including the pod) per scored resource; cpu and
-/// memory use the non-zero requests unless `use_requested`.
-fn allocatable_and_requested(
-    resources: &[ResourceSpec],
-    pod: &PodInfo,
-    node: &NodeInfo,
-    use_requested: bool,
-) -> Vec<(i64, i64, i64)> {
+/// Scored resources, resolved once: (key, weight).
+pub fn keys(resources: &[ResourceSpec]) -> Vec<(ResourceKey, i64)> {
     resources
         .iter()
-        .map(|r| {
-            let alloc = node.allocatable.get(&r.name);
-            let (node_req, pod_req) = match r.name.as_str() {
-                "cpu" | "memory" if !use_requested => {
-                    (node.non_zero_requested.get(&r.name), pod.non_zero_requests.get(&r.name))
-                }
-                _ => (node.requested.get(&r.name), pod.requests.get(&r.name)),
-            };
-            (alloc, node_req + pod_req, r.weight.max(1))
-        })
+        .map(|r| (ResourceKey::new(&r.name), r.weight.max(1)))
         .collect()
+}
+
+/// (allocatable, requested including the pod, weight) per scored resource;
+/// cpu and memory use the non-zero requests unless `use_requested`.
+fn allocatable_and_requested<'a>(
+    keys: &'a [(ResourceKey, i64)],
+    pod: &'a PodInfo,
+    node: &'a NodeInfo,
+    use_requested: bool,
+) -> impl Iterator<Item = (i64, i64, i64)> + 'a {
+    keys.iter().map(move |(k, weight)| {
+        let alloc = node.allocatable.get_key(k);
+        let (node_req, pod_req) = match k {
+            ResourceKey::Cpu | ResourceKey::Memory if !use_requested => {
+                (node.non_zero_requested.get_key(k), pod.non_zero_requests.get_key(k))
+            }
+            _ => (node.requested.get_key(k), pod.requests.get_key(k)),
+        };
+        (alloc, node_req + pod_req, *weight)
+    })
 }
 
 fn least_requested(requested: i64, capacity: i64) -> i64 {
@@ -375,7 +381,7 @@ fn broken_linear(shape: &[(i64, i64)], p: i64) -> i64 {
 
 impl ScorePlugin for Fit {
     fn score(&self, _: &CycleState, pod: &PodInfo, node: &NodeInfo, _: &Snapshot) -> Result<i64, Status> {
-        let rows = allocatable_and_requested(&self.resources, pod, node, false);
+        let rows = allocatable_and_requested(&self.keys, pod, node, false);
         let (mut total, mut weights) = (0i64, 0i64);
         for (alloc, req, weight) in rows {
             if alloc == 0 {
@@ -397,26 +403,25 @@ impl ScorePlugin for Fit {
 }
 
 pub struct BalancedAllocation {
-    pub resources: Vec<ResourceSpec>,
+    keys: Vec<(ResourceKey, i64)>,
 }
 
 impl Default for BalancedAllocation {
     fn default() -> Self {
         BalancedAllocation {
-            resources: default_resources(),
+            keys: keys(&default_resources()),
         }
     }
 }
 
 impl BalancedAllocation {
     pub fn new(args: &BalancedArgs) -> Self {
-        BalancedAllocation {
-            resources: if args.resources.is_empty() {
-                default_resources()
-            } else {
-                args.resources.clone()
-            },
-        }
+        let resources = if args.resources.is_empty() {
+            default_resources()
+        } else {
+            args.resources.clone()
+        };
+        BalancedAllocation { keys: keys(&resources) }
     }
 }
 
@@ -435,7 +440,7 @@ impl Plugin for BalancedAllocation {
 impl PreScorePlugin for BalancedAllocation {
     /// A pod that requests none of the resources does not change balance.
     fn pre_score(&self, _: &mut CycleState, pod: &PodInfo, _: &[Arc<NodeInfo>], _: &Snapshot) -> Status {
-        if self.resources.iter().all(|r| pod.requests.get(&r.name) == 0) {
+        if self.keys.iter().all(|(k, _)| pod.requests.get_key(k) == 0) {
             Status::skip()
         } else {
             Status::success()
@@ -445,11 +450,16 @@ impl PreScorePlugin for BalancedAllocation {
 
 impl ScorePlugin for BalancedAllocation {
     fn score(&self, _: &CycleState, pod: &PodInfo, node: &NodeInfo, _: &Snapshot) -> Result<i64, Status> {
-        let fractions: Vec<f64> = allocatable_and_requested(&self.resources, pod, node, true)
-            .into_iter()
-            .filter(|(alloc, _, _)| *alloc != 0)
-            .map(|(alloc, req, _)| (req as f64 / alloc as f64).min(1.0))
-            .collect();
+        // At most a handful of resources: no allocation per node.
+        let mut fractions = [0f64; 8];
+        let mut n = 0;
+        for (alloc, req, _) in allocatable_and_requested(&self.keys, pod, node, true) {
+            if alloc != 0 && n < fractions.len() {
+                fractions[n] = (req as f64 / alloc as f64).min(1.0);
+                n += 1;
+            }
+        }
+        let fractions = &fractions[..n];
         let std = match fractions.len() {
             0 | 1 => 0.0,
             2 => ((fractions[0] - fractions[1]) / 2.0).abs(),

@@ -13,8 +13,7 @@
 //! a hash map per constraint keyed by domain; Filter and Score then cost a
 //! label lookup and a map lookup per constraint.
 
-use std::collections::{BTreeMap, HashMap};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use apimachinery::labels::Selector;
@@ -48,62 +47,18 @@ const IGNORED_SCORE: i64 = i64::MIN;
 /// Below this many nodes the per-node counting runs on the calling thread.
 const PARALLEL_MIN_NODES: usize = 256;
 
-/// A fast, non-cryptographic hasher for the per-domain maps (keys are node
-/// label values): an FxHash step per word, then a final mix.
-#[derive(Clone, Copy, Default)]
-struct DomainHasher(u64);
-
-impl DomainHasher {
-    fn add(&mut self, word: u64) {
-        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x517c_c1b7_2722_0a95);
-    }
-}
-
-impl Hasher for DomainHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        let mut chunks = bytes.chunks_exact(8);
-        for c in &mut chunks {
-            let mut word = [0u8; 8];
-            word.copy_from_slice(c);
-            self.add(u64::from_le_bytes(word));
-        }
-        let rest = chunks.remainder();
-        if !rest.is_empty() {
-            let mut word = [0u8; 8];
-            word[..rest.len()].copy_from_slice(rest);
-            self.add(u64::from_le_bytes(word));
-        }
-    }
-    fn write_u8(&mut self, i: u8) {
-        self.add(u64::from(i));
-    }
-    fn write_usize(&mut self, i: usize) {
-        self.add(i as u64);
-    }
-    fn finish(&self) -> u64 {
-        let mut h = self.0;
-        h ^= h >> 33;
-        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
-        h ^ (h >> 33)
-    }
-}
-
-type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<DomainHasher>>;
-
 /// Matching pods per topology domain (label value).
-type DomainCounts = FastMap<Arc<str>, i64>;
+type DomainCounts = HashMap<Arc<str>, i64>;
 
-/// Adds `n` to `value`'s count (allocating the key only for a new domain);
-/// returns the key and the new count.
-fn add_to(counts: &mut DomainCounts, value: &str, n: i64) -> (Arc<str>, i64) {
-    if let Some((k, v)) = counts.get_key_value(value) {
-        let (k, total) = (k.clone(), v + n);
-        counts.insert(k.clone(), total);
-        return (k, total);
+/// Adds `n` to `value`'s count, allocating the key only for a new domain;
+/// returns the new count.
+fn add_to(counts: &mut DomainCounts, value: &str, n: i64) -> i64 {
+    if let Some(v) = counts.get_mut(value) {
+        *v += n;
+        return *v;
     }
-    let k: Arc<str> = Arc::from(value);
-    counts.insert(k.clone(), n);
-    (k, n)
+    counts.insert(Arc::from(value), n);
+    n
 }
 
 /// `PodTopologySpreadArgs`.
@@ -462,8 +417,10 @@ impl PodTopologySpread {
             let Some(value) = node.label(&c.topology_key) else {
                 continue;
             };
-            let (key, n) = add_to(&mut s.counts[i], value, delta);
-            s.paths[i].update(&key, n);
+            let n = add_to(&mut s.counts[i], value, delta);
+            if let Some((key, _)) = s.counts[i].get_key_value(value) {
+                s.paths[i].update(key, n);
+            }
         }
     }
 }
@@ -682,7 +639,7 @@ impl PreScorePlugin for PodTopologySpread {
         let n = constraints.len();
 
         // The candidate domains (hostname ones are counted per node in Score).
-        let mut domains: Vec<FastMap<&str, ()>> = vec![FastMap::default(); n];
+        let mut domains: Vec<HashSet<&str>> = vec![HashSet::new(); n];
         let mut ignored = 0usize;
         for node in nodes {
             if require_all_topologies && !has_all_keys(node, &constraints) {
@@ -691,7 +648,7 @@ impl PreScorePlugin for PodTopologySpread {
             }
             for (i, c) in constraints.iter().enumerate() {
                 if c.topology_key != LABEL_HOSTNAME {
-                    domains[i].insert(node.label(&c.topology_key).unwrap_or(""), ());
+                    domains[i].insert(node.label(&c.topology_key).unwrap_or(""));
                 }
             }
         }
@@ -717,13 +674,13 @@ impl PreScorePlugin for PodTopologySpread {
             |node, i, affinity| {
                 let c = &constraints[i];
                 c.topology_key != LABEL_HOSTNAME
-                    && domains[i].contains_key(node.label(&c.topology_key).unwrap_or(""))
+                    && domains[i].contains(node.label(&c.topology_key).unwrap_or(""))
                     && c.includes_node(pod, node, affinity)
             },
         );
         let mut counts: Vec<DomainCounts> = domains
             .iter()
-            .map(|d| d.keys().map(|k| (Arc::from(*k), 0)).collect())
+            .map(|d| d.iter().map(|k| (Arc::from(*k), 0)).collect())
             .collect();
         for (node, slot) in snapshot.nodes.iter().zip(per_node.chunks(n)) {
             for (i, count) in slot.iter().enumerate() {
@@ -1041,7 +998,8 @@ mod tests {
         };
         let three = || zone_nodes(&[("node-a", "zone1"), ("node-b", "zone1"), ("node-y", "zone2")]);
         type Want = Option<Vec<(&'static [Path], [Path; 2])>>;
-        let cases: Vec<(&str, PodTopologySpread, Value, Vec<Value>, Vec<Value>, Want)> = vec![
+        type Case = (&'static str, PodTopologySpread, Value, Vec<Value>, Vec<Value>, Want);
+        let cases: Vec<Case> = vec![
             (
                 "clean cluster with one spreadConstraint",
                 list_plugin(none.clone()),
@@ -1663,6 +1621,9 @@ mod tests {
         assert!(run_pre_filter(&pl, &p, &bare).1.is_skip());
     }
 
+    /// (name, incoming pod, nodes, existing pods, codes in node order).
+    type FilterCase = (&'static str, Value, Vec<Value>, Vec<Value>, Vec<Code>);
+
     fn filter_codes(pl: &PodTopologySpread, p: Value, nodes: &[Value], pods: &[Value]) -> Vec<Code> {
         let snap = snapshot(nodes, pods);
         let p = pod(p);
@@ -1726,7 +1687,7 @@ mod tests {
             ]
         };
         let pl = list_plugin(json!([]));
-        let cases: Vec<(&str, Value, Vec<Value>, Vec<Value>, Vec<Code>)> = vec![
+        let cases: Vec<FilterCase> = vec![
             (
                 "no existing pods",
                 incoming(&[("foo", "")], vec![hard(1, "zone", foo())]),
@@ -2023,7 +1984,7 @@ mod tests {
             pods_on(&names, &[("foo", "")])
         };
         let pl = list_plugin(json!([]));
-        let cases: Vec<(&str, Value, Vec<Value>, Vec<Value>, Vec<Code>)> = vec![
+        let cases: Vec<FilterCase> = vec![
             (
                 "two Constraints on zone and node, spreads = [3/3, 2/1/0/3]",
                 incoming(&[("foo", "")], zone_node()),
@@ -3431,48 +3392,6 @@ mod tests {
             "baseline: counting alone, one thread: {:?}/pod ({total})",
             t.elapsed() / rounds
         );
-        let t = std::time::Instant::now();
-        let mut total = 0;
-        for _ in 0..rounds {
-            for n in &snap.nodes {
-                for _c in &cs {
-                    total += n.pods.iter().filter(|p| !p.terminating).count();
-                }
-            }
-        }
-        eprintln!("XXX terminating only: {:?}/pod ({total})", t.elapsed() / rounds);
-        let t = std::time::Instant::now();
-        let mut total = 0;
-        for _ in 0..rounds {
-            for n in &snap.nodes {
-                for _c in &cs {
-                    total += n
-                        .pods
-                        .iter()
-                        .filter(|p| !p.terminating && p.namespace == "default")
-                        .count();
-                }
-            }
-        }
-        eprintln!("XXX + namespace: {:?}/pod ({total})", t.elapsed() / rounds);
-        let t = std::time::Instant::now();
-        let mut per = Vec::new();
-        for _ in 0..rounds {
-            per = per_node_counts(&snap.nodes, &cs, "default", |n| has_all_keys(n, &cs), |n, i, a| cs[i].includes_node(&hard_pod, n, a));
-        }
-        eprintln!("XXX per_node_counts: {:?}/pod", t.elapsed() / rounds);
-        let t = std::time::Instant::now();
-        for _ in 0..rounds {
-            let mut counts: Vec<DomainCounts> = vec![DomainCounts::default(); 2];
-            for (node, slot) in snap.nodes.iter().zip(per.chunks(2)) {
-                for (i, count) in slot.iter().enumerate() {
-                    if let (Some(count), Some(value)) = (count, node.label(&cs[i].topology_key)) {
-                        add_to(&mut counts[i], value, *count);
-                    }
-                }
-            }
-        }
-        eprintln!("XXX maps: {:?}/pod", t.elapsed() / rounds);
         let t = std::time::Instant::now();
         let mut state = CycleState::default();
         for _ in 0..rounds {

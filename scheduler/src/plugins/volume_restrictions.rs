@@ -144,6 +144,10 @@ impl PreFilterPlugin for VolumeRestrictions {
             read_write_once_pod_claims: claims,
             conflicting_refs: 0,
         };
+        if !needs_check && s.read_write_once_pod_claims.is_empty() {
+            // Nothing to check: no scan of the cluster's pods.
+            return (PreFilterResult::all(), Status::skip());
+        }
         // A claim is in use when any pod in the cluster mounts it; at most
         // one can, so each counts once.
         let used: HashSet<&str> = snapshot
