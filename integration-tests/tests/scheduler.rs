@@ -257,6 +257,16 @@ async fn scheduler_binds_pods_where_they_fit() -> anyhow::Result<()> {
         metrics.contains("scheduler_pending_pods{queue=\"active\"}"),
         "{metrics}"
     );
+    assert!(
+        metrics.contains(
+            "scheduler_framework_extension_point_duration_seconds_count{extension_point=\"Filter\",status=\"Success\",profile=\"all\"}"
+        ),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("scheduler_pod_scheduling_sli_duration_seconds_count{attempts=\"1\"}"),
+        "{metrics}"
+    );
     assert_eq!(sched.get("/healthz").await?.0, 200);
     assert_eq!(sched.get("/livez").await?.0, 200);
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use crate::config::{Config, ResolvedProfile};
 use crate::framework::Plugin;
-use crate::framework::runtime::{Framework, ScorePluginEntry};
+use crate::framework::runtime::{Framework, Observer, ScorePluginEntry};
 use crate::plugins;
 
 pub fn new_pool(parallelism: usize) -> Arc<rayon::ThreadPool> {
@@ -22,7 +22,12 @@ pub fn new_pool(parallelism: usize) -> Arc<rayon::ThreadPool> {
     )
 }
 
-pub fn build(profile: &ResolvedProfile, cfg: &Config, pool: Arc<rayon::ThreadPool>) -> Result<Framework, String> {
+pub fn build(
+    profile: &ResolvedProfile,
+    cfg: &Config,
+    pool: Arc<rayon::ThreadPool>,
+    observer: Option<Observer>,
+) -> Result<Framework, String> {
     let mut instances: HashMap<String, Arc<dyn Plugin>> = HashMap::new();
     let mut get = |name: &str| -> Result<Arc<dyn Plugin>, String> {
         if let Some(p) = instances.get(name) {
@@ -72,15 +77,17 @@ pub fn build(profile: &ResolvedProfile, cfg: &Config, pool: Arc<rayon::ThreadPoo
             .percentage_of_nodes_to_score
             .or(cfg.percentage_of_nodes_to_score),
         pool,
+        observer,
     })
 }
 
-/// Every profile of the configuration.
-pub fn build_all(cfg: &Config) -> Result<Vec<Arc<Framework>>, String> {
+/// Every profile of the configuration; `observer` gets extension-point
+/// durations.
+pub fn build_all(cfg: &Config, observer: Option<Observer>) -> Result<Vec<Arc<Framework>>, String> {
     let pool = new_pool(cfg.parallelism);
     cfg.profiles
         .iter()
-        .map(|p| build(p, cfg, pool.clone()).map(Arc::new))
+        .map(|p| build(p, cfg, pool.clone(), observer.clone()).map(Arc::new))
         .collect()
 }
 
@@ -88,5 +95,5 @@ pub fn build_all(cfg: &Config) -> Result<Vec<Arc<Framework>>, String> {
 #[cfg(test)]
 pub fn test_framework(_plugins: Vec<&str>) -> Framework {
     let cfg = Config::default();
-    build(&cfg.profiles[0], &cfg, new_pool(2)).expect("default profile")
+    build(&cfg.profiles[0], &cfg, new_pool(2), None).expect("default profile")
 }

@@ -167,7 +167,13 @@ impl Drop for CloseOnDrop {
 }
 
 async fn schedule(client: Client, cfg: Config, metrics: Arc<Metrics>, ready: Arc<AtomicBool>) -> anyhow::Result<()> {
-    let frameworks = profile::build_all(&cfg).map_err(|e| anyhow::anyhow!(e))?;
+    // Every profile reports to the same histograms ("all": the profile is
+    // not known at that depth).
+    let observer: crate::framework::runtime::Observer = {
+        let metrics = metrics.clone();
+        Arc::new(move |point, status, secs| metrics.extension_point(point, status, "all", secs))
+    };
+    let frameworks = profile::build_all(&cfg, Some(observer)).map_err(|e| anyhow::anyhow!(e))?;
     let queue = Arc::new(Queue::new(SchedulingQueue::new(
         frameworks.clone(),
         cfg.pod_initial_backoff,
@@ -283,7 +289,9 @@ async fn inform<K, A, D>(
         };
         match ev {
             watcher::Event::Init => relist = Some(HashSet::new()),
-            watcher::Event::InitApply(o) | watcher::Event::Apply(o) => {
+            watcher::Event::InitApply(mut o) | watcher::Event::Apply(mut o) => {
+                // Nothing here reads them; upstream's informers drop them too.
+                o.meta_mut().managed_fields = None;
                 let o = Arc::new(o);
                 let k = key(&o);
                 if let Some(seen) = relist.as_mut() {
@@ -808,7 +816,9 @@ impl Sched {
             Err(ScheduleError::Fit(mut fit)) => {
                 let mut nominated = None;
                 if !fwk.post_filter.is_empty() {
+                    let t = Instant::now();
                     let (res, st) = fwk.run_post_filter(&state, &pod, snapshot, &fit.diagnosis.node_to_status);
+                    fwk.observe("PostFilter", st.code, t);
                     if let Some(res) = res.filter(|_| st.is_success()) {
                         self.metrics.preemption_attempts.inc();
                         self.metrics.preemption_victims.observe(res.victims.len() as f64);
@@ -864,6 +874,7 @@ impl Sched {
         }
         if st.is_success() {
             st = Status::skip();
+            let t = Instant::now();
             for p in &fwk.bind {
                 if let Some(b) = p.as_bind() {
                     st = b.bind(&api, &pod, &host).with_plugin(p.name());
@@ -872,6 +883,7 @@ impl Sched {
                     }
                 }
             }
+            fwk.observe("Bind", st.code, t);
         }
         if st.is_success() {
             self.queue.with(|q| q.done(&pod.uid));

@@ -55,6 +55,8 @@ struct Row {
     floor: Option<f64>,
 }
 
+/// Upstream's rows (test/integration/scheduler_perf); floors are the
+/// `threshold`s of their performance configs, where one is published.
 const ROWS: &[Row] = &[
     Row {
         name: "SchedulingBasic",
@@ -86,7 +88,7 @@ const ROWS: &[Row] = &[
         nodes: 5000,
         init_pods: 1000,
         pods: 2000,
-        floor: Some(70.0),
+        floor: Some(60.0),
     },
     Row {
         name: "SchedulingNodeAffinity",
@@ -96,36 +98,38 @@ const ROWS: &[Row] = &[
         pods: 10000,
         floor: Some(220.0),
     },
+    // Upstream's floor is for 5,000 measured pods; the issue asks for 10,000.
     Row {
         name: "TopologySpreading",
         shape: Shape::TopologySpreading,
         nodes: 5000,
         init_pods: 5000,
         pods: 10000,
-        floor: Some(85.0),
+        floor: Some(460.0),
     },
     Row {
         name: "PreemptionBasic",
         shape: Shape::Preemption,
-        nodes: 500,
-        init_pods: 2000,
-        pods: 500,
-        floor: Some(18.0),
+        nodes: 1000,
+        init_pods: 4000,
+        pods: 1000,
+        floor: None,
     },
 ];
 
-const ZONES: usize = 10;
-
 /// A node as upstream's `node-default.yaml` (110 pods, 4 cpu, 32 Gi), with
-/// a zone label; preemption's nodes hold exactly four init pods.
+/// the zone label the shape's `labelNodePrepareStrategy` gives it.
 fn node(i: usize, shape: Shape) -> Value {
-    let _ = shape;
+    let zone = match shape {
+        Shape::TopologySpreading => format!("moon-{}", i % 3 + 1),
+        _ => "zone1".to_string(),
+    };
     let (cpu, pods) = ("4", "110");
     json!({
         "apiVersion": "v1", "kind": "Node",
         "metadata": {"name": format!("node-{i}"), "labels": {
             "kubernetes.io/hostname": format!("node-{i}"),
-            "topology.kubernetes.io/zone": format!("zone-{}", i % ZONES),
+            "topology.kubernetes.io/zone": zone,
         }},
         "status": {
             "capacity": {"cpu": cpu, "memory": "32Gi", "pods": pods},
@@ -152,7 +156,7 @@ fn pod(name: &str, shape: Shape, measured: bool) -> Value {
         }
         Shape::NodeAffinity if measured => {
             spec["affinity"] = json!({"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
-                {"matchExpressions": [{"key": "topology.kubernetes.io/zone", "operator": "In", "values": ["zone-1", "zone-2", "zone-3", "zone-4", "zone-5"]}]}]}}});
+                {"matchExpressions": [{"key": "topology.kubernetes.io/zone", "operator": "In", "values": ["zone1", "zone2"]}]}]}}});
         }
         Shape::NodeAffinity => {}
         Shape::TopologySpreading if measured => {
@@ -162,8 +166,10 @@ fn pod(name: &str, shape: Shape, measured: bool) -> Value {
         }
         Shape::TopologySpreading => {}
         Shape::Preemption => {
-            // Four init pods fill a 4-cpu node; each measured pod needs one's room.
-            spec["containers"][0]["resources"] = json!({"requests": {"cpu": "900m", "memory": "500Mi"}});
+            // Four low-priority pods take 3.6 of a node's 4 cpu; a
+            // high-priority one needs 3, so preempts three of them.
+            let cpu = if measured { "3" } else { "900m" };
+            spec["containers"][0]["resources"] = json!({"requests": {"cpu": cpu, "memory": "500Mi"}});
             spec["terminationGracePeriodSeconds"] = json!(0);
             spec["priorityClassName"] = json!(if measured { "bench-high" } else { "bench-low" });
         }

@@ -49,6 +49,24 @@ pub struct Framework {
     /// or 0 for upstream's adaptive default.
     pub percentage_of_nodes_to_score: Option<i64>,
     pub pool: Arc<rayon::ThreadPool>,
+    /// Told how long each extension point took (the scheduler's metrics).
+    pub observer: Option<Observer>,
+}
+
+/// (extension point, status code, seconds).
+pub type Observer = Arc<dyn Fn(&'static str, &'static str, f64) + Send + Sync>;
+
+/// Upstream's status code names, as metrics label them.
+pub fn code_name(code: Code) -> &'static str {
+    match code {
+        Code::Success => "Success",
+        Code::Error => "Error",
+        Code::Unschedulable => "Unschedulable",
+        Code::UnschedulableAndUnresolvable => "UnschedulableAndUnresolvable",
+        Code::Wait => "Wait",
+        Code::Skip => "Skip",
+        Code::Pending => "Pending",
+    }
 }
 
 /// Why a pod fits nowhere (upstream's `framework.Diagnosis`).
@@ -111,6 +129,13 @@ pub struct ScheduleResult {
 }
 
 impl Framework {
+    /// Reports an extension point's duration to the observer, if any.
+    pub fn observe(&self, point: &'static str, code: Code, since: std::time::Instant) {
+        if let Some(o) = &self.observer {
+            o(point, code_name(code), since.elapsed().as_secs_f64());
+        }
+    }
+
     pub fn plugins(&self) -> impl Iterator<Item = &Arc<dyn Plugin>> {
         self.pre_enqueue
             .iter()
@@ -324,7 +349,9 @@ impl Framework {
         next_start: &mut usize,
         diagnosis: &mut Diagnosis,
     ) -> Result<Vec<Arc<NodeInfo>>, Status> {
+        let t = std::time::Instant::now();
         let (pre, st) = self.run_pre_filter(state, pod, snap);
+        self.observe("PreFilter", st.code, t);
         if !st.is_success() {
             if !st.is_rejected() {
                 return Err(st);
@@ -373,6 +400,7 @@ impl Framework {
         // Rounds of as many nodes as feasible ones are still wanted, so
         // that no node past the last one needed is filtered (upstream
         // cancels its parallel search instead).
+        let t = std::time::Instant::now();
         let mut feasible = Vec::new();
         let mut processed = 0;
         while processed < n && feasible.len() < want {
@@ -407,6 +435,12 @@ impl Framework {
             }
         }
         *next_start = (start + processed) % n;
+        let code = if feasible.is_empty() {
+            Code::Unschedulable
+        } else {
+            Code::Success
+        };
+        self.observe("Filter", code, t);
         Ok(feasible)
     }
 
@@ -487,9 +521,14 @@ impl Framework {
                 feasible_nodes: 1,
             });
         }
-        let scores = self
-            .prioritize(state, pod, &feasible, snap)
-            .map_err(ScheduleError::Plugin)?;
+        let t = std::time::Instant::now();
+        let scores = self.prioritize(state, pod, &feasible, snap);
+        self.observe(
+            "Score",
+            scores.as_ref().map(|_| Code::Success).unwrap_or(Code::Error),
+            t,
+        );
+        let scores = scores.map_err(ScheduleError::Plugin)?;
         let host = select_host(&feasible, &scores, pick);
         Ok(ScheduleResult {
             suggested_host: host,

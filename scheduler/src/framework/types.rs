@@ -437,6 +437,14 @@ pub struct NodeInfo {
     /// that the filters' per-node loop reads one allocation.
     pub unschedulable: bool,
     pub taints: Vec<Taint>,
+    /// Changes whenever the node or its pods change, unique across nodes
+    /// and time: what a plugin may key a memo of per-node results by.
+    pub generation: u64,
+}
+
+fn next_generation() -> u64 {
+    static GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    GENERATION.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 impl NodeInfo {
@@ -454,6 +462,7 @@ impl NodeInfo {
             images: HashMap::new(),
             unschedulable: false,
             taints: Vec::new(),
+            generation: 0,
         };
         info.set_node(node);
         info
@@ -474,6 +483,7 @@ impl NodeInfo {
         self.unschedulable = spec.and_then(|s| s.unschedulable).unwrap_or(false);
         self.taints = spec.and_then(|s| s.taints.clone()).unwrap_or_default();
         self.node = node;
+        self.generation = next_generation();
     }
 
     /// A node known only through a pod bound to it (the Node object not
@@ -503,6 +513,7 @@ impl NodeInfo {
     }
 
     pub fn add_pod(&mut self, pod: Arc<PodInfo>) {
+        self.generation = next_generation();
         self.requested.add(&pod.requests);
         self.non_zero_requested.add(&pod.non_zero_requests);
         self.used_ports.extend(pod.host_ports.iter().cloned());
@@ -521,6 +532,7 @@ impl NodeInfo {
             return false;
         };
         let pod = self.pods.swap_remove(i);
+        self.generation = next_generation();
         self.requested.sub(&pod.requests);
         self.non_zero_requested.sub(&pod.non_zero_requests);
         for hp in &pod.host_ports {
