@@ -47,6 +47,10 @@ pub struct Snapshot {
     /// Pods nominated to a node by preemption and not yet bound, by node:
     /// lower-priority pods must leave room for them.
     pub nominated: Arc<HashMap<String, Vec<Arc<PodInfo>>>>,
+    /// How many nodes hold a pod with any (anti-)affinity term, and with a
+    /// required anti-affinity term: plugins skip their scans at zero.
+    pub nodes_with_affinity: usize,
+    pub nodes_with_required_anti_affinity: usize,
 }
 
 impl Snapshot {
@@ -70,10 +74,24 @@ impl Snapshot {
         self.nodes.is_empty()
     }
 
+    fn count(&mut self, info: &NodeInfo, delta: isize) {
+        if info.pods_with_affinity > 0 {
+            self.nodes_with_affinity = self.nodes_with_affinity.saturating_add_signed(delta);
+        }
+        if info.pods_with_required_anti_affinity > 0 {
+            self.nodes_with_required_anti_affinity =
+                self.nodes_with_required_anti_affinity.saturating_add_signed(delta);
+        }
+    }
+
     /// Adds or replaces a node's info.
     pub fn set(&mut self, info: Arc<NodeInfo>) {
+        self.count(&info, 1);
         match self.index.get(&info.name) {
-            Some(&i) => self.nodes[i] = info,
+            Some(&i) => {
+                let old = std::mem::replace(&mut self.nodes[i], info);
+                self.count(&old, -1);
+            }
             None => {
                 self.index.insert(info.name.clone(), self.nodes.len());
                 self.nodes.push(info);
@@ -83,7 +101,8 @@ impl Snapshot {
 
     pub fn remove(&mut self, name: &str) {
         if let Some(i) = self.index.remove(name) {
-            self.nodes.swap_remove(i);
+            let old = self.nodes.swap_remove(i);
+            self.count(&old, -1);
             if i < self.nodes.len() {
                 self.index.insert(self.nodes[i].name.clone(), i);
             }
@@ -97,5 +116,39 @@ impl Snapshot {
     /// Every pod on every node (for plugins that scan the cluster).
     pub fn pods(&self) -> impl Iterator<Item = (&Arc<NodeInfo>, &Arc<PodInfo>)> {
         self.nodes.iter().flat_map(|n| n.pods.iter().map(move |p| (n, p)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plugins::testing::node_with_pods;
+    use serde_json::json;
+
+    fn node(name: &str, anti_affinity: bool) -> Arc<NodeInfo> {
+        let mut spec = json!({"containers": []});
+        if anti_affinity {
+            spec["affinity"] = json!({"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+                {"labelSelector": {"matchLabels": {"a": "b"}}, "topologyKey": "kubernetes.io/hostname"}]}});
+        }
+        Arc::new(node_with_pods(
+            json!({"metadata": {"name": name}}),
+            vec![json!({"metadata": {"name": format!("{name}-p"), "uid": format!("{name}-p")}, "spec": spec})],
+        ))
+    }
+
+    #[test]
+    fn counts_nodes_with_affinity_pods_through_replacements() {
+        let mut s = Snapshot::default();
+        s.set(node("a", true));
+        s.set(node("b", false));
+        assert_eq!((s.nodes_with_affinity, s.nodes_with_required_anti_affinity), (1, 1));
+        s.set(node("a", false));
+        assert_eq!((s.nodes_with_affinity, s.nodes_with_required_anti_affinity), (0, 0));
+        s.set(node("b", true));
+        s.remove("b");
+        assert_eq!((s.nodes_with_affinity, s.nodes_with_required_anti_affinity), (0, 0));
+        assert_eq!(s.len(), 1);
+        assert!(s.get("a").is_some());
     }
 }

@@ -374,7 +374,12 @@ impl PreFilterPlugin for InterPodAffinity {
 
         // Existing pods' required anti-affinity: only nodes that have such pods.
         let mut existing = TopologyCounts::default();
-        for node in snapshot.nodes.iter().filter(|n| n.pods_with_required_anti_affinity > 0) {
+        let scan = snapshot.nodes_with_required_anti_affinity > 0;
+        for node in snapshot
+            .nodes
+            .iter()
+            .filter(|n| scan && n.pods_with_required_anti_affinity > 0)
+        {
             for p in node.pods.iter().filter(|p| !p.required_anti_affinity.is_empty()) {
                 existing.add_anti_affinity_match(&p.required_anti_affinity, pod, Some(&ns_labels), node, 1);
             }
@@ -614,6 +619,10 @@ impl PreScorePlugin for InterPodAffinity {
         }
         if let Some(e) = parse_error(pod) {
             return Status::error(format!("failed to parse pod: {e}"));
+        }
+        if !has_constraints && snapshot.nodes_with_affinity == 0 {
+            // No term anywhere can score.
+            return Status::skip();
         }
         let incoming = ScoringPod {
             pod,
