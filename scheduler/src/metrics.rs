@@ -33,6 +33,13 @@ pub struct ExtensionPointLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PluginLabels {
+    pub plugin: &'static str,
+    pub extension_point: &'static str,
+    pub status: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct IncomingLabels {
     pub queue: &'static str,
     pub event: &'static str,
@@ -48,6 +55,11 @@ fn sli_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.01, 2.0, 20))
 }
 
+fn plugin_histogram() -> Histogram {
+    // 10 µs × 1.5^i, as upstream's.
+    Histogram::new(exponential_buckets(0.00001, 1.5, 20))
+}
+
 fn ext_histogram() -> Histogram {
     // 0.1 ms … ~3 s.
     Histogram::new(exponential_buckets(0.0001, 2.0, 16))
@@ -59,6 +71,7 @@ pub struct Metrics {
     pub attempt_duration: Family<ResultLabels, Histogram, fn() -> Histogram>,
     pub sli_duration: Family<AttemptsLabel, Histogram, fn() -> Histogram>,
     pub extension_point_duration: Family<ExtensionPointLabels, Histogram, fn() -> Histogram>,
+    pub plugin_duration: Family<PluginLabels, Histogram, fn() -> Histogram>,
     pub queue_incoming_pods: Family<IncomingLabels, Counter>,
     pub preemption_attempts: Counter,
     pub preemption_victims: Histogram,
@@ -73,6 +86,7 @@ impl Metrics {
             attempt_duration: Family::new_with_constructor(latency_histogram),
             sli_duration: Family::new_with_constructor(sli_histogram),
             extension_point_duration: Family::new_with_constructor(ext_histogram),
+            plugin_duration: Family::new_with_constructor(plugin_histogram),
             queue_incoming_pods: Family::default(),
             preemption_attempts: Counter::default(),
             preemption_victims: Histogram::new(exponential_buckets(1.0, 2.0, 7)),
@@ -102,6 +116,11 @@ impl Metrics {
             "framework_extension_point_duration_seconds",
             "Latency for running all plugins of a specific extension point.",
             m.extension_point_duration.clone(),
+        );
+        r.register(
+            "plugin_execution_duration_seconds",
+            "Duration for running a plugin at a specific extension point.",
+            m.plugin_duration.clone(),
         );
         r.register(
             "queue_incoming_pods",
@@ -147,6 +166,23 @@ impl Metrics {
                 extension_point: point,
                 status,
                 profile: profile.to_string(),
+            })
+            .observe(seconds);
+    }
+}
+
+impl crate::framework::runtime::Recorder for Metrics {
+    fn extension_point(&self, point: &'static str, status: &'static str, seconds: f64) {
+        // Every profile reports here; the profile is not known at that depth.
+        Metrics::extension_point(self, point, status, "all", seconds);
+    }
+
+    fn plugin(&self, plugin: &'static str, point: &'static str, status: &'static str, seconds: f64) {
+        self.plugin_duration
+            .get_or_create(&PluginLabels {
+                plugin,
+                extension_point: point,
+                status,
             })
             .observe(seconds);
     }

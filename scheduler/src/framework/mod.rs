@@ -121,6 +121,9 @@ pub struct CycleState {
     /// `skip_filter` as bits by position in the profile's filter list,
     /// for the per-node loop.
     pub skip_filter_bits: u64,
+    /// Whether this cycle reports each plugin's duration (upstream samples
+    /// 10% of cycles).
+    pub record_plugin_metrics: bool,
 }
 
 impl Clone for CycleState {
@@ -130,6 +133,7 @@ impl Clone for CycleState {
             skip_filter: self.skip_filter.clone(),
             skip_score: self.skip_score.clone(),
             skip_filter_bits: self.skip_filter_bits,
+            record_plugin_metrics: self.record_plugin_metrics,
         }
     }
 }

@@ -53,8 +53,15 @@ pub struct Framework {
     pub observer: Option<Observer>,
 }
 
-/// (extension point, status code, seconds).
-pub type Observer = Arc<dyn Fn(&'static str, &'static str, f64) + Send + Sync>;
+/// Where the framework reports durations (the scheduler's metrics).
+pub trait Recorder: Send + Sync {
+    /// All plugins of an extension point, once per cycle.
+    fn extension_point(&self, point: &'static str, status: &'static str, seconds: f64);
+    /// One plugin at one extension point, in sampled cycles only.
+    fn plugin(&self, plugin: &'static str, point: &'static str, status: &'static str, seconds: f64);
+}
+
+pub type Observer = Arc<dyn Recorder>;
 
 /// Upstream's status code names, as metrics label them.
 pub fn code_name(code: Code) -> &'static str {
@@ -132,7 +139,22 @@ impl Framework {
     /// Reports an extension point's duration to the observer, if any.
     pub fn observe(&self, point: &'static str, code: Code, since: std::time::Instant) {
         if let Some(o) = &self.observer {
-            o(point, code_name(code), since.elapsed().as_secs_f64());
+            o.extension_point(point, code_name(code), since.elapsed().as_secs_f64());
+        }
+    }
+
+    /// Reports one plugin's duration, in cycles sampled for it
+    /// (`CycleState::record_plugin_metrics`).
+    fn observe_plugin(
+        &self,
+        state: &CycleState,
+        plugin: &'static str,
+        point: &'static str,
+        code: Code,
+        since: Option<std::time::Instant>,
+    ) {
+        if let (Some(o), Some(since), true) = (&self.observer, since, state.record_plugin_metrics) {
+            o.plugin(plugin, point, code_name(code), since.elapsed().as_secs_f64());
         }
     }
 
@@ -186,7 +208,9 @@ impl Framework {
         let mut narrowed_by: Vec<&'static str> = Vec::new();
         for p in &self.pre_filter {
             let Some(pf) = p.as_pre_filter() else { continue };
+            let t = state.record_plugin_metrics.then(std::time::Instant::now);
             let (r, st) = pf.pre_filter(state, pod, snap);
+            self.observe_plugin(state, p.name(), "PreFilter", st.code, t);
             if st.is_skip() {
                 state.skip_filter.insert(p.name());
                 continue;
@@ -221,7 +245,9 @@ impl Framework {
                 continue;
             }
             let Some(f) = p.as_filter() else { continue };
+            let t = state.record_plugin_metrics.then(std::time::Instant::now);
             let st = f.filter(state, pod, node, snap);
+            self.observe_plugin(state, p.name(), "Filter", st.code, t);
             if !st.is_success() {
                 let mut st = st.with_plugin(p.name());
                 if !st.is_rejected() {
@@ -454,7 +480,9 @@ impl Framework {
     ) -> Result<Vec<i64>, Status> {
         for p in &self.pre_score {
             let Some(ps) = p.as_pre_score() else { continue };
+            let t = state.record_plugin_metrics.then(std::time::Instant::now);
             let st = ps.pre_score(state, pod, nodes, snap);
+            self.observe_plugin(state, p.name(), "PreScore", st.code, t);
             if st.is_skip() {
                 state.skip_score.insert(p.name());
             } else if !st.is_success() {
@@ -468,6 +496,8 @@ impl Framework {
                 continue;
             }
             let Some(sp) = entry.plugin.as_score() else { continue };
+            // Sampled cycles report each plugin's whole pass over the nodes.
+            let t = state_ref.record_plugin_metrics.then(std::time::Instant::now);
             let score = |n: &Arc<NodeInfo>| sp.score(state_ref, pod, n, snap);
             let mut scores: Vec<i64> = if nodes.len() < PARALLEL_ROUND || self.pool.current_num_threads() < 2 {
                 nodes.iter().map(score).collect::<Result<Vec<i64>, Status>>()?
@@ -481,6 +511,7 @@ impl Framework {
                 })?
             };
             sp.normalize(state_ref, pod, &mut scores);
+            self.observe_plugin(state_ref, entry.plugin.name(), "Score", Code::Success, t);
             for (t, s) in totals.iter_mut().zip(scores) {
                 *t += s * entry.weight;
             }
@@ -638,6 +669,57 @@ mod tests {
             f.percentage_of_nodes_to_score = pct;
             assert_eq!(f.num_feasible_nodes_to_find(all), want, "{all} nodes at {pct:?}");
         }
+    }
+
+    #[derive(Default)]
+    struct Recorded(parking_lot::Mutex<Vec<String>>);
+
+    impl Recorder for Recorded {
+        fn extension_point(&self, point: &'static str, status: &'static str, _: f64) {
+            self.0.lock().push(format!("{point} {status}"));
+        }
+        fn plugin(&self, plugin: &'static str, point: &'static str, status: &'static str, _: f64) {
+            self.0.lock().push(format!("{plugin} {point} {status}"));
+        }
+    }
+
+    #[test]
+    fn durations_are_reported_per_extension_point_and_in_sampled_cycles_per_plugin() {
+        use crate::plugins::testing::{node, pod};
+        use serde_json::json;
+        let recorded = Arc::new(Recorded::default());
+        let mut fwk = crate::profile::test_framework(Vec::new());
+        fwk.observer = Some(recorded.clone());
+        let alloc = json!({"cpu": "4", "memory": "8Gi", "pods": "10"});
+        let snap = Snapshot::new(vec![
+            node(json!({"metadata": {"name": "a"}, "status": {"allocatable": alloc.clone()}})),
+            node(json!({"metadata": {"name": "b"}, "status": {"allocatable": alloc}})),
+        ]);
+        let p = pod(json!({"metadata": {"name": "p", "uid": "p"}, "spec": {"containers": [{"name": "c"}]}}));
+        for sampled in [false, true] {
+            let mut state = CycleState {
+                record_plugin_metrics: sampled,
+                ..Default::default()
+            };
+            fwk.schedule_pod(&mut state, &p, &snap, &mut 0, &mut |_| 0)
+                .expect("fits");
+        }
+        let seen = recorded.0.lock().clone();
+        for want in [
+            "PreFilter Success",
+            "Filter Success",
+            "Score Success",
+            "NodeResourcesFit PreFilter Success",
+            "NodeResourcesFit Filter Success",
+            "TaintToleration Score Success",
+        ] {
+            assert!(seen.iter().any(|s| s == want), "{want} not in {seen:?}");
+        }
+        // Only the sampled cycle reported plugins: one Filter call per node.
+        assert_eq!(
+            seen.iter().filter(|s| *s == "NodeResourcesFit Filter Success").count(),
+            2
+        );
     }
 
     #[test]
