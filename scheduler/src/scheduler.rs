@@ -420,8 +420,8 @@ fn spawn_object_informers(tasks: &mut tokio::task::JoinSet<()>, sched: &Arc<Sche
         tasks: &mut tokio::task::JoinSet<()>,
         sched: &Arc<Sched>,
         event: ClusterEvent,
-        set: fn(&mut ClusterObjects, Arc<K>),
-        remove: fn(&mut ClusterObjects, &K),
+        set: impl Fn(&mut ClusterObjects, Arc<K>) + Send + 'static,
+        remove: impl Fn(&mut ClusterObjects, &K) + Send + 'static,
     ) where
         K: kube::Resource<DynamicType = ()>
             + Clone
@@ -547,94 +547,43 @@ fn spawn_object_informers(tasks: &mut tokio::task::JoinSet<()>, sched: &Arc<Sche
             o.pdbs.remove(&key(pdb));
         },
     );
-    objects::<Service>(
-        tasks,
-        sched,
-        ClusterEvent::Any,
-        |o, s| {
-            let sel = from_map(s.spec.as_ref().and_then(|s| s.selector.as_ref()));
-            set_workload(
-                o,
-                s.namespace().unwrap_or_default(),
-                format!("Service/{}", s.name_any()),
-                sel,
-            );
-        },
-        |o, s| {
-            set_workload(
-                o,
-                s.namespace().unwrap_or_default(),
-                format!("Service/{}", s.name_any()),
-                None,
-            )
-        },
-    );
-    objects::<ReplicationController>(
-        tasks,
-        sched,
-        ClusterEvent::Any,
-        |o, s| {
-            let sel = from_map(s.spec.as_ref().and_then(|s| s.selector.as_ref()));
-            set_workload(
-                o,
-                s.namespace().unwrap_or_default(),
-                format!("ReplicationController/{}", s.name_any()),
-                sel,
-            );
-        },
-        |o, s| {
-            set_workload(
-                o,
-                s.namespace().unwrap_or_default(),
-                format!("ReplicationController/{}", s.name_any()),
-                None,
-            )
-        },
-    );
-    objects::<ReplicaSet>(
-        tasks,
-        sched,
-        ClusterEvent::Any,
-        |o, s| {
-            let sel = from_label_selector(s.spec.as_ref().map(|s| &s.selector));
-            set_workload(
-                o,
-                s.namespace().unwrap_or_default(),
-                format!("ReplicaSet/{}", s.name_any()),
-                sel,
-            );
-        },
-        |o, s| {
-            set_workload(
-                o,
-                s.namespace().unwrap_or_default(),
-                format!("ReplicaSet/{}", s.name_any()),
-                None,
-            )
-        },
-    );
-    objects::<StatefulSet>(
-        tasks,
-        sched,
-        ClusterEvent::Any,
-        |o, s| {
-            let sel = from_label_selector(s.spec.as_ref().map(|s| &s.selector));
-            set_workload(
-                o,
-                s.namespace().unwrap_or_default(),
-                format!("StatefulSet/{}", s.name_any()),
-                sel,
-            );
-        },
-        |o, s| {
-            set_workload(
-                o,
-                s.namespace().unwrap_or_default(),
-                format!("StatefulSet/{}", s.name_any()),
-                None,
-            )
-        },
-    );
+    /// Spreading's default selectors: each workload's, under `Kind/name`.
+    fn workloads<K>(
+        tasks: &mut tokio::task::JoinSet<()>,
+        sched: &Arc<Sched>,
+        selector: fn(&K) -> Option<apimachinery::labels::Selector>,
+    ) where
+        K: kube::Resource<DynamicType = ()>
+            + Clone
+            + std::fmt::Debug
+            + serde::de::DeserializeOwned
+            + Send
+            + Sync
+            + 'static,
+    {
+        fn owner<K: kube::Resource<DynamicType = ()>>(w: &K) -> String {
+            format!("{}/{}", K::kind(&()), w.name_any())
+        }
+        objects::<K>(
+            tasks,
+            sched,
+            ClusterEvent::Any,
+            move |o, w| set_workload(o, w.namespace().unwrap_or_default(), owner(&*w), selector(&w)),
+            |o, w| set_workload(o, w.namespace().unwrap_or_default(), owner(w), None),
+        );
+    }
+    workloads::<Service>(tasks, sched, |s| {
+        from_map(s.spec.as_ref().and_then(|s| s.selector.as_ref()))
+    });
+    workloads::<ReplicationController>(tasks, sched, |s| {
+        from_map(s.spec.as_ref().and_then(|s| s.selector.as_ref()))
+    });
+    workloads::<ReplicaSet>(tasks, sched, |s| {
+        from_label_selector(s.spec.as_ref().map(|s| &s.selector))
+    });
+    workloads::<StatefulSet>(tasks, sched, |s| {
+        from_label_selector(s.spec.as_ref().map(|s| &s.selector))
+    });
 }
 
 impl Sched {
