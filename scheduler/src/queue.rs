@@ -102,12 +102,7 @@ impl SchedulingQueue {
     }
 
     fn framework(&self, pod: &PodInfo) -> Option<&Arc<Framework>> {
-        let name = pod
-            .spec()
-            .scheduler_name
-            .as_deref()
-            .unwrap_or(crate::config::DEFAULT_SCHEDULER_NAME);
-        self.profiles.get(name)
+        self.profiles.get(pod.scheduler_name())
     }
 
     /// Whether one of our profiles schedules this pod.

@@ -690,12 +690,7 @@ impl Sched {
     }
 
     fn framework_for(&self, pod: &PodInfo) -> Option<&Arc<Framework>> {
-        let name = pod
-            .spec()
-            .scheduler_name
-            .as_deref()
-            .unwrap_or(crate::config::DEFAULT_SCHEDULER_NAME);
-        self.profiles.get(name)
+        self.profiles.get(pod.scheduler_name())
     }
 
     fn schedule_one(
@@ -944,7 +939,7 @@ impl Sched {
             let now = jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
             let message = format!(
                 "{}: preempting to accommodate a higher priority pod",
-                preemptor_profile(preemptor)
+                preemptor.scheduler_name()
             );
             let patch = json!({"status": {"conditions": [{
                 "type": "DisruptionTarget",
@@ -1003,13 +998,6 @@ impl Sched {
         };
         let _ = self.events.send(ev);
     }
-}
-
-fn preemptor_profile(pod: &PodInfo) -> String {
-    pod.spec()
-        .scheduler_name
-        .clone()
-        .unwrap_or_else(|| crate::config::DEFAULT_SCHEDULER_NAME.into())
 }
 
 /// Writes events, several at a time, in the background.

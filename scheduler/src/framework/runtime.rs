@@ -9,7 +9,8 @@ use std::sync::Arc;
 use rayon::prelude::*;
 
 use super::{
-    ClusterEvent, Code, CycleState, NodeInfo, Plugin, PodInfo, PostFilterResult, PreFilterResult, Snapshot, Status,
+    ClusterEvent, Code, CycleState, NodeInfo, Plugin, PodInfo, PostFilterResult, PreFilterPlugin, PreFilterResult,
+    Snapshot, Status,
 };
 
 /// Below this many nodes every node is looked at; above, the search stops
@@ -292,6 +293,18 @@ impl Framework {
         self.run_filter(state, pod, node, snap)
     }
 
+    /// Runs `f` on every PreFilter plugin that did not skip this cycle.
+    fn each_pre_filter(&self, state: &mut CycleState, mut f: impl FnMut(&dyn PreFilterPlugin, &mut CycleState)) {
+        for p in &self.pre_filter {
+            if state.skip_filter.contains(p.name()) {
+                continue;
+            }
+            if let Some(pf) = p.as_pre_filter() {
+                f(pf, state);
+            }
+        }
+    }
+
     pub fn run_add_pod(
         &self,
         state: &mut CycleState,
@@ -300,14 +313,7 @@ impl Framework {
         node: &NodeInfo,
         snap: &Snapshot,
     ) {
-        for p in &self.pre_filter {
-            if state.skip_filter.contains(p.name()) {
-                continue;
-            }
-            if let Some(pf) = p.as_pre_filter() {
-                pf.add_pod(state, pod, added, node, snap);
-            }
-        }
+        self.each_pre_filter(state, |pf, state| pf.add_pod(state, pod, added, node, snap));
     }
 
     pub fn run_remove_pod(
@@ -318,14 +324,7 @@ impl Framework {
         node: &NodeInfo,
         snap: &Snapshot,
     ) {
-        for p in &self.pre_filter {
-            if state.skip_filter.contains(p.name()) {
-                continue;
-            }
-            if let Some(pf) = p.as_pre_filter() {
-                pf.remove_pod(state, pod, removed, node, snap);
-            }
-        }
+        self.each_pre_filter(state, |pf, state| pf.remove_pod(state, pod, removed, node, snap));
     }
 
     pub fn run_post_filter(

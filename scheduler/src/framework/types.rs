@@ -396,6 +396,15 @@ impl PodInfo {
             .unwrap_or_else(|| EMPTY.get_or_init(Default::default))
     }
 
+    /// The profile that schedules it (`spec.schedulerName`, upstream's default
+    /// when unset).
+    pub fn scheduler_name(&self) -> &str {
+        self.spec()
+            .scheduler_name
+            .as_deref()
+            .unwrap_or(crate::config::DEFAULT_SCHEDULER_NAME)
+    }
+
     pub fn tolerations(&self) -> &[Toleration] {
         self.spec().tolerations.as_deref().unwrap_or(&[])
     }
