@@ -55,6 +55,25 @@ impl Component {
         Self::start(api, "kube-scheduler", name, &args)
     }
 
+    /// A controller-manager with its own kubeconfig from apiserver 0.
+    pub fn controller_manager(api: &ApiServers, name: &str, extra: &[&str]) -> anyhow::Result<Self> {
+        let kubeconfig = api.members[0].data_dir.join("controller-manager.kubeconfig");
+        let mut args = vec!["--kubeconfig".to_string(), kubeconfig.to_string_lossy().into_owned()];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        Self::start(api, "kube-controller-manager", name, &args)
+    }
+
+    /// Waits (bounded) until `/readyz` answers 200.
+    pub async fn wait_ready(&self) -> anyhow::Result<()> {
+        crate::store_cluster::eventually(
+            &format!("{}'s /readyz", self.name),
+            std::time::Duration::from_secs(30),
+            || async { matches!(self.get("/readyz").await, Ok((200, _))) },
+        )
+        .await
+        .with_context(|| self.logs())
+    }
+
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(|c| c.id())
     }
@@ -135,4 +154,109 @@ pub async fn create_node(
 
 fn now() -> String {
     jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+/// Plays the kubelet for a bound pod: phase Running, every container
+/// running, and Ready (or not) since now.
+pub async fn set_pod_ready(client: &kube::Client, namespace: &str, name: &str, ready: bool) -> anyhow::Result<()> {
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(client.clone(), namespace);
+    let pod = pods.get(name).await?;
+    let status = if ready { "True" } else { "False" };
+    let containers: Vec<Value> = pod
+        .spec
+        .as_ref()
+        .map(|s| s.containers.iter().map(|c| c.name.clone()).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|n| {
+            json!({"name": n, "ready": ready, "restartCount": 0, "image": "busybox", "imageID": "",
+                        "started": true, "state": {"running": {"startedAt": now()}}})
+        })
+        .collect();
+    let patch = json!({"status": {
+        "phase": "Running",
+        "podIP": "10.244.0.10",
+        "startTime": now(),
+        "containerStatuses": containers,
+        "conditions": [
+            {"type": "PodScheduled", "status": "True", "lastTransitionTime": now()},
+            {"type": "Initialized", "status": "True", "lastTransitionTime": now()},
+            {"type": "ContainersReady", "status": status, "lastTransitionTime": now()},
+            {"type": "Ready", "status": status, "lastTransitionTime": now()},
+        ],
+    }});
+    pods.patch_status(name, &PatchParams::default(), &Patch::Merge(patch))
+        .await
+        .with_context(|| format!("marking pod {namespace}/{name} ready={ready}"))?;
+    Ok(())
+}
+
+/// Plays the kubelet for a pod that ran to an end: phase Succeeded or
+/// Failed (exit code 0 or 1).
+pub async fn set_pod_finished(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+    succeeded: bool,
+) -> anyhow::Result<()> {
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(client.clone(), namespace);
+    let pod = pods.get(name).await?;
+    let code = if succeeded { 0 } else { 1 };
+    let containers: Vec<Value> = pod
+        .spec
+        .as_ref()
+        .map(|s| s.containers.iter().map(|c| c.name.clone()).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|n| {
+            json!({"name": n, "ready": false, "restartCount": 0, "image": "busybox", "imageID": "",
+                        "state": {"terminated": {"exitCode": code, "reason": if succeeded {"Completed"} else {"Error"},
+                                                 "startedAt": now(), "finishedAt": now()}}})
+        })
+        .collect();
+    let patch = json!({"status": {
+        "phase": if succeeded { "Succeeded" } else { "Failed" },
+        "containerStatuses": containers,
+        "conditions": [
+            {"type": "Ready", "status": "False", "reason": "PodCompleted", "lastTransitionTime": now()},
+        ],
+    }});
+    pods.patch_status(name, &PatchParams::default(), &Patch::Merge(patch))
+        .await
+        .with_context(|| format!("marking pod {namespace}/{name} finished"))?;
+    Ok(())
+}
+
+/// An apiserver with a scheduler and a controller-manager beside it (no
+/// leader election), all ready, and an admin client.
+pub struct ControlPlane {
+    pub api: ApiServers,
+    pub scheduler: Component,
+    pub controller_manager: Component,
+    pub client: kube::Client,
+}
+
+impl ControlPlane {
+    /// Starts the three processes; `cm_args` go to the controller-manager.
+    pub async fn start(cm_args: &[&str]) -> anyhow::Result<Self> {
+        let api = ApiServers::start(1).await?;
+        let scheduler = Component::scheduler(&api, "kube-scheduler", &["--leader-elect=false"])?;
+        let mut args = vec!["--leader-elect=false"];
+        args.extend_from_slice(cm_args);
+        let controller_manager = Component::controller_manager(&api, "kube-controller-manager", &args)?;
+        scheduler.wait_ready().await?;
+        controller_manager.wait_ready().await?;
+        let client = api.client().await?;
+        Ok(ControlPlane {
+            api,
+            scheduler,
+            controller_manager,
+            client,
+        })
+    }
+
+    /// The components' log tails, for failure messages.
+    pub fn logs(&self) -> String {
+        format!("{}{}", self.controller_manager.logs(), self.scheduler.logs())
+    }
 }

@@ -1,0 +1,5 @@
+//! Not built yet.
+
+use super::StartFn;
+
+pub const START: Option<StartFn> = None;
