@@ -41,28 +41,39 @@ if [ -z "$ready" ]; then
 fi
 echo "kube-apiserver is serving on https://127.0.0.1:$port (logs: $dir/logs/kube-apiserver.log)"
 
-# kube-scheduler, with its own identity (the kubeconfig the apiserver
-# wrote for system:kube-scheduler), leader-elected as upstream's.
-sched_port=${SCHEDULER_SECURE_PORT:-10259}
-if [ -f "$dir/scheduler.pid" ] && kill -0 "$(cat "$dir/scheduler.pid")" 2>/dev/null; then
-  echo "kube-scheduler already running (pid $(cat "$dir/scheduler.pid"))"
-else
-  "$bin/kube-scheduler" --kubeconfig "$dir/apiserver/scheduler.kubeconfig" \
-    --secure-port "$sched_port" --bind-address 127.0.0.1 >"$dir/logs/kube-scheduler.log" 2>&1 &
-  echo $! >"$dir/scheduler.pid"
-fi
-for _ in $(seq 1 300); do
-  if curl -sfk "https://127.0.0.1:$sched_port/healthz" >/dev/null 2>&1; then
-    echo "kube-scheduler is running (logs: $dir/logs/kube-scheduler.log)"
-    echo "export KUBECONFIG=$kubeconfig"
-    exit 0
+# start_component NAME PORT ARGS...: starts bin/NAME unless its pid file
+# names a live process, then waits for its /healthz on PORT.
+start_component() {
+  local name=$1 cport=$2
+  shift 2
+  local pidfile="$dir/$name.pid" log="$dir/logs/$name.log"
+  if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+    echo "$name already running (pid $(cat "$pidfile"))"
+    return 0
   fi
-  if ! kill -0 "$(cat "$dir/scheduler.pid")" 2>/dev/null; then
-    echo "kube-scheduler exited; see $dir/logs/kube-scheduler.log" >&2
-    tail -5 "$dir/logs/kube-scheduler.log" >&2
-    exit 1
-  fi
-  sleep 0.1
-done
-echo "kube-scheduler did not start serving; see $dir/logs/kube-scheduler.log" >&2
-exit 1
+  "$bin/$name" "$@" --secure-port "$cport" --bind-address 127.0.0.1 >"$log" 2>&1 &
+  echo $! >"$pidfile"
+  for _ in $(seq 1 300); do
+    if curl -sfk "https://127.0.0.1:$cport/healthz" >/dev/null 2>&1; then
+      echo "$name is running (logs: $log)"
+      return 0
+    fi
+    if ! kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+      echo "$name exited; see $log" >&2
+      tail -5 "$log" >&2
+      exit 1
+    fi
+    sleep 0.1
+  done
+  echo "$name did not start serving; see $log" >&2
+  exit 1
+}
+
+# The control-plane components, each with its own identity (the
+# kubeconfigs the apiserver wrote for system:kube-scheduler and
+# system:kube-controller-manager), leader-elected as upstream's.
+start_component kube-scheduler "${SCHEDULER_SECURE_PORT:-10259}" \
+  --kubeconfig "$dir/apiserver/scheduler.kubeconfig"
+start_component kube-controller-manager "${CONTROLLER_MANAGER_SECURE_PORT:-10257}" \
+  --kubeconfig "$dir/apiserver/controller-manager.kubeconfig"
+echo "export KUBECONFIG=$kubeconfig"

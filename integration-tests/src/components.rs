@@ -260,3 +260,32 @@ impl ControlPlane {
         format!("{}{}", self.controller_manager.logs(), self.scheduler.logs())
     }
 }
+
+/// Plays the kubelet's part in pod deletion: pods marked for graceful
+/// deletion are deleted for good (grace period 0) as a kubelet does once
+/// their containers stopped. Stops when the handle is dropped/aborted.
+pub fn reap_terminating_pods(client: &kube::Client) -> tokio::task::JoinHandle<()> {
+    use futures::TryStreamExt;
+    use kube::runtime::{WatchStreamExt, watcher};
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::all(client.clone());
+    let client = client.clone();
+    tokio::spawn(async move {
+        let stream = watcher(pods, watcher::Config::default())
+            .default_backoff()
+            .applied_objects();
+        futures::pin_mut!(stream);
+        while let Ok(Some(p)) = stream.try_next().await {
+            if p.metadata.deletion_timestamp.is_none() {
+                continue;
+            }
+            let ns = p.metadata.namespace.clone().unwrap_or_default();
+            let name = p.metadata.name.clone().unwrap_or_default();
+            let api: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(client.clone(), &ns);
+            let dp = kube::api::DeleteParams {
+                grace_period_seconds: Some(0),
+                ..Default::default()
+            };
+            let _ = api.delete(&name, &dp).await;
+        }
+    })
+}

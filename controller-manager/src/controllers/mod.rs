@@ -16,6 +16,7 @@ pub mod endpointslice;
 pub mod endpointslicemirroring;
 pub mod ephemeral;
 pub mod garbagecollector;
+pub mod history;
 pub mod job;
 pub mod namespace;
 pub mod nodeipam;

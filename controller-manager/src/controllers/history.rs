@@ -1,0 +1,1 @@
+//! ControllerRevision helpers shared by the DaemonSet and StatefulSet controllers (not built yet).
