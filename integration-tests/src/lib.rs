@@ -2,6 +2,7 @@
 //! checkers they use.
 
 pub mod apiserver_cluster;
+pub mod bench;
 pub mod components;
 pub mod fake_kubelet;
 pub mod http;

@@ -12,11 +12,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Parser;
-use futures::{StreamExt, TryStreamExt};
+use futures::TryStreamExt;
 use integration_tests::apiserver_cluster::ApiServers;
+use integration_tests::bench::{create_all, usage};
 use integration_tests::components::Component;
 use k8s_openapi::api::core::v1::{Node, Pod};
-use kube::api::{Api, PostParams};
+use kube::api::Api;
 use kube::runtime::watcher;
 use serde_json::{Value, json};
 
@@ -175,45 +176,6 @@ fn pod(name: &str, shape: Shape, measured: bool) -> Value {
         }
     }
     json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": labels}, "spec": spec})
-}
-
-/// CPU seconds (user + system) and peak RSS (MiB) of a process.
-fn usage(pid: u32) -> (f64, f64) {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, r)| r.split_whitespace().collect())
-        .unwrap_or_default();
-    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    // After the command: state is field 0; utime 11, stime 12.
-    let cpu = (ticks(11) + ticks(12)) / 100.0;
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let hwm = status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse::<f64>().ok())
-        .unwrap_or(0.0);
-    (cpu, hwm / 1024.0)
-}
-
-/// Creates objects from `make(i)` for i in 0..n, `clients` at a time.
-async fn create_all<K>(api: &Api<K>, n: usize, clients: usize, make: impl Fn(usize) -> Value) -> anyhow::Result<()>
-where
-    K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + serde::Serialize,
-{
-    let bodies: Vec<K> = (0..n)
-        .map(|i| serde_json::from_value(make(i)))
-        .collect::<Result<_, _>>()?;
-    futures::stream::iter(bodies)
-        .map(|b| async move {
-            let pp = PostParams::default();
-            api.create(&pp, &b).await
-        })
-        .buffer_unordered(clients)
-        .try_collect::<Vec<_>>()
-        .await?;
-    Ok(())
 }
 
 /// Watches pods labelled `bench=<group>` until `want` of them are bound;
