@@ -75,5 +75,6 @@ start_component() {
 start_component kube-scheduler "${SCHEDULER_SECURE_PORT:-10259}" \
   --kubeconfig "$dir/apiserver/scheduler.kubeconfig"
 start_component kube-controller-manager "${CONTROLLER_MANAGER_SECURE_PORT:-10257}" \
-  --kubeconfig "$dir/apiserver/controller-manager.kubeconfig"
+  --kubeconfig "$dir/apiserver/controller-manager.kubeconfig" \
+  --service-account-private-key-file "$dir/apiserver/pki/sa.key"
 echo "export KUBECONFIG=$kubeconfig"

@@ -26,6 +26,27 @@ use crate::certs::Pki;
 
 pub const SA_ISSUER: &str = "https://kubernetes.default.svc.cluster.local";
 
+/// The issuer of legacy service-account tokens: those the
+/// controller-manager's token controller writes into
+/// `kubernetes.io/service-account-token` Secrets (no expiry; valid while
+/// the Secret holds them).
+pub const LEGACY_SA_ISSUER: &str = "kubernetes/serviceaccount";
+
+/// Claims of a legacy service-account token (upstream's flat keys).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct LegacyClaims {
+    pub iss: String,
+    pub sub: String,
+    #[serde(rename = "kubernetes.io/serviceaccount/namespace")]
+    pub namespace: String,
+    #[serde(rename = "kubernetes.io/serviceaccount/secret.name")]
+    pub secret_name: String,
+    #[serde(rename = "kubernetes.io/serviceaccount/service-account.name")]
+    pub service_account_name: String,
+    #[serde(rename = "kubernetes.io/serviceaccount/service-account.uid")]
+    pub service_account_uid: String,
+}
+
 /// Who made a request.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct User {
@@ -121,6 +142,9 @@ pub struct TokenAuth {
     /// For a service-account token: the objects it refers to, which must
     /// still exist for it to count.
     pub service_account: Option<SaClaimsK8s>,
+    /// For a legacy token: it counts only while its Secret (named in
+    /// `service_account.secret`, no uid) still holds this token.
+    pub legacy_token: Option<String>,
 }
 
 /// Why a token was not accepted: upstream's messages (a TokenReview reports
@@ -171,7 +195,11 @@ impl Authenticator {
                 user: u.clone(),
                 audiences: auds,
                 service_account: None,
+                legacy_token: None,
             });
+        }
+        if unverified_issuer(token).as_deref() == Some(LEGACY_SA_ISSUER) {
+            return self.authenticate_legacy(token, wanted);
         }
         let Some(claims) = self.service_account_claims(token)? else {
             return Err(INVALID_BEARER_TOKEN.into());
@@ -212,6 +240,62 @@ impl Authenticator {
             user,
             audiences: auds,
             service_account: Some(k),
+            legacy_token: None,
+        })
+    }
+
+    /// A legacy token: signed by our service-account key, audience-agnostic
+    /// (good for the API's audiences), bound to its Secret.
+    fn authenticate_legacy(&self, token: &str, wanted: &[String]) -> Result<TokenAuth, String> {
+        let mut v = Validation::new(Algorithm::ES256);
+        v.set_issuer(&[LEGACY_SA_ISSUER]);
+        v.validate_aud = false;
+        v.validate_exp = false;
+        v.set_required_spec_claims(&["iss", "sub"]);
+        let claims = match jsonwebtoken::decode::<LegacyClaims>(token, &self.sa_decoding, &v) {
+            Ok(d) => d.claims,
+            Err(e) => {
+                use jsonwebtoken::errors::ErrorKind;
+                return Err(match e.kind() {
+                    ErrorKind::InvalidSignature | ErrorKind::InvalidEcdsaKey | ErrorKind::InvalidAlgorithm => {
+                        "token could not be verified: invalid signature".into()
+                    }
+                    _ => format!("service account token claims could not be validated: {e}"),
+                });
+            }
+        };
+        let auds = intersect(&self.api_audiences, wanted);
+        if auds.is_empty() {
+            return Err(INVALID_BEARER_TOKEN.into());
+        }
+        let user = User::authenticated(
+            format!(
+                "system:serviceaccount:{}:{}",
+                claims.namespace, claims.service_account_name
+            ),
+            claims.service_account_uid.clone(),
+            vec![
+                "system:serviceaccounts".into(),
+                format!("system:serviceaccounts:{}", claims.namespace),
+            ],
+        );
+        Ok(TokenAuth {
+            user,
+            audiences: auds,
+            service_account: Some(SaClaimsK8s {
+                namespace: claims.namespace,
+                serviceaccount: SaRef {
+                    name: claims.service_account_name,
+                    uid: claims.service_account_uid,
+                },
+                pod: None,
+                secret: Some(SaRef {
+                    name: claims.secret_name,
+                    uid: String::new(),
+                }),
+                node: None,
+            }),
+            legacy_token: Some(token.to_string()),
         })
     }
 

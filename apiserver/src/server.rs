@@ -340,9 +340,54 @@ impl Server {
     ) -> Result<crate::authn::TokenAuth, String> {
         let auth = self.authn.authenticate_token(token, audiences)?;
         if let Some(refs) = &auth.service_account {
-            self.check_token_objects(refs).await?;
+            match &auth.legacy_token {
+                Some(t) => self.check_legacy_token(refs, t).await?,
+                None => self.check_token_objects(refs).await?,
+            }
         }
         Ok(auth)
+    }
+
+    /// A legacy token counts while its Secret exists, is not being
+    /// deleted and still holds it, and its service account exists with the
+    /// uid it names (upstream's legacy validator).
+    async fn check_legacy_token(&self, refs: &crate::authn::SaClaimsK8s, token: &str) -> Result<(), String> {
+        const INVALIDATED: &str = "token has been invalidated";
+        let ns = &refs.namespace;
+        let sa = &refs.serviceaccount;
+        let Some(secret_ref) = &refs.secret else {
+            return Err(INVALIDATED.into());
+        };
+        let Some(rt) = self.registry.lookup("", "v1", "secrets") else {
+            return Err(INVALIDATED.into());
+        };
+        let secret = match self
+            .storage
+            .get(&rt.key(ns, &secret_ref.name), crate::storage::ReadAt::Latest)
+            .await
+        {
+            Ok(Some(s)) => s.object,
+            Ok(None) => return Err(INVALIDATED.into()),
+            Err(e) => return Err(e.to_status()["message"].as_str().unwrap_or("storage error").to_string()),
+        };
+        use base64::Engine;
+        let stored = secret
+            .pointer("/data/token")
+            .and_then(Value::as_str)
+            .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok());
+        if object::is_deleting(&secret) || stored.as_deref() != Some(token.as_bytes()) {
+            return Err(INVALIDATED.into());
+        }
+        let Some((uid, deleted)) = self.token_object("serviceaccounts", ns, &sa.name).await? else {
+            return Err(format!("serviceaccounts \"{}\" not found", sa.name));
+        };
+        if uid != sa.uid {
+            return Err(format!("service account UID ({uid}) does not match claim ({})", sa.uid));
+        }
+        if deleted {
+            return Err(format!("service account {ns}/{} has been deleted", sa.name));
+        }
+        Ok(())
     }
 
     async fn check_token_objects(&self, refs: &crate::authn::SaClaimsK8s) -> Result<(), String> {

@@ -58,7 +58,13 @@ impl Component {
     /// A controller-manager with its own kubeconfig from apiserver 0.
     pub fn controller_manager(api: &ApiServers, name: &str, extra: &[&str]) -> anyhow::Result<Self> {
         let kubeconfig = api.members[0].data_dir.join("controller-manager.kubeconfig");
-        let mut args = vec!["--kubeconfig".to_string(), kubeconfig.to_string_lossy().into_owned()];
+        let sa_key = api.dir().join("pki/sa.key");
+        let mut args = vec![
+            "--kubeconfig".to_string(),
+            kubeconfig.to_string_lossy().into_owned(),
+            "--service-account-private-key-file".to_string(),
+            sa_key.to_string_lossy().into_owned(),
+        ];
         args.extend(extra.iter().map(|s| s.to_string()));
         Self::start(api, "kube-controller-manager", name, &args)
     }

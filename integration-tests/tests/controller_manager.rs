@@ -9,9 +9,9 @@ use integration_tests::apiserver_cluster::ApiServers;
 use integration_tests::components::{Component, ControlPlane};
 use integration_tests::store_cluster::eventually;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, ServiceAccount};
 use kube::api::{Api, DeleteParams, PostParams};
-use serde_json::json;
+use serde_json::{Value, json};
 
 async fn create_namespace(client: &kube::Client, name: &str) -> anyhow::Result<()> {
     let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": name}}))?;
@@ -72,6 +72,76 @@ async fn every_namespace_gets_a_default_service_account_and_the_root_ca() -> any
         "{metrics}"
     );
     assert!(metrics.contains("workqueue_depth{name=\"root_ca_cert_publisher\"}"));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn legacy_token_secrets_are_filled_in_and_authenticate() -> anyhow::Result<()> {
+    let cp = ControlPlane::start(&[]).await?;
+    let client = cp.client.clone();
+    create_namespace(&client, "ci").await?;
+    let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), "ci");
+    let sa: ServiceAccount = serde_json::from_value(json!({"metadata": {"name": "builder"}}))?;
+    let sa = sas.create(&PostParams::default(), &sa).await?;
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), "ci");
+    let s: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "builder-token", "annotations": {"kubernetes.io/service-account.name": "builder"}},
+        "type": "kubernetes.io/service-account-token",
+    }))?;
+    secrets.create(&PostParams::default(), &s).await?;
+    eventually("the token filled in", Duration::from_secs(20), || async {
+        secrets
+            .get("builder-token")
+            .await
+            .is_ok_and(|s| s.data.unwrap_or_default().contains_key("token"))
+    })
+    .await
+    .with_context(|| cp.logs())?;
+    let s = secrets.get("builder-token").await?;
+    let data = s.data.clone().unwrap_or_default();
+    assert_eq!(data["namespace"].0, b"ci");
+    assert!(String::from_utf8_lossy(&data["ca.crt"].0).contains("BEGIN CERTIFICATE"));
+    assert_eq!(
+        s.metadata.annotations.unwrap_or_default()["kubernetes.io/service-account.uid"],
+        sa.metadata.uid.clone().unwrap()
+    );
+    // The apiserver takes it: who am I?
+    let token = String::from_utf8(data["token"].0.clone())?;
+    let as_sa = cp.api.token_client(&token).await?;
+    let review: Value = as_sa
+        .request(
+            http::Request::post("/apis/authentication.k8s.io/v1/selfsubjectreviews")
+                .header("content-type", "application/json")
+                .body(serde_json::to_vec(
+                    &json!({"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}),
+                )?)?,
+        )
+        .await?;
+    assert_eq!(
+        review.pointer("/status/userInfo/username").and_then(Value::as_str),
+        Some("system:serviceaccount:ci:builder"),
+        "{review}"
+    );
+    // Deleting the service account deletes its token secret; the token stops working.
+    sas.delete("builder", &DeleteParams::default()).await?;
+    eventually("the token secret deleted", Duration::from_secs(20), || async {
+        matches!(secrets.get_opt("builder-token").await, Ok(None))
+    })
+    .await
+    .with_context(|| cp.logs())?;
+    let refused = as_sa
+        .request::<Value>(
+            http::Request::post("/apis/authentication.k8s.io/v1/selfsubjectreviews")
+                .header("content-type", "application/json")
+                .body(serde_json::to_vec(
+                    &json!({"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}),
+                )?)?,
+        )
+        .await;
+    assert!(
+        matches!(refused, Err(kube::Error::Api(ref s)) if s.code == 401),
+        "{refused:?}"
+    );
     Ok(())
 }
 
