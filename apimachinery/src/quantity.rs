@@ -154,6 +154,33 @@ impl Quantity {
         }
         .normalized()
     }
+
+    /// The difference; keeps `self`'s format (Go's `Sub`).
+    pub fn sub(&self, other: &Quantity) -> Quantity {
+        let negated = Quantity {
+            mantissa: -other.mantissa,
+            ..*other
+        };
+        let mut d = self.add(&negated);
+        if !self.is_zero() {
+            d.format = self.format;
+        }
+        d
+    }
+
+    /// Go's `Cmp`: compares the exact values.
+    pub fn cmp_value(&self, other: &Quantity) -> std::cmp::Ordering {
+        let scale = self.scale.min(other.scale);
+        let up = |q: &Quantity| {
+            q.mantissa
+                .saturating_mul(10i128.saturating_pow((q.scale - scale) as u32))
+        };
+        up(self).cmp(&up(other))
+    }
+
+    pub fn is_negative(&self) -> bool {
+        self.mantissa < 0
+    }
 }
 
 impl fmt::Display for Quantity {

@@ -46,6 +46,9 @@ impl ApiServer {
             .args(["--secure-port", &free_port().to_string(), "--bind-address", "127.0.0.1"])
             .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
             .args(["--initial-cluster", &format!("default={peer}")])
+            // No controller creates the `default` service accounts pods
+            // would need (as upstream's integration tests).
+            .arg("--disable-admission-plugins=ServiceAccount")
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
