@@ -294,4 +294,15 @@ mod tests {
             assert!(Quantity::parse(bad).is_err(), "{bad:?}");
         }
     }
+
+    #[test]
+    fn sub_and_compare() {
+        let q = |s: &str| Quantity::parse(s).expect("quantity");
+        assert_eq!(q("1").sub(&q("300m")).to_string(), "700m");
+        assert_eq!(q("1Gi").sub(&q("512Mi")).to_string(), "512Mi");
+        assert!(q("500m").sub(&q("1")).is_negative());
+        assert_eq!(q("1").cmp_value(&q("1000m")), std::cmp::Ordering::Equal);
+        assert_eq!(q("1Gi").cmp_value(&q("1G")), std::cmp::Ordering::Greater);
+        assert_eq!(q("100m").cmp_value(&q("0.2")), std::cmp::Ordering::Less);
+    }
 }

@@ -476,7 +476,15 @@ fn describe_pod_matches_upstream() {
     };
     let server = ApiServer::start();
     let dir = tempfile::tempdir().expect("manifest dir");
-    let pod = r#"apiVersion: v1
+    // The pod's priority comes from its class (Priority admission refuses
+    // a pod that sets spec.priority itself).
+    let pod = r#"apiVersion: scheduling.k8s.io/v1
+kind: PriorityClass
+metadata:
+  name: ten
+value: 10
+---
+apiVersion: v1
 kind: Pod
 metadata:
   name: web
@@ -484,7 +492,7 @@ metadata:
   annotations: {note: hello}
 spec:
   nodeName: n1
-  priority: 10
+  priorityClassName: ten
   containers:
   - name: app
     image: nginx:1.27
