@@ -154,6 +154,33 @@ impl Quantity {
         }
         .normalized()
     }
+
+    /// The difference; keeps `self`'s format (Go's `Sub`).
+    pub fn sub(&self, other: &Quantity) -> Quantity {
+        let negated = Quantity {
+            mantissa: -other.mantissa,
+            ..*other
+        };
+        let mut d = self.add(&negated);
+        if !self.is_zero() {
+            d.format = self.format;
+        }
+        d
+    }
+
+    /// Go's `Cmp`: compares the exact values.
+    pub fn cmp_value(&self, other: &Quantity) -> std::cmp::Ordering {
+        let scale = self.scale.min(other.scale);
+        let up = |q: &Quantity| {
+            q.mantissa
+                .saturating_mul(10i128.saturating_pow((q.scale - scale) as u32))
+        };
+        up(self).cmp(&up(other))
+    }
+
+    pub fn is_negative(&self) -> bool {
+        self.mantissa < 0
+    }
 }
 
 impl fmt::Display for Quantity {
@@ -266,5 +293,16 @@ mod tests {
         for bad in ["", "abc", "1.2.3", "1Qi", "--1", "1e", "m", ".", "1 k"] {
             assert!(Quantity::parse(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn sub_and_compare() {
+        let q = |s: &str| Quantity::parse(s).expect("quantity");
+        assert_eq!(q("1").sub(&q("300m")).to_string(), "700m");
+        assert_eq!(q("1Gi").sub(&q("512Mi")).to_string(), "512Mi");
+        assert!(q("500m").sub(&q("1")).is_negative());
+        assert_eq!(q("1").cmp_value(&q("1000m")), std::cmp::Ordering::Equal);
+        assert_eq!(q("1Gi").cmp_value(&q("1G")), std::cmp::Ordering::Greater);
+        assert_eq!(q("100m").cmp_value(&q("0.2")), std::cmp::Ordering::Less);
     }
 }

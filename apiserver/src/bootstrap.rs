@@ -1,6 +1,7 @@
 //! What the apiserver keeps in place on its own: the system namespaces, the
-//! `kubernetes` service, and the custom resources of every CRD (loaded at
-//! start and followed by a watch, so all apiservers serve the same set).
+//! built-in PriorityClasses, the `kubernetes` service, and the custom
+//! resources of every CRD (loaded at start and followed by a watch, so all
+//! apiservers serve the same set).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,6 +28,10 @@ pub async fn run(server: Arc<Server>, mut stop: tokio::sync::watch::Receiver<boo
         for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
             let obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
             retry(|| ensure_object(&server, "", "v1", "namespaces", obj.clone())).await;
+        }
+        for (name, value, description) in crate::admission::priority::SYSTEM_CLASSES {
+            let obj = crate::admission::priority::system_class(name, *value, description);
+            retry(|| ensure_object(&server, "scheduling.k8s.io", "v1", "priorityclasses", obj.clone())).await;
         }
         let ip = server.config.service_range.first().to_string();
         let svc = json!({

@@ -5,8 +5,8 @@
 //! query parsing, content negotiation) → [`rest`] (the verbs) and [`watch`]
 //! → [`cache`] (the watch cache) → [`storage`] (objects in the store).
 //! Around them: [`registry`] (served resources), [`strategy`] (per-kind
-//! defaults, validation, update rules), [`admission`] (allocations, CRD
-//! registration), [`patch`] and [`managed`] (patches, server-side apply),
+//! defaults, validation, update rules), [`admission`] (the admission plugin chain), [`allocation`]
+//! (service IPs and ports, CRD registration), [`patch`] and [`managed`] (patches, server-side apply),
 //! [`customresource`] (CRDs), [`discovery`], [`openapi`], [`table`]
 //! (server-side printing), [`authn`], [`authz`] and [`certs`] (identity,
 //! access and PKI), [`reviews`] (token and access reviews),
@@ -14,6 +14,7 @@
 //! port-forward, proxied to the node's kubelet).
 
 pub mod admission;
+pub mod allocation;
 pub mod authn;
 pub mod authz;
 pub mod bootstrap;

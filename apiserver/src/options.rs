@@ -80,6 +80,24 @@ pub struct Options {
     /// status.daemonEndpoints.kubeletEndpoint.
     #[arg(long, default_value_t = 10250)]
     pub kubelet_port: u16,
+    /// Admission plugins to enable besides the default-on ones
+    /// (comma-separated; upstream's names). Order does not matter.
+    #[arg(long, value_delimiter = ',')]
+    pub enable_admission_plugins: Vec<String>,
+    /// Admission plugins to disable, even default-on ones.
+    #[arg(long, value_delimiter = ',')]
+    pub disable_admission_plugins: Vec<String>,
+    /// tolerationSeconds of the not-ready:NoExecute toleration that
+    /// DefaultTolerationSeconds adds to pods without one.
+    #[arg(long, default_value_t = 300)]
+    pub default_not_ready_toleration_seconds: i64,
+    /// tolerationSeconds of the unreachable:NoExecute toleration that
+    /// DefaultTolerationSeconds adds to pods without one.
+    #[arg(long, default_value_t = 300)]
+    pub default_unreachable_toleration_seconds: i64,
+    /// How long events are kept.
+    #[arg(long, value_parser = parse_duration, default_value = "1h")]
+    pub event_ttl: Duration,
     /// Where to write the admin kubeconfig; defaults to
     /// <data-dir>/admin.kubeconfig.
     #[arg(long)]

@@ -14,6 +14,7 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use serde_json::{Map, Value, json};
 
+use crate::admission::{Attributes, Operation};
 use crate::cache::{self, Entry};
 use crate::object::{self, meta_mut};
 use crate::registry::ResourceType;
@@ -638,12 +639,16 @@ async fn create_object(ctx: &mut Ctx, body: &[u8], applied: Option<Value>) -> Ap
         }
     }
     strategy::default(&ctx.rt, &mut obj);
-    strategy::prepare_create(&ctx.rt, &mut obj);
-    check_invalid(ctx, &obj, None)?;
-    if ctx.rt.namespaced && ctx.rt.kind != "Namespace" {
-        ensure_namespace_usable(ctx, object::namespace(&obj), object::name(&obj)).await?;
-    }
-    crate::admission::on_create(ctx, &mut obj, dry).await?;
+    let mut attrs = Attributes::new(&ctx.rt, Operation::Create, "", obj, None);
+    attrs.dry_run = dry;
+    let server = ctx.server.clone();
+    server.admission.admit(&server, &mut attrs).await?;
+    strategy::prepare_create(&ctx.rt, &mut attrs.object);
+    check_invalid(ctx, &attrs.object, None)?;
+    server.admission.validate(&server, &mut attrs).await?;
+    ctx.warnings.append(&mut attrs.warnings);
+    let mut obj = attrs.object;
+    crate::allocation::on_create(ctx, &mut obj, dry).await?;
     if let Some(applied) = applied {
         // Server-side apply creating: the applier owns what it applied.
         crate::managed::record_apply_create(ctx, &applied, &mut obj);
@@ -655,14 +660,14 @@ async fn create_object(ctx: &mut Ctx, body: &[u8], applied: Option<Value>) -> Ap
     if dry {
         return respond(ctx, StatusCode::CREATED, &obj);
     }
-    match ctx.server.storage.create(&key, &obj).await? {
+    match write_with_ttl(ctx, &key, 0, &obj).await? {
         Cas::Done { revision } => {
             crate::storage::set_resource_version(&mut obj, revision);
             ctx.server.metrics.object_written(&ctx.rt.plural);
             respond(ctx, StatusCode::CREATED, &obj)
         }
         Cas::Mismatch(_) => {
-            crate::admission::on_create_failed(ctx, &obj).await;
+            crate::allocation::on_create_failed(ctx, &obj).await;
             Err(ApiError::AlreadyExists {
                 target: ctx.target(&name),
             })
@@ -670,42 +675,27 @@ async fn create_object(ctx: &mut Ctx, body: &[u8], applied: Option<Value>) -> Ap
     }
 }
 
-/// Upstream's NamespaceLifecycle admission: no creates in a namespace that
-/// does not exist or is terminating. The namespace is read from the watch
-/// cache, as upstream reads its informer, and from the store when the
-/// cache lacks it or this apiserver deleted it lately.
-async fn ensure_namespace_usable(ctx: &Ctx, ns: &str, name: &str) -> ApiResult<()> {
-    let Some(nsrt) = ctx.server.registry.lookup("", "v1", "namespaces") else {
-        return Ok(());
-    };
-    let key = nsrt.key("", ns);
-    let cached = match ctx.server.cache.get(&nsrt.prefix("")) {
-        Some(cacher) if !ctx.server.namespace_needs_live_lookup(ns) => cacher.get(&key).0,
-        _ => None,
-    };
-    let deleting = match cached {
-        Some(entry) => Some(object::is_deleting(entry.object())),
-        None => ctx
-            .server
-            .storage
-            .get(&key, ReadAt::Any)
-            .await?
-            .map(|s| object::is_deleting(&s.object)),
-    };
-    match deleting {
-        None => Err(ApiError::NotFound {
-            target: Target {
-                group: String::new(),
-                resource: "namespaces".into(),
-                kind: "Namespace".into(),
-                name: ns.into(),
-            },
-        }),
-        Some(true) => Err(ApiError::ForbiddenObject {
-            target: ctx.target(name),
-            why: format!("unable to create new content in namespace {ns} because it is being terminated"),
-        }),
-        Some(false) => Ok(()),
+/// Whether objects of this resource expire (upstream's event TTL).
+fn expires(ctx: &Ctx) -> bool {
+    ctx.rt.plural == "events" && matches!(ctx.rt.group.as_str(), "" | "events.k8s.io")
+}
+
+/// A compare-and-swap write; events are attached to the event lease so
+/// that they go after `--event-ttl`, on create and on every update, as
+/// upstream's event storage.
+async fn write_with_ttl(ctx: &Ctx, key: &str, expected: i64, obj: &Value) -> ApiResult<Cas> {
+    if !expires(ctx) {
+        return ctx.server.storage.cas(key, expected, Some(obj)).await;
+    }
+    let lease = ctx.server.event_lease().await?;
+    match ctx.server.storage.cas_with_lease(key, expected, Some(obj), lease).await {
+        Err(_) => {
+            // The lease may be gone (revoked, or expired while unused).
+            ctx.server.forget_event_lease();
+            let lease = ctx.server.event_lease().await?;
+            ctx.server.storage.cas_with_lease(key, expected, Some(obj), lease).await
+        }
+        ok => ok,
     }
 }
 
@@ -761,10 +751,17 @@ async fn write_update(ctx: &mut Ctx, obj: Value, expected: Option<i64>, operatio
             meta_mut(&mut new).insert("namespace".into(), Value::String(ctx.info.namespace.clone()));
         }
         strategy::default(&ctx.rt, &mut new);
-        strategy::prepare_update(&ctx.rt, &mut new, &old.object, &sub);
+        let mut attrs = Attributes::new(&ctx.rt, Operation::Update, &sub, new, Some(old.object.clone()));
+        attrs.dry_run = dry;
+        let server = ctx.server.clone();
+        server.admission.admit(&server, &mut attrs).await?;
+        strategy::prepare_update(&ctx.rt, &mut attrs.object, &old.object, &sub);
         if sub != "status" {
-            check_invalid(ctx, &new, Some(&old.object))?;
+            check_invalid(ctx, &attrs.object, Some(&old.object))?;
         }
+        server.admission.validate(&server, &mut attrs).await?;
+        let mut new = attrs.object;
+        let mut warnings = attrs.warnings;
         set_managed_fields(ctx, Some(&old.object), &mut new, operation, &sub);
         let mut cmp_new = new.clone();
         let mut cmp_old = old.object.clone();
@@ -779,11 +776,12 @@ async fn write_update(ctx: &mut Ctx, obj: Value, expected: Option<i64>, operatio
                 }
             }
         }
+        ctx.warnings.append(&mut warnings);
         if cmp_new == cmp_old {
             // No-op updates write nothing, as upstream.
             return respond(ctx, StatusCode::OK, &old.object);
         }
-        crate::admission::on_update(ctx, &mut new, &old.object, dry).await?;
+        crate::allocation::on_update(ctx, &mut new, &old.object, dry).await?;
         // A deleting object whose last finalizer is gone is deleted now (a
         // namespace once its spec's finalizers are gone too).
         let finalized = object::is_deleting(&new)
@@ -796,14 +794,14 @@ async fn write_update(ctx: &mut Ctx, obj: Value, expected: Option<i64>, operatio
             match ctx.server.storage.cas(&ctx.key(), old.revision, None).await? {
                 Cas::Done { revision } => {
                     crate::storage::set_resource_version(&mut new, revision);
-                    crate::admission::on_delete(ctx, &new).await;
+                    crate::allocation::on_delete(ctx, &new).await;
                     return respond(ctx, StatusCode::OK, &new);
                 }
                 Cas::Mismatch(_) if expected.is_none() => continue,
                 Cas::Mismatch(_) => {}
             }
         } else {
-            match ctx.server.storage.cas(&ctx.key(), old.revision, Some(&new)).await? {
+            match write_with_ttl(ctx, &ctx.key(), old.revision, &new).await? {
                 Cas::Done { revision } => {
                     crate::storage::set_resource_version(&mut new, revision);
                     ctx.server.metrics.object_written(&ctx.rt.plural);
@@ -998,12 +996,20 @@ pub async fn delete_one(ctx: &Ctx, key: &str, opts: &DeleteOptions) -> ApiResult
     if ctx.rt.kind == "Namespace" && ctx.rt.group.is_empty() {
         ctx.server.namespace_deleted(key.rsplit('/').next().unwrap_or(""));
     }
+    let mut admitted = false;
     for _ in 0..CONFLICT_RETRIES {
         let Some(cur) = ctx.server.storage.get(key, ReadAt::Latest).await? else {
             return Err(ApiError::NotFound {
                 target: ctx.target(key.rsplit('/').next().unwrap_or("")),
             });
         };
+        if !admitted {
+            let mut attrs = Attributes::new(&ctx.rt, Operation::Delete, "", Value::Null, Some(cur.object.clone()));
+            attrs.dry_run = opts.dry_run;
+            ctx.server.admission.admit(&ctx.server, &mut attrs).await?;
+            ctx.server.admission.validate(&ctx.server, &mut attrs).await?;
+            admitted = true;
+        }
         let name = object::name(&cur.object).to_string();
         if let Some(uid) = &opts.precondition_uid
             && uid != object::uid(&cur.object)
@@ -1106,7 +1112,7 @@ pub async fn delete_one(ctx: &Ctx, key: &str, opts: &DeleteOptions) -> ApiResult
         match ctx.server.storage.cas(key, cur.revision, None).await? {
             Cas::Done { revision } => {
                 crate::storage::set_resource_version(&mut obj, revision);
-                crate::admission::on_delete(ctx, &obj).await;
+                crate::allocation::on_delete(ctx, &obj).await;
                 return Ok((StatusCode::OK, Some(obj)));
             }
             Cas::Mismatch(_) => continue,

@@ -20,7 +20,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
-use crate::admission::{IpRange, PortRange};
+use crate::allocation::{IpRange, PortRange};
 use crate::authn::{Authenticator, User};
 use crate::certs::Pki;
 use crate::metrics::Metrics;
@@ -43,6 +43,8 @@ pub struct Config {
     pub max_body: usize,
     /// Longest TokenRequest validity, in seconds.
     pub max_token_expiration: i64,
+    /// How long events live (`--event-ttl`), in seconds.
+    pub event_ttl: i64,
 }
 
 pub struct Server {
@@ -54,6 +56,8 @@ pub struct Server {
     pub metrics: Arc<Metrics>,
     pub config: Config,
     pub kubelet: crate::proxy::KubeletClient,
+    /// The admission plugins every write passes.
+    pub admission: crate::admission::Chain,
     readonly_inflight: Semaphore,
     mutating_inflight: Semaphore,
     /// Set once the system namespaces and the `kubernetes` service exist
@@ -63,6 +67,8 @@ pub struct Server {
     /// store, not the watch cache, which may not have seen the deletion
     /// yet (upstream's `forceLiveLookupCache`).
     pub deleted_namespaces: parking_lot::Mutex<HashMap<String, Instant>>,
+    /// The store lease events are written with, and when it was granted.
+    event_lease: parking_lot::Mutex<Option<(i64, Instant)>>,
 }
 
 /// How long a deleted namespace is checked live (upstream's
@@ -76,6 +82,28 @@ impl Server {
         let now = Instant::now();
         deleted.retain(|_, at| now.duration_since(*at) < LIVE_NAMESPACE_LOOKUP);
         deleted.insert(name.to_string(), now);
+    }
+
+    /// The store lease an event written now is attached to, so that it
+    /// expires after `--event-ttl`. As upstream's lease manager, one lease
+    /// serves the writes of 5% of the TTL (at most a minute), and lasts that
+    /// much longer than the TTL.
+    pub async fn event_lease(&self) -> crate::status::ApiResult<i64> {
+        let ttl = self.config.event_ttl.max(1);
+        let reuse = (ttl / 20).clamp(1, 60);
+        if let Some((id, at)) = *self.event_lease.lock()
+            && at.elapsed().as_secs() < reuse as u64
+        {
+            return Ok(id);
+        }
+        let id = self.storage.grant_lease((ttl + reuse).max(2)).await?;
+        *self.event_lease.lock() = Some((id, Instant::now()));
+        Ok(id)
+    }
+
+    /// Forgets the event lease (after the store refused it).
+    pub fn forget_event_lease(&self) {
+        *self.event_lease.lock() = None;
     }
 
     /// Whether a namespace must be read from the store: it was deleted here
@@ -100,6 +128,14 @@ impl ApiServer {
     pub async fn start(opts: Options) -> Result<ApiServer> {
         let service_range = IpRange::parse(&opts.service_cluster_ip_range).context("--service-cluster-ip-range")?;
         let node_port_range = PortRange::parse(&opts.service_node_port_range).context("--service-node-port-range")?;
+        let admission = crate::admission::Chain::new(
+            &opts.enable_admission_plugins,
+            &opts.disable_admission_plugins,
+            &crate::admission::Config {
+                default_not_ready_toleration_seconds: opts.default_not_ready_toleration_seconds,
+                default_unreachable_toleration_seconds: opts.default_unreachable_toleration_seconds,
+            },
+        )?;
         std::fs::create_dir_all(&opts.data_dir).with_context(|| format!("creating {}", opts.data_dir.display()))?;
         let mut mc = store::MemberConfig::single(
             &opts.name,
@@ -194,10 +230,13 @@ impl ApiServer {
                 port: addr.port(),
                 max_body: opts.max_request_body_bytes,
                 max_token_expiration: opts.service_account_max_token_expiration.as_secs() as i64,
+                event_ttl: opts.event_ttl.as_secs() as i64,
             },
+            admission,
             readonly_inflight: Semaphore::new(opts.max_requests_inflight),
             bootstrapped: std::sync::atomic::AtomicBool::new(false),
             deleted_namespaces: parking_lot::Mutex::default(),
+            event_lease: parking_lot::Mutex::default(),
             mutating_inflight: Semaphore::new(opts.max_mutating_requests_inflight),
         });
         // As upstream's cachers, the watch cache of every built-in resource

@@ -281,6 +281,12 @@ impl Storage {
     /// Writes `key` if its mod revision is `expected` (0: absent); with
     /// `object` None, deletes it.
     pub async fn cas(&self, key: &str, expected: i64, object: Option<&Value>) -> ApiResult<Cas> {
+        self.cas_with_lease(key, expected, object, 0).await
+    }
+
+    /// [`Storage::cas`], the key attached to store lease `lease` (0: none),
+    /// so that it goes when the lease expires.
+    pub async fn cas_with_lease(&self, key: &str, expected: i64, object: Option<&Value>, lease: i64) -> ApiResult<Cas> {
         let started = Instant::now();
         let operation = match (expected, object) {
             (0, _) => "create",
@@ -297,6 +303,7 @@ impl Storage {
                     Some(v) => encode(&(v.to_storage)(o.clone())),
                     None => encode(o),
                 },
+                lease,
                 ..Default::default()
             }),
             None => request_op::Request::RequestDeleteRange(pb::DeleteRangeRequest {
@@ -339,6 +346,58 @@ impl Storage {
             .map(|kv| decode(&kv.key, &kv.value, kv.mod_revision, view))
             .transpose()?;
         Ok(Cas::Mismatch(current))
+    }
+
+    /// Writes every `(key, expected mod revision, object)` in one
+    /// transaction, or none when any key changed. True when written.
+    pub async fn cas_all(&self, writes: &[(String, i64, Value)]) -> ApiResult<bool> {
+        let started = Instant::now();
+        let mut compare = Vec::new();
+        let mut success = Vec::new();
+        for (key, expected, object) in writes {
+            let (key, view) = locate(key);
+            let k = key.into_bytes();
+            compare.push(pb::Compare {
+                result: compare::CompareResult::Equal as i32,
+                target: compare::CompareTarget::Mod as i32,
+                key: k.clone(),
+                target_union: Some(compare::TargetUnion::ModRevision(*expected)),
+                ..Default::default()
+            });
+            success.push(pb::RequestOp {
+                request: Some(request_op::Request::RequestPut(pb::PutRequest {
+                    key: k,
+                    value: match view {
+                        Some(v) => encode(&(v.to_storage)(object.clone())),
+                        None => encode(object),
+                    },
+                    ..Default::default()
+                })),
+            });
+        }
+        let resp = self
+            .store
+            .txn(pb::TxnRequest {
+                compare,
+                success,
+                failure: vec![],
+            })
+            .await
+            .map_err(store_error)?;
+        if let Some((key, _, _)) = writes.first() {
+            self.metrics.store_request("update", key, started.elapsed());
+        }
+        Ok(resp.succeeded)
+    }
+
+    /// Grants a store lease of `ttl` seconds; returns its id.
+    pub async fn grant_lease(&self, ttl: i64) -> ApiResult<i64> {
+        let resp = self
+            .store
+            .lease_grant(pb::LeaseGrantRequest { ttl, id: 0 })
+            .await
+            .map_err(store_error)?;
+        Ok(resp.id)
     }
 
     /// A watcher of `prefix` from `start_revision` (0: after now).

@@ -187,6 +187,7 @@ pub fn default(rt: &ResourceType, obj: &mut Value) {
         ("", "Pod") => {
             if let Some(spec) = obj.get_mut("spec") {
                 default_pod_spec(spec);
+                default_requests_to_limits(spec);
             }
         }
         ("", "PodTemplate") => default_template(obj.get_mut("template")),
@@ -250,6 +251,9 @@ pub fn default(rt: &ResourceType, obj: &mut Value) {
         ("", "Secret") => {
             set_default(obj, "/type", json!("Opaque"));
             merge_string_data(obj);
+        }
+        ("scheduling.k8s.io", "PriorityClass") => {
+            set_default(obj, "/preemptionPolicy", json!("PreemptLowerPriority"));
         }
         ("", "Namespace") => {}
         _ => {}
@@ -344,6 +348,30 @@ fn default_pod_spec(spec: &mut Value) {
         if let Some(cs) = spec.get_mut(list).and_then(Value::as_array_mut) {
             for c in cs {
                 default_container(c);
+            }
+        }
+    }
+}
+
+/// Upstream's `SetDefaults_Pod`: a container's limits stand for the
+/// requests it leaves out.
+fn default_requests_to_limits(spec: &mut Value) {
+    for list in ["containers", "initContainers"] {
+        let Some(cs) = spec.get_mut(list).and_then(Value::as_array_mut) else {
+            continue;
+        };
+        for c in cs {
+            let Some(limits) = c.pointer("/resources/limits").and_then(Value::as_object).cloned() else {
+                continue;
+            };
+            let Some(r) = c.get_mut("resources").and_then(Value::as_object_mut) else {
+                continue;
+            };
+            let requests = r.entry("requests").or_insert_with(|| json!({}));
+            if let Some(req) = requests.as_object_mut() {
+                for (k, v) in limits {
+                    req.entry(k).or_insert(v);
+                }
             }
         }
     }
@@ -525,6 +553,7 @@ pub fn validate(rt: &ResourceType, obj: &Value, old: Option<&Value>) -> Vec<Fiel
             None => errs.push(FieldError::required("spec.template.spec.containers", "")),
         },
         ("", "Service") => validate_service(obj, &mut errs),
+        ("scheduling.k8s.io", "PriorityClass") => errs.extend(crate::admission::priority::validate_class(obj)),
         ("", "ConfigMap") => {
             for key in ["data", "binaryData"] {
                 if let Some(m) = obj.get(key).and_then(Value::as_object) {

@@ -76,6 +76,7 @@ impl ApiServers {
         let bin = workspace_bin("kube-apiserver")?;
         let cert_dir = self.dir.path().join("pki");
         let kubeconfig = self.kubeconfig_path(i);
+        let admission = self.default_admission_args();
         let m = &mut self.members[i];
         let log = File::options().create(true).append(true).open(&m.log)?;
         let child = Command::new(bin)
@@ -91,6 +92,7 @@ impl ApiServers {
             .args(["--listen-peer-urls", &m.peer_url])
             .args(["--initial-advertise-peer-urls", &m.peer_url])
             .args(["--initial-cluster", &self.initial_cluster])
+            .args(admission)
             .args(&self.extra_args)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
@@ -99,6 +101,22 @@ impl ApiServers {
             .context("spawning kube-apiserver")?;
         m.child = Some(child);
         Ok(())
+    }
+
+    /// Unless the test picks admission plugins itself, ServiceAccount
+    /// admission is off, as in upstream's integration tests
+    /// (`--disable-admission-plugins=ServiceAccount`): no controller
+    /// creates the `default` service accounts pods would need.
+    fn default_admission_args(&self) -> Vec<String> {
+        let picks = self
+            .extra_args
+            .iter()
+            .any(|a| a.starts_with("--enable-admission-plugins") || a.starts_with("--disable-admission-plugins"));
+        if picks {
+            Vec::new()
+        } else {
+            vec!["--disable-admission-plugins=ServiceAccount".into()]
+        }
     }
 
     /// The admin kubeconfig pointing at member `i`.

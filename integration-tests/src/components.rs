@@ -153,8 +153,17 @@ pub async fn create_node(
                      "machineID": "", "systemUUID": "", "bootID": "", "kernelVersion": "", "osImage": "",
                      "containerRuntimeVersion": "", "kubeProxyVersion": ""},
     }});
-    Ok(nodes
+    nodes
         .patch_status(name, &PatchParams::default(), &Patch::Merge(status))
+        .await?;
+    // The node lifecycle controller's part: a Ready node loses the
+    // not-ready taint TaintNodesByCondition admission gave it.
+    Ok(nodes
+        .patch(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"taints": taints}})),
+        )
         .await?)
 }
 

@@ -510,12 +510,18 @@ async fn scheduler_spreads_with_anti_affinity_and_topology_constraints() -> anyh
 async fn scheduler_preempts_lower_priority_pods() -> anyhow::Result<()> {
     let (_api, sched, client) = cluster(&[]).await?;
     let classes: Api<k8s_openapi::api::scheduling::v1::PriorityClass> = Api::all(client.clone());
-    for (name, value) in [("low", 10), ("high", 1000)] {
+    // A pod's preemptionPolicy comes from its class (Priority admission
+    // refuses a pod that says otherwise), so the polite pod has its own.
+    for (name, value, policy) in [
+        ("low", 10, "PreemptLowerPriority"),
+        ("high", 1000, "PreemptLowerPriority"),
+        ("high-polite", 1000, "Never"),
+    ] {
         classes
             .create(
                 &PostParams::default(),
                 &serde_json::from_value(json!({"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
-                    "metadata": {"name": name}, "value": value}))?,
+                    "metadata": {"name": name}, "value": value, "preemptionPolicy": policy}))?,
             )
             .await?;
     }
@@ -536,7 +542,7 @@ async fn scheduler_preempts_lower_priority_pods() -> anyhow::Result<()> {
         &pods,
         pod(
             "polite",
-            json!({"priorityClassName": "high", "preemptionPolicy": "Never", "containers": requests("2")}),
+            json!({"priorityClassName": "high-polite", "containers": requests("2")}),
         ),
     )
     .await?;

@@ -46,6 +46,9 @@ impl ApiServer {
             .args(["--secure-port", &free_port().to_string(), "--bind-address", "127.0.0.1"])
             .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
             .args(["--initial-cluster", &format!("default={peer}")])
+            // No controller creates the `default` service accounts pods
+            // would need (as upstream's integration tests).
+            .arg("--disable-admission-plugins=ServiceAccount")
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -473,7 +476,15 @@ fn describe_pod_matches_upstream() {
     };
     let server = ApiServer::start();
     let dir = tempfile::tempdir().expect("manifest dir");
-    let pod = r#"apiVersion: v1
+    // The pod's priority comes from its class (Priority admission refuses
+    // a pod that sets spec.priority itself).
+    let pod = r#"apiVersion: scheduling.k8s.io/v1
+kind: PriorityClass
+metadata:
+  name: ten
+value: 10
+---
+apiVersion: v1
 kind: Pod
 metadata:
   name: web
@@ -481,7 +492,7 @@ metadata:
   annotations: {note: hello}
 spec:
   nodeName: n1
-  priority: 10
+  priorityClassName: ten
   containers:
   - name: app
     image: nginx:1.27
