@@ -888,14 +888,17 @@ mod tests {
         use OwnerState::*;
         let a = owner("a", true);
         let b = owner("b", true);
-        let cases: Vec<(
-            &str,
+        // (why, owners with states, has dependents, a dependent deleting
+        // its own, finalizers, decision)
+        type Case = (
+            &'static str,
             Vec<(OwnerReference, OwnerState)>,
             bool,
             bool,
             Vec<String>,
             Decision,
-        )> = vec![
+        );
+        let cases: Vec<Case> = vec![
             (
                 "no owners: never collected",
                 vec![],

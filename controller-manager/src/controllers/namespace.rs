@@ -239,13 +239,12 @@ impl Controller {
             let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), ns, &r.ar);
             let label = format!("{}.{}", r.ar.plural, r.ar.group);
             let dp = DeleteParams::background();
-            if r.supports(verbs::DELETE_COLLECTION) {
-                if let Err(e) = api.delete_collection(&dp, &ListParams::default()).await
-                    && !util::is_not_found(&e)
-                {
-                    o.content_errors.push(format!("{label}: {e}"));
-                    continue;
-                }
+            if r.supports(verbs::DELETE_COLLECTION)
+                && let Err(e) = api.delete_collection(&dp, &ListParams::default()).await
+                && !util::is_not_found(&e)
+            {
+                o.content_errors.push(format!("{label}: {e}"));
+                continue;
             }
             let list = match api.list(&ListParams::default()).await {
                 Ok(l) => l,
@@ -259,12 +258,12 @@ impl Controller {
                 continue;
             }
             for item in &list.items {
-                if !r.supports(verbs::DELETE_COLLECTION) && item.metadata.deletion_timestamp.is_none() {
-                    if let Err(e) = api.delete(util::name(&item.metadata), &dp).await
-                        && !util::is_not_found(&e)
-                    {
-                        o.content_errors.push(format!("{label}: {e}"));
-                    }
+                if !r.supports(verbs::DELETE_COLLECTION)
+                    && item.metadata.deletion_timestamp.is_none()
+                    && let Err(e) = api.delete(util::name(&item.metadata), &dp).await
+                    && !util::is_not_found(&e)
+                {
+                    o.content_errors.push(format!("{label}: {e}"));
                 }
                 for f in item.metadata.finalizers.as_deref().unwrap_or_default() {
                     *o.finalizers.entry(f.clone()).or_default() += 1;
