@@ -304,3 +304,48 @@ pub fn reap_terminating_pods(client: &kube::Client) -> tokio::task::JoinHandle<(
         }
     })
 }
+
+/// Upstream kubectl (1.33) against a control plane, with a private HOME
+/// (its discovery cache), run off the async workers.
+pub struct Kubectl {
+    bin: PathBuf,
+    kubeconfig: PathBuf,
+    home: tempfile::TempDir,
+}
+
+impl Kubectl {
+    pub fn new(cp: &ControlPlane) -> anyhow::Result<Self> {
+        Ok(Kubectl {
+            bin: crate::apiserver_cluster::upstream_kubectl("1.33")?,
+            kubeconfig: cp.api.kubeconfig(),
+            home: tempfile::tempdir()?,
+        })
+    }
+
+    /// Runs kubectl: (success, stdout, stderr).
+    pub async fn run(&self, args: &[&str]) -> anyhow::Result<(bool, String, String)> {
+        let (bin, kc, home) = (
+            self.bin.clone(),
+            self.kubeconfig.clone(),
+            self.home.path().to_path_buf(),
+        );
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        let out = tokio::task::spawn_blocking(move || {
+            let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+            crate::apiserver_cluster::run_kubectl(&bin, &kc, &home, &refs, None)
+        })
+        .await??;
+        Ok((
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        ))
+    }
+
+    /// Runs kubectl and requires success; its stdout.
+    pub async fn ok(&self, args: &[&str]) -> anyhow::Result<String> {
+        let (ok, out, err) = self.run(args).await?;
+        anyhow::ensure!(ok, "kubectl {args:?} failed:\n{out}\n{err}");
+        Ok(out)
+    }
+}

@@ -4,12 +4,11 @@
 //! deletions), with upstream kubectl's `rollout status/history/undo`.
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
+
 use std::time::Duration;
 
 use anyhow::Context;
-use integration_tests::apiserver_cluster::{run_kubectl, upstream_kubectl};
-use integration_tests::components::{ControlPlane, create_node, set_pod_ready};
+use integration_tests::components::{ControlPlane, Kubectl, create_node, set_pod_ready};
 use integration_tests::store_cluster::eventually;
 use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet, StatefulSet};
 use k8s_openapi::api::core::v1::{Event, Namespace, PersistentVolumeClaim, Pod};
@@ -66,48 +65,6 @@ impl Kubelet {
 impl Drop for Kubelet {
     fn drop(&mut self) {
         self.0.abort();
-    }
-}
-
-struct Kubectl {
-    bin: PathBuf,
-    kubeconfig: PathBuf,
-    home: tempfile::TempDir,
-}
-
-impl Kubectl {
-    fn new(cp: &ControlPlane) -> anyhow::Result<Self> {
-        Ok(Kubectl {
-            bin: upstream_kubectl("1.33")?,
-            kubeconfig: cp.api.kubeconfig(),
-            home: tempfile::tempdir()?,
-        })
-    }
-
-    /// Runs kubectl off the async workers; (success, stdout, stderr).
-    async fn run(&self, args: &[&str]) -> anyhow::Result<(bool, String, String)> {
-        let (bin, kc, home) = (
-            self.bin.clone(),
-            self.kubeconfig.clone(),
-            self.home.path().to_path_buf(),
-        );
-        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        let out = tokio::task::spawn_blocking(move || {
-            let a: Vec<&str> = args.iter().map(String::as_str).collect();
-            run_kubectl(&bin, &kc, &home, &a, None)
-        })
-        .await??;
-        Ok((
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        ))
-    }
-
-    async fn ok(&self, args: &[&str]) -> anyhow::Result<String> {
-        let (ok, out, err) = self.run(args).await?;
-        anyhow::ensure!(ok, "kubectl {args:?} failed:\n{out}\n{err}");
-        Ok(out)
     }
 }
 

@@ -5,62 +5,18 @@
 //! deleted are removed.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use integration_tests::apiserver_cluster::{run_kubectl, upstream_kubectl};
-use integration_tests::components::{ControlPlane, create_node, set_pod_ready};
+use integration_tests::components::{ControlPlane, Kubectl, create_node, set_pod_ready};
 use integration_tests::store_cluster::eventually;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::{Event, Namespace, Pod, ReplicationController};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use parking_lot::Mutex;
 use serde_json::{Value, json};
-
-struct Kubectl {
-    bin: PathBuf,
-    kubeconfig: PathBuf,
-    home: tempfile::TempDir,
-}
-
-impl Kubectl {
-    fn new(cp: &ControlPlane) -> anyhow::Result<Self> {
-        Ok(Kubectl {
-            bin: upstream_kubectl("1.33")?,
-            kubeconfig: cp.api.kubeconfig(),
-            home: tempfile::tempdir()?,
-        })
-    }
-
-    /// Runs kubectl off the async workers; (success, stdout, stderr).
-    async fn run(&self, args: &[&str]) -> anyhow::Result<(bool, String, String)> {
-        let (bin, kc, home) = (
-            self.bin.clone(),
-            self.kubeconfig.clone(),
-            self.home.path().to_path_buf(),
-        );
-        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        let out = tokio::task::spawn_blocking(move || {
-            let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-            run_kubectl(&bin, &kc, &home, &refs, None)
-        })
-        .await??;
-        Ok((
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).to_string(),
-            String::from_utf8_lossy(&out.stderr).to_string(),
-        ))
-    }
-
-    /// Runs kubectl and requires success; its stdout.
-    async fn ok(&self, args: &[&str]) -> anyhow::Result<String> {
-        let (ok, out, err) = self.run(args).await?;
-        anyhow::ensure!(ok, "kubectl {args:?} failed: {out}{err}");
-        Ok(out)
-    }
-}
 
 /// Plays the kubelet until dropped: bound pods become ready (unless their
 /// namespace is in `not_ready`), pods being deleted go away.
