@@ -1,11 +1,19 @@
 //! Events as upstream's controllers record them: core/v1 Events with
 //! `source.component` set to the controller's name, written in the
-//! background (a sync never waits for its events), and repeats of the same
-//! event on the same object folded into one Event whose `count` and
-//! `lastTimestamp` grow (upstream's `EventCorrelator`).
+//! background (a sync never waits for its events), through upstream's
+//! `EventCorrelator`:
+//!
+//! - a spam filter: per involved object, a token bucket of 25 events
+//!   refilled one per 5 minutes; events beyond it are dropped;
+//! - aggregation: once 10 events of one type and reason with different
+//!   messages hit an object within 10 minutes, later ones fold into one
+//!   Event whose message is `(combined from similar events): <latest>`;
+//! - repeats of the same event fold into one Event whose `count` and
+//!   `lastTimestamp` grow.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, Time};
@@ -76,11 +84,84 @@ impl Recorder {
     }
 }
 
+const SPAM_BURST: f64 = 25.0;
+const SPAM_REFILL_PER_SEC: f64 = 1.0 / 300.0;
+const AGGREGATE_AFTER: usize = 10;
+const AGGREGATE_WINDOW: Duration = Duration::from_secs(600);
+const CACHE_LIMIT: usize = 4096;
+
+/// What the correlator makes of an event.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Over the object's budget: not written.
+    Drop,
+    /// Written with this message; `aggregate` events of one object, type
+    /// and reason share one Event.
+    Emit { message: String, aggregate: bool },
+}
+
+/// Upstream's spam filter and aggregator, over an injected clock.
+#[derive(Default)]
+pub struct Correlator {
+    /// involved uid -> (tokens, last refill)
+    buckets: HashMap<String, (f64, Instant)>,
+    /// (uid, type, reason) -> (distinct messages, window start)
+    similar: HashMap<(String, String, String), (HashSet<String>, Instant)>,
+}
+
+impl Correlator {
+    pub fn observe(&mut self, now: Instant, uid: &str, type_: &str, reason: &str, message: &str) -> Verdict {
+        if self.buckets.len() > CACHE_LIMIT {
+            self.buckets.clear();
+        }
+        let (tokens, last) = self.buckets.entry(uid.to_string()).or_insert((SPAM_BURST, now));
+        *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * SPAM_REFILL_PER_SEC).min(SPAM_BURST);
+        *last = now;
+        if *tokens < 1.0 {
+            return Verdict::Drop;
+        }
+        *tokens -= 1.0;
+        if self.similar.len() > CACHE_LIMIT {
+            self.similar.clear();
+        }
+        let (messages, since) = self
+            .similar
+            .entry((uid.to_string(), type_.to_string(), reason.to_string()))
+            .or_insert_with(|| (HashSet::new(), now));
+        if now.duration_since(*since) > AGGREGATE_WINDOW {
+            messages.clear();
+            *since = now;
+        }
+        messages.insert(message.to_string());
+        if messages.len() >= AGGREGATE_AFTER {
+            Verdict::Emit {
+                message: format!("(combined from similar events): {message}"),
+                aggregate: true,
+            }
+        } else {
+            Verdict::Emit {
+                message: message.to_string(),
+                aggregate: false,
+            }
+        }
+    }
+}
+
 async fn write_events(client: kube::Client, component: Arc<str>, mut rx: mpsc::UnboundedReceiver<Pending>) {
-    // (namespace, uid, type, reason, message) -> (event name, count).
+    // (namespace, uid, type, reason, message or "" when aggregated) ->
+    // (event name, count).
     type Id = (String, String, String, String, String);
     let seen: Mutex<HashMap<Id, (String, i32)>> = Mutex::new(HashMap::new());
-    while let Some(p) = rx.recv().await {
+    let mut correlator = Correlator::default();
+    while let Some(mut p) = rx.recv().await {
+        let uid = p.reference.uid.clone().unwrap_or_default();
+        let aggregate = match correlator.observe(Instant::now(), &uid, &p.type_, &p.reason, &p.message) {
+            Verdict::Drop => continue,
+            Verdict::Emit { message, aggregate } => {
+                p.message = message;
+                aggregate
+            }
+        };
         let ns = p
             .reference
             .namespace
@@ -95,11 +176,11 @@ async fn write_events(client: kube::Client, component: Arc<str>, mut rx: mpsc::U
             p.reference.uid.clone().unwrap_or_default(),
             p.type_.clone(),
             p.reason.clone(),
-            p.message.clone(),
+            if aggregate { String::new() } else { p.message.clone() },
         );
         let prior = seen.lock().get(&id).cloned();
         if let Some((name, count)) = prior {
-            let patch = json!({"count": count + 1, "lastTimestamp": time});
+            let patch = json!({"count": count + 1, "lastTimestamp": time, "message": p.message});
             if api
                 .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
                 .await
@@ -146,5 +227,81 @@ async fn write_events(client: kube::Client, component: Arc<str>, mut rx: mpsc::U
             }
             Err(e) => tracing::debug!(error = %e, "recording an event failed"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_object_gets_25_events_then_one_per_5_minutes() {
+        let mut c = Correlator::default();
+        let t0 = Instant::now();
+        let emitted = (0..40)
+            .filter(|i| c.observe(t0, "rs", NORMAL, "SuccessfulCreate", &format!("Created pod: p{i}")) != Verdict::Drop)
+            .count();
+        assert_eq!(emitted, 25);
+        assert_eq!(
+            c.observe(t0, "other", NORMAL, "X", "m"),
+            Verdict::Emit {
+                message: "m".into(),
+                aggregate: false
+            }
+        );
+        assert_eq!(
+            c.observe(t0 + Duration::from_secs(299), "rs", NORMAL, "R", "m"),
+            Verdict::Drop
+        );
+        assert_ne!(
+            c.observe(t0 + Duration::from_secs(301), "rs", NORMAL, "R", "m"),
+            Verdict::Drop
+        );
+    }
+
+    #[test]
+    fn the_tenth_distinct_message_starts_the_combined_event() {
+        let mut c = Correlator::default();
+        let t0 = Instant::now();
+        let verdicts: Vec<Verdict> = (0..11)
+            .map(|i| c.observe(t0, "rs", NORMAL, "SuccessfulCreate", &format!("Created pod: p{i}")))
+            .collect();
+        assert_eq!(
+            verdicts[8],
+            Verdict::Emit {
+                message: "Created pod: p8".into(),
+                aggregate: false
+            }
+        );
+        assert_eq!(
+            verdicts[9],
+            Verdict::Emit {
+                message: "(combined from similar events): Created pod: p9".into(),
+                aggregate: true
+            }
+        );
+        // Repeating one message is not "similar": it folds into its count.
+        let mut c = Correlator::default();
+        for _ in 0..20 {
+            assert_eq!(
+                c.observe(t0, "rs", WARNING, "FailedCreate", "quota"),
+                Verdict::Emit {
+                    message: "quota".into(),
+                    aggregate: false
+                }
+            );
+        }
+        // The window restarts after 10 minutes.
+        let mut c = Correlator::default();
+        for i in 0..9 {
+            c.observe(t0, "x", NORMAL, "R", &format!("m{i}"));
+        }
+        assert_eq!(
+            c.observe(t0 + Duration::from_secs(601), "x", NORMAL, "R", "m9"),
+            Verdict::Emit {
+                message: "m9".into(),
+                aggregate: false
+            }
+        );
     }
 }

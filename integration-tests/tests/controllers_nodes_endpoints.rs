@@ -389,8 +389,14 @@ async fn evicted(pods: &Api<Pod>, name: &str) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_node_is_tainted_and_its_pods_evicted_by_their_tolerations() -> anyhow::Result<()> {
     // Without DefaultTolerationSeconds, so that a pod without tolerations
-    // really has none (the plugin would give it 300 s).
-    let api = ApiServers::start_with(1, &["--disable-admission-plugins=DefaultTolerationSeconds"]).await?;
+    // really has none (the plugin would give it 300 s), and without
+    // ServiceAccount as every test apiserver (pods made right after their
+    // namespace would race the serviceaccount controller).
+    let api = ApiServers::start_with(
+        1,
+        &["--disable-admission-plugins=DefaultTolerationSeconds,ServiceAccount"],
+    )
+    .await?;
     let scheduler = Component::scheduler(&api, "kube-scheduler", &["--leader-elect=false"])?;
     let controller_manager = Component::controller_manager(
         &api,

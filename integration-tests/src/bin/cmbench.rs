@@ -54,14 +54,22 @@ struct Pods {
     /// name -> bound
     live: HashMap<String, bool>,
     readied: HashSet<String>,
+    /// Whether bound pods are marked ready (off while phase 1 measures
+    /// creation and binding alone).
+    ready: bool,
 }
 
 /// Watches the bench pods: keeps the live set, marks bound pods ready
 /// (when `ready` is on) and deletes terminating ones for good.
-fn kubelets(client: kube::Client, clients: usize, state: Arc<Mutex<Pods>>) -> tokio::task::JoinHandle<()> {
+fn kubelets(
+    client: kube::Client,
+    clients: usize,
+    state: Arc<Mutex<Pods>>,
+    tx: tokio::sync::mpsc::UnboundedSender<(String, bool)>,
+    rx: tokio::sync::mpsc::UnboundedReceiver<(String, bool)>,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<(String, bool)>();
         let api = pods.clone();
         tokio::spawn(async move {
             tokio_stream_from(rx)
@@ -94,7 +102,7 @@ fn kubelets(client: kube::Client, clients: usize, state: Arc<Mutex<Pods>>) -> to
                     s.live.insert(name.clone(), bound);
                     if p.metadata.deletion_timestamp.is_some() {
                         let _ = tx.send((name, true));
-                    } else if bound && s.readied.insert(name.clone()) {
+                    } else if bound && s.ready && s.readied.insert(name.clone()) {
                         let _ = tx.send((name, false));
                     }
                 }
@@ -149,7 +157,13 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let api = ApiServers::start(1).await?;
     let sched = Component::scheduler(&api, "kube-scheduler", &["--leader-elect=false"])?;
-    let mut cm_args = vec!["--leader-elect=false"];
+    // No kubelet renews the nodes' Leases here: a long grace period keeps
+    // node-lifecycle from tainting every node mid-run.
+    let mut cm_args = vec![
+        "--leader-elect=false",
+        "--node-monitor-grace-period=1h",
+        "--node-startup-grace-period=1h",
+    ];
     cm_args.extend(args.cm_arg.iter().map(String::as_str));
     let cm = Component::controller_manager(&api, "kube-controller-manager", &cm_args)?;
     sched.wait_ready().await?;
@@ -182,7 +196,8 @@ async fn main() -> anyhow::Result<()> {
     let cm_pid = cm.pid().context("controller-manager pid")?;
     let (cpu0, _) = usage(cm_pid);
     let state = Arc::new(Mutex::new(Pods::default()));
-    let _kubelets = kubelets(client.clone(), args.clients, state.clone());
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<(String, bool)>();
+    let _kubelets = kubelets(client.clone(), args.clients, state.clone(), tx.clone(), rx);
     let mut rows: Vec<(String, f64, String)> = Vec::new();
 
     // 1. Apply until every pod exists and is bound.
@@ -195,10 +210,20 @@ async fn main() -> anyhow::Result<()> {
     kubectl_ok(&["apply", "-f", "-"], Some(&manifest))?;
     let n = args.replicas;
     let s = state.clone();
+    let created = until("all pods created", start, Duration::from_secs(600), || {
+        s.lock().live.len() >= n
+    })
+    .await?;
+    let s = state.clone();
     let secs = until("all pods bound", start, Duration::from_secs(600), || {
         s.lock().live.values().filter(|b| **b).count() >= n
     })
     .await?;
+    rows.push((
+        format!("apply → {n} pods exist (seen by a watch)"),
+        created,
+        format!("{:.0} pods/s", n as f64 / created),
+    ));
     rows.push((
         format!("apply → {n} pods exist and are bound"),
         secs,
@@ -206,7 +231,18 @@ async fn main() -> anyhow::Result<()> {
     ));
     eprintln!("{secs:.1} s");
 
-    // 2. Rolling update, once every pod is ready (the kubelets mark them).
+    // 2. Rolling update, once every pod is ready (the kubelets mark them
+    // from now on).
+    {
+        let mut s = state.lock();
+        s.ready = true;
+        let bound: Vec<String> = s.live.iter().filter(|(_, b)| **b).map(|(n, _)| n.clone()).collect();
+        for name in bound {
+            if s.readied.insert(name.clone()) {
+                let _ = tx.send((name, false));
+            }
+        }
+    }
     let deploys: Api<Deployment> = Api::namespaced(client.clone(), "default");
     let rolled = |d: &Deployment, n: usize| {
         let st = d.status.clone().unwrap_or_default();
