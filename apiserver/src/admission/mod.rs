@@ -415,6 +415,21 @@ pub async fn list_objects(
     Ok(page.items.into_iter().map(|s| s.object).collect())
 }
 
+/// Like [`list_objects`], but always from the store at its latest
+/// revision (for checks that must see a write made just before, such as
+/// "only one default PriorityClass").
+pub async fn list_objects_latest(
+    server: &Server,
+    (group, version, plural): (&str, &str, &str),
+    namespace: &str,
+) -> ApiResult<Vec<Value>> {
+    let Some(rt) = server.registry.lookup(group, version, plural) else {
+        return Ok(Vec::new());
+    };
+    let page = server.storage.list(&rt.prefix(namespace), "", 0, ReadAt::Latest).await?;
+    Ok(page.items.into_iter().map(|s| s.object).collect())
+}
+
 /// Attributes for a request on `resource` with `object` (name and
 /// namespace from its metadata), for plugin tests.
 #[cfg(test)]

@@ -9,7 +9,7 @@
 use futures::future::BoxFuture;
 use serde_json::{Value, json};
 
-use super::{Attributes, Operation, Plugin, list_objects};
+use super::{Attributes, Operation, Plugin, list_objects, list_objects_latest};
 use crate::server::Server;
 use crate::status::ApiResult;
 use apimachinery::validation::FieldError;
@@ -219,7 +219,9 @@ impl Plugin for Priority {
             if a.object.get("globalDefault").and_then(Value::as_bool) != Some(true) {
                 return Ok(());
             }
-            let classes = list_objects(server, PCS, "").await?;
+            // From the store, not the cache: a default made just before
+            // must count (two defaults would be a lasting inconsistency).
+            let classes = list_objects_latest(server, PCS, "").await?;
             check_class(&a.object, a.operation, &classes).map_err(|why| a.forbidden(why))
         })
     }
