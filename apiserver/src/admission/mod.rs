@@ -426,7 +426,10 @@ pub async fn list_objects_latest(
     let Some(rt) = server.registry.lookup(group, version, plural) else {
         return Ok(Vec::new());
     };
-    let page = server.storage.list(&rt.prefix(namespace), "", 0, ReadAt::Latest).await?;
+    let page = server
+        .storage
+        .list(&rt.prefix(namespace), "", 0, ReadAt::Latest)
+        .await?;
     Ok(page.items.into_iter().map(|s| s.object).collect())
 }
 
