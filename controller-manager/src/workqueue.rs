@@ -307,7 +307,9 @@ impl Queue {
 
 /// Runs `workers` workers over `queue`: each takes a key, runs `sync`,
 /// forgets the key's back-off on success and retries it rate-limited on
-/// error (upstream's `processNextWorkItem`).
+/// error (upstream's `processNextWorkItem`). A sync that panics is
+/// reported and retried like a failed one (upstream's `HandleCrash`):
+/// the key is never left marked as being processed.
 pub fn run_workers<F, Fut>(queue: Arc<Queue>, workers: usize, sync: F)
 where
     F: Fn(String) -> Fut + Send + Sync + 'static,
@@ -319,7 +321,15 @@ where
         let sync = sync.clone();
         tokio::spawn(async move {
             while let Some(key) = queue.get().await {
-                match sync(key.clone()).await {
+                let result = match tokio::spawn(sync(key.clone())).await {
+                    Ok(r) => r,
+                    Err(e) if e.is_panic() => {
+                        tracing::error!(queue = %queue.name(), key = %key, "sync panicked; will retry");
+                        Err(anyhow::anyhow!("sync panicked"))
+                    }
+                    Err(e) => Err(anyhow::anyhow!("sync cancelled: {e}")),
+                };
+                match result {
                     Ok(()) => queue.forget(&key),
                     Err(e) => {
                         tracing::info!(queue = %queue.name(), key = %key, error = %format!("{e:#}"), "sync failed; will retry");
@@ -381,6 +391,29 @@ mod tests {
         assert!(delays[..99].iter().all(|d| *d == Duration::from_millis(5)));
         // The 110th key waits about a second for its token.
         assert!(delays[109] > Duration::from_millis(900), "{:?}", delays[109]);
+    }
+
+    #[tokio::test]
+    async fn a_panicking_sync_is_retried_not_stuck() {
+        let q = Queue::new("t", QueueMetrics::unregistered());
+        let calls = Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let c = calls.clone();
+        run_workers(q.clone(), 1, move |_k| {
+            let c = c.clone();
+            async move {
+                if c.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+                    panic!("a bug in a sync");
+                }
+                Ok(())
+            }
+        });
+        q.add("x");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while calls.load(std::sync::atomic::Ordering::SeqCst) < 2 {
+            assert!(Instant::now() < deadline, "the key was not retried after a panic");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        q.shutdown();
     }
 
     #[tokio::test]

@@ -638,7 +638,7 @@ impl Controller {
         }
         old.sort_by(|a, b| by_creation(&rss[*a], &rss[*b]));
         let mut total = 0;
-        let plan = cleanup_unhealthy(
+        let (plan, refused) = cleanup_unhealthy(
             &old.iter()
                 .map(|i| (rs_replicas(&rss[*i]), rs_available(&rss[*i])))
                 .collect::<Vec<_>>(),
@@ -652,6 +652,20 @@ impl Controller {
                 }
                 total += cur - size;
             }
+        }
+        if let Some(j) = refused {
+            // Upstream's "got invalid request to scale down": its status
+            // still counts pods of an earlier, larger size. Its update
+            // event syncs the deployment again.
+            let rs = &rss[old[j]];
+            tracing::debug!(
+                deployment = %key_of(d),
+                replica_set = %util::name(&rs.metadata),
+                replicas = rs_replicas(rs),
+                available = rs_available(rs),
+                "not cleaning up unhealthy replicas: more available than desired"
+            );
+            return Ok(false);
         }
         let available: i32 = old.iter().chain([&new]).map(|i| rs_available(&rss[*i])).sum();
         let plan = scale_down_old(

@@ -45,6 +45,8 @@ pub const BURST_REPLICAS: usize = 500;
 pub const SLOW_START_INITIAL_BATCH: usize = 1;
 pub const POD_DELETION_COST: &str = "controller.kubernetes.io/pod-deletion-cost";
 pub const REPLICA_FAILURE: &str = "ReplicaFailure";
+/// Upstream's `statusUpdateRetries`.
+const STATUS_UPDATE_RETRIES: usize = 1;
 
 // ---------------------------------------------------------------------------
 // The two kinds this controller serves.
@@ -358,45 +360,28 @@ fn max_restarts(pod: &Pod) -> (i32, i32) {
     (regular, sidecar)
 }
 
-/// Upstream's `afterOrZero`: a missing time sorts first, then later
-/// before earlier.
-fn after_or_zero(a: Option<jiff::Timestamp>, b: Option<jiff::Timestamp>) -> Ordering {
-    match (a, b) {
-        (None, None) => Ordering::Equal,
-        (None, _) => Ordering::Less,
-        (_, None) => Ordering::Greater,
-        (Some(a), Some(b)) => b.cmp(&a),
-    }
-}
-
-/// Upstream's `logarithmicRankDiff`: the difference of log2 of the ages
-/// (in nanoseconds) at `now`, so ages within the same power of two tie.
+/// Upstream's `logarithmicRankDiff` bucket: log2 of the age (in
+/// nanoseconds) at `now`, so ages within the same power of two tie.
 fn log_rank(t: jiff::Timestamp, now: jiff::Timestamp) -> i64 {
     let d = now.as_nanosecond() - t.as_nanosecond();
     if d > 0 { (d as f64).log2() as i64 } else { -1 }
 }
 
-/// Newer first with logarithmic buckets; ties in a bucket by uid.
-fn compare_times_log(
-    a: Option<jiff::Timestamp>,
-    b: Option<jiff::Timestamp>,
-    now: jiff::Timestamp,
-    ua: &str,
-    ub: &str,
-) -> Ordering {
-    match (a, b) {
-        (Some(x), Some(y)) => match log_rank(x, now) - log_rank(y, now) {
-            0 => ua.cmp(ub),
-            d if d < 0 => Ordering::Less,
-            _ => Ordering::Greater,
-        },
-        _ => after_or_zero(a, b),
-    }
+/// The age bucket of a time for "newer first": a missing time sorts
+/// first (upstream's `afterOrZero`), then smaller (newer) buckets.
+fn time_bucket(t: Option<jiff::Timestamp>, now: jiff::Timestamp) -> Option<i64> {
+    t.map(|t| log_rank(t, now))
 }
 
 /// Upstream's `ActivePodsWithRanks.Less` (with LogarithmicScaleDown and
 /// PodDeletionCost on, as in 1.33): `Less` means "delete first".
 /// `rank_*` is how many related active pods share the pod's node.
+///
+/// Unlike upstream this is a total order (Rust's sort panics on one that
+/// is not): upstream breaks a tie of ready-time buckets by uid only when
+/// the ready times differ, but falls through to restarts and creation
+/// when they are equal, which is not transitive. Here equal buckets always
+/// fall through to restarts and creation buckets, and the uid comes last.
 pub fn compare_for_deletion(a: &Pod, rank_a: usize, b: &Pod, rank_b: usize, now: jiff::Timestamp) -> Ordering {
     let node = |p: &Pod| p.spec.as_ref().and_then(|s| s.node_name.clone()).unwrap_or_default();
     let (na, nb) = (node(a), node(b));
@@ -427,12 +412,12 @@ pub fn compare_for_deletion(a: &Pod, rank_a: usize, b: &Pod, rank_b: usize, now:
     if rank_a != rank_b {
         return rank_b.cmp(&rank_a);
     }
-    let (ua, ub) = (util::uid(&a.metadata), util::uid(&b.metadata));
-    // 6. Ready for less time first (logarithmic buckets).
+    // 6. Ready for less time first (logarithmic buckets). Step 3 left
+    //    both ready or both not; a missing ready time sorts first.
     if ra && rb {
-        let (ta, tb) = (ready_time(a), ready_time(b));
-        if ta != tb {
-            return compare_times_log(ta, tb, now, ua, ub);
+        let c = time_bucket(ready_time(a), now).cmp(&time_bucket(ready_time(b), now));
+        if c != Ordering::Equal {
+            return c;
         }
     }
     // 7. More restarts first (regular containers, then sidecars).
@@ -445,11 +430,12 @@ pub fn compare_for_deletion(a: &Pod, rank_a: usize, b: &Pod, rank_b: usize, now:
     }
     // 8. Newer first (logarithmic buckets); missing creation time first.
     let created = |p: &Pod| p.metadata.creation_timestamp.as_ref().map(|t| t.0);
-    let (ca, cb) = (created(a), created(b));
-    if ca != cb {
-        return compare_times_log(ca, cb, now, ua, ub);
+    let c = time_bucket(created(a), now).cmp(&time_bucket(created(b), now));
+    if c != Ordering::Equal {
+        return c;
     }
-    Ordering::Equal
+    // 9. The uid breaks any remaining tie.
+    util::uid(&a.metadata).cmp(util::uid(&b.metadata))
 }
 
 /// Which `diff` of `filtered` (the owner's active pods) to delete, ranked
@@ -1038,7 +1024,10 @@ impl<R: ReplicaOwner> Controller<R> {
     }
 
     /// Writes `status` (with observedGeneration) unless nothing changed;
-    /// returns the status now in effect.
+    /// returns the status now in effect. Like upstream's
+    /// `updateReplicaSetStatus` a failed write is retried once on a fresh
+    /// read (statusUpdateRetries = 1): the deployment controller rewrites
+    /// the spec often, so the cached resourceVersion is often stale.
     async fn update_status(&self, owner: &Arc<R>, mut status: ReplicaStatus) -> anyhow::Result<ReplicaStatus> {
         let generation = owner.meta().generation.unwrap_or(0);
         let current = owner.replica_status();
@@ -1048,17 +1037,26 @@ impl<R: ReplicaOwner> Controller<R> {
         }
         status.observed_generation = generation;
         let mut obj = (**owner).clone();
-        obj.set_replica_status(&status);
         let api: Api<R> = Api::namespaced(self.client.clone(), util::namespace(owner.meta()));
-        match api
-            .replace_status(util::name(owner.meta()), &PostParams::default(), &obj)
-            .await
-        {
-            Ok(_) => Ok(status),
-            // Gone: nothing to report. Changed: the update event syncs again.
-            Err(e) if util::is_not_found(&e) => Ok(status),
-            Err(e) => Err(anyhow::Error::new(e).context(format!("updating status of {}", key_of(owner.as_ref())))),
+        let name = util::name(owner.meta());
+        let context = || format!("updating status of {}", key_of(owner.as_ref()));
+        for attempt in 0.. {
+            obj.set_replica_status(&status);
+            match api.replace_status(name, &PostParams::default(), &obj).await {
+                Ok(_) => return Ok(status),
+                // Gone: nothing to report.
+                Err(e) if util::is_not_found(&e) => return Ok(status),
+                Err(e) if attempt >= STATUS_UPDATE_RETRIES => return Err(anyhow::Error::new(e).context(context())),
+                Err(_) => {}
+            }
+            obj = match api.get(name).await {
+                Ok(fresh) if fresh.meta().uid == owner.meta().uid => fresh,
+                Ok(_) => return Ok(status),
+                Err(e) if util::is_not_found(&e) => return Ok(status),
+                Err(e) => return Err(anyhow::Error::new(e).context(context())),
+            };
         }
+        unreachable!("the loop returns")
     }
 }
 
@@ -1189,6 +1187,87 @@ mod tests {
                 Ordering::Greater,
                 "{reason} (reversed)"
             );
+        }
+    }
+
+    /// The pods of the cmbench rolling update that made `sort_by` panic
+    /// ("comparison does not implement a total order") and killed the
+    /// worker with the old ReplicaSet's key: p3 and p1 share a ready time,
+    /// p2's differs within the same log2 bucket.
+    fn intransitive_under_upstream() -> Vec<Pod> {
+        vec![
+            // Newer than p1, same ready time.
+            pod(
+                "p3",
+                "n1",
+                "Running",
+                Some("2026-01-01T01:00:00Z"),
+                "2026-01-01T11:59:00Z",
+            ),
+            pod(
+                "p1",
+                "n1",
+                "Running",
+                Some("2026-01-01T01:00:00Z"),
+                "2026-01-01T01:00:00Z",
+            ),
+            // Ready a minute later (same bucket), created in p1's bucket.
+            pod(
+                "p2",
+                "n1",
+                "Running",
+                Some("2026-01-01T01:01:00Z"),
+                "2026-01-01T00:00:00Z",
+            ),
+        ]
+    }
+
+    #[test]
+    fn deletion_order_is_a_total_order() {
+        let now = ts(NOW);
+        let mut pods = intransitive_under_upstream();
+        // Many ready and creation times, some equal, some in one bucket.
+        for i in 0..60 {
+            let ready = format!("2026-01-01T{:02}:{:02}:00Z", 1 + i % 3, i % 7);
+            let created = format!("2026-01-01T00:{:02}:{:02}Z", i % 5, i % 2);
+            pods.push(pod(&format!("q{i:02}"), "n1", "Running", Some(&ready), &created));
+        }
+        for x in &pods {
+            assert_eq!(compare_for_deletion(x, 0, x, 0, now), Ordering::Equal);
+            for y in &pods {
+                let xy = compare_for_deletion(x, 0, y, 0, now);
+                assert_eq!(xy, compare_for_deletion(y, 0, x, 0, now).reverse(), "antisymmetric");
+                for z in &pods {
+                    if xy == Ordering::Less && compare_for_deletion(y, 0, z, 0, now) == Ordering::Less {
+                        assert_eq!(
+                            compare_for_deletion(x, 0, z, 0, now),
+                            Ordering::Less,
+                            "transitive: {:?} {:?} {:?}",
+                            x.metadata.name,
+                            y.metadata.name,
+                            z.metadata.name
+                        );
+                    }
+                }
+            }
+        }
+        // And the scale-down choice sorts them without panicking.
+        let arcs: Vec<Arc<Pod>> = pods.into_iter().map(Arc::new).collect();
+        assert_eq!(pods_to_delete(&arcs, &arcs, 10, now).len(), 10);
+    }
+
+    #[test]
+    fn equal_ready_buckets_fall_through_to_creation() {
+        let now = ts(NOW);
+        // (reason, a, b): a is deleted before b.
+        let [p3, p1, p2]: [Pod; 3] = intransitive_under_upstream().try_into().unwrap();
+        let cases = vec![
+            ("same ready time: newer first", &p3, &p1),
+            ("ready times in one bucket: newer first, not by uid", &p3, &p2),
+            ("ready and creation buckets tie: uid", &p1, &p2),
+        ];
+        for (reason, a, b) in cases {
+            assert_eq!(compare_for_deletion(a, 0, b, 0, now), Ordering::Less, "{reason}");
         }
     }
 

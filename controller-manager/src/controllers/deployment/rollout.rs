@@ -222,19 +222,31 @@ pub fn max_scaled_down(d: &Deployment, all_replicas: i32, new_rs_replicas: i32, 
 
 /// Upstream's `cleanupUnhealthyReplicas`: old ReplicaSets (oldest first,
 /// as `(replicas, available)`) lose their unavailable pods, up to `max`
-/// in total. Returns the new sizes, in the same order.
-pub fn cleanup_unhealthy(old: &[(i32, i32)], max: i32) -> Vec<i32> {
+/// in total. Returns the new sizes, in the same order, and the index of
+/// the first ReplicaSet reporting more available pods than its size (a
+/// status not yet caught up with a scale-down): upstream refuses to
+/// "clean up" such a one (it would grow) and stops there, so from it on
+/// the sizes are unchanged and the caller scales nothing further.
+pub fn cleanup_unhealthy(old: &[(i32, i32)], max: i32) -> (Vec<i32>, Option<usize>) {
     let mut total = 0;
-    old.iter()
-        .map(|&(replicas, available)| {
-            if total >= max || replicas == 0 || replicas == available {
+    let mut invalid = None;
+    let sizes = old
+        .iter()
+        .enumerate()
+        .map(|(i, &(replicas, available))| {
+            if invalid.is_some() || total >= max || replicas == 0 || replicas == available {
                 return replicas;
             }
             let n = (max - total).min(replicas - available);
+            if n < 0 {
+                invalid = Some(i);
+                return replicas;
+            }
             total += n;
             replicas - n
         })
-        .collect()
+        .collect();
+    (sizes, invalid)
 }
 
 /// Upstream's `scaleDownOldReplicaSetsForRollingUpdate`: old ReplicaSets
@@ -950,14 +962,49 @@ mod tests {
             assert_eq!(max_scaled_down(&d, all, new, new_avail), want, "{reason}");
         }
         // (old (replicas, available), max, expected sizes, reason)
-        type CleanupCase<'a> = (&'a [(i32, i32)], i32, Vec<i32>, &'a str);
-        let cleanup: [CleanupCase; 3] = [
-            (&[(5, 3), (4, 4)], 10, vec![3, 4], "only unavailable pods go"),
-            (&[(5, 0), (4, 1)], 6, vec![0, 3], "oldest first, within the budget"),
-            (&[(0, 0), (2, 2)], 3, vec![0, 2], "healthy and empty ones untouched"),
+        // (old (replicas, available), max, expected sizes, index refused, reason)
+        type CleanupCase<'a> = (&'a [(i32, i32)], i32, Vec<i32>, Option<usize>, &'a str);
+        let cleanup: [CleanupCase; 6] = [
+            (&[(5, 3), (4, 4)], 10, vec![3, 4], None, "only unavailable pods go"),
+            (
+                &[(5, 0), (4, 1)],
+                6,
+                vec![0, 3],
+                None,
+                "oldest first, within the budget",
+            ),
+            (
+                &[(0, 0), (2, 2)],
+                3,
+                vec![0, 2],
+                None,
+                "healthy and empty ones untouched",
+            ),
+            // cmbench flapped an old RS 1500 -> 2000 from its lagging status:
+            (
+                &[(1500, 2000)],
+                2500,
+                vec![1500],
+                Some(0),
+                "status lags a scale-down: never grow",
+            ),
+            (
+                &[(5, 0), (1500, 2000), (4, 0)],
+                20,
+                vec![0, 1500, 4],
+                Some(1),
+                "stops at a lagging one",
+            ),
+            (
+                &[(5, 0), (1500, 2000)],
+                5,
+                vec![0, 1500],
+                None,
+                "budget used before the lagging one",
+            ),
         ];
-        for (old, max, want, reason) in cleanup {
-            assert_eq!(cleanup_unhealthy(old, max), want, "{reason}");
+        for (old, max, want, refused, reason) in cleanup {
+            assert_eq!(cleanup_unhealthy(old, max), (want, refused), "{reason}");
         }
         // (old sizes, available, min available, expected, reason)
         type DownCase<'a> = (&'a [i32], i32, i32, Vec<i32>, &'a str);
