@@ -289,15 +289,31 @@ mod tests {
             db.flush().unwrap();
         }
         assert_eq!(segment_size(&old), 512 << 10);
-        let db = Db::open(&old).unwrap();
+        let db = open_when_unlocked(&old);
         assert_eq!(db.get(b"k").unwrap().as_deref(), Some(&b"v"[..]));
         drop(db);
         // A new one gets the larger size, and reopens with it.
         let new = dir.path().join("new");
         assert_eq!(segment_size(&new), SEGMENT_SIZE);
-        drop(Db::open(&new).unwrap());
+        drop(open_when_unlocked(&new));
         assert_eq!(segment_size(&new), SEGMENT_SIZE);
-        drop(Db::open(&new).unwrap());
+        drop(open_when_unlocked(&new));
+    }
+
+    /// Opens `path` once the previous handle's file lock is gone: sled
+    /// releases it when its flusher thread lets go of the database, a
+    /// moment after the last handle is dropped (longer on a busy machine).
+    fn open_when_unlocked(path: &Path) -> Db {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            match Db::open(path) {
+                Ok(db) => return db,
+                Err(e) if e.to_string().contains("could not acquire lock") && std::time::Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(e) => panic!("opening {}: {e}", path.display()),
+            }
+        }
     }
 
     #[test]
