@@ -48,6 +48,7 @@ pub mod leader {
     //! `kube-lease-manager`.
 
     use std::future::Future;
+    use std::time::Duration;
 
     use kube_lease_manager::{LeaseCreateMode, LeaseManager, LeaseParams};
 
@@ -75,6 +76,37 @@ pub mod leader {
                 renew_before: 5,
             }
         }
+    }
+
+    impl Config {
+        /// A lease from upstream's flags: `--leader-elect-lease-duration`
+        /// and `--leader-elect-renew-deadline` (renewal starts when only
+        /// the difference is left), with this process's [`identity`].
+        pub fn from_flags(namespace: &str, name: &str, lease_duration: Duration, renew_deadline: Duration) -> Self {
+            let secs = |d: Duration| d.as_secs().max(1);
+            Self {
+                namespace: namespace.into(),
+                name: name.into(),
+                identity: identity(),
+                lease_duration: secs(lease_duration),
+                renew_before: secs(lease_duration.saturating_sub(renew_deadline)),
+            }
+        }
+    }
+
+    /// Who holds a lease: the host name and a random suffix, as
+    /// upstream's `<hostname>_<uuid>`.
+    pub fn identity() -> String {
+        use rand::Rng;
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_else(|_| "localhost".into());
+        let mut rng = rand::rng();
+        format!(
+            "{}_{:08x}-{:04x}-{:04x}",
+            host.trim(),
+            rng.random::<u32>(),
+            rng.random::<u16>(),
+            rng.random::<u16>()
+        )
     }
 
     /// Waits until this process holds the lease, then runs `work` while it

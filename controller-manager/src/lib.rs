@@ -56,14 +56,12 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     };
     let main = async {
         if opts.leader_elect {
-            let secs = |d: std::time::Duration| d.as_secs().max(1);
-            let lease = component_base::leader::Config {
-                namespace: opts.lease_namespace.clone(),
-                name: opts.lease_name.clone(),
-                identity: identity(),
-                lease_duration: secs(opts.lease_duration),
-                renew_before: secs(opts.lease_duration.saturating_sub(opts.renew_deadline)),
-            };
+            let lease = component_base::leader::Config::from_flags(
+                &opts.lease_namespace,
+                &opts.lease_name,
+                opts.lease_duration,
+                opts.renew_deadline,
+            );
             component_base::leader::run(client.clone(), lease, work).await
         } else {
             work().await
@@ -130,17 +128,4 @@ fn root_ca(opts: &Options) -> anyhow::Result<Option<String>> {
         ));
     }
     Ok(None)
-}
-
-fn identity() -> String {
-    use rand::Rng;
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_else(|_| "localhost".into());
-    let mut rng = rand::rng();
-    format!(
-        "{}_{:08x}-{:04x}-{:04x}",
-        host.trim(),
-        rng.random::<u32>(),
-        rng.random::<u16>(),
-        rng.random::<u16>()
-    )
 }

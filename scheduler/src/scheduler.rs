@@ -74,21 +74,6 @@ impl Options {
     }
 }
 
-fn identity() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_else(|_| "localhost".into());
-    format!("{}_{}", host.trim(), uuid_like())
-}
-
-fn uuid_like() -> String {
-    let mut rng = rand::rng();
-    format!(
-        "{:08x}-{:04x}-{:04x}",
-        rng.random::<u32>(),
-        rng.random::<u16>(),
-        rng.random::<u16>()
-    )
-}
-
 /// Runs the scheduler until SIGTERM, or until it loses its lease (an
 /// error: upstream exits then too, and a supervisor restarts it).
 pub async fn run(opts: Options) -> anyhow::Result<()> {
@@ -116,14 +101,12 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     };
     let main = async {
         if opts.leader_elect {
-            let secs = |d: Duration| d.as_secs().max(1);
-            let lease = component_base::leader::Config {
-                namespace: opts.lease_namespace.clone(),
-                name: opts.lease_name.clone(),
-                identity: identity(),
-                lease_duration: secs(opts.lease_duration),
-                renew_before: secs(opts.lease_duration.saturating_sub(opts.renew_deadline)),
-            };
+            let lease = component_base::leader::Config::from_flags(
+                &opts.lease_namespace,
+                &opts.lease_name,
+                opts.lease_duration,
+                opts.renew_deadline,
+            );
             component_base::leader::run(client.clone(), lease, work).await
         } else {
             work().await
@@ -188,7 +171,7 @@ async fn schedule(client: Client, cfg: Config, metrics: Arc<Metrics>, ready: Arc
         events: events_tx,
         priority_classes: RwLock::default(),
         handle: tokio::runtime::Handle::current(),
-        instance: identity(),
+        instance: component_base::leader::identity(),
     });
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(send_events(client.clone(), events_rx));
