@@ -9,6 +9,12 @@ packages=(
   etcd-client         # etcdctl 3.4, the compatibility judge for the store
   iproute2            # network namespaces for multi-node tests
   nftables iptables   # kube-proxy packet path (later issues)
+  containerd runc     # the kubelet's CRI runtime (containerd 1.6, cgroupfs)
+  containernetworking-plugins  # bridge, host-local, portmap, loopback CNI
+  conntrack           # kubelet/kube-proxy flush UDP conntrack entries
+  docker-registry     # the local registry docker.io/registry.k8s.io mirror to
+  skopeo              # pushes `make images`' OCI layouts to that registry
+  busybox-static      # the busybox image's one binary
   curl                # `make up` waits on the apiserver's /readyz
   gdb                 # thread stacks of a hung member in test failure messages
 )
