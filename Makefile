@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 CLUSTER_DIR ?= $(CURDIR)/.cluster
 
-.PHONY: deps build test lint unit bench bench-store bench-history bench-apiserver bench-scheduler bench-controllers up down clean
+.PHONY: deps build test lint unit images bench bench-store bench-history bench-apiserver bench-scheduler bench-controllers up down clean
 
 deps:
 	@bash scripts/deps.sh
@@ -17,9 +17,15 @@ lint:
 
 # Everything CI checks: system packages, lints, unit and integration tests.
 # Tests run in parallel under nextest; each test owns its ports and dirs.
-test: deps lint
+test: deps lint images
 	$(CARGO) build --workspace --bins
 	$(CARGO) nextest run --workspace --no-fail-fast --profile ci
+
+# The test images (pause, busybox, agnhost), built here without network
+# into the registry storage target/images/registry that tests and `make up`
+# serve; reproducible, so a rerun pushes nothing.
+images: deps
+	@CARGO="$(CARGO)" bash scripts/images.sh
 
 unit:
 	$(CARGO) nextest run --workspace --lib --bins

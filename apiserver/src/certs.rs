@@ -181,6 +181,26 @@ pub fn issue_client(ca_cert_pem: &str, ca_key_pem: &str, user: &str, groups: &[&
     Ok((cert.pem(), key.serialize_pem()))
 }
 
+/// Issues a serving certificate for `cn` valid for `names` (DNS names or
+/// IP addresses), signed by the CA; returns (cert, key) PEMs.
+pub fn issue_serving(ca_cert_pem: &str, ca_key_pem: &str, cn: &str, names: &[String]) -> Result<(String, String)> {
+    let issuer = issuer(ca_cert_pem, ca_key_pem)?;
+    let key = KeyPair::generate()?;
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    params.subject_alt_names = names
+        .iter()
+        .map(|n| match n.parse::<IpAddr>() {
+            Ok(ip) => Ok(SanType::IpAddress(ip)),
+            Err(_) => Ok(SanType::DnsName(n.clone().try_into()?)),
+        })
+        .collect::<Result<Vec<_>, rcgen::Error>>()?;
+    params.distinguished_name = dn(cn, &[]);
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    let cert = params.signed_by(&key, &issuer)?;
+    Ok((cert.pem(), key.serialize_pem()))
+}
+
 /// A kubeconfig with embedded credentials, as `kubeadm` writes them.
 pub fn kubeconfig(server: &str, ca_pem: &str, user: &str, cert_pem: &str, key_pem: &str) -> String {
     use base64::Engine;

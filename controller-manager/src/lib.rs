@@ -6,12 +6,14 @@
 pub mod context;
 pub mod controllers;
 pub mod discovery;
-pub mod events;
 pub mod expectations;
 pub mod informer;
 pub mod options;
 pub mod util;
 pub mod workqueue;
+
+/// Events, shared with the other components.
+pub use component_base::events;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;

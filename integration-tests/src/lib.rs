@@ -7,4 +7,5 @@ pub mod components;
 pub mod fake_kubelet;
 pub mod http;
 pub mod linearizability;
+pub mod node;
 pub mod store_cluster;

@@ -1,13 +1,16 @@
-//! `kubelet`: not built yet; its issue comes after the store and the apiserver.
+//! `kubelet`: flags (upstream's names and defaults), logging, the runtime,
+//! then the library's `run`.
 
 use clap::Parser;
 
-#[derive(Parser, Debug)]
-#[command(name = "kubelet", version, about = "kubelet (placeholder until its issue lands)")]
-struct Flags {}
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> anyhow::Result<()> {
-    let _flags = Flags::parse();
+    let opts = kubelet::Options::parse();
     component_base::logging::init();
-    anyhow::bail!("kubelet is not implemented yet")
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(kubelet::run(opts))
 }

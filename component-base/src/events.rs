@@ -1,5 +1,6 @@
-//! Events as upstream's controllers record them: core/v1 Events with
-//! `source.component` set to the controller's name, written in the
+//! Events as upstream's components record them: core/v1 Events with
+//! `source.component` set to the component's name (and `source.host` to
+//! the node, for the kubelet), written in the
 //! background (a sync never waits for its events), through upstream's
 //! `EventCorrelator`:
 //!
@@ -56,10 +57,17 @@ pub struct Recorder {
 
 impl Recorder {
     pub fn new(client: kube::Client, component: &str) -> Self {
+        Self::with_host(client, component, None)
+    }
+
+    /// A recorder whose events name `host` as their source (the kubelet's
+    /// node).
+    pub fn with_host(client: kube::Client, component: &str, host: Option<&str>) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
         let component: Arc<str> = component.into();
+        let host: Option<Arc<str>> = host.map(Into::into);
         if tokio::runtime::Handle::try_current().is_ok() {
-            tokio::spawn(write_events(client, component.clone(), rx));
+            tokio::spawn(write_events(client, component.clone(), host, rx));
         }
         Recorder { component, tx }
     }
@@ -147,7 +155,12 @@ impl Correlator {
     }
 }
 
-async fn write_events(client: kube::Client, component: Arc<str>, mut rx: mpsc::UnboundedReceiver<Pending>) {
+async fn write_events(
+    client: kube::Client,
+    component: Arc<str>,
+    host: Option<Arc<str>>,
+    mut rx: mpsc::UnboundedReceiver<Pending>,
+) {
     // (namespace, uid, type, reason, message or "" when aggregated) ->
     // (event name, count).
     type Id = (String, String, String, String, String);
@@ -211,10 +224,10 @@ async fn write_events(client: kube::Client, component: Arc<str>, mut rx: mpsc::U
             event_time: None::<MicroTime>,
             source: Some(EventSource {
                 component: Some(component.to_string()),
-                host: None,
+                host: host.as_deref().map(str::to_string),
             }),
             reporting_component: Some(component.to_string()),
-            reporting_instance: Some(component.to_string()),
+            reporting_instance: Some(host.as_deref().unwrap_or(&component).to_string()),
             ..Default::default()
         };
         match api.create(&PostParams::default(), &ev).await {
