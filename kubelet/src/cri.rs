@@ -30,6 +30,10 @@ pub mod keys {
     /// Ours: "init", "sidecar", "app" or "ephemeral", so a restarted kubelet
     /// knows a container's role without the pod spec.
     pub const CONTAINER_TYPE: &str = "io.kubernetes.container.type";
+    /// Ours: the resources the container was created with
+    /// (`cpu_shares,cpu_quota,memory_limit`), for runtimes whose status does
+    /// not report them (containerd 1.6).
+    pub const RESOURCES: &str = "io.kubernetes.container.resources";
     /// Ours: the host path of the container's termination-message file.
     pub const TERMINATION_LOG_HOST_PATH: &str = "io.kubernetes.container.terminationLogHostPath";
 }

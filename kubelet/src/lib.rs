@@ -63,6 +63,8 @@ pub struct Kubelet {
     pub pull_lock: tokio::sync::Mutex<()>,
     /// When each image pull (pod/image) last failed.
     pub pull_failures: Mutex<HashMap<String, std::time::Instant>>,
+    /// Resources applied by in-place resizes, by container id.
+    pub resized: Mutex<HashMap<String, cri::LinuxContainerResources>>,
     pub metrics: server::Metrics,
     pub pressure: eviction::Pressure,
     pub volumes: volumes::VolumeManager<sources::ApiSources>,
@@ -141,6 +143,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         runtime_version: version.runtime_version.clone(),
         pull_lock: tokio::sync::Mutex::new(()),
         pull_failures: Mutex::new(HashMap::new()),
+        resized: Mutex::new(HashMap::new()),
         metrics: server::Metrics::default(),
         pressure: eviction::Pressure::default(),
         volumes: volumes::VolumeManager::new(

@@ -157,9 +157,10 @@ pub struct Options {
     /// Pull images one at a time.
     #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true", default_value_t = true)]
     pub serialize_image_pulls: bool,
-    /// Accepted for compatibility; the sandbox image is the runtime's setting.
-    #[arg(long)]
-    pub pod_infra_container_image: Option<String>,
+    /// The sandbox image (the runtime's own setting in CRI v1): pinned, so
+    /// image garbage collection never removes it.
+    #[arg(long, default_value = "registry.k8s.io/pause:3.10")]
+    pub pod_infra_container_image: String,
     /// node.kubernetes.io/instance-type label value.
     #[arg(long)]
     pub instance_type: Option<String>,

@@ -60,6 +60,11 @@ fn json(v: &impl serde::Serialize) -> Response<Body> {
 pub struct Metrics {
     pod_worker: Histogram,
     relist: Histogram,
+    /// Upstream's kubelet_runtime_operations_duration_seconds, by
+    /// operation_type (run_podsandbox, pull_image, create_container,
+    /// start_container), plus status writes.
+    operations: prometheus_client::metrics::family::Family<Vec<(String, String)>, Histogram, fn() -> Histogram>,
+    status_sync: Histogram,
     registry: prometheus_client::registry::Registry,
 }
 
@@ -79,9 +84,29 @@ impl Default for Metrics {
             "Duration in seconds for relisting pods in PLEG.",
             relist.clone(),
         );
+        let operations = prometheus_client::metrics::family::Family::<
+            Vec<(String, String)>,
+            Histogram,
+            fn() -> Histogram,
+        >::new_with_constructor(|| {
+            Histogram::new([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0])
+        });
+        registry.register(
+            "kubelet_runtime_operations_duration_seconds",
+            "Duration in seconds of runtime operations. Broken down by operation type.",
+            operations.clone(),
+        );
+        let status_sync = Histogram::new(buckets);
+        registry.register(
+            "kubelet_pod_status_sync_duration_seconds",
+            "Duration in seconds to sync a pod status update.",
+            status_sync.clone(),
+        );
         Metrics {
             pod_worker,
             relist,
+            operations,
+            status_sync,
             registry,
         }
     }
@@ -90,6 +115,14 @@ impl Default for Metrics {
 impl Metrics {
     pub fn observe_sync(&self, d: Duration) {
         self.pod_worker.observe(d.as_secs_f64());
+    }
+    pub fn observe_op(&self, op: &str, d: Duration) {
+        self.operations
+            .get_or_create(&vec![("operation_type".to_string(), op.to_string())])
+            .observe(d.as_secs_f64());
+    }
+    pub fn observe_status(&self, d: Duration) {
+        self.status_sync.observe(d.as_secs_f64());
     }
     pub fn observe_relist(&self, d: Duration) {
         self.relist.observe(d.as_secs_f64());

@@ -353,6 +353,7 @@ mod tests {
             image: "busybox".into(),
             image_ref: String::new(),
             termination_log: None,
+            resources: None,
         }
     }
 

@@ -74,6 +74,8 @@ pub struct Container {
     pub image: String,
     pub image_ref: String,
     pub termination_log: Option<String>,
+    /// The resources the runtime applied (in-place resize compares them).
+    pub resources: Option<cri::LinuxContainerResources>,
 }
 
 impl Container {
@@ -188,6 +190,21 @@ pub fn from_cri(sandboxes: Vec<cri::PodSandboxStatus>, containers: Vec<(String, 
                 image: c.image.as_ref().map(|i| i.image.clone()).unwrap_or_default(),
                 image_ref: c.image_ref.clone(),
                 termination_log: ann.get(keys::TERMINATION_LOG_HOST_PATH).cloned(),
+                resources: c.resources.as_ref().and_then(|r| r.linux.clone()).or_else(|| {
+                    // Runtimes without resources in their status: what the
+                    // container was created with.
+                    let v: Vec<i64> = ann
+                        .get(keys::RESOURCES)?
+                        .split(',')
+                        .filter_map(|x| x.parse().ok())
+                        .collect();
+                    (v.len() == 3).then(|| cri::LinuxContainerResources {
+                        cpu_shares: v[0],
+                        cpu_quota: v[1],
+                        memory_limit_in_bytes: v[2],
+                        ..Default::default()
+                    })
+                }),
                 id: c.id,
             }
         })

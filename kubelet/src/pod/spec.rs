@@ -248,6 +248,11 @@ pub fn container_config(pod: &Pod, c: &Container, inp: &ContainerInputs) -> cri:
         keys::TERMINATION_GRACE.into(),
         spec.termination_grace_period_seconds.unwrap_or(30).to_string(),
     );
+    let r = cgroups::container_resources(c);
+    annotations.insert(
+        keys::RESOURCES.into(),
+        format!("{},{},{}", r.cpu_shares, r.cpu_quota, r.memory_limit_in_bytes),
+    );
     if let Some(p) = inp.termination_log_host_path {
         annotations.insert(keys::TERMINATION_LOG_HOST_PATH.into(), p.to_string_lossy().into_owned());
     }

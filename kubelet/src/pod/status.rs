@@ -108,6 +108,12 @@ fn container_status(
                     });
                     st.ready = (inp.ready)(&c.id);
                     st.started = Some((inp.started)(&c.id));
+                    // What runs now (after any in-place resize).
+                    if !ephemeral {
+                        let r = spec.resources.clone().unwrap_or_default();
+                        st.allocated_resources = r.requests.clone();
+                        st.resources = Some(r);
+                    }
                     if let Some(p) = prev.filter(|p| p.exited()) {
                         st.last_state = Some(ContainerState {
                             terminated: Some(terminated(p, inp.runtime_name)),
@@ -527,6 +533,7 @@ mod tests {
             image: "busybox".into(),
             image_ref: "sha256:abc".into(),
             termination_log: None,
+            resources: None,
         }
     }
 

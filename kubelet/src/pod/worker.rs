@@ -318,6 +318,9 @@ impl Worker {
         if changed {
             rt = gather(k, uid).await?;
         }
+        if resize(k, &pod, &rt).await {
+            rt = gather(k, uid).await?;
+        }
         // Probes follow the running containers.
         k.probes.sync(k, &pod, &rt);
         self.write_status(k, &pod, &rt, false).await?;
@@ -407,7 +410,10 @@ impl Worker {
                 }
             }
         }
-        k.statuses.set(&target, st).await
+        let t = Instant::now();
+        let r = k.statuses.set(&target, st).await;
+        k.metrics.observe_status(t.elapsed());
+        r
     }
 
     async fn create_sandbox(&mut self, k: &Kubelet, pod: &Pod, attempt: u32) -> anyhow::Result<()> {
@@ -431,7 +437,9 @@ impl Worker {
             },
         );
         std::fs::create_dir_all(&cfg.log_directory)?;
+        let t = Instant::now();
         k.runtime.run_pod_sandbox(cfg).await?;
+        k.metrics.observe_op("run_podsandbox", t.elapsed());
         Ok(())
     }
 
@@ -524,10 +532,12 @@ impl Worker {
             },
         );
         let sandbox_cfg = self.sandbox_config_for(k, pod, sandbox);
+        let t = Instant::now();
         let id = match k.runtime.create_container(&sandbox.id, cfg, sandbox_cfg).await {
             Ok(id) => id,
             Err(e) => return fail(self, "CreateContainerError", e.message().to_string()),
         };
+        k.metrics.observe_op("create_container", t.elapsed());
         k.recorder.pod(
             pod,
             Some(&name),
@@ -535,9 +545,11 @@ impl Worker {
             "Created",
             format!("Created container: {name}"),
         );
+        let t = Instant::now();
         if let Err(e) = k.runtime.start_container(&id).await {
             return fail(self, "RunContainerError", e.message().to_string());
         }
+        k.metrics.observe_op("start_container", t.elapsed());
         k.recorder
             .pod(pod, Some(&name), NORMAL, "Started", format!("Started container {name}"));
         self.waiting.remove(&name);
@@ -621,6 +633,60 @@ impl Worker {
         }
         Ok(Next::Done)
     }
+}
+
+/// In-place resize: running containers whose spec resources differ from
+/// what the runtime applied get UpdateContainerResources (the pod cgroup
+/// first). Returns whether anything changed.
+async fn resize(k: &Kubelet, pod: &Pod, rt: &RuntimePod) -> bool {
+    let Some(sandbox) = rt.sandbox() else { return false };
+    let Some(spec) = pod.spec.as_ref() else { return false };
+    let mut changed = false;
+    for c in &spec.containers {
+        let Some(cur) = rt
+            .containers
+            .iter()
+            .find(|x| x.sandbox_id == sandbox.id && x.name == c.name && x.running())
+        else {
+            continue;
+        };
+        let want = crate::cgroups::container_resources(c);
+        let applied = k.resized.lock().get(&cur.id).cloned();
+        let Some(have) = applied.as_ref().or(cur.resources.as_ref()) else {
+            continue;
+        };
+        if (have.cpu_shares, have.cpu_quota, have.memory_limit_in_bytes)
+            == (want.cpu_shares, want.cpu_quota, want.memory_limit_in_bytes)
+        {
+            continue;
+        }
+        if let Err(e) = crate::cgroups::ensure_pod(&k.opts.cgroup_root, pod) {
+            tracing::warn!(error = %e, "resizing the pod cgroup");
+        }
+        match k.runtime.update_container_resources(&cur.id, want.clone()).await {
+            Ok(()) => {
+                changed = true;
+                k.resized.lock().insert(cur.id.clone(), want);
+                k.recorder.pod(
+                    pod,
+                    Some(&c.name),
+                    NORMAL,
+                    "ResizeCompleted",
+                    format!("Resized container {}", c.name),
+                );
+            }
+            Err(e) => {
+                k.recorder.pod(
+                    pod,
+                    Some(&c.name),
+                    WARNING,
+                    "ResizeError",
+                    format!("Failed to resize container {}: {}", c.name, e.message()),
+                );
+            }
+        }
+    }
+    changed
 }
 
 fn find_spec(pod: &Pod, name: &str) -> Option<SpecContainer> {
