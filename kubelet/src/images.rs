@@ -256,7 +256,7 @@ async fn gc_once(
     );
     let mut candidates: Vec<&cri::Image> = images
         .iter()
-        .filter(|i| !i.pinned && !i.repo_tags.iter().any(|t| *t == k.opts.pod_infra_container_image))
+        .filter(|i| !i.pinned && !i.repo_tags.contains(&k.opts.pod_infra_container_image))
         .filter(|i| !in_use.contains_key(&i.id) && !i.repo_tags.iter().any(|t| in_use.contains_key(t)))
         .filter(|i| {
             first_seen

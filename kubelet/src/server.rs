@@ -56,6 +56,8 @@ fn json(v: &impl serde::Serialize) -> Response<Body> {
     r
 }
 
+type OpFamily = prometheus_client::metrics::family::Family<Vec<(String, String)>, Histogram, fn() -> Histogram>;
+
 /// The kubelet's own metrics.
 pub struct Metrics {
     pod_worker: Histogram,
@@ -63,7 +65,7 @@ pub struct Metrics {
     /// Upstream's kubelet_runtime_operations_duration_seconds, by
     /// operation_type (run_podsandbox, pull_image, create_container,
     /// start_container), plus status writes.
-    operations: prometheus_client::metrics::family::Family<Vec<(String, String)>, Histogram, fn() -> Histogram>,
+    operations: OpFamily,
     status_sync: Histogram,
     registry: prometheus_client::registry::Registry,
 }
