@@ -151,6 +151,9 @@ impl TestNode {
             // The test machine's disk is not the tests' business.
             "--eviction-hard".into(),
             "memory.available<100Mi".into(),
+            // Nor is image GC, unless a test lowers the threshold.
+            "--image-gc-high-threshold-percent".into(),
+            "100".into(),
         ];
         args.extend(extra.iter().map(|s| s.to_string()));
         let log = dir.join("kubelet.log");
@@ -276,8 +279,28 @@ where
             last = Some(p);
         }
         if tokio::time::Instant::now() > deadline {
+            let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(client.clone(), ns);
+            let lp = kube::api::ListParams::default().fields(&format!("involvedObject.name={name}"));
+            let events: Vec<String> = events
+                .list(&lp)
+                .await
+                .map(|l| {
+                    l.items
+                        .into_iter()
+                        .map(|e| {
+                            format!(
+                                "{} {}: {}",
+                                e.type_.unwrap_or_default(),
+                                e.reason.unwrap_or_default(),
+                                e.message.unwrap_or_default()
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
             anyhow::bail!(
-                "pod {ns}/{name} never {what} within {timeout:?}; last status: {}",
+                "pod {ns}/{name} never {what} within {timeout:?}; events:\n{}\nlast status: {}",
+                events.join("\n"),
                 serde_json::to_string_pretty(&last.and_then(|p| p.status)).unwrap_or_default()
             );
         }

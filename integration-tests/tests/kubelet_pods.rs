@@ -23,8 +23,13 @@ fn pod(name: &str, node: &str, spec: serde_json::Value) -> Pod {
     .unwrap()
 }
 
+/// Runs kubectl `minor` ("1.33", "1.27", or "ours" for this project's).
 async fn kubectl(api: &ApiServers, minor: &str, args: &[&str]) -> anyhow::Result<(bool, String, String)> {
-    let bin = upstream_kubectl(minor)?;
+    let bin = if minor == "ours" {
+        integration_tests::store_cluster::workspace_bin("kubectl")?
+    } else {
+        upstream_kubectl(minor)?
+    };
     let home = tempfile::tempdir()?;
     let out = tokio::process::Command::new(bin)
         .args(args)
@@ -137,6 +142,7 @@ async fn a_pod_runs_reports_status_and_serves_logs_and_exec() -> anyhow::Result<
             assert!(ok, "kubectl {minor} logs: {err}");
             let _ = out;
         }
+        more_checks(&api, &client, &node, &ip).await?;
         Ok::<(), anyhow::Error>(())
     }
     .await;
@@ -164,4 +170,209 @@ async fn reqwest_get(url: &str) -> anyhow::Result<String> {
         String::from_utf8_lossy(&out.stderr)
     );
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn exec_out<'a>(r: &'a (bool, String, String), what: &str) -> &'a str {
+    assert!(r.0, "{what}: {}", r.2);
+    r.1.trim_end()
+}
+
+/// Environment, volumes, logs options, cp, port-forward and pod-to-pod
+/// traffic on the same node.
+async fn more_checks(api: &ApiServers, client: &kube::Client, node: &TestNode, web_ip: &str) -> anyhow::Result<()> {
+    use k8s_openapi::api::core::v1::{ConfigMap, Secret, ServiceAccount};
+    let t = Duration::from_secs(60);
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    cms.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({"metadata": {"name": "cfg"}, "data": {"greeting": "hello", "color": "blue"}}))?,
+    )
+    .await?;
+    Api::<Secret>::namespaced(client.clone(), "default")
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "sec"}, "stringData": {"password": "s3cr3t"}}))?,
+        )
+        .await?;
+    // No controller-manager here: the service account its token is for.
+    let _ = Api::<ServiceAccount>::namespaced(client.clone(), "default")
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "default"}}))?,
+        )
+        .await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let mut p = pod(
+        "envvol",
+        &node.name,
+        json!({
+            "terminationGracePeriodSeconds": 1,
+            "containers": [{
+                "name": "c", "image": "busybox", "command": ["sleep", "3600"],
+                "resources": {"limits": {"memory": "64Mi"}},
+                "env": [
+                    {"name": "FROM_CM", "valueFrom": {"configMapKeyRef": {"name": "cfg", "key": "greeting"}}},
+                    {"name": "FROM_SECRET", "valueFrom": {"secretKeyRef": {"name": "sec", "key": "password"}}},
+                    {"name": "NODE", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
+                    {"name": "MEM_MI", "valueFrom": {"resourceFieldRef": {"resource": "limits.memory", "divisor": "1Mi"}}},
+                ],
+                "envFrom": [{"configMapRef": {"name": "cfg"}, "prefix": "CM_"}],
+                "volumeMounts": [
+                    {"name": "cm", "mountPath": "/cm"},
+                    {"name": "sec", "mountPath": "/sec"},
+                    {"name": "scratch", "mountPath": "/scratch"},
+                    {"name": "mem", "mountPath": "/mem"},
+                    {"name": "info", "mountPath": "/info"},
+                    {"name": "proj", "mountPath": "/proj"},
+                ],
+            }],
+            "volumes": [
+                {"name": "cm", "configMap": {"name": "cfg", "defaultMode": 0o440}},
+                {"name": "sec", "secret": {"secretName": "sec", "items": [{"key": "password", "path": "pw", "mode": 0o400}]}},
+                {"name": "scratch", "emptyDir": {}},
+                {"name": "mem", "emptyDir": {"medium": "Memory", "sizeLimit": "16Mi"}},
+                {"name": "info", "downwardAPI": {"items": [{"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}}]}},
+                {"name": "proj", "projected": {"sources": [
+                    {"serviceAccountToken": {"path": "token", "expirationSeconds": 3600}},
+                    {"configMap": {"name": "cfg", "items": [{"key": "color", "path": "color"}]}},
+                    {"downwardAPI": {"items": [{"path": "namespace", "fieldRef": {"fieldPath": "metadata.namespace"}}]}},
+                ]}},
+            ],
+        }),
+    );
+    p.metadata.labels = Some([("app".to_string(), "envtest".to_string())].into_iter().collect());
+    pods.create(&PostParams::default(), &p).await?;
+    wait_pod(client, "default", "envvol", t, "Running", running_and_ready).await?;
+    let sh = |cmd: &str| {
+        let cmd = cmd.to_string();
+        async move { kubectl(api, "1.33", &["exec", "envvol", "--", "sh", "-c", &cmd]).await }
+    };
+    assert_eq!(
+        exec_out(&sh("echo $FROM_CM $FROM_SECRET $NODE $MEM_MI $CM_color").await?, "env"),
+        format!("hello s3cr3t {} 64 blue", node.name)
+    );
+    assert_eq!(
+        exec_out(&sh("cat /cm/greeting; stat -L -c %a /cm/greeting").await?, "cm"),
+        "hello440"
+    );
+    assert_eq!(
+        exec_out(&sh("cat /sec/pw; echo; stat -L -c %a /sec/pw").await?, "secret"),
+        "s3cr3t\n400"
+    );
+    assert_eq!(exec_out(&sh("cat /info/labels").await?, "downward"), "app=\"envtest\"");
+    assert_eq!(
+        exec_out(&sh("cat /proj/color /proj/namespace").await?, "projected"),
+        "bluedefault"
+    );
+    let token = sh("cat /proj/token").await?;
+    assert_eq!(exec_out(&token, "token").split('.').count(), 3, "a JWT");
+    assert_eq!(
+        exec_out(
+            &sh("echo x > /scratch/f && cat /scratch/f && grep ' /mem ' /proc/mounts | cut -d' ' -f3").await?,
+            "emptyDir"
+        ),
+        "x\ntmpfs"
+    );
+    // A pod reaches another by its IP.
+    assert_eq!(
+        exec_out(
+            &sh(&format!("wget -qO- http://{web_ip}:8080/hostname")).await?,
+            "pod to pod"
+        ),
+        "web"
+    );
+    // A ConfigMap change reaches the mounted file.
+    cms.patch(
+        "cfg",
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(json!({"data": {"greeting": "hola"}})),
+    )
+    .await?;
+    integration_tests::store_cluster::eventually("the new greeting in the file", t, || async {
+        sh("cat /cm/greeting").await.is_ok_and(|r| r.1.trim() == "hola")
+    })
+    .await?;
+
+    // kubectl cp, both ways, with upstream kubectl old and new.
+    let dir = tempfile::tempdir()?;
+    let local = dir.path().join("in.txt");
+    std::fs::write(&local, "copied in\n")?;
+    for minor in ["1.33", "1.27"] {
+        let r = kubectl(api, minor, &["cp", local.to_str().unwrap(), "envvol:/tmp/in.txt"]).await?;
+        assert!(r.0, "kubectl {minor} cp to the pod: {}", r.2);
+        assert_eq!(exec_out(&sh("cat /tmp/in.txt").await?, "cp in"), "copied in");
+        let back = dir.path().join(format!("back-{minor}.txt"));
+        let r = kubectl(api, minor, &["cp", "envvol:/tmp/in.txt", back.to_str().unwrap()]).await?;
+        assert!(r.0, "kubectl {minor} cp from the pod: {}", r.2);
+        assert_eq!(std::fs::read_to_string(&back)?, "copied in\n");
+    }
+
+    // Logs with options.
+    pods.create(
+        &PostParams::default(),
+        &pod(
+            "logger",
+            &node.name,
+            json!({"terminationGracePeriodSeconds": 1, "containers": [{"name": "c", "image": "busybox",
+            "command": ["sh", "-c", "for i in 1 2 3 4 5; do echo line $i; done; sleep 3600"]}]}),
+        ),
+    )
+    .await?;
+    wait_pod(client, "default", "logger", t, "Running", running_and_ready).await?;
+    integration_tests::store_cluster::eventually("five lines logged", t, || async {
+        kubectl(api, "1.33", &["logs", "logger"])
+            .await
+            .is_ok_and(|r| r.1.lines().count() == 5)
+    })
+    .await?;
+    for minor in ["1.33", "1.27", "ours"] {
+        let r = kubectl(api, minor, &["logs", "logger", "--tail=2"]).await?;
+        assert_eq!(exec_out(&r, "logs --tail"), "line 4\nline 5", "kubectl {minor}");
+        let r = kubectl(api, minor, &["logs", "logger", "-c", "c", "--limit-bytes=6"]).await?;
+        assert_eq!(r.1, "line 1", "kubectl {minor} --limit-bytes");
+    }
+    let r = kubectl(api, "1.33", &["logs", "logger", "--timestamps", "--since=1h"]).await?;
+    let first = exec_out(&r, "logs --timestamps")
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_string();
+    let (ts, text) = first.split_once(' ').unwrap_or_default();
+    assert!(ts.parse::<jiff::Timestamp>().is_ok() && text == "line 1", "{first}");
+    // -f streams until stopped.
+    let bin = upstream_kubectl("1.33")?;
+    let home = tempfile::tempdir()?;
+    let out = tokio::process::Command::new("timeout")
+        .arg("3")
+        .arg(bin)
+        .args(["logs", "-f", "logger"])
+        .env("KUBECONFIG", api.kubeconfig())
+        .env("HOME", home.path())
+        .output()
+        .await?;
+    assert_eq!(out.status.code(), Some(124), "-f kept following until stopped");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 5);
+
+    // Port-forward reaches the container, from kubectl old and new.
+    for minor in ["1.33", "1.27"] {
+        let port = integration_tests::store_cluster::free_port()?;
+        let home = tempfile::tempdir()?;
+        let mut pf = tokio::process::Command::new(upstream_kubectl(minor)?)
+            .args(["port-forward", "pod/web", &format!("{port}:8080")])
+            .env("KUBECONFIG", api.kubeconfig())
+            .env("HOME", home.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()?;
+        let url = format!("http://127.0.0.1:{port}/hostname");
+        integration_tests::store_cluster::eventually(
+            &format!("port-forward with kubectl {minor}"),
+            Duration::from_secs(20),
+            || async { reqwest_get(&url).await.is_ok_and(|b| b.trim() == "web") },
+        )
+        .await?;
+        pf.kill().await?;
+    }
+    Ok(())
 }

@@ -21,6 +21,8 @@ fn pair(p: &str) -> Result<(String, String), String> {
 #[command(
     name = "kubelet",
     version,
+    // As upstream's flags: a flag given twice takes the last value.
+    args_override_self = true,
     about = "The Kubernetes node agent: runs the pods bound to this node through a CRI runtime (containerd) and reports their status."
 )]
 pub struct Options {

@@ -60,12 +60,7 @@ impl crate::volumes::Sources for ApiSources {
             status: None,
         };
         let out: TokenRequest = api
-            .create_subresource(
-                "token",
-                service_account,
-                &PostParams::default(),
-                &serde_json::to_vec(&tr)?,
-            )
+            .create_subresource("token", service_account, &PostParams::default(), &tr)
             .await?;
         out.status
             .ok_or_else(|| anyhow::anyhow!("the TokenRequest for {ns}/{service_account} came back without a token"))
