@@ -1,8 +1,8 @@
 //! Pod subresources a node's kubelet serves, proxied as upstream's apiserver
 //! does: `log`, a GET whose body streams through as the kubelet writes it,
-//! and `exec`, `attach` and `portforward`, upgraded connections (SPDY or
-//! WebSocket) whose bytes are copied both ways once the kubelet switches
-//! protocols. The apiserver reaches the kubelet over HTTPS with its own
+//! and `exec`, `attach` and `portforward`, upgraded connections: SPDY
+//! ones spliced to the kubelet once it switches protocols, WebSocket ones
+//! translated to SPDY ([`crate::streaming`]). The apiserver reaches the kubelet over HTTPS with its own
 //! client certificate, at the node's preferred address and its
 //! `daemonEndpoints.kubeletEndpoint` port.
 
@@ -30,8 +30,10 @@ use crate::options::Options;
 use crate::rest::Ctx;
 use crate::status::{ApiError, ApiResult, Target};
 use crate::storage::ReadAt;
+use crate::streaming::{self, Backend, Route, remotecommand};
 
 /// How the apiserver reaches kubelets.
+#[derive(Clone)]
 pub struct KubeletClient {
     /// Verifies the kubelet's certificate against
     /// `--kubelet-certificate-authority` when one is given.
@@ -103,7 +105,7 @@ impl KubeletClient {
     /// Opens an HTTP/1.1 connection to a kubelet; the connection runs on
     /// its own task (with upgrades) until the returned sender and every
     /// response body are gone.
-    async fn connect(
+    pub(crate) async fn connect(
         &self,
         host: &str,
         port: u16,
@@ -272,7 +274,7 @@ async fn kubelet_of(ctx: &Ctx, node: &str) -> ApiResult<(String, u16)> {
     Ok((host, port))
 }
 
-fn host_header(host: &str, port: u16) -> String {
+pub(crate) fn host_header(host: &str, port: u16) -> String {
     if host.contains(':') {
         format!("[{host}]:{port}")
     } else {
@@ -452,27 +454,33 @@ fn is_upgrade(req: &Request<Incoming>) -> bool {
 }
 
 /// `exec`, `attach`, `portforward`: the kubelet's location for the
-/// request's options, then the client's upgrade request forwarded to it;
-/// when it switches protocols, so does the client, and bytes flow both
-/// ways until either side closes.
+/// request's options, then the session as [`crate::streaming`] routes it:
+/// spliced for SPDY clients, translated to SPDY for WebSocket ones.
 async fn upgrade(ctx: &Ctx, mut req: Request<Incoming>) -> ApiResult<Response> {
     let sub = ctx.info.subresource.as_str();
     let raw_query = req.uri().query().map(str::to_string);
     let q = &ctx.query;
     let pod = pod(ctx).await?;
+    let opts = remotecommand::Options {
+        stdin: q.bool("stdin")?,
+        stdout: q.bool("stdout")?,
+        stderr: q.bool("stderr")?,
+        tty: q.bool("tty")?,
+    };
+    let mut ports = Vec::new();
     let (container, query) = {
         // The serializer is not Send: built and dropped before any await.
         let mut params = url::form_urlencoded::Serializer::new(String::new());
         let container = if sub == "portforward" {
             String::new()
         } else {
-            for (param, kubelet_param) in [
-                ("stdin", "input"),
-                ("stdout", "output"),
-                ("stderr", "error"),
-                ("tty", "tty"),
+            for (set, kubelet_param) in [
+                (opts.stdin, "input"),
+                (opts.stdout, "output"),
+                (opts.stderr, "error"),
+                (opts.tty, "tty"),
             ] {
-                if q.bool(param)? {
+                if set {
                     params.append_pair(kubelet_param, "1");
                 }
             }
@@ -484,11 +492,10 @@ async fn upgrade(ctx: &Ctx, mut req: Request<Incoming>) -> ApiResult<Response> {
             container(&pod, &ctx.info.name, q.str("container"))?
         };
         if sub == "portforward" {
-            let mut ports = Vec::new();
             for p in all_values(raw_query.as_deref(), "ports") {
                 for p in p.split(',').filter(|p| !p.is_empty()) {
                     match p.trim().parse::<u16>() {
-                        Ok(n) if n > 0 => ports.push(n.to_string()),
+                        Ok(n) if n > 0 => ports.push(n),
                         _ => {
                             return Err(ApiError::bad_request(format!(
                                 "invalid port {p:?}: must be between 1 and 65535"
@@ -498,7 +505,8 @@ async fn upgrade(ctx: &Ctx, mut req: Request<Incoming>) -> ApiResult<Response> {
                 }
             }
             if !ports.is_empty() {
-                params.append_pair("port", &ports.join(","));
+                let list: Vec<String> = ports.iter().map(u16::to_string).collect();
+                params.append_pair("port", &list.join(","));
             }
         }
         (container, params.finish())
@@ -523,14 +531,44 @@ async fn upgrade(ctx: &Ctx, mut req: Request<Incoming>) -> ApiResult<Response> {
     } else {
         format!("{path}?{query}")
     };
-    let url = format!("https://{}{path}", host_header(&host, port));
-    let mut sender = ctx
-        .server
+    let backend = Backend {
+        kubelet: ctx.server.kubelet.clone(),
+        host,
+        port,
+        path,
+    };
+    match streaming::route(sub, req.headers()) {
+        Route::Splice => splice(req, &backend).await,
+        Route::Refuse(why) => Err(ApiError::bad_request(format!("unable to upgrade: {why}"))),
+        Route::RemoteCommand(protocol) => streaming::accept_websocket(&mut req, protocol.name, move |ws| {
+            remotecommand::serve(ws, protocol, backend, opts)
+        }),
+        Route::PortForwardChannels(protocol) => {
+            if ports.is_empty() {
+                return Err(ApiError::bad_request("query parameter \"ports\" is required"));
+            }
+            if ports.len() > 127 {
+                return Err(ApiError::bad_request(
+                    "at most 127 ports can be forwarded over channels",
+                ));
+            }
+            streaming::portforward::channels(&mut req, backend, protocol, ports).await
+        }
+        Route::PortForwardTunnel(protocols) => streaming::portforward::tunnel(&mut req, backend, protocols).await,
+    }
+}
+
+/// The client's upgrade request forwarded to the kubelet; when it
+/// switches protocols, so does the client, and bytes flow both ways until
+/// either side closes.
+async fn splice(mut req: Request<Incoming>, backend: &Backend) -> ApiResult<Response> {
+    let url = backend.url();
+    let mut sender = backend
         .kubelet
-        .connect(&host, port, true)
+        .connect(&backend.host, backend.port, true)
         .await
         .map_err(|e| ApiError::internal(format!("error dialing backend: {e:#}")))?;
-    let mut out = Request::builder().method(req.method()).uri(&path);
+    let mut out = Request::builder().method(req.method()).uri(&backend.path);
     for (k, v) in req.headers() {
         // The client's credentials are for the apiserver, not the kubelet.
         if k != header::AUTHORIZATION && k != header::HOST && k != header::CONTENT_LENGTH {
@@ -538,7 +576,7 @@ async fn upgrade(ctx: &Ctx, mut req: Request<Incoming>) -> ApiResult<Response> {
         }
     }
     let out = out
-        .header(header::HOST, host_header(&host, port))
+        .header(header::HOST, host_header(&backend.host, backend.port))
         .body(Body::empty())
         .map_err(ApiError::internal)?;
     let mut resp = sender
