@@ -407,3 +407,423 @@ async fn kube_rs_exec_and_port_forward_over_channels() -> anyhow::Result<()> {
     assert_eq!(pf[0].path, "/portForward/default/web?port=8080%2C1");
     Ok(())
 }
+
+/// The body's causes as (field, message) pairs.
+fn causes(body: &Value) -> Vec<(String, String)> {
+    body["details"]["causes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|c| {
+            (
+                c["field"].as_str().unwrap_or("").to_string(),
+                c["message"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ephemeral_containers_are_added_through_their_subresource() -> anyhow::Result<()> {
+    let c = ApiServers::start(1).await?;
+    let client = c.client().await?;
+    let _kubelet = FakeKubelet::for_node(&c, &client, "n1").await?;
+    running_pod(&client, "web", &["app"]).await?;
+    let home = tempfile::tempdir()?;
+    let sub = format!("{PODS}/web/ephemeralcontainers");
+    let r = request(&client, "GET", &sub, None, Vec::new()).await?;
+    assert_eq!((r.code, r.body["kind"].as_str()), (200, Some("Pod")), "{}", r.body);
+
+    // `kubectl debug` patches the subresource (strategic merge) with the
+    // new container, from 1.33 and 1.27 alike.
+    for (minor, name) in [("1.33", "debugger"), ("1.27", "debugger-old")] {
+        let bin = upstream_kubectl(minor)?;
+        let (code, stdout, stderr) = kubectl(
+            &bin,
+            &c,
+            home.path(),
+            &["debug", "web", "--image=busybox", "--target=app", "-c", name],
+            None,
+        )
+        .await?;
+        assert_eq!(code, 0, "{minor}: {stdout}{stderr}");
+    }
+    let pod = request(&client, "GET", &format!("{PODS}/web"), None, Vec::new())
+        .await?
+        .body;
+    let ecs = pod["spec"]["ephemeralContainers"]
+        .as_array()
+        .expect("ephemeral containers");
+    let names: Vec<&str> = ecs.iter().filter_map(|e| e["name"].as_str()).collect();
+    assert_eq!(names, ["debugger", "debugger-old"]);
+    assert_eq!(ecs[0]["image"], "busybox");
+    assert_eq!(ecs[0]["targetContainerName"], "app");
+    // Defaulted as the pod's other containers.
+    assert_eq!(ecs[0]["terminationMessagePath"], "/dev/termination-log");
+    assert_eq!(pod["metadata"]["generation"], 3, "{pod}");
+
+    // (A strategic merge patch without `$setElementOrder` puts new list
+    // entries first, as upstream's.)
+    let smp = |ec: Value| serde_json::to_vec(&json!({"spec": {"ephemeralContainers": [ec]}}));
+    let patch = |ct: &'static str, body: Vec<u8>| {
+        let (client, sub) = (client.clone(), sub.clone());
+        async move { request(&client, "PATCH", &sub, Some(ct), body).await }
+    };
+    const SMP: &str = "application/strategic-merge-patch+json";
+    const JSON_PATCH: &str = "application/json-patch+json";
+    for (ec, want) in [
+        (
+            json!({"name": "probe", "image": "busybox", "ports": [{"containerPort": 80}],
+                "readinessProbe": {"exec": {"command": ["true"]}}, "resources": {"limits": {"cpu": "1"}}}),
+            vec![
+                (
+                    "spec.ephemeralContainers[0].ports",
+                    "Forbidden: cannot be set for an Ephemeral Container",
+                ),
+                (
+                    "spec.ephemeralContainers[0].resources",
+                    "Forbidden: cannot be set for an Ephemeral Container",
+                ),
+                (
+                    "spec.ephemeralContainers[0].readinessProbe",
+                    "Forbidden: cannot be set for an Ephemeral Container",
+                ),
+            ],
+        ),
+        (
+            json!({"name": "app", "image": "busybox"}),
+            vec![("spec.ephemeralContainers[0].name", "Duplicate value: \"app\"")],
+        ),
+        (
+            json!({"name": "lost", "image": "busybox", "targetContainerName": "nope"}),
+            vec![("spec.ephemeralContainers[0].targetContainerName", "Not found: \"nope\"")],
+        ),
+        (
+            json!({"name": "mounts", "image": "busybox", "volumeMounts": [{"name": "v", "mountPath": "/v", "subPath": "x"}]}),
+            vec![(
+                "spec.ephemeralContainers[0].volumeMounts[0].subPath",
+                "Forbidden: cannot be set for an Ephemeral Container",
+            )],
+        ),
+    ] {
+        let r = patch(SMP, smp(ec.clone())?).await?;
+        assert_eq!(
+            (r.code, r.body["reason"].as_str()),
+            (422, Some("Invalid")),
+            "{ec}: {}",
+            r.body
+        );
+        let got = causes(&r.body);
+        let got: Vec<(&str, &str)> = got.iter().map(|(f, m)| (f.as_str(), m.as_str())).collect();
+        assert_eq!(got, want, "{ec}");
+    }
+    // Existing ones may be neither removed nor changed.
+    let r = patch(
+        JSON_PATCH,
+        br#"[{"op": "remove", "path": "/spec/ephemeralContainers/1"}]"#.to_vec(),
+    )
+    .await?;
+    assert_eq!(r.code, 422, "{}", r.body);
+    assert_eq!(
+        causes(&r.body),
+        [(
+            "spec.ephemeralContainers".to_string(),
+            "Forbidden: existing ephemeral containers \"debugger-old\" may not be removed\n".to_string()
+        )]
+    );
+    let r = patch(
+        JSON_PATCH,
+        br#"[{"op": "replace", "path": "/spec/ephemeralContainers/0/image", "value": "alpine"}]"#.to_vec(),
+    )
+    .await?;
+    assert_eq!(r.code, 422, "{}", r.body);
+    assert!(
+        r.body["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("existing ephemeral containers \"debugger\" may not be changed")),
+        "{}",
+        r.body
+    );
+    // Through the subresource nothing else changes; through the pod,
+    // ephemeral containers do not.
+    let r = patch(
+        SMP,
+        serde_json::to_vec(&json!({"metadata": {"labels": {"x": "y"}}, "spec": {
+            "containers": [{"name": "app", "image": "alpine"}],
+            "ephemeralContainers": [{"name": "third", "image": "busybox"}]}}))?,
+    )
+    .await?;
+    assert_eq!(r.code, 200, "{}", r.body);
+    assert_eq!(r.body["kind"], "Pod");
+    assert_eq!(r.body["spec"]["containers"][0]["image"], "busybox");
+    assert!(r.body["metadata"]["labels"].get("x").is_none(), "{}", r.body);
+    assert_eq!(r.body["spec"]["ephemeralContainers"].as_array().map(Vec::len), Some(3));
+    let r = request(
+        &client,
+        "PATCH",
+        &format!("{PODS}/web"),
+        Some(SMP),
+        serde_json::to_vec(&json!({"spec": {"ephemeralContainers": [{"name": "sneaky", "image": "busybox"}]}}))?,
+    )
+    .await?;
+    assert_eq!(r.code, 422, "{}", r.body);
+
+    // `kubectl debug -i` waits for the container to run (the test plays the
+    // kubelet), then attaches to it through the apiserver's translation.
+    let bin = upstream_kubectl("1.33")?;
+    let debug = kubectl(
+        &bin,
+        &c,
+        home.path(),
+        &["debug", "-i", "web", "--image=busybox", "-c", "shell"],
+        Some("typed into the debugger\n"),
+    );
+    let kubelet_part = async {
+        loop {
+            let pod = request(&client, "GET", &format!("{PODS}/web"), None, Vec::new())
+                .await?
+                .body;
+            let has_shell = pod["spec"]["ephemeralContainers"]
+                .as_array()
+                .is_some_and(|l| l.iter().any(|e| e["name"] == "shell"));
+            if has_shell {
+                let status = json!({"status": {"ephemeralContainerStatuses": [{
+                    "name": "shell", "image": "busybox", "imageID": "", "ready": false, "restartCount": 0,
+                    "state": {"running": {"startedAt": "2024-01-01T00:00:00Z"}}}]}});
+                let r = request(
+                    &client,
+                    "PATCH",
+                    &format!("{PODS}/web/status"),
+                    Some("application/merge-patch+json"),
+                    serde_json::to_vec(&status)?,
+                )
+                .await?;
+                anyhow::ensure!(r.code == 200, "{}", r.body);
+                return anyhow::Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    let (debugged, played) = tokio::join!(debug, kubelet_part);
+    played?;
+    let (code, stdout, stderr) = debugged?;
+    assert_eq!((code, stdout.as_str()), (0, "typed into the debugger\n"), "{stderr}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pods_are_resized_through_their_subresource() -> anyhow::Result<()> {
+    let c = ApiServers::start(1).await?;
+    let client = c.client().await?;
+    let home = tempfile::tempdir()?;
+    for (name, resources) in [
+        (
+            "sized",
+            json!({"requests": {"cpu": "100m", "memory": "64Mi", "ephemeral-storage": "1Gi"},
+                   "limits": {"cpu": "200m", "memory": "128Mi"}}),
+        ),
+        ("fixed", json!({"limits": {"cpu": "100m", "memory": "64Mi"}})),
+    ] {
+        let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, "spec": {
+            "containers": [{"name": "app", "image": "busybox", "resources": resources}]}});
+        let r = post_json(&client, PODS, &pod).await?;
+        assert_eq!(r.code, 201, "{}", r.body);
+    }
+    let r = request(&client, "GET", "/api/v1", None, Vec::new()).await?;
+    let resize = r.body["resources"]
+        .as_array()
+        .and_then(|l| l.iter().find(|r| r["name"] == "pods/resize").cloned())
+        .expect("pods/resize in discovery");
+    assert_eq!(resize["kind"], "Pod");
+    assert_eq!(resize["verbs"], json!(["get", "patch", "update"]));
+
+    let bin = upstream_kubectl("1.33")?;
+    let resize = |pod: &str, patch: &str, kind: &str| {
+        let args: Vec<String> = [
+            "patch",
+            "pod",
+            pod,
+            "--subresource",
+            "resize",
+            "--type",
+            kind,
+            "-p",
+            patch,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let (bin, c, home) = (bin.clone(), &c, home.path().to_path_buf());
+        async move {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            kubectl(&bin, c, &home, &args, None).await
+        }
+    };
+    let (code, stdout, stderr) = resize(
+        "sized",
+        r#"{"spec":{"containers":[{"name":"app","image":"alpine","resources":{"requests":{"cpu":"150m"},"limits":{"cpu":"300m"}},"resizePolicy":[{"resourceName":"memory","restartPolicy":"RestartContainer"}]}]}}"#,
+        "strategic",
+    )
+    .await?;
+    assert_eq!((code, stdout.as_str()), (0, "pod/sized patched\n"), "{stderr}");
+    let pod = request(&client, "GET", &format!("{PODS}/sized"), None, Vec::new())
+        .await?
+        .body;
+    let app = &pod["spec"]["containers"][0];
+    assert_eq!(app["resources"]["requests"]["cpu"], "150m");
+    assert_eq!(app["resources"]["limits"], json!({"cpu": "300m", "memory": "128Mi"}));
+    assert_eq!(app["resizePolicy"][0]["restartPolicy"], "RestartContainer");
+    // Only resources and resize policies change.
+    assert_eq!(app["image"], "busybox");
+    assert_eq!(pod["metadata"]["generation"], 2);
+    // With memory's policy RestartContainer, its limit may now shrink.
+    let (code, _, stderr) = resize(
+        "sized",
+        r#"[{"op":"replace","path":"/spec/containers/0/resources/limits/memory","value":"100Mi"}]"#,
+        "json",
+    )
+    .await?;
+    assert_eq!(code, 0, "{stderr}");
+
+    for (pod, patch, kind, want) in [
+        (
+            "fixed",
+            r#"{"spec":{"containers":[{"name":"app","resources":{"requests":{"cpu":"50m"}}}]}}"#,
+            "strategic",
+            "The Pod \"fixed\" is invalid: spec: Invalid value: \"Guaranteed\": Pod QOS Class may not change as a result of resizing",
+        ),
+        (
+            "fixed",
+            r#"[{"op":"replace","path":"/spec/containers/0/resources/limits/memory","value":"32Mi"},{"op":"replace","path":"/spec/containers/0/resources/requests/memory","value":"32Mi"}]"#,
+            "json",
+            "The Pod \"fixed\" is invalid: spec.containers[0].resources.limits[memory]: Forbidden: memory limits cannot be decreased unless resizePolicy is RestartContainer",
+        ),
+        (
+            "sized",
+            r#"[{"op":"remove","path":"/spec/containers/0/resources/limits/cpu"}]"#,
+            "json",
+            "The Pod \"sized\" is invalid: spec.containers[0].resources.limits: Forbidden: resource limits cannot be removed",
+        ),
+        (
+            "sized",
+            r#"{"spec":{"containers":[{"name":"app","resources":{"requests":{"cpu":"400m"}}}]}}"#,
+            "strategic",
+            "The Pod \"sized\" is invalid: spec.containers[0].resources.requests: Invalid value: \"400m\": must be less than or equal to cpu limit of 300m",
+        ),
+        (
+            "sized",
+            r#"{"spec":{"containers":[{"name":"app","resources":{"requests":{"ephemeral-storage":"2Gi"}}}]}}"#,
+            "strategic",
+            "The Pod \"sized\" is invalid: spec: Forbidden: only cpu and memory resources are mutable",
+        ),
+    ] {
+        let (code, _, stderr) = resize(pod, patch, kind).await?;
+        assert_eq!(code, 1, "{patch}");
+        assert_eq!(stderr.trim_end(), want, "{patch}");
+    }
+    // The pod itself still may not change its resources.
+    let (code, _, stderr) = kubectl(
+        &bin,
+        &c,
+        home.path(),
+        &[
+            "patch",
+            "pod",
+            "sized",
+            "-p",
+            r#"{"spec":{"containers":[{"name":"app","resources":{"requests":{"cpu":"120m"}}}]}}"#,
+        ],
+        None,
+    )
+    .await?;
+    assert_eq!(code, 1);
+    assert!(stderr.contains("pod updates may not change fields"), "{stderr}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn node_proxy_reaches_the_nodes_kubelet() -> anyhow::Result<()> {
+    let c = ApiServers::start(1).await?;
+    let client = c.client().await?;
+    let kubelet = FakeKubelet::for_node(&c, &client, "n1").await?;
+    let home = tempfile::tempdir()?;
+    for minor in ["1.27", "1.33"] {
+        let (code, stdout, stderr) = kubectl(
+            &upstream_kubectl(minor)?,
+            &c,
+            home.path(),
+            &["get", "--raw", "/api/v1/nodes/n1/proxy/stats/summary"],
+            None,
+        )
+        .await?;
+        assert_eq!(code, 0, "{minor}: {stderr}");
+        let summary: Value = serde_json::from_str(&stdout)?;
+        assert_eq!(summary["node"]["nodeName"], "fake", "{minor}");
+    }
+    // Every method, the path after `proxy` with its query, the body.
+    for method in ["POST", "PUT", "PATCH", "DELETE"] {
+        let r = request(
+            &client,
+            method,
+            "/api/v1/nodes/n1/proxy/echo/a/?x=1&y=2",
+            Some("text/plain"),
+            b"the body".to_vec(),
+        )
+        .await?;
+        assert_eq!(r.code, 200, "{method}");
+        assert_eq!(r.body, Value::String(format!("{method} /echo/a/?x=1&y=2\nthe body")));
+    }
+    let seen = kubelet.requests_to("/echo");
+    assert_eq!(seen.len(), 4);
+    assert_eq!(seen[0].method, "POST");
+    // The kubelet's own answers pass through; the kubelet port may be named.
+    let r = request(&client, "GET", "/api/v1/nodes/n1/proxy/nope", None, Vec::new()).await?;
+    assert_eq!((r.code, r.body.as_str()), (404, Some("404 page not found")));
+    let r = request(
+        &client,
+        "GET",
+        &format!("/api/v1/nodes/https:n1:{}/proxy/stats/summary", kubelet.port),
+        None,
+        Vec::new(),
+    )
+    .await?;
+    assert_eq!(r.code, 200);
+    assert_eq!(r.body["node"]["nodeName"], "fake");
+    // Another port of the node over plain HTTP.
+    let plain = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let plain_port = plain.local_addr()?.port();
+    let server = tokio::spawn(async move {
+        let (mut conn, _) = plain.accept().await?;
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") && conn.read(&mut byte).await? == 1 {
+            head.push(byte[0]);
+        }
+        conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nplain")
+            .await?;
+        anyhow::Ok(String::from_utf8(head)?)
+    });
+    let r = request(
+        &client,
+        "GET",
+        &format!("/api/v1/nodes/http:n1:{plain_port}/proxy/metrics"),
+        None,
+        Vec::new(),
+    )
+    .await?;
+    assert_eq!((r.code, r.body.as_str()), (200, Some("plain")));
+    let head = server.await??;
+    assert!(head.starts_with("GET /metrics HTTP/1.1\r\n"), "{head}");
+    // Errors.
+    let r = request(&client, "GET", "/api/v1/nodes/n9/proxy/stats/summary", None, Vec::new()).await?;
+    assert_eq!(
+        (r.code, r.body["message"].as_str()),
+        (404, Some("nodes \"n9\" not found"))
+    );
+    let r = request(&client, "GET", "/api/v1/nodes/a:b:c:d/proxy/", None, Vec::new()).await?;
+    assert_eq!(
+        (r.code, r.body["message"].as_str()),
+        (400, Some("invalid node request \"a:b:c:d\""))
+    );
+    Ok(())
+}
