@@ -1251,3 +1251,188 @@ fn validate_service(obj: &Value, errs: &mut Vec<FieldError>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pods() -> std::sync::Arc<ResourceType> {
+        crate::registry::Registry::new().lookup("", "v1", "pods").expect("pods")
+    }
+
+    fn pod(resources: Value, policy: Option<&str>) -> Value {
+        let mut p = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "default"},
+            "spec": {"containers": [{"name": "app", "image": "busybox", "resources": resources}]}});
+        if let Some(policy) = policy {
+            p["spec"]["containers"][0]["resizePolicy"] = json!([{"resourceName": "memory", "restartPolicy": policy}]);
+        }
+        let qos = qos_class(&p);
+        p["status"] = json!({"qosClass": qos});
+        p
+    }
+
+    /// The errors as `field: detail` lines.
+    fn resize(old: &Value, new: &Value) -> Vec<String> {
+        let mut merged = new.clone();
+        prepare_update(&pods(), &mut merged, old, "resize");
+        validate_subresource(&pods(), "resize", &merged, old)
+            .expect("validated")
+            .iter()
+            .map(|e| format!("{}: {}", e.field, e.detail))
+            .collect()
+    }
+
+    #[test]
+    fn resizes_keep_qos_and_limits_and_touch_only_cpu_and_memory() {
+        let burstable =
+            json!({"requests": {"cpu": "100m", "memory": "64Mi"}, "limits": {"cpu": "200m", "memory": "128Mi"}});
+        let guaranteed =
+            json!({"requests": {"cpu": "100m", "memory": "64Mi"}, "limits": {"cpu": "100m", "memory": "64Mi"}});
+        for (why, old, new, want) in [
+            (
+                "cpu up within the class",
+                pod(burstable.clone(), None),
+                pod(
+                    json!({"requests": {"cpu": "150m", "memory": "64Mi"}, "limits": {"cpu": "300m", "memory": "128Mi"}}),
+                    None,
+                ),
+                vec![],
+            ),
+            (
+                "the same quantity spelt differently is no change",
+                pod(burstable.clone(), None),
+                pod(
+                    json!({"requests": {"cpu": "0.1", "memory": "64Mi"}, "limits": {"cpu": "200m", "memory": "128Mi"}}),
+                    None,
+                ),
+                vec![],
+            ),
+            (
+                "guaranteed to burstable",
+                pod(guaranteed.clone(), None),
+                pod(
+                    json!({"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"cpu": "100m", "memory": "64Mi"}}),
+                    None,
+                ),
+                vec!["spec: Pod QOS Class may not change as a result of resizing"],
+            ),
+            (
+                "a limit removed",
+                pod(burstable.clone(), None),
+                pod(
+                    json!({"requests": {"cpu": "100m", "memory": "64Mi"}, "limits": {"memory": "128Mi"}}),
+                    None,
+                ),
+                vec!["spec.containers[0].resources.limits: resource limits cannot be removed"],
+            ),
+            (
+                "memory limit down without a restart policy",
+                pod(burstable.clone(), None),
+                pod(
+                    json!({"requests": {"cpu": "100m", "memory": "64Mi"}, "limits": {"cpu": "200m", "memory": "100Mi"}}),
+                    None,
+                ),
+                vec![
+                    "spec.containers[0].resources.limits[memory]: memory limits cannot be decreased unless resizePolicy is RestartContainer",
+                ],
+            ),
+            (
+                "memory limit down restarting the container",
+                pod(burstable.clone(), None),
+                pod(
+                    json!({"requests": {"cpu": "100m", "memory": "64Mi"}, "limits": {"cpu": "200m", "memory": "100Mi"}}),
+                    Some("RestartContainer"),
+                ),
+                vec![],
+            ),
+            (
+                "memory limit added",
+                pod(json!({"requests": {"cpu": "100m"}}), None),
+                pod(json!({"requests": {"cpu": "100m"}, "limits": {"memory": "1Gi"}}), None),
+                vec![
+                    "spec.containers[0].resources.limits[memory]: memory limits cannot be added unless resizePolicy is RestartContainer",
+                ],
+            ),
+            (
+                "another resource",
+                pod(json!({"requests": {"cpu": "100m", "ephemeral-storage": "1Gi"}}), None),
+                pod(json!({"requests": {"cpu": "100m", "ephemeral-storage": "2Gi"}}), None),
+                vec!["spec: only cpu and memory resources are mutable"],
+            ),
+            (
+                "a request over its limit",
+                pod(burstable.clone(), None),
+                pod(
+                    json!({"requests": {"cpu": "300m", "memory": "64Mi"}, "limits": {"cpu": "200m", "memory": "128Mi"}}),
+                    None,
+                ),
+                vec!["spec.containers[0].resources.requests: must be less than or equal to cpu limit of 200m"],
+            ),
+        ] {
+            assert_eq!(resize(&old, &new), want, "{why}");
+        }
+    }
+
+    #[test]
+    fn a_resize_changes_nothing_else_and_running_containers_need_reported_resources() {
+        let old = pod(json!({"requests": {"cpu": "100m"}}), None);
+        let mut new = pod(json!({"requests": {"cpu": "200m"}}), None);
+        new["spec"]["containers"][0]["image"] = json!("alpine");
+        new["spec"]["containers"][0]["resizePolicy"] = json!([{"resourceName": "cpu", "restartPolicy": "NotRequired"}]);
+        let mut merged = new.clone();
+        prepare_update(&pods(), &mut merged, &old, "resize");
+        assert_eq!(merged["spec"]["containers"][0]["image"], "busybox");
+        assert_eq!(merged["spec"]["containers"][0]["resources"]["requests"]["cpu"], "200m");
+        assert_eq!(
+            merged["spec"]["containers"][0]["resizePolicy"][0]["resourceName"],
+            "cpu"
+        );
+        let mut running = old.clone();
+        running["status"]["containerStatuses"] = json!([{"name": "app", "state": {"running": {}}}]);
+        assert_eq!(
+            resize(&running, &new),
+            ["spec: Pod running on node without support for resize"]
+        );
+        running["status"]["containerStatuses"][0]["resources"] = json!({});
+        assert!(resize(&running, &new).is_empty());
+    }
+
+    #[test]
+    fn ephemeral_containers_may_only_be_added() {
+        let with = |ecs: Value| {
+            let mut p = pod(json!({}), None);
+            p["spec"]["ephemeralContainers"] = ecs;
+            p
+        };
+        let check = |old: &Value, new: &Value| -> Vec<String> {
+            let mut merged = new.clone();
+            prepare_update(&pods(), &mut merged, old, "ephemeralcontainers");
+            validate_subresource(&pods(), "ephemeralcontainers", &merged, old)
+                .expect("validated")
+                .iter()
+                .map(|e| format!("{}: {}", e.field, e.detail))
+                .collect()
+        };
+        let one = with(json!([{"name": "debug", "image": "busybox", "resources": {}}]));
+        assert!(check(&pod(json!({}), None), &one).is_empty());
+        let two = with(
+            json!([{"name": "debug", "image": "busybox", "resources": {}}, {"name": "more", "image": "busybox", "targetContainerName": "app"}]),
+        );
+        assert!(check(&one, &two).is_empty());
+        assert_eq!(
+            check(&two, &one),
+            ["spec.ephemeralContainers: existing ephemeral containers \"more\" may not be removed\n"]
+        );
+        let changed = with(json!([{"name": "debug", "image": "alpine"}]));
+        assert_eq!(
+            check(&one, &changed),
+            ["spec.ephemeralContainers: existing ephemeral containers \"debug\" may not be changed\n"]
+        );
+        let mut mirror = one.clone();
+        mirror["metadata"]["annotations"] = json!({"kubernetes.io/config.mirror": "x"});
+        assert_eq!(
+            check(&mirror, &two),
+            [": static pods do not support ephemeral containers"]
+        );
+    }
+}
