@@ -37,6 +37,7 @@ pub mod server;
 pub mod status;
 pub mod storage;
 pub mod strategy;
+pub mod streaming;
 pub mod subresources;
 pub mod table;
 pub mod watch;

@@ -1,8 +1,8 @@
 //! Pod subresources a node's kubelet serves, proxied as upstream's apiserver
 //! does: `log`, a GET whose body streams through as the kubelet writes it,
-//! and `exec`, `attach` and `portforward`, upgraded connections (SPDY or
-//! WebSocket) whose bytes are copied both ways once the kubelet switches
-//! protocols. The apiserver reaches the kubelet over HTTPS with its own
+//! and `exec`, `attach` and `portforward`, upgraded connections: SPDY
+//! ones spliced to the kubelet once it switches protocols, WebSocket ones
+//! translated to SPDY ([`crate::streaming`]). The apiserver reaches the kubelet over HTTPS with its own
 //! client certificate, at the node's preferred address and its
 //! `daemonEndpoints.kubeletEndpoint` port.
 
@@ -30,8 +30,10 @@ use crate::options::Options;
 use crate::rest::Ctx;
 use crate::status::{ApiError, ApiResult, Target};
 use crate::storage::ReadAt;
+use crate::streaming::{self, Backend, Route, remotecommand};
 
 /// How the apiserver reaches kubelets.
+#[derive(Clone)]
 pub struct KubeletClient {
     /// Verifies the kubelet's certificate against
     /// `--kubelet-certificate-authority` when one is given.
@@ -100,10 +102,30 @@ impl KubeletClient {
         })
     }
 
+    /// Opens a plain HTTP/1.1 connection (a node's port other than the
+    /// kubelet's, asked for by `nodes/http:<name>:<port>/proxy`).
+    async fn connect_plain(
+        &self,
+        host: &str,
+        port: u16,
+    ) -> anyhow::Result<hyper::client::conn::http1::SendRequest<Body>> {
+        let tcp = tokio::time::timeout(std::time::Duration::from_secs(10), TcpStream::connect((host, port)))
+            .await
+            .map_err(|_| anyhow::anyhow!("dial tcp {host}:{port}: i/o timeout"))?
+            .with_context(|| format!("dial tcp {host}:{port}"))?;
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.with_upgrades().await {
+                tracing::debug!(error = %e, "node connection ended");
+            }
+        });
+        Ok(sender)
+    }
+
     /// Opens an HTTP/1.1 connection to a kubelet; the connection runs on
     /// its own task (with upgrades) until the returned sender and every
     /// response body are gone.
-    async fn connect(
+    pub(crate) async fn connect(
         &self,
         host: &str,
         port: u16,
@@ -173,11 +195,15 @@ impl ServerCertVerifier for Unverified {
 
 /// Whether `pods/<sub>` is proxied to the kubelet.
 pub fn is_kubelet_subresource(resource: &str, sub: &str) -> bool {
-    resource == "pods" && matches!(sub, "log" | "exec" | "attach" | "portforward")
+    (resource == "pods" && matches!(sub, "log" | "exec" | "attach" | "portforward"))
+        || (resource == "nodes" && sub == "proxy")
 }
 
-/// Serves `pods/log|exec|attach|portforward`.
+/// Serves `pods/log|exec|attach|portforward` and `nodes/proxy`.
 pub async fn serve(ctx: Ctx, req: Request<Incoming>) -> ApiResult<Response> {
+    if ctx.info.resource == "nodes" {
+        return node_proxy(&ctx, req).await;
+    }
     match ctx.info.subresource.as_str() {
         "log" if req.method() == Method::GET => log(&ctx).await,
         "log" => Err(ApiError::MethodNotAllowed),
@@ -272,7 +298,7 @@ async fn kubelet_of(ctx: &Ctx, node: &str) -> ApiResult<(String, u16)> {
     Ok((host, port))
 }
 
-fn host_header(host: &str, port: u16) -> String {
+pub(crate) fn host_header(host: &str, port: u16) -> String {
     if host.contains(':') {
         format!("[{host}]:{port}")
     } else {
@@ -452,27 +478,33 @@ fn is_upgrade(req: &Request<Incoming>) -> bool {
 }
 
 /// `exec`, `attach`, `portforward`: the kubelet's location for the
-/// request's options, then the client's upgrade request forwarded to it;
-/// when it switches protocols, so does the client, and bytes flow both
-/// ways until either side closes.
+/// request's options, then the session as [`crate::streaming`] routes it:
+/// spliced for SPDY clients, translated to SPDY for WebSocket ones.
 async fn upgrade(ctx: &Ctx, mut req: Request<Incoming>) -> ApiResult<Response> {
     let sub = ctx.info.subresource.as_str();
     let raw_query = req.uri().query().map(str::to_string);
     let q = &ctx.query;
     let pod = pod(ctx).await?;
+    let opts = remotecommand::Options {
+        stdin: q.bool("stdin")?,
+        stdout: q.bool("stdout")?,
+        stderr: q.bool("stderr")?,
+        tty: q.bool("tty")?,
+    };
+    let mut ports = Vec::new();
     let (container, query) = {
         // The serializer is not Send: built and dropped before any await.
         let mut params = url::form_urlencoded::Serializer::new(String::new());
         let container = if sub == "portforward" {
             String::new()
         } else {
-            for (param, kubelet_param) in [
-                ("stdin", "input"),
-                ("stdout", "output"),
-                ("stderr", "error"),
-                ("tty", "tty"),
+            for (set, kubelet_param) in [
+                (opts.stdin, "input"),
+                (opts.stdout, "output"),
+                (opts.stderr, "error"),
+                (opts.tty, "tty"),
             ] {
-                if q.bool(param)? {
+                if set {
                     params.append_pair(kubelet_param, "1");
                 }
             }
@@ -484,11 +516,10 @@ async fn upgrade(ctx: &Ctx, mut req: Request<Incoming>) -> ApiResult<Response> {
             container(&pod, &ctx.info.name, q.str("container"))?
         };
         if sub == "portforward" {
-            let mut ports = Vec::new();
             for p in all_values(raw_query.as_deref(), "ports") {
                 for p in p.split(',').filter(|p| !p.is_empty()) {
                     match p.trim().parse::<u16>() {
-                        Ok(n) if n > 0 => ports.push(n.to_string()),
+                        Ok(n) if n > 0 => ports.push(n),
                         _ => {
                             return Err(ApiError::bad_request(format!(
                                 "invalid port {p:?}: must be between 1 and 65535"
@@ -498,7 +529,8 @@ async fn upgrade(ctx: &Ctx, mut req: Request<Incoming>) -> ApiResult<Response> {
                 }
             }
             if !ports.is_empty() {
-                params.append_pair("port", &ports.join(","));
+                let list: Vec<String> = ports.iter().map(u16::to_string).collect();
+                params.append_pair("port", &list.join(","));
             }
         }
         (container, params.finish())
@@ -523,14 +555,44 @@ async fn upgrade(ctx: &Ctx, mut req: Request<Incoming>) -> ApiResult<Response> {
     } else {
         format!("{path}?{query}")
     };
-    let url = format!("https://{}{path}", host_header(&host, port));
-    let mut sender = ctx
-        .server
+    let backend = Backend {
+        kubelet: ctx.server.kubelet.clone(),
+        host,
+        port,
+        path,
+    };
+    match streaming::route(sub, req.headers()) {
+        Route::Splice => splice(req, &backend).await,
+        Route::Refuse(why) => Err(ApiError::bad_request(format!("unable to upgrade: {why}"))),
+        Route::RemoteCommand(protocol) => streaming::accept_websocket(&mut req, protocol.name, move |ws| {
+            remotecommand::serve(ws, protocol, backend, opts)
+        }),
+        Route::PortForwardChannels(protocol) => {
+            if ports.is_empty() {
+                return Err(ApiError::bad_request("query parameter \"ports\" is required"));
+            }
+            if ports.len() > 127 {
+                return Err(ApiError::bad_request(
+                    "at most 127 ports can be forwarded over channels",
+                ));
+            }
+            streaming::portforward::channels(&mut req, backend, protocol, ports).await
+        }
+        Route::PortForwardTunnel(protocols) => streaming::portforward::tunnel(&mut req, backend, protocols).await,
+    }
+}
+
+/// The client's upgrade request forwarded to the kubelet; when it
+/// switches protocols, so does the client, and bytes flow both ways until
+/// either side closes.
+async fn splice(mut req: Request<Incoming>, backend: &Backend) -> ApiResult<Response> {
+    let url = backend.url();
+    let mut sender = backend
         .kubelet
-        .connect(&host, port, true)
+        .connect(&backend.host, backend.port, true)
         .await
         .map_err(|e| ApiError::internal(format!("error dialing backend: {e:#}")))?;
-    let mut out = Request::builder().method(req.method()).uri(&path);
+    let mut out = Request::builder().method(req.method()).uri(&backend.path);
     for (k, v) in req.headers() {
         // The client's credentials are for the apiserver, not the kubelet.
         if k != header::AUTHORIZATION && k != header::HOST && k != header::CONTENT_LENGTH {
@@ -538,7 +600,7 @@ async fn upgrade(ctx: &Ctx, mut req: Request<Incoming>) -> ApiResult<Response> {
         }
     }
     let out = out
-        .header(header::HOST, host_header(&host, port))
+        .header(header::HOST, host_header(&backend.host, backend.port))
         .body(Body::empty())
         .map_err(ApiError::internal)?;
     let mut resp = sender
@@ -573,6 +635,121 @@ async fn upgrade(ctx: &Ctx, mut req: Request<Incoming>) -> ApiResult<Response> {
     out.body(Body::empty()).map_err(ApiError::internal)
 }
 
+/// Upstream's `SplitSchemeNamePort`: `name`, `name:port` or
+/// `scheme:name:port` (scheme `http` or `https`).
+fn split_scheme_name_port(id: &str) -> Option<(&str, &str, Option<u16>)> {
+    let parts: Vec<&str> = id.split(':').collect();
+    let (scheme, name, port) = match parts.as_slice() {
+        [name] => ("", *name, ""),
+        [name, port] => ("", *name, *port),
+        [scheme, name, port] if matches!(*scheme, "http" | "https") => (*scheme, *name, *port),
+        _ => return None,
+    };
+    if name.is_empty() {
+        return None;
+    }
+    let port = match port {
+        "" => None,
+        p => Some(p.parse::<u16>().ok().filter(|p| *p > 0)?),
+    };
+    Some((scheme, name, port))
+}
+
+/// Hop-by-hop headers, not forwarded either way.
+fn hop_by_hop(name: &header::HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "connection" | "keep-alive" | "proxy-connection" | "te" | "trailer" | "transfer-encoding" | "upgrade"
+    )
+}
+
+/// `nodes/<name>/proxy/<path>`: the request (method, path, query, body)
+/// sent on to the node's kubelet over HTTPS with the apiserver's kubelet
+/// client certificate, its answer streamed back; another port of the node
+/// when the name says one (`[scheme:]name:port`). Upgrades are spliced.
+async fn node_proxy(ctx: &Ctx, req: Request<Incoming>) -> ApiResult<Response> {
+    if !matches!(
+        *req.method(),
+        Method::GET | Method::POST | Method::PUT | Method::PATCH | Method::DELETE | Method::HEAD | Method::OPTIONS
+    ) {
+        return Err(ApiError::MethodNotAllowed);
+    }
+    let id = ctx.info.name.as_str();
+    let (scheme, name, port) =
+        split_scheme_name_port(id).ok_or_else(|| ApiError::bad_request(format!("invalid node request {id:?}")))?;
+    let (host, kubelet_port) = kubelet_of(ctx, name).await?;
+    let (tls, port) = match port {
+        None => (true, kubelet_port),
+        Some(p) if p == kubelet_port => (true, p),
+        Some(p) => (scheme == "https", p),
+    };
+    // What follows `/proxy` in the path as the client sent it (a trailing
+    // slash included), and its query.
+    let raw = req.uri().path();
+    let prefix = format!("/nodes/{id}/proxy");
+    let rest = raw
+        .find(&prefix)
+        .map(|i| &raw[i + prefix.len()..])
+        .unwrap_or("")
+        .to_string();
+    let mut path = if rest.is_empty() { "/".to_string() } else { rest };
+    if !path.starts_with('/') {
+        path.insert(0, '/');
+    }
+    if let Some(q) = req.uri().query() {
+        path = format!("{path}?{q}");
+    }
+    if is_upgrade(&req) {
+        let backend = Backend {
+            kubelet: ctx.server.kubelet.clone(),
+            host,
+            port,
+            path,
+        };
+        return splice(req, &backend).await;
+    }
+    let url = format!(
+        "{}://{}{path}",
+        if tls { "https" } else { "http" },
+        host_header(&host, port)
+    );
+    let kubelet = &ctx.server.kubelet;
+    let connected = if tls {
+        kubelet.connect(&host, port, true).await
+    } else {
+        kubelet.connect_plain(&host, port).await
+    };
+    let mut sender = connected.map_err(|e| ApiError::Unavailable {
+        message: format!("error trying to reach service: {e:#}"),
+        retry_after: 0,
+    })?;
+    let (parts, body) = req.into_parts();
+    let method = parts.method.clone();
+    let mut out = Request::builder().method(&method).uri(&path);
+    for (k, v) in &parts.headers {
+        // The client's credentials are for the apiserver, not the kubelet.
+        if k != header::AUTHORIZATION && k != header::HOST && !hop_by_hop(k) {
+            out = out.header(k, v);
+        }
+    }
+    let out = out
+        .header(header::HOST, host_header(&host, port))
+        .body(Body::new(body))
+        .map_err(ApiError::internal)?;
+    let resp = sender.send_request(out).await.map_err(|e| ApiError::Unavailable {
+        message: format!("error trying to reach service: {method} \"{url}\": {e}"),
+        retry_after: 0,
+    })?;
+    let (parts, body) = resp.into_parts();
+    let mut back = Response::builder().status(parts.status);
+    for (k, v) in &parts.headers {
+        if !hop_by_hop(k) {
+            back = back.header(k, v);
+        }
+    }
+    back.body(Body::new(body)).map_err(ApiError::internal)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -595,6 +772,20 @@ mod tests {
         let e = container(&many, "web", "nope").expect_err("unknown");
         assert_eq!(e.to_string(), "container nope is not valid for pod web");
         assert_eq!(e.code(), 400);
+    }
+
+    #[test]
+    fn node_proxy_names_may_carry_a_scheme_and_a_port() {
+        assert_eq!(split_scheme_name_port("n1"), Some(("", "n1", None)));
+        assert_eq!(split_scheme_name_port("n1:10255"), Some(("", "n1", Some(10255))));
+        assert_eq!(
+            split_scheme_name_port("https:n1:10250"),
+            Some(("https", "n1", Some(10250)))
+        );
+        assert_eq!(split_scheme_name_port("https:n1:"), Some(("https", "n1", None)));
+        for bad in ["ftp:n1:1", "n1:x", "n1:0", ":80", "a:b:c:d"] {
+            assert_eq!(split_scheme_name_port(bad), None, "{bad}");
+        }
     }
 
     #[test]

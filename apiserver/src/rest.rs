@@ -113,15 +113,15 @@ pub async fn handle(ctx: Ctx, method: Method, body: bytes::Bytes) -> ApiResult<R
             // A watch of one object: list-watch with a name field selector.
             return watch::serve(ctx).await;
         }
-        (Method::GET, false, "" | "status") => get(&ctx).await?,
+        (Method::GET, false, "" | "status" | "ephemeralcontainers" | "resize") => get(&ctx).await?,
         (Method::GET, false, "scale") => crate::subresources::get_scale(&ctx).await?,
         (Method::POST, true, "") => create(&mut ctx, &body).await?,
         (Method::POST, false, sub @ ("binding" | "eviction" | "token")) => {
             crate::subresources::post(&mut ctx, sub, &body).await?
         }
-        (Method::PUT, false, "" | "status") => update(&mut ctx, &body).await?,
+        (Method::PUT, false, "" | "status" | "ephemeralcontainers" | "resize") => update(&mut ctx, &body).await?,
         (Method::PUT, false, "scale") => crate::subresources::put_scale(&mut ctx, &body).await?,
-        (Method::PATCH, false, "" | "status") => patch(&mut ctx, &body).await?,
+        (Method::PATCH, false, "" | "status" | "ephemeralcontainers" | "resize") => patch(&mut ctx, &body).await?,
         (Method::PATCH, false, "scale") => crate::subresources::patch_scale(&mut ctx, &body).await?,
         (Method::DELETE, false, "") => delete(&ctx, &body).await?,
         (Method::DELETE, true, "") => delete_collection(&ctx, &body).await?,
@@ -756,8 +756,16 @@ async fn write_update(ctx: &mut Ctx, obj: Value, expected: Option<i64>, operatio
         let server = ctx.server.clone();
         server.admission.admit(&server, &mut attrs).await?;
         strategy::prepare_update(&ctx.rt, &mut attrs.object, &old.object, &sub);
-        if sub != "status" {
-            check_invalid(ctx, &attrs.object, Some(&old.object))?;
+        match strategy::validate_subresource(&ctx.rt, &sub, &attrs.object, &old.object) {
+            Some(errors) if !errors.is_empty() => {
+                return Err(ApiError::Invalid {
+                    target: ctx.target(&ctx.info.name),
+                    errors,
+                });
+            }
+            Some(_) => {}
+            None if sub != "status" => check_invalid(ctx, &attrs.object, Some(&old.object))?,
+            None => {}
         }
         server.admission.validate(&server, &mut attrs).await?;
         let mut new = attrs.object;

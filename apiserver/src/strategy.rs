@@ -3,6 +3,7 @@
 
 use serde_json::{Map, Value, json};
 
+use apimachinery::quantity::Quantity;
 use apimachinery::validation::{self as v, FieldError, NameRule};
 
 use crate::object::{self, meta_mut};
@@ -123,6 +124,33 @@ fn spec_of(o: &Value) -> Value {
 /// Reconciles an update (of the main resource or of a subresource) with
 /// the stored object: keeps what the request may not change.
 pub fn prepare_update(rt: &ResourceType, new: &mut Value, old: &Value, subresource: &str) {
+    if is_pod(rt) && matches!(subresource, "ephemeralcontainers" | "resize") {
+        // Only that part of the spec changes; the rest is the stored pod.
+        let mut merged = old.clone();
+        if subresource == "ephemeralcontainers" {
+            match new.pointer("/spec/ephemeralContainers").filter(|v| !v.is_null()) {
+                Some(ecs) => merged["spec"]["ephemeralContainers"] = ecs.clone(),
+                None => {
+                    if let Some(spec) = merged.get_mut("spec").and_then(Value::as_object_mut) {
+                        spec.remove("ephemeralContainers");
+                    }
+                }
+            }
+        } else {
+            copy_resize_fields(new, &mut merged);
+        }
+        let rv = object::resource_version(new).to_string();
+        meta_mut(&mut merged).insert("resourceVersion".into(), Value::String(rv));
+        if spec_of(&merged) != spec_of(old) {
+            let g = object::meta(old)
+                .and_then(|m| m.get("generation"))
+                .and_then(Value::as_i64)
+                .unwrap_or(0);
+            meta_mut(&mut merged).insert("generation".into(), json!(g + 1));
+        }
+        *new = merged;
+        return;
+    }
     if subresource == "status" {
         // Only status changes; the rest is the stored object.
         let status = new.get("status").cloned();
@@ -167,6 +195,47 @@ pub fn prepare_update(rt: &ResourceType, new: &mut Value, old: &Value, subresour
     if has_generation(rt, old) && spec_of(new) != spec_of(old) {
         let g = old_meta.get("generation").and_then(Value::as_i64).unwrap_or(0);
         meta_mut(new).insert("generation".into(), json!(g + 1));
+    }
+}
+
+fn is_pod(rt: &ResourceType) -> bool {
+    rt.group.is_empty() && rt.kind == "Pod"
+}
+
+/// A sidecar: an init container that restarts (`restartPolicy: Always`).
+fn is_restartable_init_container(c: &Value) -> bool {
+    c.get("restartPolicy").and_then(Value::as_str) == Some("Always")
+}
+
+/// `pods/resize`: each container's (and sidecar's) `resources` and
+/// `resizePolicy` from `new`, matched by name (upstream's
+/// `dropNonResizeUpdates`).
+fn copy_resize_fields(new: &Value, merged: &mut Value) {
+    for list in ["containers", "initContainers"] {
+        let Some(new_list) = new.pointer(&format!("/spec/{list}")).and_then(Value::as_array) else {
+            continue;
+        };
+        let Some(old_list) = merged
+            .pointer_mut(&format!("/spec/{list}"))
+            .and_then(Value::as_array_mut)
+        else {
+            continue;
+        };
+        for nc in new_list {
+            let Some(oc) = old_list.iter_mut().find(|oc| oc.get("name") == nc.get("name")) else {
+                continue;
+            };
+            if list == "initContainers" && !is_restartable_init_container(oc) {
+                continue;
+            }
+            let Some(oc) = oc.as_object_mut() else { continue };
+            for field in ["resources", "resizePolicy"] {
+                match nc.get(field).filter(|v| !v.is_null()) {
+                    Some(v) => oc.insert(field.into(), v.clone()),
+                    None => oc.remove(field),
+                };
+            }
+        }
     }
 }
 
@@ -344,7 +413,7 @@ fn default_pod_spec(spec: &mut Value) {
     set_default(spec, "/securityContext", json!({}));
     set_default(spec, "/schedulerName", json!("default-scheduler"));
     set_default(spec, "/enableServiceLinks", json!(true));
-    for list in ["containers", "initContainers"] {
+    for list in ["containers", "initContainers", "ephemeralContainers"] {
         if let Some(cs) = spec.get_mut(list).and_then(Value::as_array_mut) {
             for c in cs {
                 default_container(c);
@@ -638,6 +707,7 @@ fn validate_pod_spec(spec: &Value, path: &str, errs: &mut Vec<FieldError>) {
             {
                 errs.push(FieldError::required(format!("{p}.image"), ""));
             }
+            validate_resource_requirements(c, &p, errs);
             for (j, port) in c
                 .get("ports")
                 .and_then(Value::as_array)
@@ -675,6 +745,412 @@ fn validate_pod_spec(spec: &Value, path: &str, errs: &mut Vec<FieldError>) {
             &["Always", "OnFailure", "Never"],
         ));
     }
+    validate_ephemeral_containers(spec, path, names, errs);
+}
+
+/// Upstream's `ValidateContainerResourceRequirements`, the part resizes
+/// reach: a request may not exceed its limit.
+fn validate_resource_requirements(c: &Value, path: &str, errs: &mut Vec<FieldError>) {
+    let (Some(requests), Some(limits)) = (
+        c.pointer("/resources/requests").and_then(Value::as_object),
+        c.pointer("/resources/limits").and_then(Value::as_object),
+    ) else {
+        return;
+    };
+    for (name, request) in requests {
+        let (Some(r), Some(l)) = (request.as_str(), limits.get(name).and_then(Value::as_str)) else {
+            continue;
+        };
+        if let (Ok(rq), Ok(lq)) = (Quantity::parse(r), Quantity::parse(l))
+            && rq.cmp_value(&lq) == std::cmp::Ordering::Greater
+        {
+            errs.push(FieldError::invalid(
+                format!("{path}.resources.requests"),
+                Value::String(r.into()),
+                format!("must be less than or equal to {name} limit of {l}"),
+            ));
+        }
+    }
+}
+
+/// The container fields an ephemeral container may not set (upstream's
+/// `allowedEphemeralContainerFields`), in the Container struct's order.
+const EPHEMERAL_FORBIDDEN_FIELDS: &[&str] = &[
+    "ports",
+    "resources",
+    "resizePolicy",
+    "restartPolicy",
+    "livenessProbe",
+    "readinessProbe",
+    "startupProbe",
+    "lifecycle",
+];
+
+/// A field counts as set unless absent, null or an empty object or list
+/// (Go's zero value after decoding).
+fn is_set(v: Option<&Value>) -> bool {
+    match v {
+        None | Some(Value::Null) => false,
+        Some(Value::Object(m)) => m.values().any(|v| !v.is_null()),
+        Some(Value::Array(a)) => !a.is_empty(),
+        Some(Value::String(s)) => !s.is_empty(),
+        Some(_) => true,
+    }
+}
+
+/// Upstream's `validateEphemeralContainers`: names unique across every
+/// container, a target among the pod's other containers, none of the
+/// fields that serve the workload (ports, probes, lifecycle, resources),
+/// no subPath mounts.
+fn validate_ephemeral_containers(
+    spec: &Value,
+    path: &str,
+    mut names: std::collections::HashSet<String>,
+    errs: &mut Vec<FieldError>,
+) {
+    let others = names.clone();
+    let Some(ecs) = spec.get("ephemeralContainers").and_then(Value::as_array) else {
+        return;
+    };
+    for (i, c) in ecs.iter().enumerate() {
+        let p = format!("{path}.ephemeralContainers[{i}]");
+        let name = c.get("name").and_then(Value::as_str).unwrap_or("");
+        if name.is_empty() {
+            errs.push(FieldError::required(format!("{p}.name"), ""));
+        } else {
+            for msg in v::is_dns1123_label(name) {
+                errs.push(FieldError::invalid(
+                    format!("{p}.name"),
+                    Value::String(name.into()),
+                    &msg,
+                ));
+            }
+            if !names.insert(name.to_string()) {
+                errs.push(FieldError::duplicate(format!("{p}.name"), Value::String(name.into())));
+            }
+        }
+        if c.get("image")
+            .and_then(Value::as_str)
+            .is_none_or(|s| s.trim().is_empty())
+        {
+            errs.push(FieldError::required(format!("{p}.image"), ""));
+        }
+        if let Some(target) = c.get("targetContainerName").and_then(Value::as_str)
+            && !target.is_empty()
+            && !others.contains(target)
+        {
+            errs.push(FieldError::not_found(
+                format!("{p}.targetContainerName"),
+                Value::String(target.into()),
+            ));
+        }
+        for field in EPHEMERAL_FORBIDDEN_FIELDS {
+            if is_set(c.get(*field)) {
+                errs.push(FieldError::forbidden(
+                    format!("{p}.{field}"),
+                    "cannot be set for an Ephemeral Container",
+                ));
+            }
+        }
+        for (j, m) in c
+            .get("volumeMounts")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().enumerate().collect::<Vec<_>>())
+            .unwrap_or_default()
+        {
+            for field in ["subPath", "subPathExpr"] {
+                if is_set(m.get(field)) {
+                    errs.push(FieldError::forbidden(
+                        format!("{p}.volumeMounts[{j}].{field}"),
+                        "cannot be set for an Ephemeral Container",
+                    ));
+                }
+            }
+        }
+    }
+}
+
+/// Validation of a write to a pod subresource that changes part of the
+/// spec (`ephemeralcontainers`, `resize`: upstream's
+/// `ValidatePodEphemeralContainersUpdate` and `ValidatePodResize`);
+/// `None` for the others, which are validated as a whole object.
+pub fn validate_subresource(rt: &ResourceType, sub: &str, new: &Value, old: &Value) -> Option<Vec<FieldError>> {
+    if !is_pod(rt) {
+        return None;
+    }
+    let validate = match sub {
+        "ephemeralcontainers" => validate_ephemeral_containers_update,
+        "resize" => validate_resize,
+        _ => return None,
+    };
+    let empty = Value::Object(Map::new());
+    let mut errs = v::validate_object_meta(new.get("metadata").unwrap_or(&empty), rt.namespaced, name_rule(rt));
+    match new.get("spec") {
+        Some(spec) => validate_pod_spec(spec, "spec", &mut errs),
+        None => errs.push(FieldError::required("spec.containers", "")),
+    }
+    Some(validate(new, old, errs))
+}
+
+fn is_static_pod(pod: &Value) -> bool {
+    pod.pointer("/metadata/annotations/kubernetes.io~1config.mirror")
+        .is_some()
+}
+
+fn validate_ephemeral_containers_update(new: &Value, old: &Value, mut errs: Vec<FieldError>) -> Vec<FieldError> {
+    if is_static_pod(old) {
+        return vec![FieldError::forbidden(
+            "",
+            "static pods do not support ephemeral containers",
+        )];
+    }
+    let list = |p: &Value| {
+        p.pointer("/spec/ephemeralContainers")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let new_list = list(new);
+    for oc in list(old) {
+        let name = oc.get("name").and_then(Value::as_str).unwrap_or("");
+        match new_list.iter().find(|nc| nc.get("name") == oc.get("name")) {
+            None => errs.push(FieldError::forbidden(
+                "spec.ephemeralContainers",
+                format!("existing ephemeral containers {name:?} may not be removed\n"),
+            )),
+            Some(nc) if *nc != oc => errs.push(FieldError::forbidden(
+                "spec.ephemeralContainers",
+                format!("existing ephemeral containers {name:?} may not be changed\n"),
+            )),
+            Some(_) => {}
+        }
+    }
+    errs
+}
+
+/// Resource lists compare by quantity; a missing list is an empty one.
+fn same_resource_list(a: Option<&Value>, b: Option<&Value>) -> bool {
+    let map = |v: Option<&Value>| v.and_then(Value::as_object).cloned().unwrap_or_default();
+    let (a, b) = (map(a), map(b));
+    a.len() == b.len()
+        && a.iter().all(|(k, av)| {
+            b.get(k).is_some_and(
+                |bv| match (av.as_str().map(Quantity::parse), bv.as_str().map(Quantity::parse)) {
+                    (Some(Ok(x)), Some(Ok(y))) => x.cmp_value(&y) == std::cmp::Ordering::Equal,
+                    _ => av == bv,
+                },
+            )
+        })
+}
+
+fn resources_removed(new: Option<&Value>, old: Option<&Value>) -> bool {
+    let keys = |v: Option<&Value>| v.and_then(Value::as_object).cloned().unwrap_or_default();
+    let (new, old) = (keys(new), keys(old));
+    old.keys().any(|k| !new.contains_key(k))
+}
+
+/// Whether the pod's node reports resources for its running containers
+/// (upstream's version-skew guard: a kubelet that does not can not resize).
+fn resize_supported(pod: &Value) -> bool {
+    for s in pod
+        .pointer("/status/containerStatuses")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        if s.pointer("/state/running").is_some_and(|r| !r.is_null()) {
+            return s.get("resources").is_some_and(|r| !r.is_null());
+        }
+    }
+    true
+}
+
+/// `validateContainerResize`: requests and limits may not be removed, and
+/// a memory limit may not shrink (nor appear) unless memory's resize
+/// policy restarts the container.
+fn validate_container_resize(nc: &Value, oc: &Value, path: &str, errs: &mut Vec<FieldError>) {
+    let list = |c: &Value, k: &str| c.pointer(&format!("/resources/{k}")).cloned();
+    if resources_removed(list(nc, "requests").as_ref(), list(oc, "requests").as_ref()) {
+        errs.push(FieldError::forbidden(
+            format!("{path}.requests"),
+            "resource requests cannot be removed",
+        ));
+    }
+    if resources_removed(list(nc, "limits").as_ref(), list(oc, "limits").as_ref()) {
+        errs.push(FieldError::forbidden(
+            format!("{path}.limits"),
+            "resource limits cannot be removed",
+        ));
+    }
+    let memory_policy = nc
+        .get("resizePolicy")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .find(|p| p.get("resourceName").and_then(Value::as_str) == Some("memory"))
+        .and_then(|p| p.get("restartPolicy").and_then(Value::as_str))
+        .unwrap_or("");
+    if matches!(memory_policy, "" | "NotRequired") {
+        let limit = |c: &Value| {
+            c.pointer("/resources/limits/memory")
+                .and_then(Value::as_str)
+                .and_then(|q| Quantity::parse(q).ok())
+        };
+        let why = match (limit(nc), limit(oc)) {
+            (Some(n), Some(o)) if n.cmp_value(&o) == std::cmp::Ordering::Less => Some("decreased"),
+            (Some(_), None) => Some("added"),
+            _ => None,
+        };
+        if let Some(why) = why {
+            errs.push(FieldError::forbidden(
+                format!("{path}.limits[memory]"),
+                format!("memory limits cannot be {why} unless resizePolicy is RestartContainer"),
+            ));
+        }
+    }
+}
+
+/// A container with its CPU and memory requests and limits (and resize
+/// policy) put back to `old`'s: what must equal `old` for a resize to be
+/// allowed.
+fn without_resize_changes(nc: &Value, oc: &Value) -> Value {
+    let mut c = nc.clone();
+    let Some(m) = c.as_object_mut() else { return c };
+    let mut resources = Map::new();
+    for k in ["limits", "requests"] {
+        let Some(old_list) = oc.pointer(&format!("/resources/{k}")).and_then(Value::as_object) else {
+            continue;
+        };
+        let mut list = nc
+            .pointer(&format!("/resources/{k}"))
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default();
+        list.remove("cpu");
+        list.remove("memory");
+        for r in ["cpu", "memory"] {
+            if let Some(q) = old_list.get(r) {
+                list.insert(r.into(), q.clone());
+            }
+        }
+        resources.insert(k.into(), Value::Object(list));
+    }
+    m.insert("resources".into(), Value::Object(resources));
+    match oc.get("resizePolicy") {
+        Some(p) => m.insert("resizePolicy".into(), p.clone()),
+        None => m.remove("resizePolicy"),
+    };
+    c
+}
+
+/// Containers compare with their resource lists by quantity.
+fn same_container(a: &Value, b: &Value) -> bool {
+    let strip = |c: &Value| {
+        let mut c = c.clone();
+        if let Some(m) = c.as_object_mut() {
+            m.remove("resources");
+        }
+        c
+    };
+    strip(a) == strip(b)
+        && ["limits", "requests"].iter().all(|k| {
+            let p = format!("/resources/{k}");
+            same_resource_list(a.pointer(&p), b.pointer(&p))
+        })
+}
+
+fn validate_resize(new: &Value, old: &Value, mut errs: Vec<FieldError>) -> Vec<FieldError> {
+    let pod_level = |p: &Value| {
+        ["requests", "limits"]
+            .iter()
+            .any(|k| is_set(p.pointer(&format!("/spec/resources/{k}"))))
+    };
+    if pod_level(old) || pod_level(new) {
+        return vec![FieldError::forbidden(
+            "",
+            "pods with pod-level resources cannot be resized",
+        )];
+    }
+    if is_static_pod(old) {
+        return vec![FieldError::forbidden("", "static pods cannot be resized")];
+    }
+    if old.pointer("/spec/os/name").and_then(Value::as_str) == Some("windows") {
+        return vec![FieldError::forbidden("", "windows pods cannot be resized")];
+    }
+    let old_qos = old
+        .pointer("/status/qosClass")
+        .and_then(Value::as_str)
+        .filter(|q| !q.is_empty())
+        .unwrap_or_else(|| qos_class(old));
+    if old_qos != qos_class(new) {
+        let stored = new
+            .pointer("/status/qosClass")
+            .cloned()
+            .unwrap_or(Value::String(String::new()));
+        errs.push(FieldError::invalid(
+            "spec",
+            stored,
+            "Pod QOS Class may not change as a result of resizing",
+        ));
+    }
+    if !resize_supported(old) {
+        errs.push(FieldError::forbidden(
+            "spec",
+            "Pod running on node without support for resize",
+        ));
+    }
+    let list = |p: &Value, k: &str| {
+        p.pointer(&format!("/spec/{k}"))
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let (old_init, new_init) = (list(old, "initContainers"), list(new, "initContainers"));
+    let (old_main, new_main) = (list(old, "containers"), list(new, "containers"));
+    for (ix, oc) in old_init.iter().enumerate() {
+        if let Some(nc) = new_init.get(ix)
+            && is_restartable_init_container(oc)
+        {
+            validate_container_resize(nc, oc, &format!("spec.initContainers[{ix}].resources"), &mut errs);
+        }
+    }
+    for (ix, oc) in old_main.iter().enumerate() {
+        if let Some(nc) = new_main.get(ix) {
+            validate_container_resize(nc, oc, &format!("spec.containers[{ix}].resources"), &mut errs);
+        }
+    }
+    let mut only_cpu_memory = true;
+    for (oc, nc) in old_main.iter().zip(&new_main) {
+        only_cpu_memory &= same_container(&without_resize_changes(nc, oc), oc);
+    }
+    if !only_cpu_memory {
+        errs.push(FieldError::forbidden(
+            "spec",
+            "only cpu and memory resources are mutable",
+        ));
+    }
+    for (oc, nc) in old_init.iter().zip(&new_init) {
+        if is_restartable_init_container(oc) {
+            if !same_container(&without_resize_changes(nc, oc), oc) {
+                errs.push(FieldError::forbidden(
+                    "spec",
+                    "only cpu and memory resources for sidecar containers are mutable",
+                ));
+            }
+        } else if !same_container(nc, oc) {
+            errs.push(FieldError::forbidden(
+                "spec",
+                "resources for non-sidecar init containers are immutable",
+            ));
+        }
+    }
+    if errs.is_empty() && (old_main.len() != new_main.len() || old_init.len() != new_init.len()) {
+        errs.push(FieldError::forbidden(
+            "spec",
+            "only cpu and memory resources are mutable",
+        ));
+    }
+    errs
 }
 
 fn validate_workload(obj: &Value, old: Option<&Value>, errs: &mut Vec<FieldError>) {
@@ -773,5 +1249,190 @@ fn validate_service(obj: &Value, errs: &mut Vec<FieldError>) {
                 "may not be used when `type` is 'ClusterIP'",
             ));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pods() -> std::sync::Arc<ResourceType> {
+        crate::registry::Registry::new().lookup("", "v1", "pods").expect("pods")
+    }
+
+    fn pod(resources: Value, policy: Option<&str>) -> Value {
+        let mut p = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "default"},
+            "spec": {"containers": [{"name": "app", "image": "busybox", "resources": resources}]}});
+        if let Some(policy) = policy {
+            p["spec"]["containers"][0]["resizePolicy"] = json!([{"resourceName": "memory", "restartPolicy": policy}]);
+        }
+        let qos = qos_class(&p);
+        p["status"] = json!({"qosClass": qos});
+        p
+    }
+
+    /// The errors as `field: detail` lines.
+    fn resize(old: &Value, new: &Value) -> Vec<String> {
+        let mut merged = new.clone();
+        prepare_update(&pods(), &mut merged, old, "resize");
+        validate_subresource(&pods(), "resize", &merged, old)
+            .expect("validated")
+            .iter()
+            .map(|e| format!("{}: {}", e.field, e.detail))
+            .collect()
+    }
+
+    #[test]
+    fn resizes_keep_qos_and_limits_and_touch_only_cpu_and_memory() {
+        let burstable =
+            json!({"requests": {"cpu": "100m", "memory": "64Mi"}, "limits": {"cpu": "200m", "memory": "128Mi"}});
+        let guaranteed =
+            json!({"requests": {"cpu": "100m", "memory": "64Mi"}, "limits": {"cpu": "100m", "memory": "64Mi"}});
+        for (why, old, new, want) in [
+            (
+                "cpu up within the class",
+                pod(burstable.clone(), None),
+                pod(
+                    json!({"requests": {"cpu": "150m", "memory": "64Mi"}, "limits": {"cpu": "300m", "memory": "128Mi"}}),
+                    None,
+                ),
+                vec![],
+            ),
+            (
+                "the same quantity spelt differently is no change",
+                pod(burstable.clone(), None),
+                pod(
+                    json!({"requests": {"cpu": "0.1", "memory": "64Mi"}, "limits": {"cpu": "200m", "memory": "128Mi"}}),
+                    None,
+                ),
+                vec![],
+            ),
+            (
+                "guaranteed to burstable",
+                pod(guaranteed.clone(), None),
+                pod(
+                    json!({"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"cpu": "100m", "memory": "64Mi"}}),
+                    None,
+                ),
+                vec!["spec: Pod QOS Class may not change as a result of resizing"],
+            ),
+            (
+                "a limit removed",
+                pod(burstable.clone(), None),
+                pod(
+                    json!({"requests": {"cpu": "100m", "memory": "64Mi"}, "limits": {"memory": "128Mi"}}),
+                    None,
+                ),
+                vec!["spec.containers[0].resources.limits: resource limits cannot be removed"],
+            ),
+            (
+                "memory limit down without a restart policy",
+                pod(burstable.clone(), None),
+                pod(
+                    json!({"requests": {"cpu": "100m", "memory": "64Mi"}, "limits": {"cpu": "200m", "memory": "100Mi"}}),
+                    None,
+                ),
+                vec![
+                    "spec.containers[0].resources.limits[memory]: memory limits cannot be decreased unless resizePolicy is RestartContainer",
+                ],
+            ),
+            (
+                "memory limit down restarting the container",
+                pod(burstable.clone(), None),
+                pod(
+                    json!({"requests": {"cpu": "100m", "memory": "64Mi"}, "limits": {"cpu": "200m", "memory": "100Mi"}}),
+                    Some("RestartContainer"),
+                ),
+                vec![],
+            ),
+            (
+                "memory limit added",
+                pod(json!({"requests": {"cpu": "100m"}}), None),
+                pod(json!({"requests": {"cpu": "100m"}, "limits": {"memory": "1Gi"}}), None),
+                vec![
+                    "spec.containers[0].resources.limits[memory]: memory limits cannot be added unless resizePolicy is RestartContainer",
+                ],
+            ),
+            (
+                "another resource",
+                pod(json!({"requests": {"cpu": "100m", "ephemeral-storage": "1Gi"}}), None),
+                pod(json!({"requests": {"cpu": "100m", "ephemeral-storage": "2Gi"}}), None),
+                vec!["spec: only cpu and memory resources are mutable"],
+            ),
+            (
+                "a request over its limit",
+                pod(burstable.clone(), None),
+                pod(
+                    json!({"requests": {"cpu": "300m", "memory": "64Mi"}, "limits": {"cpu": "200m", "memory": "128Mi"}}),
+                    None,
+                ),
+                vec!["spec.containers[0].resources.requests: must be less than or equal to cpu limit of 200m"],
+            ),
+        ] {
+            assert_eq!(resize(&old, &new), want, "{why}");
+        }
+    }
+
+    #[test]
+    fn a_resize_changes_nothing_else_and_running_containers_need_reported_resources() {
+        let old = pod(json!({"requests": {"cpu": "100m"}}), None);
+        let mut new = pod(json!({"requests": {"cpu": "200m"}}), None);
+        new["spec"]["containers"][0]["image"] = json!("alpine");
+        new["spec"]["containers"][0]["resizePolicy"] = json!([{"resourceName": "cpu", "restartPolicy": "NotRequired"}]);
+        let mut merged = new.clone();
+        prepare_update(&pods(), &mut merged, &old, "resize");
+        assert_eq!(merged["spec"]["containers"][0]["image"], "busybox");
+        assert_eq!(merged["spec"]["containers"][0]["resources"]["requests"]["cpu"], "200m");
+        assert_eq!(
+            merged["spec"]["containers"][0]["resizePolicy"][0]["resourceName"],
+            "cpu"
+        );
+        let mut running = old.clone();
+        running["status"]["containerStatuses"] = json!([{"name": "app", "state": {"running": {}}}]);
+        assert_eq!(
+            resize(&running, &new),
+            ["spec: Pod running on node without support for resize"]
+        );
+        running["status"]["containerStatuses"][0]["resources"] = json!({});
+        assert!(resize(&running, &new).is_empty());
+    }
+
+    #[test]
+    fn ephemeral_containers_may_only_be_added() {
+        let with = |ecs: Value| {
+            let mut p = pod(json!({}), None);
+            p["spec"]["ephemeralContainers"] = ecs;
+            p
+        };
+        let check = |old: &Value, new: &Value| -> Vec<String> {
+            let mut merged = new.clone();
+            prepare_update(&pods(), &mut merged, old, "ephemeralcontainers");
+            validate_subresource(&pods(), "ephemeralcontainers", &merged, old)
+                .expect("validated")
+                .iter()
+                .map(|e| format!("{}: {}", e.field, e.detail))
+                .collect()
+        };
+        let one = with(json!([{"name": "debug", "image": "busybox", "resources": {}}]));
+        assert!(check(&pod(json!({}), None), &one).is_empty());
+        let two = with(
+            json!([{"name": "debug", "image": "busybox", "resources": {}}, {"name": "more", "image": "busybox", "targetContainerName": "app"}]),
+        );
+        assert!(check(&one, &two).is_empty());
+        assert_eq!(
+            check(&two, &one),
+            ["spec.ephemeralContainers: existing ephemeral containers \"more\" may not be removed\n"]
+        );
+        let changed = with(json!([{"name": "debug", "image": "alpine"}]));
+        assert_eq!(
+            check(&one, &changed),
+            ["spec.ephemeralContainers: existing ephemeral containers \"debug\" may not be changed\n"]
+        );
+        let mut mirror = one.clone();
+        mirror["metadata"]["annotations"] = json!({"kubernetes.io/config.mirror": "x"});
+        assert_eq!(
+            check(&mirror, &two),
+            [": static pods do not support ephemeral containers"]
+        );
     }
 }

@@ -94,7 +94,10 @@ impl ApiServers {
             .args(["--initial-cluster", &self.initial_cluster])
             .args(admission)
             .args(&self.extra_args)
-            .env("RUST_LOG", "info")
+            .env(
+                "RUST_LOG",
+                std::env::var("APISERVER_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -162,6 +165,37 @@ impl ApiServers {
         )
         .await;
         res.with_context(|| self.logs())
+    }
+
+    /// A TLS connection to member `i` presenting the admin kubeconfig's
+    /// client certificate (for raw HTTP/1.1 and WebSocket requests).
+    pub async fn admin_tls(&self, i: usize) -> anyhow::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+        use base64::Engine as _;
+        use rustls_pki_types::pem::PemObject;
+        use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+        let kc: serde_json::Value = serde_yaml::from_str(&std::fs::read_to_string(self.kubeconfig_path(i))?)?;
+        let user = &kc["users"][0]["user"];
+        let decode = |k: &str| -> anyhow::Result<Vec<u8>> {
+            let b64 = user[k].as_str().with_context(|| format!("kubeconfig has no {k}"))?;
+            Ok(base64::engine::general_purpose::STANDARD.decode(b64)?)
+        };
+        let (cert, key) = (decode("client-certificate-data")?, decode("client-key-data")?);
+        let mut roots = rustls::RootCertStore::empty();
+        for ca in CertificateDer::pem_slice_iter(self.ca_pem()?.as_bytes()) {
+            roots.add(ca?)?;
+        }
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let cfg = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots)
+            .with_client_auth_cert(
+                CertificateDer::pem_slice_iter(&cert).collect::<Result<Vec<_>, _>>()?,
+                PrivateKeyDer::from_pem_slice(&key)?,
+            )?;
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", self.members[i].port)).await?;
+        Ok(tokio_rustls::TlsConnector::from(std::sync::Arc::new(cfg))
+            .connect(ServerName::try_from("127.0.0.1")?, tcp)
+            .await?)
     }
 
     pub async fn client_for(&self, i: usize) -> anyhow::Result<kube::Client> {

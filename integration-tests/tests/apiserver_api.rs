@@ -1407,45 +1407,83 @@ async fn pod_logs_exec_attach_and_port_forward_reach_the_nodes_kubelet() -> anyh
     let r = request(&client, "PUT", &log("web/exec?command=ls"), None, Vec::new()).await?;
     assert_eq!(r.code, 405);
 
-    // Upgrades: exec (SPDY, as kubectl), attach and port-forward
-    // (WebSocket): the kubelet sees its own query names, and once it
-    // switches protocols bytes flow both ways through the apiserver.
+    // SPDY upgrades, and ones the apiserver does not know, go to the
+    // kubelet as they came (with the kubelet's query names) and once it
+    // switches protocols the bytes are spliced: here a SPDY exec session
+    // and a SPDY port-forward through the apiserver, then an unknown
+    // upgrade the fake kubelet echoes.
     let host = c.url(0).trim_start_matches("https://").to_string();
-    for (path, protocol, kubelet_saw) in [
-        (
-            "web/exec?command=sh&command=-c&command=echo%20hi&stdin=true&stdout=true&tty=true",
-            "SPDY/3.1",
-            "/exec/default/web/app?input=1&output=1&tty=1&command=sh&command=-c&command=echo+hi",
-        ),
-        (
-            "multi/attach?container=a&stdout=1&stderr=1",
-            "websocket",
-            "/attach/default/multi/a?output=1&error=1",
-        ),
-        (
-            "web/portforward?ports=8080&ports=9090",
-            "websocket",
-            "/portForward/default/web?port=8080%2C9090",
-        ),
-    ] {
-        let head = format!(
-            "POST {} HTTP/1.1\r\nHost: {host}\r\nConnection: Upgrade\r\nUpgrade: {protocol}\r\nX-Stream-Protocol-Version: v4.channel.k8s.io\r\n\r\n",
+    let upgrade = |path: &str, protocol: &str, version: &str| {
+        format!(
+            "POST {} HTTP/1.1\r\nHost: {host}\r\nConnection: Upgrade\r\nUpgrade: {protocol}\r\nX-Stream-Protocol-Version: {version}\r\n\r\n",
             log(path)
-        );
-        let (resp, mut conn) = raw_request(&c, &head).await?;
-        assert!(resp.starts_with("HTTP/1.1 101"), "{resp}");
-        assert!(
-            resp.to_ascii_lowercase().contains(&format!(
-                "x-fake-kubelet-request: {}\r\n",
-                kubelet_saw.to_ascii_lowercase()
-            )),
-            "{resp}"
-        );
-        conn.write_all(b"ping through the apiserver").await?;
-        let mut buf = vec![0u8; 26];
-        tokio::time::timeout(Duration::from_secs(10), conn.read_exact(&mut buf)).await??;
-        assert_eq!(buf, b"PING THROUGH THE APISERVER");
+        )
+    };
+    let ten_seconds = Duration::from_secs(10);
+    let (resp, conn) = raw_request(
+        &c,
+        &upgrade(
+            "web/exec?command=cat&stdin=true&stdout=true",
+            "SPDY/3.1",
+            "v4.channel.k8s.io",
+        ),
+    )
+    .await?;
+    assert!(resp.starts_with("HTTP/1.1 101"), "{resp}");
+    let lower = resp.to_ascii_lowercase();
+    assert!(
+        lower.contains("x-fake-kubelet-request: /exec/default/web/app?input=1&output=1&command=cat\r\n"),
+        "{resp}"
+    );
+    assert!(
+        lower.contains("x-stream-protocol-version: v4.channel.k8s.io\r\n"),
+        "{resp}"
+    );
+    let session = spdy::Connection::new(conn, spdy::Role::Client);
+    let stream = |kind: &str| spdy::Headers::new().with("streamType", kind);
+    let mut error = session.open(stream("error")).await?;
+    let mut stdin = session.open(stream("stdin")).await?;
+    let mut stdout = session.open(stream("stdout")).await?;
+    stdin.write(b"ping through the apiserver").await?;
+    stdin.close().await?;
+    assert_eq!(
+        tokio::time::timeout(ten_seconds, stdout.read_to_end()).await?,
+        b"ping through the apiserver"
+    );
+    let status: Value = serde_json::from_slice(&tokio::time::timeout(ten_seconds, error.read_to_end()).await?)?;
+    assert_eq!(status["status"], "Success", "{status}");
+    session.close().await;
+
+    let (resp, conn) = raw_request(&c, &upgrade("web/portforward", "SPDY/3.1", "portforward.k8s.io")).await?;
+    assert!(resp.starts_with("HTTP/1.1 101"), "{resp}");
+    let session = spdy::Connection::new(conn, spdy::Role::Client);
+    let pair = |kind: &str| stream(kind).with("port", "8080").with("requestID", "0");
+    let mut error = session.open(pair("error")).await?;
+    error.close().await?;
+    let mut data = session.open(pair("data")).await?;
+    data.write(b"ping through the apiserver").await?;
+    let mut got = Vec::new();
+    while got.len() < 26 {
+        let chunk = tokio::time::timeout(ten_seconds, data.read())
+            .await?
+            .expect("port-forward data");
+        got.extend_from_slice(&chunk);
     }
+    assert_eq!(got, b"PING THROUGH THE APISERVER");
+    session.close().await;
+
+    let (resp, mut conn) =
+        raw_request(&c, &upgrade("multi/attach?container=a&stdout=1&stderr=1", "foo/1", "x")).await?;
+    assert!(resp.starts_with("HTTP/1.1 101"), "{resp}");
+    assert!(
+        resp.to_ascii_lowercase()
+            .contains("x-fake-kubelet-request: /attach/default/multi/a?output=1&error=1\r\n"),
+        "{resp}"
+    );
+    conn.write_all(b"ping through the apiserver").await?;
+    let mut buf = vec![0u8; 26];
+    tokio::time::timeout(ten_seconds, conn.read_exact(&mut buf)).await??;
+    assert_eq!(buf, b"PING THROUGH THE APISERVER");
     Ok(())
 }
 
