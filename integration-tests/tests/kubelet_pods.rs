@@ -353,6 +353,53 @@ async fn more_checks(api: &ApiServers, client: &kube::Client, node: &TestNode, w
     assert_eq!(out.status.code(), Some(124), "-f kept following until stopped");
     assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 5);
 
+    // The streaming protocols: kubectl 1.33 speaks WebSocket v5 to the
+    // apiserver (which speaks SPDY to the kubelet), 1.27 SPDY throughout.
+    let r = kubectl(api, "1.33", &["exec", "-v=8", "logger", "--", "true"]).await?;
+    assert!(
+        r.0 && r.2.contains("v5.channel.k8s.io"),
+        "kubectl 1.33 negotiated v5: {}",
+        r.2
+    );
+    let r = kubectl(api, "1.27", &["exec", "-v=8", "logger", "--", "true"]).await?;
+    assert!(
+        r.0 && r.2.contains("SPDY/3.1") && r.2.contains("v4.channel.k8s.io"),
+        "kubectl 1.27 negotiated SPDY v4: {}",
+        r.2
+    );
+
+    // kubectl debug: an ephemeral container in the target's PID namespace,
+    // attached (it answers after kubectl attached).
+    // (containerd ends an attach when its stdin closes: keep it open.)
+    let home = tempfile::tempdir()?;
+    let out = tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "sleep 5 | {} debug -i --quiet web --image=busybox --target=web -- sh -c \"sleep 1; ps | grep -c '[n]etexec'\"",
+            upstream_kubectl("1.33")?.display()
+        ))
+        .env("KUBECONFIG", api.kubeconfig())
+        .env("HOME", home.path())
+        .output()
+        .await?;
+    let r = (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    );
+    let p = pods.get("web").await?;
+    let eph = p
+        .status
+        .and_then(|s| s.ephemeral_container_statuses)
+        .unwrap_or_default();
+    assert_eq!(
+        exec_out(&r, "kubectl debug"),
+        "1",
+        "the debug container sees the target's processes: {} {eph:?}",
+        r.2
+    );
+    assert_eq!(eph.len(), 1, "{eph:?}");
+
     // Port-forward reaches the container, from kubectl old and new.
     for minor in ["1.33", "1.27"] {
         let port = integration_tests::store_cluster::free_port()?;
