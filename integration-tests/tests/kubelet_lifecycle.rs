@@ -122,6 +122,12 @@ async fn containers_restart_back_off_probe_and_terminate_as_upstream() -> anyhow
             "containers": [{"name": "app", "image": "busybox", "command": ["true"]}],
         })).await?;
         create(&client, "noimage", json!({"containers": [{"name": "c", "image": "busybox:does-not-exist"}]})).await?;
+        create(&client, "deadline", json!({"activeDeadlineSeconds": 3, "terminationGracePeriodSeconds": 1,
+            "containers": [{"name": "c", "image": "busybox", "command": ["sleep", "600"]}]})).await?;
+        create(&client, "fill", json!({"terminationGracePeriodSeconds": 1,
+            "volumes": [{"name": "d", "emptyDir": {"sizeLimit": "1Mi"}}],
+            "containers": [{"name": "c", "image": "busybox", "command": ["sh", "-c", "dd if=/dev/zero of=/d/f bs=1M count=4; sleep 600"],
+                            "volumeMounts": [{"name": "d", "mountPath": "/d"}]}]})).await?;
 
         // Crash loop: restarts keep coming, spaced by a growing back-off.
         let mut seen = vec![];
@@ -204,6 +210,20 @@ async fn containers_restart_back_off_probe_and_terminate_as_upstream() -> anyhow
         .await?;
         let evs = events_for(&client, "noimage").await;
         assert!(evs.iter().any(|e| e.message.as_deref() == Some("Error: ErrImagePull")));
+
+        // activeDeadlineSeconds fails the pod.
+        let p = wait_pod(&client, "default", "deadline", t, "DeadlineExceeded", |p| {
+            p.status.as_ref().and_then(|s| s.reason.as_deref()) == Some("DeadlineExceeded")
+        })
+        .await?;
+        assert_eq!(p.status.as_ref().unwrap().phase.as_deref(), Some("Failed"));
+        // An emptyDir over its sizeLimit gets its pod evicted.
+        let p = wait_pod(&client, "default", "fill", t, "Evicted", |p| {
+            p.status.as_ref().and_then(|s| s.reason.as_deref()) == Some("Evicted")
+        })
+        .await?;
+        let msg = p.status.unwrap().message.unwrap_or_default();
+        assert!(msg.contains("Usage of EmptyDir volume \"d\" exceeds the limit \"1Mi\""), "{msg}");
 
         // A kubelet restart leaves running containers alone.
         let before = Api::<Pod>::namespaced(client.clone(), "default").get("ready").await?;

@@ -199,6 +199,35 @@ pub async fn run(k: Arc<Kubelet>) -> anyhow::Result<()> {
                 hit.get_or_insert((t.signal.as_str(), limit, avail));
             }
         }
+        // Local storage limits: an emptyDir over its sizeLimit evicts its
+        // pod (upstream's localStorageEviction).
+        for p in k.pods.all() {
+            let uid = p.metadata.uid.clone().unwrap_or_default();
+            if k.pressure.evicted(&uid).is_some() || p.metadata.deletion_timestamp.is_some() {
+                continue;
+            }
+            let usage = k.volumes.usage(&uid);
+            for v in p.spec.iter().flat_map(|s| s.volumes.iter().flatten()) {
+                let Some(limit) = v.empty_dir.as_ref().and_then(|e| e.size_limit.as_ref()) else {
+                    continue;
+                };
+                let Ok(bytes) = apimachinery::quantity::Quantity::parse(&limit.0) else {
+                    continue;
+                };
+                let used = usage.get(&v.name).map(|u| u.0).unwrap_or(0);
+                if used as i64 > bytes.value() {
+                    let message = format!(
+                        "Usage of EmptyDir volume \"{}\" exceeds the limit \"{}\". ",
+                        v.name, limit.0
+                    );
+                    k.recorder
+                        .pod(&p, None, crate::events::WARNING, "Evicted", message.clone());
+                    k.pressure.evicted.lock().insert(uid.clone(), message);
+                    k.wake(&uid);
+                    break;
+                }
+            }
+        }
         k.pressure.memory.store(mem_p, Ordering::Relaxed);
         k.pressure.disk.store(disk_p, Ordering::Relaxed);
         k.pressure.pid.store(pid_p, Ordering::Relaxed);

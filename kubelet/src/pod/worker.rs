@@ -37,6 +37,8 @@ struct Worker {
     last: Option<Arc<Pod>>,
     /// When the pod's volume contents were last refreshed.
     refreshed: Option<Instant>,
+    /// The failed status the kubelet gave the pod (eviction, deadline).
+    failed: Option<k8s_openapi::api::core::v1::PodStatus>,
 }
 
 pub async fn run(k: Arc<Kubelet>, uid: String, notify: Arc<Notify>) {
@@ -163,19 +165,32 @@ impl Worker {
             return Ok(Next::After(Duration::from_secs(1)));
         }
 
-        if let Some(message) = k.pressure.evicted(uid) {
-            // Evicted: killed at once, failed with reason Evicted.
+        // Pods the kubelet fails: evicted, or past activeDeadlineSeconds.
+        let deadline_left = active_deadline_left(&pod);
+        let failure = match k.pressure.evicted(uid) {
+            Some(message) => Some(("Evicted", message, true)),
+            None if deadline_left.is_some_and(|d| d.is_zero()) => Some((
+                "DeadlineExceeded",
+                "Pod was active on the node longer than the specified deadline".to_string(),
+                false,
+            )),
+            None => None,
+        };
+        if let Some((reason, message, disruption)) = failure {
             if rt.running().next().is_some() || rt.sandboxes.iter().any(|s| s.ready) {
-                kill_pod(k, &pod, &rt, 0).await;
+                if reason == "DeadlineExceeded" {
+                    k.recorder.pod(&pod, None, NORMAL, reason, message.clone());
+                }
+                kill_pod(k, &pod, &rt, if disruption { 0 } else { grace_of(&pod) }).await;
             }
             let rt = gather(k, uid).await?;
             let mut failed = (*pod).clone();
             let st = failed.status.get_or_insert_with(Default::default);
             st.phase = Some("Failed".into());
-            st.reason = Some("Evicted".into());
+            st.reason = Some(reason.into());
             st.message = Some(message);
             let conds = st.conditions.get_or_insert_with(Vec::new);
-            if !conds.iter().any(|c| c.type_ == "DisruptionTarget") {
+            if disruption && !conds.iter().any(|c| c.type_ == "DisruptionTarget") {
                 conds.push(k8s_openapi::api::core::v1::PodCondition {
                     type_: "DisruptionTarget".into(),
                     status: "True".into(),
@@ -185,6 +200,7 @@ impl Worker {
                     ..Default::default()
                 });
             }
+            self.failed = Some(failed.status.clone().unwrap_or_default());
             self.write_status(k, &failed, &rt, true).await?;
             return Ok(Next::After(k.opts.sync_frequency));
         }
@@ -327,6 +343,9 @@ impl Worker {
         k.metrics.observe_sync(started_at.elapsed());
 
         let mut next = k.opts.sync_frequency;
+        if let Some(d) = deadline_left {
+            next = next.min(d + Duration::from_millis(50));
+        }
         for (_, left) in &p.backoff {
             next = next.min(*left + Duration::from_millis(50));
         }
@@ -367,8 +386,8 @@ impl Worker {
             Arc::new(pod.clone())
         };
         let mut view = pod.clone();
-        // An evicted pod keeps the failed status the eviction set.
-        if k.pods.is_static(&uid) || k.pressure.evicted(&uid).is_none() {
+        // A pod the kubelet failed keeps that status; otherwise the latest.
+        if k.pods.is_static(&uid) || self.failed.is_none() {
             view.status = target.status.clone();
         }
         let ready = |id: &str| k.probes.ready(id);
@@ -687,6 +706,20 @@ async fn resize(k: &Kubelet, pod: &Pod, rt: &RuntimePod) -> bool {
         }
     }
     changed
+}
+
+/// Time left before the pod's activeDeadlineSeconds (counted from its
+/// startTime), if it has one.
+fn active_deadline_left(pod: &Pod) -> Option<Duration> {
+    let secs = pod.spec.as_ref()?.active_deadline_seconds?;
+    let start = pod.status.as_ref()?.start_time.as_ref()?.0;
+    let end = start.checked_add(jiff::SignedDuration::from_secs(secs)).ok()?;
+    let left = end.duration_since(jiff::Timestamp::now());
+    Some(if left.is_negative() {
+        Duration::ZERO
+    } else {
+        left.unsigned_abs()
+    })
 }
 
 fn find_spec(pod: &Pod, name: &str) -> Option<SpecContainer> {
