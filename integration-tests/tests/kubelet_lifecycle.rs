@@ -122,6 +122,18 @@ async fn containers_restart_back_off_probe_and_terminate_as_upstream() -> anyhow
             "containers": [{"name": "app", "image": "busybox", "command": ["true"]}],
         })).await?;
         create(&client, "noimage", json!({"containers": [{"name": "c", "image": "busybox:does-not-exist"}]})).await?;
+        create(&client, "sidecar", json!({"restartPolicy": "Never", "terminationGracePeriodSeconds": 1,
+            "initContainers": [{"name": "side", "image": "busybox", "restartPolicy": "Always", "command": ["sleep", "600"]}],
+            "containers": [{"name": "app", "image": "busybox", "command": ["sleep", "1"]}]})).await?;
+        create(&client, "slowstart", json!({"terminationGracePeriodSeconds": 1, "containers": [{
+            "name": "c", "image": "busybox", "command": ["sh", "-c", "sleep 3; touch /tmp/started; sleep 600"],
+            "startupProbe": {"exec": {"command": ["cat", "/tmp/started"]}, "periodSeconds": 1, "failureThreshold": 30},
+        }]})).await?;
+        let host_port = integration_tests::store_cluster::free_port()?;
+        create(&client, "hostport", json!({"terminationGracePeriodSeconds": 1, "containers": [{
+            "name": "c", "image": AGNHOST, "args": ["netexec", "--http-port=8080", "--udp-port=-1"],
+            "ports": [{"containerPort": 8080, "hostPort": host_port}],
+        }]})).await?;
         create(&client, "deadline", json!({"activeDeadlineSeconds": 3, "terminationGracePeriodSeconds": 1,
             "containers": [{"name": "c", "image": "busybox", "command": ["sleep", "600"]}]})).await?;
         create(&client, "fill", json!({"terminationGracePeriodSeconds": 1,
@@ -210,6 +222,29 @@ async fn containers_restart_back_off_probe_and_terminate_as_upstream() -> anyhow
         .await?;
         let evs = events_for(&client, "noimage").await;
         assert!(evs.iter().any(|e| e.message.as_deref() == Some("Error: ErrImagePull")));
+
+        // A sidecar runs beside the app and stops once the app is done.
+        let p = wait_pod(&client, "default", "sidecar", t, "Succeeded", |p| {
+            p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Succeeded")
+        })
+        .await?;
+        let side = container_status(&p, "side").unwrap();
+        assert!(side.state.unwrap().terminated.is_some(), "the sidecar stopped with the pod");
+        // A startup probe holds readiness until it passes.
+        let p = wait_pod(&client, "default", "slowstart", t, "Ready", running_and_ready).await?;
+        let cs = container_status(&p, "c").unwrap();
+        assert_eq!(cs.started, Some(true));
+        let started_at = cs.state.unwrap().running.unwrap().started_at.unwrap().0;
+        let ready_at = p.status.unwrap().conditions.unwrap().into_iter().find(|c| c.type_ == "Ready").unwrap().last_transition_time.unwrap().0;
+        assert!(ready_at.duration_since(started_at).as_secs() >= 2, "ready only after the startup probe: {started_at} → {ready_at}");
+        // hostPort maps a node port to the container (CNI portmap).
+        wait_pod(&client, "default", "hostport", t, "Ready", running_and_ready).await?;
+        let node_ip = "127.0.0.1";
+        let out = tokio::process::Command::new("curl")
+            .args(["-sS", "--max-time", "5", &format!("http://{node_ip}:{host_port}/hostname")])
+            .output()
+            .await?;
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "hostport", "{}", String::from_utf8_lossy(&out.stderr));
 
         // activeDeadlineSeconds fails the pod.
         let p = wait_pod(&client, "default", "deadline", t, "DeadlineExceeded", |p| {

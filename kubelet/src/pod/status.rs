@@ -220,7 +220,13 @@ fn phase(pod: &Pod, init: &[ContainerStatus], apps: &[ContainerStatus], init_spe
             }
         }
     }
-    if pending_init > 0 {
+    // Once a regular container has started, restarting sidecars do not
+    // put the pod back into Pending (upstream's HasAnyRegularContainerStarted).
+    let app_started = apps.iter().any(|s| {
+        let st = s.state.clone().unwrap_or_default();
+        st.running.is_some() || st.terminated.is_some() || s.last_state.as_ref().is_some_and(|l| l.terminated.is_some())
+    });
+    if pending_init > 0 && !app_started {
         return "Pending";
     }
     if waiting > 0 {
@@ -307,10 +313,13 @@ pub fn generate(pod: &Pod, rt: &RuntimePod, inp: &Inputs) -> PodStatus {
         .iter()
         .map(|c| container_status(c, rt, false, "PodInitializing", inp))
         .collect();
+    // Regular init containers succeeded and sidecars started (or, once an
+    // app container ran, sidecars may restart or stop without un-initializing).
+    let app_ran = rt.containers.iter().any(|c| c.kind == Kind::App);
     let initialized = init.iter().zip(&init_specs).all(|(s, c)| {
         let state = s.state.clone().unwrap_or_default();
         if is_sidecar(c) {
-            state.running.is_some() && s.started.unwrap_or(false)
+            app_ran || (state.running.is_some() && s.started.unwrap_or(false))
         } else {
             state.terminated.is_some_and(|t| t.exit_code == 0)
         }
@@ -383,7 +392,7 @@ pub fn generate(pod: &Pod, rt: &RuntimePod, inp: &Inputs) -> PodStatus {
         .filter(|(s, c)| {
             let state = s.state.clone().unwrap_or_default();
             if is_sidecar(c) {
-                state.running.is_none()
+                !app_ran && state.running.is_none()
             } else {
                 state.terminated.is_none_or(|t| t.exit_code != 0)
             }
