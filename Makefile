@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 CLUSTER_DIR ?= $(CURDIR)/.cluster
 
-.PHONY: deps build test lint unit images bench bench-store bench-history bench-apiserver bench-scheduler bench-controllers up down clean
+.PHONY: deps build test lint unit images bench bench-store bench-history bench-apiserver bench-scheduler bench-controllers bench-kubelet up down clean
 
 deps:
 	@bash scripts/deps.sh
@@ -56,17 +56,30 @@ bench-controllers: deps
 	$(CARGO) build --release -p apiserver -p scheduler -p controller-manager -p integration-tests
 	target/release/cmbench $(BENCH_ARGS)
 
+# The kubelet on a real node (its own containerd, the project's images):
+# pod startup latency created -> Running, one pod at a time and 30 at once,
+# split by runtime operation from the kubelet's metrics, and its idle RSS
+# and CPU with 30 pods running; table in target/bench-kubelet.md. Needs root.
+bench-kubelet: deps images
+	$(CARGO) build --release -p apiserver -p kubelet -p node-setup -p integration-tests
+	target/release/kubeletbench $(BENCH_ARGS)
+
 # The linearizability and watch check with 10x CI's operations per phase.
 bench-history: deps
 	$(CARGO) build -p store
 	STORE_HISTORY_OPS=$${STORE_HISTORY_OPS:-8000} $(CARGO) test -p integration-tests --test store_history -- --nocapture
 
 # `make up` starts a local kube-apiserver (with its embedded store),
-# kube-scheduler and kube-controller-manager under .cluster/ and prints the
-# KUBECONFIG line; the other components join it as their issues land.
-up: deps build
+# kube-scheduler, kube-controller-manager and one node (a registry serving
+# the project's images, a containerd of its own, a kubelet named after the
+# host) under .cluster/, waits until the node is Ready and prints the
+# KUBECONFIG line; already-running pieces are left alone. Needs root.
+up: deps build images
 	@bash scripts/up.sh "$(CLUSTER_DIR)"
 
+# Stops the kubelet, then containerd (which removes the node's pods,
+# mounts, bridge and cgroups), the registry and the control plane; the
+# state under .cluster/ stays.
 down:
 	@bash scripts/down.sh "$(CLUSTER_DIR)"
 

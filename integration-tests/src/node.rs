@@ -252,6 +252,11 @@ impl Drop for TestNode {
         if let Err(e) = self.containerd.cleanup_sync() {
             eprintln!("cleaning up node {}: {e:#}", self.name);
         }
+        // The kubelet's volume mounts (tmpfs secrets, tokens, Memory
+        // emptyDirs) outlive it when it is killed with pods running.
+        if let Err(e) = node_setup::cleanup::unmount_all_under(&self.dir) {
+            eprintln!("unmounting under {}: {e:#}", self.dir.display());
+        }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

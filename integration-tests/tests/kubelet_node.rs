@@ -72,6 +72,7 @@ async fn static_pods_kubelet_api_image_gc_resize_and_node_readiness() -> anyhow:
             "--image-gc-high-threshold-percent=1",
             "--image-gc-low-threshold-percent=0",
             "--minimum-image-ttl-duration=0s",
+            "--image-gc-period=2s",
         ],
     )
     .await?;

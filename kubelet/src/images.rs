@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use base64::Engine;
 use k8s_openapi::api::core::v1::{Container, Pod, Secret};
@@ -207,7 +207,7 @@ pub async fn image_user(k: &Kubelet, image_ref: &str) -> (Option<i64>, String) {
 pub async fn gc_loop(k: Arc<Kubelet>) -> anyhow::Result<()> {
     let mut first_seen: HashMap<String, Instant> = HashMap::new();
     let mut last_used: HashMap<String, Instant> = HashMap::new();
-    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    let mut tick = tokio::time::interval(k.opts.image_gc_period);
     loop {
         tick.tick().await;
         if let Err(e) = gc_once(&k, &mut first_seen, &mut last_used).await {

@@ -136,6 +136,10 @@ pub struct Options {
     pub image_gc_high_threshold_percent: u8,
     #[arg(long, default_value_t = 80)]
     pub image_gc_low_threshold_percent: u8,
+    /// How often image garbage collection runs (upstream: a fixed 5 min;
+    /// a flag here so tests can shorten it).
+    #[arg(long, value_parser = duration, default_value = "5m")]
+    pub image_gc_period: Duration,
     /// Unused images younger than this are never collected.
     #[arg(long, value_parser = duration, default_value = "2m")]
     pub minimum_image_ttl_duration: Duration,

@@ -67,7 +67,13 @@ pub async fn remove_all_pods(socket: &Path) -> anyhow::Result<usize> {
                 pod_sandbox_id: id.clone(),
             })
             .await;
-        if let Err(e) = stopped.and(removed) {
+        // Gone already (the kubelet removed it meanwhile): that is success.
+        let result = stopped.and(removed).map(|_| ());
+        let result = match result {
+            Err(e) if e.code() == tonic::Code::NotFound => Ok(()),
+            r => r,
+        };
+        if let Err(e) = result {
             tracing::warn!(sandbox = %id, error = %e, "removing pod sandbox");
             first_error.get_or_insert(anyhow::Error::from(e).context(format!("removing sandbox {id}")));
         }
