@@ -58,14 +58,31 @@ pub fn now_micro() -> String {
     jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
 }
 
+/// Selectable fields whose Go type is not a string: upstream's field sets
+/// format them from the Go value, so an unset one is `false` or `0`, never
+/// empty.
+const BOOL_FIELDS: &[&str] = &["spec.unschedulable", "spec.hostNetwork"];
+const INT_FIELDS: &[&str] = &["status.replicas", "status.successful"];
+
 /// The value of a dotted field path (`spec.nodeName`) rendered as a field
-/// selector sees it: strings as is, scalars as text, absent as "".
+/// selector sees it: strings as is, scalars as text; absent as the Go zero
+/// value of the field (`""`, or `false`/`0` for the boolean and integer
+/// fields above).
 pub fn field_value(o: &Value, path: &str) -> String {
+    let zero = || {
+        if BOOL_FIELDS.contains(&path) {
+            "false".to_string()
+        } else if INT_FIELDS.contains(&path) {
+            "0".to_string()
+        } else {
+            String::new()
+        }
+    };
     let mut cur = o;
     for seg in path.split('.') {
         match cur.get(seg) {
-            Some(v) => cur = v,
-            None => return String::new(),
+            Some(v) if !v.is_null() => cur = v,
+            _ => return zero(),
         }
     }
     match cur {
@@ -127,5 +144,19 @@ mod tests {
         assert_eq!(field_value(&o, "spec.nodeName"), "n1");
         assert_eq!(field_value(&o, "spec.hostNetwork"), "true");
         assert_eq!(field_value(&o, "status.phase"), "");
+        // Unset non-string fields select as their Go zero values.
+        let node = json!({"spec": {}});
+        assert_eq!(field_value(&node, "spec.unschedulable"), "false");
+        assert_eq!(
+            field_value(&json!({"spec": {"unschedulable": true}}), "spec.unschedulable"),
+            "true"
+        );
+        assert_eq!(field_value(&json!({}), "spec.hostNetwork"), "false");
+        assert_eq!(field_value(&json!({"status": {}}), "status.replicas"), "0");
+        assert_eq!(
+            field_value(&json!({"status": {"successful": null}}), "status.successful"),
+            "0"
+        );
+        assert_eq!(field_value(&json!({}), "status.podIP"), "");
     }
 }

@@ -2282,3 +2282,65 @@ async fn token_and_access_reviews_answer_as_the_server_authenticates() -> anyhow
     );
     Ok(())
 }
+
+/// Field selectors over unset fields: upstream's field sets give every
+/// selectable field its Go value, so an unset boolean is `false` and an
+/// unset count `0` (kubectl's `--field-selector spec.unschedulable=false`,
+/// client-side cordon checks).
+#[tokio::test(flavor = "multi_thread")]
+async fn field_selectors_see_unset_fields_as_their_zero_values() -> anyhow::Result<()> {
+    let c = ApiServers::start(1).await?;
+    let client = c.client().await?;
+    let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(client.clone());
+    for (name, spec) in [("plain", json!({})), ("cordoned", json!({"unschedulable": true}))] {
+        nodes
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(json!({"metadata": {"name": name}, "spec": spec}))?,
+            )
+            .await?;
+    }
+    let names = |l: kube::core::ObjectList<k8s_openapi::api::core::v1::Node>| -> Vec<String> {
+        l.items.into_iter().filter_map(|n| n.metadata.name).collect()
+    };
+    let schedulable = nodes
+        .list(&ListParams::default().fields("spec.unschedulable=false"))
+        .await?;
+    assert_eq!(names(schedulable), ["plain"]);
+    let cordoned = nodes
+        .list(&ListParams::default().fields("spec.unschedulable=true"))
+        .await?;
+    assert_eq!(names(cordoned), ["cordoned"]);
+    let not_cordoned = nodes
+        .list(&ListParams::default().fields("spec.unschedulable!=true"))
+        .await?;
+    assert_eq!(names(not_cordoned), ["plain"]);
+
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    pods.create(
+        &PostParams::default(),
+        &serde_json::from_value(
+            json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}}),
+        )?,
+    )
+    .await?;
+    let host = pods
+        .list(&ListParams::default().fields("spec.hostNetwork=false,status.podIP="))
+        .await?;
+    assert_eq!(
+        host.items.len(),
+        1,
+        "an unset hostNetwork is false, an unset podIP empty"
+    );
+    let rs: Api<k8s_openapi::api::apps::v1::ReplicaSet> = Api::namespaced(client.clone(), "default");
+    rs.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({"metadata": {"name": "r"}, "spec": {"replicas": 0,
+            "selector": {"matchLabels": {"a": "b"}},
+            "template": {"metadata": {"labels": {"a": "b"}}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}}}}))?,
+    )
+    .await?;
+    let zero = rs.list(&ListParams::default().fields("status.replicas=0")).await?;
+    assert_eq!(zero.items.len(), 1, "an unset status.replicas is 0");
+    Ok(())
+}
