@@ -332,3 +332,19 @@ pub fn container_status(p: &Pod, name: &str) -> Option<k8s_openapi::api::core::v
         .find(|c| c.name == name)
         .cloned()
 }
+
+/// Creates pod `name` in `default` with `spec`, bound to `node` (no
+/// scheduler needed).
+pub async fn create_pod(client: &kube::Client, node: &str, name: &str, spec: serde_json::Value) -> anyhow::Result<()> {
+    let mut spec = spec;
+    spec["nodeName"] = serde_json::json!(node);
+    let p: Pod = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": spec,
+    }))?;
+    Api::<Pod>::namespaced(client.clone(), "default")
+        .create(&kube::api::PostParams::default(), &p)
+        .await?;
+    Ok(())
+}

@@ -9,23 +9,13 @@ use anyhow::Context;
 use integration_tests::apiserver_cluster::ApiServers;
 use integration_tests::node::{TestNode, container_status, missing_prerequisites, running_and_ready, wait_pod};
 use k8s_openapi::api::core::v1::{Event, Pod};
-use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams};
 use serde_json::json;
 
 const AGNHOST: &str = "registry.k8s.io/e2e-test-images/agnhost:2.53";
 
 async fn create(client: &kube::Client, name: &str, spec: serde_json::Value) -> anyhow::Result<()> {
-    let mut spec = spec;
-    spec["nodeName"] = json!("node-l");
-    let p: Pod = serde_json::from_value(json!({
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": name, "namespace": "default"},
-        "spec": spec,
-    }))?;
-    Api::<Pod>::namespaced(client.clone(), "default")
-        .create(&PostParams::default(), &p)
-        .await?;
-    Ok(())
+    integration_tests::node::create_pod(client, "node-l", name, spec).await
 }
 
 fn cond(p: &Pod, t: &str) -> Option<String> {

@@ -11,24 +11,12 @@ use integration_tests::components::Component;
 use integration_tests::node::{TestNode, container_status, missing_prerequisites, running_and_ready, wait_pod};
 use integration_tests::store_cluster::eventually;
 use k8s_openapi::api::core::v1::{Node, Pod};
-use kube::api::{Api, DeleteParams, PostParams};
+use kube::api::{Api, DeleteParams};
 use serde_json::json;
 
 const AGNHOST: &str = "registry.k8s.io/e2e-test-images/agnhost:2.53";
 
-async fn create(client: &kube::Client, node: &str, name: &str, spec: serde_json::Value) -> anyhow::Result<()> {
-    let mut spec = spec;
-    spec["nodeName"] = json!(node);
-    let p: Pod = serde_json::from_value(json!({
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": name, "namespace": "default"},
-        "spec": spec,
-    }))?;
-    Api::<Pod>::namespaced(client.clone(), "default")
-        .create(&PostParams::default(), &p)
-        .await?;
-    Ok(())
-}
+use integration_tests::node::create_pod as create;
 
 /// GET on the kubelet API with curl: (HTTP code, body). `cert` is a
 /// (cert, key) pair or none (anonymous).
