@@ -77,6 +77,17 @@ impl ApiServers {
         let cert_dir = self.dir.path().join("pki");
         let kubeconfig = self.kubeconfig_path(i);
         let admission = self.default_admission_args();
+        // Loopback unless the test binds or advertises elsewhere.
+        let mut addresses: Vec<&str> = Vec::new();
+        for (flag, default) in [("--bind-address", "127.0.0.1"), ("--advertise-address", "127.0.0.1")] {
+            if !self
+                .extra_args
+                .iter()
+                .any(|a| a == flag || a.starts_with(&format!("{flag}=")))
+            {
+                addresses.extend([flag, default]);
+            }
+        }
         let m = &mut self.members[i];
         let log = File::options().create(true).append(true).open(&m.log)?;
         let child = Command::new(bin)
@@ -87,7 +98,7 @@ impl ApiServers {
             .arg(&cert_dir)
             .arg("--admin-kubeconfig")
             .arg(&kubeconfig)
-            .args(["--bind-address", "127.0.0.1", "--advertise-address", "127.0.0.1"])
+            .args(addresses)
             .args(["--secure-port", &m.port.to_string()])
             .args(["--listen-peer-urls", &m.peer_url])
             .args(["--initial-advertise-peer-urls", &m.peer_url])

@@ -7,5 +7,6 @@ pub mod components;
 pub mod fake_kubelet;
 pub mod http;
 pub mod linearizability;
+pub mod netns;
 pub mod node;
 pub mod store_cluster;

@@ -1,0 +1,136 @@
+//! `make bench-proxy`'s rule-programming part: how long kube-proxy takes
+//! to program the kernel for 1k and 10k Services (2 and 10 endpoints each,
+//! upstream's benchmark shapes) on the first sync after a restart and when
+//! one Service is added, in each proxy mode, inside a fresh network
+//! namespace. Needs root. Prints a markdown table (and writes it to
+//! target/bench-proxy-rules.md).
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube_proxy::model::{Family, NodeInfo, snapshot};
+use kube_proxy::nftables::{Nft, NftProxier};
+use kube_proxy::proxier::{Backend, NodePortAddresses, ProxyConfig, SyncKind};
+use serde_json::json;
+
+fn services(n: usize, eps: usize) -> (Vec<Service>, Vec<EndpointSlice>) {
+    let mut svcs = Vec::with_capacity(n);
+    let mut slices = Vec::with_capacity(n);
+    for i in 0..n {
+        let ip = format!("172.30.{}.{}", i / 250, i % 250 + 1);
+        svcs.push(
+            serde_json::from_value(json!({
+                "metadata": {"namespace": "bench", "name": format!("svc{i}")},
+                "spec": {"clusterIP": ip, "type": if i % 10 == 0 { "NodePort" } else { "ClusterIP" },
+                         "ports": [{"name": "http", "port": 80, "protocol": "TCP", "nodePort": 30000 + (i % 2700)}]},
+            }))
+            .expect("service"),
+        );
+        let endpoints: Vec<serde_json::Value> = (0..eps)
+            .map(|e| {
+                let k = i * eps + e;
+                json!({"addresses": [format!("10.{}.{}.{}", k / 62500, (k / 250) % 250, k % 250 + 1)],
+                       "conditions": {"ready": true}})
+            })
+            .collect();
+        slices.push(
+            serde_json::from_value(json!({
+                "metadata": {"namespace": "bench", "name": format!("svc{i}-x"),
+                             "labels": {"kubernetes.io/service-name": format!("svc{i}")}},
+                "addressType": "IPv4",
+                "endpoints": endpoints,
+                "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
+            }))
+            .expect("slice"),
+        );
+    }
+    (svcs, slices)
+}
+
+struct Netns(String);
+
+impl Netns {
+    fn new() -> anyhow::Result<Netns> {
+        let name = format!("kp-bench-{}", std::process::id());
+        let st = Command::new("ip").args(["netns", "add", &name]).status()?;
+        anyhow::ensure!(st.success(), "ip netns add {name} failed (root?)");
+        Ok(Netns(name))
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+fn config() -> ProxyConfig {
+    ProxyConfig {
+        family: Family::V4,
+        cluster_cidr: Some("10.0.0.0/8".parse().expect("cidr")),
+        service_cidrs: vec!["172.30.0.0/16".parse().expect("cidr")],
+        masquerade_all: false,
+        nodeport_addresses: NodePortAddresses::Ips(vec!["192.168.0.2".parse().expect("ip")]),
+        node_ip: Some("192.168.0.2".parse().expect("ip")),
+    }
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+}
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    if args.len() == 5 && args[1] == "--dump" {
+        // proxybench --dump SERVICES ENDPOINTS FILE: the first sync's script.
+        let (svcs, slices) = services(args[2].parse()?, args[3].parse()?);
+        let snap = snapshot(&svcs, &slices, "node", &NodeInfo::default(), Family::V4);
+        let rs = kube_proxy::nftables::ruleset::build(&config(), &snap);
+        std::fs::write(
+            &args[4],
+            kube_proxy::nftables::transaction::full("ip", &rs, None, true).text,
+        )?;
+        return Ok(());
+    }
+    let mut table = String::from(
+        "| mode | services × endpoints | rules | first sync after restart | add one service |\n|---|---|---|---|---|\n",
+    );
+    let shapes = [(1000usize, 2usize), (1000, 10), (10000, 2), (10000, 10)];
+    for (n, eps) in shapes {
+        let (mut svcs, mut slices) = services(n + 1, eps);
+        let (extra_svc, extra_slice) = (svcs.pop().expect("extra"), slices.pop().expect("extra"));
+        let node = NodeInfo::default();
+        let cfg = config();
+        let ns = Netns::new()?;
+        let mut p = NftProxier::new(
+            Family::V4,
+            Box::new(Nft {
+                netns: Some(ns.0.clone()),
+            }),
+        );
+        let snap = snapshot(&svcs, &slices, "node", &node, Family::V4);
+        let t = Instant::now();
+        let out = p.sync(&cfg, &snap, SyncKind::Full)?;
+        let first = t.elapsed();
+        svcs.push(extra_svc);
+        slices.push(extra_slice);
+        let t = Instant::now();
+        let snap = snapshot(&svcs, &slices, "node", &node, Family::V4);
+        p.sync(&cfg, &snap, SyncKind::Partial)?;
+        let add = t.elapsed();
+        let row = format!(
+            "| nftables | {n} × {eps} | {} | {} | {} |\n",
+            out.rules,
+            ms(first),
+            ms(add)
+        );
+        eprint!("{row}");
+        table.push_str(&row);
+    }
+    println!("{table}");
+    let _ = std::fs::create_dir_all("target");
+    let _ = std::fs::write("target/bench-proxy-rules.md", &table);
+    Ok(())
+}
