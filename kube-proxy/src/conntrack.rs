@@ -174,7 +174,10 @@ mod tests {
 
     #[test]
     fn removed_endpoint_flushes_its_flows_only() {
-        let got = stale(&snap(Protocol::Udp, &["10.0.0.1", "10.0.0.2"]), &snap(Protocol::Udp, &["10.0.0.2"]));
+        let got = stale(
+            &snap(Protocol::Udp, &["10.0.0.1", "10.0.0.2"]),
+            &snap(Protocol::Udp, &["10.0.0.2"]),
+        );
         let ip = "10.96.0.10".parse().unwrap();
         let endpoint = "10.0.0.1".parse().unwrap();
         assert_eq!(

@@ -89,12 +89,26 @@ fn json(status: StatusCode, body: serde_json::Value) -> impl IntoResponse {
 
 async fn healthz(State(h): State<Arc<ProxierHealth>>) -> impl IntoResponse {
     let (ok, body) = h.body();
-    json(if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, body)
+    json(
+        if ok {
+            StatusCode::OK
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        },
+        body,
+    )
 }
 
 async fn livez(State(h): State<Arc<ProxierHealth>>) -> impl IntoResponse {
     let (_, body) = h.body();
-    json(if h.healthy() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, body)
+    json(
+        if h.healthy() {
+            StatusCode::OK
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        },
+        body,
+    )
 }
 
 /// Serves `/healthz` and `/livez` on `addr`; returns the bound address.

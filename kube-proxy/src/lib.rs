@@ -49,12 +49,7 @@ pub fn node_name(opts: &Options) -> String {
     opts.hostname_override
         .clone()
         .filter(|h| !h.trim().is_empty())
-        .unwrap_or_else(|| {
-            rustix::system::uname()
-                .nodename()
-                .to_string_lossy()
-                .into_owned()
-        })
+        .unwrap_or_else(|| rustix::system::uname().nodename().to_string_lossy().into_owned())
         .trim()
         .to_lowercase()
 }
@@ -68,10 +63,10 @@ struct Pending {
     triggers: Vec<jiff::Timestamp>,
 }
 
-fn backend(mode: ProxyMode, family: Family) -> anyhow::Result<Box<dyn Backend>> {
-    Ok(match mode {
+fn backend(opts: &Options, family: Family) -> anyhow::Result<Box<dyn Backend>> {
+    Ok(match opts.mode {
         ProxyMode::Nftables => Box::new(nftables::NftProxier::new(family, Box::new(nftables::Nft))),
-        ProxyMode::Iptables => Box::new(iptables::IptablesProxier::new(family)?),
+        ProxyMode::Iptables => Box::new(iptables::IptablesProxier::new(family, opts.localhost_nodeports)?),
     })
 }
 
@@ -95,13 +90,22 @@ fn nodeport_addresses(opts: &Options, node: &NodeInfo) -> NodePortAddresses {
     let local: Vec<IpAddr> = if_addrs::get_if_addrs()
         .map(|l| l.into_iter().map(|i| i.ip()).collect())
         .unwrap_or_default();
-    NodePortAddresses::Ips(local.into_iter().filter(|ip| cidrs.iter().any(|c| c.contains(ip))).collect())
+    NodePortAddresses::Ips(
+        local
+            .into_iter()
+            .filter(|ip| cidrs.iter().any(|c| c.contains(ip)))
+            .collect(),
+    )
 }
 
 fn proxy_config(opts: &Options, node: &NodeInfo, family: Family) -> ProxyConfig {
     ProxyConfig {
         family,
-        cluster_cidr: opts.cluster_cidrs.iter().find(|c| Family::of(&c.addr()) == family).copied(),
+        cluster_cidr: opts
+            .cluster_cidrs
+            .iter()
+            .find(|c| Family::of(&c.addr()) == family)
+            .copied(),
         service_cidrs: Vec::new(),
         masquerade_all: opts.masquerade_all,
         nodeport_addresses: nodeport_addresses(opts, node),
@@ -309,18 +313,31 @@ impl SyncState {
 
     /// IPv4 always; IPv6 when the cluster CIDRs or the node have it.
     fn families(&self, node: &NodeInfo) -> Vec<Family> {
-        let v6 = self.opts.cluster_cidrs.iter().any(|c| matches!(c, IpNet::V6(_)))
-            || node.ips.iter().any(|ip| ip.is_ipv6());
-        if v6 { vec![Family::V4, Family::V6] } else { vec![Family::V4] }
+        let v6 =
+            self.opts.cluster_cidrs.iter().any(|c| matches!(c, IpNet::V6(_))) || node.ips.iter().any(|ip| ip.is_ipv6());
+        if v6 {
+            vec![Family::V4, Family::V6]
+        } else {
+            vec![Family::V4]
+        }
     }
 
-    async fn sync(&mut self, services: &Store<Service>, slices: &Store<EndpointSlice>, nodes: &Store<Node>, pending: Pending) {
+    async fn sync(
+        &mut self,
+        services: &Store<Service>,
+        slices: &Store<EndpointSlice>,
+        nodes: &Store<Node>,
+        pending: Pending,
+    ) {
         let start = Instant::now();
         let kind = match self.last_full {
             Some(t) if !self.failed && t.elapsed() < self.opts.sync_period => SyncKind::Partial,
             _ => SyncKind::Full,
         };
-        let node_obj = nodes.state().into_iter().find(|n| n.metadata.name.as_deref() == Some(&self.node_name));
+        let node_obj = nodes
+            .state()
+            .into_iter()
+            .find(|n| n.metadata.name.as_deref() == Some(&self.node_name));
         let node = node_obj.as_deref().map(NodeInfo::from_node).unwrap_or_default();
         self.health.set_node_eligible(node_eligible(node_obj.as_deref()));
         let svcs = services.state();
@@ -329,11 +346,17 @@ impl SyncState {
         let mut rules = 0;
         let mut health_want = BTreeMap::new();
         for family in self.families(&node) {
-            let snap = model::snapshot(svcs.iter().map(|s| &**s), eps.iter().map(|e| &**e), &self.node_name, &node, family);
+            let snap = model::snapshot(
+                svcs.iter().map(|s| &**s),
+                eps.iter().map(|e| &**e),
+                &self.node_name,
+                &node,
+                family,
+            );
             let cfg = proxy_config(&self.opts, &node, family);
             let backend = match self.backends.entry(family) {
                 std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
-                std::collections::btree_map::Entry::Vacant(v) => match backend(self.opts.mode, family) {
+                std::collections::btree_map::Entry::Vacant(v) => match backend(&self.opts, family) {
                     Ok(b) => v.insert(b),
                     Err(e) => {
                         tracing::error!(error = %e, ?family, "cannot set up the proxy mode");
@@ -379,11 +402,18 @@ impl SyncState {
             let now = jiff::Timestamp::now();
             for t in pending.triggers {
                 if let Ok(d) = now.since(t) {
-                    self.metrics.network_programming.observe(d.total(jiff::Unit::Second).unwrap_or(0.0).max(0.0));
+                    self.metrics
+                        .network_programming
+                        .observe(d.total(jiff::Unit::Second).unwrap_or(0.0).max(0.0));
                 }
             }
             self.health.updated();
         }
-        tracing::debug!(kind = kind.label(), elapsed_ms = elapsed * 1000.0, rules, "synced proxy rules");
+        tracing::debug!(
+            kind = kind.label(),
+            elapsed_ms = elapsed * 1000.0,
+            rules,
+            "synced proxy rules"
+        );
     }
 }

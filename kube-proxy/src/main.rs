@@ -91,10 +91,18 @@ fn options(flags: Flags) -> anyhow::Result<Options> {
     if o.sync_period.is_zero() {
         anyhow::bail!("--sync-period must be greater than 0");
     }
-    if let Some(a) = flags.healthz_bind_address.as_deref().or(file.healthz_bind_address.as_deref()) {
+    if let Some(a) = flags
+        .healthz_bind_address
+        .as_deref()
+        .or(file.healthz_bind_address.as_deref())
+    {
         o.healthz_bind_address = parse_bind_address(a, 10256).context("--healthz-bind-address")?;
     }
-    if let Some(a) = flags.metrics_bind_address.as_deref().or(file.metrics_bind_address.as_deref()) {
+    if let Some(a) = flags
+        .metrics_bind_address
+        .as_deref()
+        .or(file.metrics_bind_address.as_deref())
+    {
         o.metrics_bind_address = parse_bind_address(a, 10249).context("--metrics-bind-address")?;
     }
     if let Some(l) = section.localhost_nodeports {

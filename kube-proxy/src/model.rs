@@ -275,7 +275,9 @@ pub fn service_ports(svc: &Service, family: Family) -> Vec<ServicePort> {
     let internal_policy_local = spec.internal_traffic_policy.as_deref() == Some("Local");
     let mut out = Vec::new();
     for p in spec.ports.iter().flatten() {
-        let Some(protocol) = Protocol::parse(p.protocol.as_deref()) else { continue };
+        let Some(protocol) = Protocol::parse(p.protocol.as_deref()) else {
+            continue;
+        };
         let Ok(port) = u16::try_from(p.port) else { continue };
         let node_port = if node_port_type {
             p.node_port.and_then(|n| u16::try_from(n).ok()).unwrap_or(0)
@@ -324,13 +326,19 @@ pub fn slice_endpoints<'a>(
         };
         let namespace = slice.metadata.namespace.as_deref().unwrap_or("default");
         for p in slice.ports.iter().flatten() {
-            let Some(protocol) = Protocol::parse(p.protocol.as_deref()) else { continue };
-            let Some(port) = p.port.and_then(|n| u16::try_from(n).ok()) else { continue };
+            let Some(protocol) = Protocol::parse(p.protocol.as_deref()) else {
+                continue;
+            };
+            let Some(port) = p.port.and_then(|n| u16::try_from(n).ok()) else {
+                continue;
+            };
             let spn = ServicePortName::new(namespace, service, p.name.as_deref().unwrap_or_default(), protocol);
             let eps = out.entry(spn).or_default();
             for e in &slice.endpoints {
                 // Upstream uses the first address of an endpoint.
-                let Some(ip) = e.addresses.first().and_then(|a| a.parse::<IpAddr>().ok()) else { continue };
+                let Some(ip) = e.addresses.first().and_then(|a| a.parse::<IpAddr>().ok()) else {
+                    continue;
+                };
                 let c = e.conditions.as_ref();
                 let ready = c.and_then(|c| c.ready).unwrap_or(true);
                 let serving = c.and_then(|c| c.serving).unwrap_or(ready);

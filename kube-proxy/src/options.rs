@@ -181,7 +181,10 @@ impl KubeProxyConfiguration {
         if let Some(v) = &cfg.api_version
             && v != "kubeproxy.config.k8s.io/v1alpha1"
         {
-            bail!("{}: apiVersion {v:?} is not kubeproxy.config.k8s.io/v1alpha1", path.display());
+            bail!(
+                "{}: apiVersion {v:?} is not kubeproxy.config.k8s.io/v1alpha1",
+                path.display()
+            );
         }
         Ok(cfg)
     }
@@ -202,7 +205,12 @@ mod tests {
     #[test]
     fn values() {
         assert_eq!(ProxyMode::parse("").unwrap(), ProxyMode::Nftables);
-        assert!(ProxyMode::parse("ipvs").unwrap_err().to_string().contains("not supported"));
+        assert!(
+            ProxyMode::parse("ipvs")
+                .unwrap_err()
+                .to_string()
+                .contains("not supported")
+        );
         assert_eq!(parse_cidrs("10.244.0.0/16, fd00::/64").unwrap().len(), 2);
         assert!(parse_cidrs("10.244.0.0").is_err());
         assert_eq!(parse_duration("1m30s").unwrap(), Duration::from_secs(90));
@@ -211,7 +219,10 @@ mod tests {
             parse_bind_address("0.0.0.0", 10256).unwrap(),
             Some("0.0.0.0:10256".parse().unwrap())
         );
-        assert_eq!(parse_bind_address(":10249", 0).unwrap(), Some("0.0.0.0:10249".parse().unwrap()));
+        assert_eq!(
+            parse_bind_address(":10249", 0).unwrap(),
+            Some("0.0.0.0:10249".parse().unwrap())
+        );
         assert_eq!(parse_bind_address("", 1).unwrap(), None);
         assert!(parse_nodeport_addresses("primary,10.0.0.0/8").is_err());
         assert!(parse_nodeport_addresses("eth0").is_err());

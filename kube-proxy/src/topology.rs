@@ -62,7 +62,10 @@ pub fn categorize<'a>(endpoints: &'a [Endpoint], svc: &ServicePort, zone: Option
     if local_ready {
         c.local = endpoints.iter().filter(|e| e.local && e.ready).collect();
     } else if local_serving_terminating {
-        c.local = endpoints.iter().filter(|e| e.local && e.serving && e.terminating).collect();
+        c.local = endpoints
+            .iter()
+            .filter(|e| e.local && e.serving && e.terminating)
+            .collect();
     }
     if !svc.uses_cluster_endpoints() {
         c.reachable = c.local.clone();
@@ -117,12 +120,24 @@ mod tests {
     /// zone, cluster, local, reachable, has_any).
     #[test]
     fn categorize_table() {
-        type Case = (&'static str, ServicePort, Vec<Endpoint>, Option<&'static str>, Vec<&'static str>, Vec<&'static str>, Vec<&'static str>, bool);
+        type Case = (
+            &'static str,
+            ServicePort,
+            Vec<Endpoint>,
+            Option<&'static str>,
+            Vec<&'static str>,
+            Vec<&'static str>,
+            Vec<&'static str>,
+            bool,
+        );
         let cases: Vec<Case> = vec![
             (
                 "cluster policy uses every ready endpoint",
                 svc(false, 0, false),
-                vec![ep("10.0.0.1", true, true, false, false, &[]), ep("10.0.0.2", false, false, false, false, &[])],
+                vec![
+                    ep("10.0.0.1", true, true, false, false, &[]),
+                    ep("10.0.0.2", false, false, false, false, &[]),
+                ],
                 None,
                 vec!["10.0.0.1"],
                 vec![],
@@ -155,7 +170,10 @@ mod tests {
             (
                 "internalTrafficPolicy Local: local endpoints only, remote ones still count as existing",
                 svc(true, 0, false),
-                vec![ep("10.0.0.1", true, true, false, true, &[]), ep("10.0.0.2", true, true, false, false, &[])],
+                vec![
+                    ep("10.0.0.1", true, true, false, true, &[]),
+                    ep("10.0.0.2", true, true, false, false, &[]),
+                ],
                 None,
                 vec![],
                 vec!["10.0.0.1"],
@@ -175,7 +193,10 @@ mod tests {
             (
                 "externalTrafficPolicy Local: cluster set for internal traffic, local for external",
                 svc(false, 30001, true),
-                vec![ep("10.0.0.1", true, true, false, true, &[]), ep("10.0.0.2", true, true, false, false, &[])],
+                vec![
+                    ep("10.0.0.1", true, true, false, true, &[]),
+                    ep("10.0.0.2", true, true, false, false, &[]),
+                ],
                 None,
                 vec!["10.0.0.1", "10.0.0.2"],
                 vec!["10.0.0.1"],
@@ -185,7 +206,10 @@ mod tests {
             (
                 "externalTrafficPolicy Local: a local terminating endpoint is used when no local one is ready",
                 svc(false, 30001, true),
-                vec![ep("10.0.0.1", false, true, true, true, &[]), ep("10.0.0.2", true, true, false, false, &[])],
+                vec![
+                    ep("10.0.0.1", false, true, true, true, &[]),
+                    ep("10.0.0.2", true, true, false, false, &[]),
+                ],
                 None,
                 vec!["10.0.0.2"],
                 vec!["10.0.0.1"],
@@ -208,7 +232,10 @@ mod tests {
             (
                 "an endpoint without hints disables topology",
                 svc(false, 0, false),
-                vec![ep("10.0.0.1", true, true, false, false, &["zone-a"]), ep("10.0.0.2", true, true, false, false, &[])],
+                vec![
+                    ep("10.0.0.1", true, true, false, false, &["zone-a"]),
+                    ep("10.0.0.2", true, true, false, false, &[]),
+                ],
                 Some("zone-a"),
                 vec!["10.0.0.1", "10.0.0.2"],
                 vec![],
@@ -228,7 +255,10 @@ mod tests {
             (
                 "node without a zone ignores hints",
                 svc(false, 0, false),
-                vec![ep("10.0.0.1", true, true, false, false, &["zone-b"]), ep("10.0.0.2", true, true, false, false, &["zone-a"])],
+                vec![
+                    ep("10.0.0.1", true, true, false, false, &["zone-b"]),
+                    ep("10.0.0.2", true, true, false, false, &["zone-a"]),
+                ],
                 None,
                 vec!["10.0.0.1", "10.0.0.2"],
                 vec![],

@@ -13,9 +13,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 
 use crate::model::{Family, Snapshot};
+use crate::proxier::ProxyConfig as Config;
 use crate::proxier::{Backend, SyncKind, SyncOutcome};
 pub use ruleset::{Ruleset, TABLE};
-use crate::proxier::ProxyConfig as Config;
 
 /// Runs nft scripts: the real `nft -f -`, or a recorder in tests.
 pub trait Runner: Send {
@@ -48,7 +48,11 @@ pub fn run_nft(script: &str) -> anyhow::Result<()> {
     let out = child.wait_with_output().context("waiting for nft")?;
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
-        bail!("nft -f failed ({}): {}", out.status, err.lines().take(10).collect::<Vec<_>>().join("\n"));
+        bail!(
+            "nft -f failed ({}): {}",
+            out.status,
+            err.lines().take(10).collect::<Vec<_>>().join("\n")
+        );
     }
     Ok(())
 }
@@ -100,7 +104,9 @@ impl Backend for NftProxier {
         let due: Vec<String> = self
             .flushed
             .iter()
-            .filter(|(name, at)| now.duration_since(**at) >= Duration::from_secs(1) && !desired.chains.contains_key(*name))
+            .filter(|(name, at)| {
+                now.duration_since(**at) >= Duration::from_secs(1) && !desired.chains.contains_key(*name)
+            })
             .map(|(name, _)| name.clone())
             .collect();
         self.flushed.retain(|name, _| !desired.chains.contains_key(name));
@@ -143,7 +149,8 @@ impl Backend for NftProxier {
 
     fn cleanup(&mut self) -> anyhow::Result<()> {
         let f = self.nft_family();
-        self.runner.run(&format!("add table {f} {TABLE}\ndelete table {f} {TABLE}\n"))
+        self.runner
+            .run(&format!("add table {f} {TABLE}\ndelete table {f} {TABLE}\n"))
     }
 }
 
@@ -151,7 +158,9 @@ impl Backend for NftProxier {
 /// tests dump a table (for table tests and debugging).
 pub fn dump(cfg: &Config, rs: &Ruleset) -> Vec<String> {
     let f = cfg.nft_family();
-    let mut out = vec![format!("add table {f} {TABLE} {{ comment \"rules for kube-proxy\" ; }}")];
+    let mut out = vec![format!(
+        "add table {f} {TABLE} {{ comment \"rules for kube-proxy\" ; }}"
+    )];
     for decl in rs.sets.values() {
         let (kind, body) = decl.split_once(' ').unwrap_or(("set", decl));
         out.push(format!("add {kind} {f} {TABLE} {body}"));

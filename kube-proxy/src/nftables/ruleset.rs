@@ -109,7 +109,8 @@ fn base(cfg: &Config, rs: &mut Ruleset) {
     let decl = |kind: &str, name: &str, typ: &str, comment: &str| {
         format!("{kind} {name} {{ type {typ} ; comment \"{comment}\" ; }}")
     };
-    rs.sets.insert(CLUSTER_IPS.into(), decl("set", CLUSTER_IPS, addr, "Active ClusterIPs"));
+    rs.sets
+        .insert(CLUSTER_IPS.into(), decl("set", CLUSTER_IPS, addr, "Active ClusterIPs"));
     if cfg.nodeport_addresses != NodePortAddresses::All {
         rs.sets.insert(
             NODEPORT_IPS.into(),
@@ -120,24 +121,50 @@ fn base(cfg: &Config, rs: &mut Ruleset) {
     let pair = "inet_proto . inet_service : verdict";
     rs.sets.insert(
         FIREWALL_IPS.into(),
-        decl("map", FIREWALL_IPS, &triple, "destinations that are subject to LoadBalancerSourceRanges"),
+        decl(
+            "map",
+            FIREWALL_IPS,
+            &triple,
+            "destinations that are subject to LoadBalancerSourceRanges",
+        ),
     );
     rs.sets.insert(
         NO_ENDPOINT_NODEPORTS.into(),
-        decl("map", NO_ENDPOINT_NODEPORTS, pair, "vmap to drop or reject packets to service nodeports with no endpoints"),
+        decl(
+            "map",
+            NO_ENDPOINT_NODEPORTS,
+            pair,
+            "vmap to drop or reject packets to service nodeports with no endpoints",
+        ),
     );
     rs.sets.insert(
         NO_ENDPOINT_SERVICES.into(),
-        decl("map", NO_ENDPOINT_SERVICES, &triple, "vmap to drop or reject packets to services with no endpoints"),
+        decl(
+            "map",
+            NO_ENDPOINT_SERVICES,
+            &triple,
+            "vmap to drop or reject packets to services with no endpoints",
+        ),
     );
     rs.sets.insert(
         SERVICE_IPS.into(),
-        decl("map", SERVICE_IPS, &triple, "ClusterIP, ExternalIP and LoadBalancer IP traffic"),
+        decl(
+            "map",
+            SERVICE_IPS,
+            &triple,
+            "ClusterIP, ExternalIP and LoadBalancer IP traffic",
+        ),
     );
-    rs.sets.insert(SERVICE_NODEPORTS.into(), decl("map", SERVICE_NODEPORTS, pair, "NodePort traffic"));
+    rs.sets.insert(
+        SERVICE_NODEPORTS.into(),
+        decl("map", SERVICE_NODEPORTS, pair, "NodePort traffic"),
+    );
 
     for (name, spec) in [
-        ("filter-prerouting-pre-dnat", "type filter hook prerouting priority -110"),
+        (
+            "filter-prerouting-pre-dnat",
+            "type filter hook prerouting priority -110",
+        ),
         ("filter-output-pre-dnat", "type filter hook output priority -110"),
         ("filter-forward", "type filter hook forward priority 0"),
         ("filter-input", "type filter hook input priority 0"),
@@ -169,7 +196,10 @@ fn base(cfg: &Config, rs: &mut Ruleset) {
         let cidrs: Vec<String> = cfg.service_cidrs.iter().map(|c| c.to_string()).collect();
         rs.rule(
             "cluster-ips-check",
-            format!("{ip} daddr {{ {} }} drop comment \"Drop traffic to unallocated ClusterIPs\"", cidrs.join(", ")),
+            format!(
+                "{ip} daddr {{ {} }} drop comment \"Drop traffic to unallocated ClusterIPs\"",
+                cidrs.join(", ")
+            ),
         );
     }
     rs.rule("filter-prerouting-pre-dnat", "ct state new jump firewall-check");
@@ -281,16 +311,36 @@ fn service(cfg: &Config, rs: &mut Ruleset, svc: &ServicePort, eps: &[Endpoint], 
 
     rs.element(CLUSTER_IPS, svc.cluster_ip.to_string(), None, None);
     if has_internal {
-        rs.element(SERVICE_IPS, key(&svc.cluster_ip, svc.port), Some(format!("goto {internal_chain}")), None);
+        rs.element(
+            SERVICE_IPS,
+            key(&svc.cluster_ip, svc.port),
+            Some(format!("goto {internal_chain}")),
+            None,
+        );
     } else {
-        rs.element(NO_ENDPOINT_SERVICES, key(&svc.cluster_ip, svc.port), Some(internal_verdict), comment.clone());
+        rs.element(
+            NO_ENDPOINT_SERVICES,
+            key(&svc.cluster_ip, svc.port),
+            Some(internal_verdict),
+            comment.clone(),
+        );
     }
     for ext in &svc.external_ips {
         if c.has_any {
-            rs.element(SERVICE_IPS, key(ext, svc.port), Some(format!("goto {external_chain}")), None);
+            rs.element(
+                SERVICE_IPS,
+                key(ext, svc.port),
+                Some(format!("goto {external_chain}")),
+                None,
+            );
         }
         if !has_external {
-            rs.element(NO_ENDPOINT_SERVICES, key(ext, svc.port), Some(external_verdict.clone()), comment.clone());
+            rs.element(
+                NO_ENDPOINT_SERVICES,
+                key(ext, svc.port),
+                Some(external_verdict.clone()),
+                comment.clone(),
+            );
         }
     }
     let uses_fw = !svc.load_balancer_ips.is_empty() && !svc.load_balancer_source_ranges.is_empty();
@@ -306,24 +356,49 @@ fn service(cfg: &Config, rs: &mut Ruleset, svc: &ServicePort, eps: &[Endpoint], 
     }
     for lb in &svc.load_balancer_ips {
         if c.has_any {
-            rs.element(SERVICE_IPS, key(lb, svc.port), Some(format!("goto {external_chain}")), None);
+            rs.element(
+                SERVICE_IPS,
+                key(lb, svc.port),
+                Some(format!("goto {external_chain}")),
+                None,
+            );
         }
         if uses_fw {
-            rs.element(FIREWALL_IPS, key(lb, svc.port), Some(format!("goto {fw_chain}")), comment.clone());
+            rs.element(
+                FIREWALL_IPS,
+                key(lb, svc.port),
+                Some(format!("goto {fw_chain}")),
+                comment.clone(),
+            );
         }
     }
     if !has_external {
         for lb in &svc.load_balancer_ips {
-            rs.element(NO_ENDPOINT_SERVICES, key(lb, svc.port), Some(external_verdict.clone()), comment.clone());
+            rs.element(
+                NO_ENDPOINT_SERVICES,
+                key(lb, svc.port),
+                Some(external_verdict.clone()),
+                comment.clone(),
+            );
         }
     }
     if svc.node_port != 0 {
         let np = format!("{proto} . {}", svc.node_port);
         if c.has_any {
-            rs.element(SERVICE_NODEPORTS, np.clone(), Some(format!("goto {external_chain}")), None);
+            rs.element(
+                SERVICE_NODEPORTS,
+                np.clone(),
+                Some(format!("goto {external_chain}")),
+                None,
+            );
         }
         if !has_external {
-            rs.element(NO_ENDPOINT_NODEPORTS, np, Some(external_verdict.clone()), comment.clone());
+            rs.element(
+                NO_ENDPOINT_NODEPORTS,
+                np,
+                Some(external_verdict.clone()),
+                comment.clone(),
+            );
         }
     }
 
@@ -331,9 +406,15 @@ fn service(cfg: &Config, rs: &mut Ruleset, svc: &ServicePort, eps: &[Endpoint], 
     if has_internal {
         let cip = svc.cluster_ip;
         if cfg.masquerade_all {
-            rs.rule(internal_chain, format!("{ip} daddr {cip} {proto} dport {} jump {MARK_MASQ}", svc.port));
+            rs.rule(
+                internal_chain,
+                format!("{ip} daddr {cip} {proto} dport {} jump {MARK_MASQ}", svc.port),
+            );
         } else if let Some(cidr) = &cfg.cluster_cidr {
-            rs.rule(internal_chain, format!("{ip} daddr {cip} {ip} saddr != {cidr} jump {MARK_MASQ}"));
+            rs.rule(
+                internal_chain,
+                format!("{ip} daddr {cip} {ip} saddr != {cidr} jump {MARK_MASQ}"),
+            );
         }
     }
 
@@ -407,5 +488,8 @@ fn policy_rules(cfg: &Config, rs: &mut Ruleset, svc: &ServicePort, chain: &str, 
         .enumerate()
         .map(|(i, ep)| format!("{i} : goto endpoint-{}", endpoint_base(&svc.name, ep)))
         .collect();
-    rs.rule(chain, format!("numgen random mod {} vmap {{ {} }}", eps.len(), arms.join(" , ")));
+    rs.rule(
+        chain,
+        format!("numgen random mod {} vmap {{ {} }}", eps.len(), arms.join(" , ")),
+    );
 }

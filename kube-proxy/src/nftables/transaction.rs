@@ -62,7 +62,10 @@ impl Writer<'_> {
             })
             .collect();
         for chunk in items.chunks(ELEMENTS_PER_STATEMENT) {
-            self.line(format_args!("{verb} element {f} {TABLE} {set} {{ {} }}", chunk.join(", ")));
+            self.line(format_args!(
+                "{verb} element {f} {TABLE} {set} {{ {} }}",
+                chunk.join(", ")
+            ));
         }
     }
 }
@@ -77,13 +80,21 @@ pub fn full(family: &str, desired: &Ruleset, previous: Option<&Ruleset>, recreat
         out: String::new(),
     };
     let mut script = Script::default();
-    w.line(format_args!("add table {family} {TABLE} {{ comment \"rules for kube-proxy\" ; }}"));
+    w.line(format_args!(
+        "add table {family} {TABLE} {{ comment \"rules for kube-proxy\" ; }}"
+    ));
     if recreate {
         w.line(format_args!("delete table {family} {TABLE}"));
-        w.line(format_args!("add table {family} {TABLE} {{ comment \"rules for kube-proxy\" ; }}"));
+        w.line(format_args!(
+            "add table {family} {TABLE} {{ comment \"rules for kube-proxy\" ; }}"
+        ));
     }
     for decl in desired.sets.values() {
-        w.line(format_args!("add {} {TABLE} {}", family_decl(family, decl), decl_body(decl)));
+        w.line(format_args!(
+            "add {} {TABLE} {}",
+            family_decl(family, decl),
+            decl_body(decl)
+        ));
     }
     for (name, chain) in &desired.chains {
         w.add_chain(name, &chain.spec);
@@ -120,7 +131,11 @@ pub fn diff(family: &str, desired: &Ruleset, previous: &Ruleset) -> Script {
     let mut script = Script::default();
     for (name, decl) in &desired.sets {
         if previous.sets.get(name) != Some(decl) {
-            w.line(format_args!("add {} {TABLE} {}", family_decl(family, decl), decl_body(decl)));
+            w.line(format_args!(
+                "add {} {TABLE} {}",
+                family_decl(family, decl),
+                decl_body(decl)
+            ));
         }
     }
     for (name, chain) in &desired.chains {
@@ -143,13 +158,19 @@ pub fn diff(family: &str, desired: &Ruleset, previous: &Ruleset) -> Script {
     for set in &sets {
         let new = desired.elements.get(*set).unwrap_or(&empty);
         let old = previous.elements.get(*set).unwrap_or(&empty);
-        let gone = old.iter().filter(|(k, e)| new.get(*k) != Some(*e)).map(|(k, _)| (k, None));
+        let gone = old
+            .iter()
+            .filter(|(k, e)| new.get(*k) != Some(*e))
+            .map(|(k, _)| (k, None));
         w.elements("delete", set, gone);
     }
     for set in &sets {
         let new = desired.elements.get(*set).unwrap_or(&empty);
         let old = previous.elements.get(*set).unwrap_or(&empty);
-        let added = new.iter().filter(|(k, e)| old.get(*k) != Some(*e)).map(|(k, e)| (k, Some(e)));
+        let added = new
+            .iter()
+            .filter(|(k, e)| old.get(*k) != Some(*e))
+            .map(|(k, e)| (k, Some(e)));
         w.elements("add", set, added);
     }
     stale(&mut w, &mut script, desired, previous);
