@@ -6,6 +6,9 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
+use super::chain_names::{ServiceChains, endpoint_chain};
+use crate::model::{Endpoint, Protocol, ServicePortName};
+
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use serde_json::{Value, json};
@@ -344,4 +347,320 @@ fn overall_rules() {
     "#;
     let snap = snapshot(&svcs, &slices);
     assert_rules("overall", expected, &full_text(&cfg(), &snap));
+}
+
+/// The rules of one chain in the restore text, in order.
+fn chain_rules(text: &str, table: &str, chain: &str) -> String {
+    parse(text)
+        .remove(table)
+        .and_then(|mut t| t.rules.remove(chain))
+        .map(|r| r.iter().map(|l| format!("{l}\n")).collect())
+        .unwrap_or_default()
+}
+
+fn svc1_chains() -> ServiceChains {
+    ServiceChains::new(&ServicePortName::new("ns1", "svc1", "p80", Protocol::Tcp))
+}
+
+fn sep(addr: &str) -> String {
+    let sa: std::net::SocketAddr = addr.parse().unwrap();
+    let ep = Endpoint {
+        ip: sa.ip(),
+        port: sa.port(),
+        ready: true,
+        serving: true,
+        terminating: false,
+        local: false,
+        zone_hints: Default::default(),
+    };
+    endpoint_chain(&ServicePortName::new("ns1", "svc1", "p80", Protocol::Tcp), &ep)
+}
+
+struct Case {
+    what: &'static str,
+    spec: Value,
+    lb_ips: &'static [&'static str],
+    endpoints: Value,
+    cfg: ProxyConfig,
+    opts: Options,
+    /// (table, chain, its rules in order; empty: the chain has no rules).
+    want: Vec<(&'static str, &'static str, String)>,
+}
+
+/// Service ns1/svc1 (172.30.0.41, port p80 80/TCP) under one feature each;
+/// the chains that feature writes, as upstream's proxier writes them.
+#[test]
+fn feature_rules() {
+    let c = svc1_chains();
+    let (svc, svl, ext, fw) = (c.cluster.clone(), c.local.clone(), c.external.clone(), c.firewall.clone());
+    let (sep1, sep2) = (sep("10.180.0.1:80"), sep("10.180.0.2:80"));
+    let port = json!([{ "name": "p80", "port": 80, "protocol": "TCP", "nodePort": 3001 }]);
+    let one_ep = json!([{ "addresses": ["10.180.0.1"] }]);
+    let masq = format!("-A {svc} -m comment --comment \"ns1/svc1:p80 cluster IP\" -m tcp -p tcp -d 172.30.0.41 --dport 80 ! -s 10.0.0.0/8 -j KUBE-MARK-MASQ\n");
+    let np_last = "-m comment --comment \"kubernetes service nodeports; NOTE: this must be the last rule in this chain\"";
+    let cases = vec![
+        Case {
+            what: "NodePort, Cluster policy: KUBE-NODEPORTS to the EXT chain, which masquerades",
+            spec: json!({ "type": "NodePort", "clusterIP": "172.30.0.41", "ports": port }),
+            lb_ips: &[],
+            endpoints: one_ep.clone(),
+            cfg: cfg(),
+            opts: opts(),
+            want: vec![
+                ("nat", "KUBE-NODEPORTS", format!("-A KUBE-NODEPORTS -m comment --comment ns1/svc1:p80 -m tcp -p tcp --dport 3001 -j {ext}\n")),
+                ("nat", "EXT", format!(
+                    "-A {ext} -m comment --comment \"masquerade traffic for ns1/svc1:p80 external destinations\" -j KUBE-MARK-MASQ\n-A {ext} -j {svc}\n")),
+                ("nat", "SVC", format!("{masq}-A {svc} -m comment --comment \"ns1/svc1:p80 -> 10.180.0.1:80\" -j {sep1}\n")),
+            ],
+        },
+        Case {
+            what: "--nodeport-addresses with localhost: one jump per address",
+            spec: json!({ "type": "NodePort", "clusterIP": "172.30.0.41", "ports": port }),
+            lb_ips: &[],
+            endpoints: one_ep.clone(),
+            cfg: ProxyConfig {
+                nodeport_addresses: NodePortAddresses::Ips(vec!["192.168.0.2".parse().unwrap(), "127.0.0.1".parse().unwrap()]),
+                ..cfg()
+            },
+            opts: opts(),
+            want: vec![(
+                "nat",
+                "KUBE-SERVICES",
+                format!(
+                    "-A KUBE-SERVICES -m comment --comment \"ns1/svc1:p80 cluster IP\" -m tcp -p tcp -d 172.30.0.41 --dport 80 -j {svc}\n\
+                     -A KUBE-SERVICES {np_last} -d 192.168.0.2 -j KUBE-NODEPORTS\n\
+                     -A KUBE-SERVICES {np_last} -d 127.0.0.1 -j KUBE-NODEPORTS\n"
+                ),
+            )],
+        },
+        Case {
+            what: "--iptables-localhost-nodeports=false: loopback excluded, no KUBE-FIREWALL rule",
+            spec: json!({ "clusterIP": "172.30.0.41", "ports": port }),
+            lb_ips: &[],
+            endpoints: one_ep.clone(),
+            cfg: cfg(),
+            opts: Options { localhost_nodeports: false, ..opts() },
+            want: vec![
+                ("nat", "KUBE-SERVICES", format!(
+                    "-A KUBE-SERVICES -m comment --comment \"ns1/svc1:p80 cluster IP\" -m tcp -p tcp -d 172.30.0.41 --dport 80 -j {svc}\n\
+                     -A KUBE-SERVICES {np_last} -m addrtype --dst-type LOCAL ! -d 127.0.0.0/8 -j KUBE-NODEPORTS\n")),
+                ("filter", "KUBE-FIREWALL", String::new()),
+            ],
+        },
+        Case {
+            what: "externalIPs: captured in KUBE-SERVICES to the EXT chain",
+            spec: json!({ "clusterIP": "172.30.0.41", "externalIPs": ["192.168.99.11"], "ports": [{ "name": "p80", "port": 80 }] }),
+            lb_ips: &[],
+            endpoints: one_ep.clone(),
+            cfg: cfg(),
+            opts: opts(),
+            want: vec![("nat", "KUBE-SERVICES", format!(
+                "-A KUBE-SERVICES -m comment --comment \"ns1/svc1:p80 cluster IP\" -m tcp -p tcp -d 172.30.0.41 --dport 80 -j {svc}\n\
+                 -A KUBE-SERVICES -m comment --comment \"ns1/svc1:p80 external IP\" -m tcp -p tcp -d 192.168.99.11 --dport 80 -j {ext}\n\
+                 -A KUBE-SERVICES {np_last} -m addrtype --dst-type LOCAL -j KUBE-NODEPORTS\n"))],
+        },
+        Case {
+            what: "loadBalancerSourceRanges including the node: FW chain allows the ranges and the LB IPs themselves",
+            spec: json!({ "type": "LoadBalancer", "clusterIP": "172.30.0.41", "ports": port, "loadBalancerSourceRanges": ["192.168.0.0/24", " 203.0.113.0/25"] }),
+            lb_ips: &["1.2.3.4", "5.6.7.8"],
+            endpoints: one_ep.clone(),
+            cfg: cfg(),
+            opts: opts(),
+            want: vec![
+                ("nat", "FW", format!(
+                    "-A {fw} -m comment --comment \"ns1/svc1:p80 loadbalancer IP\" -s 192.168.0.0/24 -j {ext}\n\
+                     -A {fw} -m comment --comment \"ns1/svc1:p80 loadbalancer IP\" -s 203.0.113.0/25 -j {ext}\n\
+                     -A {fw} -m comment --comment \"ns1/svc1:p80 loadbalancer IP\" -s 1.2.3.4 -j {ext}\n\
+                     -A {fw} -m comment --comment \"ns1/svc1:p80 loadbalancer IP\" -s 5.6.7.8 -j {ext}\n\
+                     -A {fw} -m comment --comment \"other traffic to ns1/svc1:p80 will be dropped by KUBE-PROXY-FIREWALL\"\n")),
+                ("filter", "KUBE-PROXY-FIREWALL", format!(
+                    "-A KUBE-PROXY-FIREWALL -m comment --comment \"ns1/svc1:p80 traffic not accepted by {fw}\" -m tcp -p tcp -d 1.2.3.4 --dport 80 -j DROP\n\
+                     -A KUBE-PROXY-FIREWALL -m comment --comment \"ns1/svc1:p80 traffic not accepted by {fw}\" -m tcp -p tcp -d 5.6.7.8 --dport 80 -j DROP\n")),
+            ],
+        },
+        Case {
+            what: "session affinity: recent checks before the random pick, --set in the endpoint chain",
+            spec: json!({ "clusterIP": "172.30.0.41", "ports": [{ "name": "p80", "port": 80 }], "sessionAffinity": "ClientIP", "sessionAffinityConfig": { "clientIP": { "timeoutSeconds": 100 } } }),
+            lb_ips: &[],
+            endpoints: json!([{ "addresses": ["10.180.0.1"] }, { "addresses": ["10.180.0.2"] }]),
+            cfg: cfg(),
+            opts: opts(),
+            want: vec![
+                ("nat", "SVC", format!(
+                    "{masq}-A {svc} -m comment --comment \"ns1/svc1:p80 -> 10.180.0.1:80\" -m recent --name {sep1} --rcheck --seconds 100 --reap -j {sep1}\n\
+                     -A {svc} -m comment --comment \"ns1/svc1:p80 -> 10.180.0.2:80\" -m recent --name {sep2} --rcheck --seconds 100 --reap -j {sep2}\n\
+                     -A {svc} -m comment --comment \"ns1/svc1:p80 -> 10.180.0.1:80\" -m statistic --mode random --probability 0.5000000000 -j {sep1}\n\
+                     -A {svc} -m comment --comment \"ns1/svc1:p80 -> 10.180.0.2:80\" -j {sep2}\n")),
+                ("nat", "SEP2", format!(
+                    "-A {sep2} -m comment --comment ns1/svc1:p80 -s 10.180.0.2 -j KUBE-MARK-MASQ\n\
+                     -A {sep2} -m comment --comment ns1/svc1:p80 -m recent --name {sep2} --set -m tcp -p tcp -j DNAT --to-destination 10.180.0.2:80\n")),
+            ],
+        },
+        Case {
+            what: "externalTrafficPolicy Local with a local endpoint: EXT short-circuits pods and the node, then SVL; health check port accepted",
+            spec: json!({ "type": "LoadBalancer", "externalTrafficPolicy": "Local", "healthCheckNodePort": 30000, "clusterIP": "172.30.0.41", "ports": port }),
+            lb_ips: &["1.2.3.4"],
+            endpoints: json!([{ "addresses": ["10.180.0.1"], "nodeName": HOST }, { "addresses": ["10.180.0.2"], "nodeName": "host2" }]),
+            cfg: cfg(),
+            opts: opts(),
+            want: vec![
+                ("nat", "EXT", format!(
+                    "-A {ext} -m comment --comment \"pod traffic for ns1/svc1:p80 external destinations\" -s 10.0.0.0/8 -j {svc}\n\
+                     -A {ext} -m comment --comment \"masquerade LOCAL traffic for ns1/svc1:p80 external destinations\" -m addrtype --src-type LOCAL -j KUBE-MARK-MASQ\n\
+                     -A {ext} -m comment --comment \"route LOCAL traffic for ns1/svc1:p80 external destinations\" -m addrtype --src-type LOCAL -j {svc}\n\
+                     -A {ext} -j {svl}\n")),
+                ("nat", "SVL", format!("-A {svl} -m comment --comment \"ns1/svc1:p80 -> 10.180.0.1:80\" -j {sep1}\n")),
+                ("filter", "KUBE-NODEPORTS", "-A KUBE-NODEPORTS -m comment --comment \"ns1/svc1:p80 health check node port\" -m tcp -p tcp --dport 30000 -j ACCEPT\n".to_string()),
+                ("filter", "KUBE-EXTERNAL-SERVICES", String::new()),
+            ],
+        },
+        Case {
+            what: "internalTrafficPolicy Local without local endpoints: ClusterIP traffic dropped in filter, no nat chains",
+            spec: json!({ "clusterIP": "172.30.0.41", "internalTrafficPolicy": "Local", "ports": [{ "name": "p80", "port": 80 }] }),
+            lb_ips: &[],
+            endpoints: json!([{ "addresses": ["10.180.0.2"], "nodeName": "host2" }]),
+            cfg: cfg(),
+            opts: opts(),
+            want: vec![
+                ("filter", "KUBE-SERVICES", "-A KUBE-SERVICES -m comment --comment \"ns1/svc1:p80 has no local endpoints\" -m tcp -p tcp -d 172.30.0.41 --dport 80 -j DROP\n".to_string()),
+                ("nat", "KUBE-SERVICES", format!("-A KUBE-SERVICES {np_last} -m addrtype --dst-type LOCAL -j KUBE-NODEPORTS\n")),
+                ("nat", "SVC", String::new()),
+                ("nat", "SVL", String::new()),
+            ],
+        },
+        Case {
+            what: "internalTrafficPolicy Local with a local endpoint: ClusterIP to SVL, which masquerades off-cluster sources",
+            spec: json!({ "clusterIP": "172.30.0.41", "internalTrafficPolicy": "Local", "ports": [{ "name": "p80", "port": 80 }] }),
+            lb_ips: &[],
+            endpoints: json!([{ "addresses": ["10.180.0.1"], "nodeName": HOST }, { "addresses": ["10.180.0.2"], "nodeName": "host2" }]),
+            cfg: cfg(),
+            opts: opts(),
+            want: vec![
+                ("nat", "SVL", format!(
+                    "-A {svl} -m comment --comment \"ns1/svc1:p80 cluster IP\" -m tcp -p tcp -d 172.30.0.41 --dport 80 ! -s 10.0.0.0/8 -j KUBE-MARK-MASQ\n\
+                     -A {svl} -m comment --comment \"ns1/svc1:p80 -> 10.180.0.1:80\" -j {sep1}\n")),
+                ("nat", "SVC", String::new()),
+                ("nat", "SEP2", String::new()),
+            ],
+        },
+        Case {
+            what: "no endpoints: REJECT the ClusterIP, externalIP, LB IP and NodePort in filter; nothing in nat",
+            spec: json!({ "type": "LoadBalancer", "clusterIP": "172.30.0.41", "externalIPs": ["192.168.99.11"], "ports": port }),
+            lb_ips: &["1.2.3.4"],
+            endpoints: json!([]),
+            cfg: cfg(),
+            opts: opts(),
+            want: vec![
+                ("filter", "KUBE-SERVICES", "-A KUBE-SERVICES -m comment --comment \"ns1/svc1:p80 has no endpoints\" -m tcp -p tcp -d 172.30.0.41 --dport 80 -j REJECT\n".to_string()),
+                ("filter", "KUBE-EXTERNAL-SERVICES",
+                    "-A KUBE-EXTERNAL-SERVICES -m comment --comment \"ns1/svc1:p80 has no endpoints\" -m tcp -p tcp -d 192.168.99.11 --dport 80 -j REJECT\n\
+                     -A KUBE-EXTERNAL-SERVICES -m comment --comment \"ns1/svc1:p80 has no endpoints\" -m tcp -p tcp -d 1.2.3.4 --dport 80 -j REJECT\n\
+                     -A KUBE-EXTERNAL-SERVICES -m comment --comment \"ns1/svc1:p80 has no endpoints\" -m addrtype --dst-type LOCAL -m tcp -p tcp --dport 3001 -j REJECT\n".to_string()),
+                ("nat", "KUBE-NODEPORTS", String::new()),
+                ("nat", "EXT", String::new()),
+            ],
+        },
+        Case {
+            what: "no ready endpoint: fall back to the serving terminating ones",
+            spec: json!({ "clusterIP": "172.30.0.41", "ports": [{ "name": "p80", "port": 80 }] }),
+            lb_ips: &[],
+            endpoints: json!([
+                { "addresses": ["10.180.0.1"], "conditions": { "ready": false, "serving": true, "terminating": true } },
+                { "addresses": ["10.180.0.2"], "conditions": { "ready": false, "serving": false, "terminating": true } },
+            ]),
+            cfg: cfg(),
+            opts: opts(),
+            want: vec![
+                ("nat", "SVC", format!("{masq}-A {svc} -m comment --comment \"ns1/svc1:p80 -> 10.180.0.1:80\" -j {sep1}\n")),
+                ("nat", "SEP2", String::new()),
+            ],
+        },
+        Case {
+            what: "--masquerade-all: every ClusterIP packet marked",
+            spec: json!({ "clusterIP": "172.30.0.41", "ports": [{ "name": "p80", "port": 80 }] }),
+            lb_ips: &[],
+            endpoints: one_ep.clone(),
+            cfg: ProxyConfig { masquerade_all: true, ..cfg() },
+            opts: opts(),
+            want: vec![("nat", "SVC", format!(
+                "-A {svc} -m comment --comment \"ns1/svc1:p80 cluster IP\" -m tcp -p tcp -d 172.30.0.41 --dport 80 -j KUBE-MARK-MASQ\n\
+                 -A {svc} -m comment --comment \"ns1/svc1:p80 -> 10.180.0.1:80\" -j {sep1}\n"))],
+        },
+        Case {
+            what: "no --cluster-cidr: no local-traffic detector, so no masquerade rule and no pod short-circuit",
+            spec: json!({ "type": "NodePort", "externalTrafficPolicy": "Local", "clusterIP": "172.30.0.41", "ports": port }),
+            lb_ips: &[],
+            endpoints: json!([{ "addresses": ["10.180.0.1"], "nodeName": HOST }]),
+            cfg: ProxyConfig { cluster_cidr: None, ..cfg() },
+            opts: opts(),
+            want: vec![
+                ("nat", "SVC", format!("-A {svc} -m comment --comment \"ns1/svc1:p80 -> 10.180.0.1:80\" -j {sep1}\n")),
+                ("nat", "EXT", format!(
+                    "-A {ext} -m comment --comment \"masquerade LOCAL traffic for ns1/svc1:p80 external destinations\" -m addrtype --src-type LOCAL -j KUBE-MARK-MASQ\n\
+                     -A {ext} -m comment --comment \"route LOCAL traffic for ns1/svc1:p80 external destinations\" -m addrtype --src-type LOCAL -j {svc}\n\
+                     -A {ext} -j {svl}\n")),
+            ],
+        },
+    ];
+    for case in cases {
+        let s = service_lb("ns1", "svc1", case.spec.clone(), case.lb_ips);
+        let snap = snapshot(&[s], &[slice("ns1", "svc1", case.endpoints.clone())]);
+        let text = restore::full(&build_with(&case.cfg, &case.opts, &snap), std::iter::empty()).text;
+        check_jumps(&text);
+        for (table, chain, want) in &case.want {
+            let chain = match *chain {
+                "SVC" => svc.as_str(),
+                "SVL" => svl.as_str(),
+                "EXT" => ext.as_str(),
+                "FW" => fw.as_str(),
+                "SEP2" => sep2.as_str(),
+                other => other,
+            };
+            assert_eq!(&chain_rules(&text, table, chain), want, "{}: {table} {chain}\nfull:\n{text}", case.what);
+        }
+    }
+}
+
+#[test]
+fn ipv6_and_defaults() {
+    let s = service("ns1", "svc1", json!({ "type": "NodePort", "clusterIPs": ["fd00:30::41"], "clusterIP": "fd00:30::41", "ports": [{ "name": "p80", "port": 80, "nodePort": 3001 }] }));
+    let sl: EndpointSlice = serde_json::from_value(json!({
+        "metadata": { "namespace": "ns1", "name": "svc1-1", "labels": { "kubernetes.io/service-name": "svc1" } },
+        "addressType": "IPv6",
+        "endpoints": [{ "addresses": ["fd00:10::1"] }],
+        "ports": [{ "name": "p80", "port": 80, "protocol": "TCP" }],
+    }))
+    .unwrap();
+    let snap = model::snapshot([&s], [&sl], HOST, &NodeInfo::default(), Family::V6);
+    let cfg6 = ProxyConfig {
+        family: Family::V6,
+        cluster_cidr: Some("fd00:10::/64".parse().unwrap()),
+        node_ip: Some("2001:db8::1".parse().unwrap()),
+        ..cfg()
+    };
+    // Upstream's defaults: --random-fully, localhost NodePorts (IPv4 only).
+    let text = restore::full(&build(&cfg6, &snap), std::iter::empty()).text;
+    check_jumps(&text);
+    let t = parse(&text);
+    assert!(!t["filter"].chains.contains(&"KUBE-FIREWALL".to_string()), "{text}");
+    assert!(text.contains("-A KUBE-SERVICES -m comment --comment \"kubernetes service nodeports; NOTE: this must be the last rule in this chain\" -m addrtype --dst-type LOCAL ! -d ::1/128 -j KUBE-NODEPORTS\n"), "{text}");
+    assert!(text.contains("-m tcp -p tcp -j DNAT --to-destination [fd00:10::1]:80\n"), "{text}");
+    assert!(text.contains("-d fd00:30::41 --dport 80 ! -s fd00:10::/64 -j KUBE-MARK-MASQ\n"), "{text}");
+    assert!(text.contains("-j MASQUERADE --random-fully\n"), "{text}");
+}
+
+/// Past 1000 endpoints upstream drops the endpoint comments.
+#[test]
+fn large_cluster_mode_drops_endpoint_comments() {
+    let small = bench::synthetic("ns", 500, 2);
+    let large = bench::synthetic("ns", 501, 2);
+    let name = small.services.keys().next().unwrap().clone();
+    let sep = endpoint_chain(&name, &small.endpoints[&name][0]);
+    let svc = ServiceChains::new(&name).cluster;
+    let small = build_with(&cfg(), &opts(), &small);
+    let large = build_with(&cfg(), &opts(), &large);
+    assert!(small.nat.chains[&sep][0].starts_with("-m comment --comment ns/svc0:http -s "));
+    assert!(large.nat.chains[&sep][0].starts_with("-s "), "{:?}", large.nat.chains[&sep]);
+    assert!(large.nat.chains[&svc][1].starts_with("-m statistic"), "{:?}", large.nat.chains[&svc]);
+    assert!(large.nat.chains[&svc][0].contains("cluster IP"), "the ClusterIP masquerade rule keeps its comment");
 }
