@@ -102,7 +102,13 @@ fn parse(text: &str) -> BTreeMap<String, ParsedTable> {
             tables.get_mut(&cur).unwrap().chains.push(name);
         } else if let Some(r) = line.strip_prefix("-A ") {
             let (chain, _) = r.split_once(' ').unwrap_or((r, ""));
-            tables.get_mut(&cur).unwrap().rules.entry(chain.to_string()).or_default().push(line.to_string());
+            tables
+                .get_mut(&cur)
+                .unwrap()
+                .rules
+                .entry(chain.to_string())
+                .or_default()
+                .push(line.to_string());
         } else if let Some(c) = line.strip_prefix("-X ") {
             tables.get_mut(&cur).unwrap().deleted.push(c.to_string());
         } else {
@@ -114,7 +120,9 @@ fn parse(text: &str) -> BTreeMap<String, ParsedTable> {
 
 /// The service name a rule's comment starts with (`ns/svc`).
 fn comment_service(rule: &str) -> String {
-    let Some((_, rest)) = rule.split_once("--comment ") else { return String::new() };
+    let Some((_, rest)) = rule.split_once("--comment ") else {
+        return String::new();
+    };
     let value = match rest.strip_prefix('"') {
         Some(q) => q.split('"').next().unwrap_or(""),
         None => rest.split(' ').next().unwrap_or(""),
@@ -164,14 +172,27 @@ fn sorted(text: &str) -> String {
 }
 
 fn dedent(s: &str) -> String {
-    s.lines().map(str::trim).filter(|l| !l.is_empty()).map(|l| format!("{l}\n")).collect()
+    s.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(|l| format!("{l}\n"))
+        .collect()
 }
 
 /// upstream's `checkIPTablesRuleJumps`: every jump goes to a chain that is
 /// declared and has rules (KUBE-NODEPORTS may be empty), every rule is in
 /// a declared chain, every declared service chain is jumped to.
 fn check_jumps(text: &str) {
-    const BUILTIN: [&str; 8] = ["ACCEPT", "REJECT", "DROP", "MARK", "RETURN", "DNAT", "SNAT", "MASQUERADE"];
+    const BUILTIN: [&str; 8] = [
+        "ACCEPT",
+        "REJECT",
+        "DROP",
+        "MARK",
+        "RETURN",
+        "DNAT",
+        "SNAT",
+        "MASQUERADE",
+    ];
     for (name, t) in parse(text) {
         let declared: Vec<&String> = t.chains.iter().filter(|c| !t.deleted.contains(c)).collect();
         let mut jumped = Vec::new();
@@ -187,7 +208,10 @@ fn check_jumps(text: &str) {
         }
         for j in &jumped {
             assert!(declared.iter().any(|c| *c == j), "{name}: jump to undeclared {j}");
-            assert!(j == "KUBE-NODEPORTS" || t.rules.contains_key(j), "{name}: jump to empty {j}");
+            assert!(
+                j == "KUBE-NODEPORTS" || t.rules.contains_key(j),
+                "{name}: jump to empty {j}"
+            );
         }
         for c in &declared {
             assert!(
@@ -218,7 +242,11 @@ fn assert_rules(what: &str, expected: &str, got: &str) {
 #[test]
 fn overall_rules() {
     let svcs = [
-        service("ns1", "svc1", json!({ "clusterIP": "172.30.0.41", "ports": [{ "name": "p80", "port": 80, "protocol": "TCP" }] })),
+        service(
+            "ns1",
+            "svc1",
+            json!({ "clusterIP": "172.30.0.41", "ports": [{ "name": "p80", "port": 80, "protocol": "TCP" }] }),
+        ),
         service_lb(
             "ns2",
             "svc2",
@@ -229,8 +257,16 @@ fn overall_rules() {
             }),
             &["1.2.3.4"],
         ),
-        service("ns3", "svc3", json!({ "type": "NodePort", "clusterIP": "172.30.0.43", "ports": [{ "name": "p80", "port": 80, "protocol": "TCP", "nodePort": 3003 }] })),
-        service("ns4", "svc4", json!({ "type": "NodePort", "clusterIP": "172.30.0.44", "externalIPs": ["192.168.99.33"], "ports": [{ "name": "p80", "port": 80, "protocol": "TCP", "targetPort": 80 }] })),
+        service(
+            "ns3",
+            "svc3",
+            json!({ "type": "NodePort", "clusterIP": "172.30.0.43", "ports": [{ "name": "p80", "port": 80, "protocol": "TCP", "nodePort": 3003 }] }),
+        ),
+        service(
+            "ns4",
+            "svc4",
+            json!({ "type": "NodePort", "clusterIP": "172.30.0.44", "externalIPs": ["192.168.99.33"], "ports": [{ "name": "p80", "port": 80, "protocol": "TCP", "targetPort": 80 }] }),
+        ),
         service_lb(
             "ns5",
             "svc5",
@@ -242,13 +278,21 @@ fn overall_rules() {
             }),
             &["5.6.7.8"],
         ),
-        service("ns6", "svc6", json!({ "type": "ClusterIP", "clusterIP": "172.30.0.46", "ports": [{ "name": "p80", "port": 80, "protocol": "TCP", "targetPort": 80 }] })),
+        service(
+            "ns6",
+            "svc6",
+            json!({ "type": "ClusterIP", "clusterIP": "172.30.0.46", "ports": [{ "name": "p80", "port": 80, "protocol": "TCP", "targetPort": 80 }] }),
+        ),
     ];
     let slices = [
         slice("ns1", "svc1", json!([{ "addresses": ["10.180.0.1"] }])),
         slice("ns2", "svc2", json!([{ "addresses": ["10.180.0.2"] }])),
         slice("ns3", "svc3", json!([{ "addresses": ["10.180.0.3"] }])),
-        slice("ns4", "svc4", json!([{ "addresses": ["10.180.0.4"] }, { "addresses": ["10.180.0.5"], "nodeName": HOST }])),
+        slice(
+            "ns4",
+            "svc4",
+            json!([{ "addresses": ["10.180.0.4"] }, { "addresses": ["10.180.0.5"], "nodeName": HOST }]),
+        ),
         slice("ns5", "svc5", json!([{ "addresses": ["10.180.0.3"] }])),
     ];
     let expected = r#"
@@ -392,12 +436,20 @@ struct Case {
 #[test]
 fn feature_rules() {
     let c = svc1_chains();
-    let (svc, svl, ext, fw) = (c.cluster.clone(), c.local.clone(), c.external.clone(), c.firewall.clone());
+    let (svc, svl, ext, fw) = (
+        c.cluster.clone(),
+        c.local.clone(),
+        c.external.clone(),
+        c.firewall.clone(),
+    );
     let (sep1, sep2) = (sep("10.180.0.1:80"), sep("10.180.0.2:80"));
     let port = json!([{ "name": "p80", "port": 80, "protocol": "TCP", "nodePort": 3001 }]);
     let one_ep = json!([{ "addresses": ["10.180.0.1"] }]);
-    let masq = format!("-A {svc} -m comment --comment \"ns1/svc1:p80 cluster IP\" -m tcp -p tcp -d 172.30.0.41 --dport 80 ! -s 10.0.0.0/8 -j KUBE-MARK-MASQ\n");
-    let np_last = "-m comment --comment \"kubernetes service nodeports; NOTE: this must be the last rule in this chain\"";
+    let masq = format!(
+        "-A {svc} -m comment --comment \"ns1/svc1:p80 cluster IP\" -m tcp -p tcp -d 172.30.0.41 --dport 80 ! -s 10.0.0.0/8 -j KUBE-MARK-MASQ\n"
+    );
+    let np_last =
+        "-m comment --comment \"kubernetes service nodeports; NOTE: this must be the last rule in this chain\"";
     let cases = vec![
         Case {
             what: "NodePort, Cluster policy: KUBE-NODEPORTS to the EXT chain, which masquerades",
@@ -616,14 +668,23 @@ fn feature_rules() {
                 "SEP2" => sep2.as_str(),
                 other => other,
             };
-            assert_eq!(&chain_rules(&text, table, chain), want, "{}: {table} {chain}\nfull:\n{text}", case.what);
+            assert_eq!(
+                &chain_rules(&text, table, chain),
+                want,
+                "{}: {table} {chain}\nfull:\n{text}",
+                case.what
+            );
         }
     }
 }
 
 #[test]
 fn ipv6_and_defaults() {
-    let s = service("ns1", "svc1", json!({ "type": "NodePort", "clusterIPs": ["fd00:30::41"], "clusterIP": "fd00:30::41", "ports": [{ "name": "p80", "port": 80, "nodePort": 3001 }] }));
+    let s = service(
+        "ns1",
+        "svc1",
+        json!({ "type": "NodePort", "clusterIPs": ["fd00:30::41"], "clusterIP": "fd00:30::41", "ports": [{ "name": "p80", "port": 80, "nodePort": 3001 }] }),
+    );
     let sl: EndpointSlice = serde_json::from_value(json!({
         "metadata": { "namespace": "ns1", "name": "svc1-1", "labels": { "kubernetes.io/service-name": "svc1" } },
         "addressType": "IPv6",
@@ -644,8 +705,14 @@ fn ipv6_and_defaults() {
     let t = parse(&text);
     assert!(!t["filter"].chains.contains(&"KUBE-FIREWALL".to_string()), "{text}");
     assert!(text.contains("-A KUBE-SERVICES -m comment --comment \"kubernetes service nodeports; NOTE: this must be the last rule in this chain\" -m addrtype --dst-type LOCAL ! -d ::1/128 -j KUBE-NODEPORTS\n"), "{text}");
-    assert!(text.contains("-m tcp -p tcp -j DNAT --to-destination [fd00:10::1]:80\n"), "{text}");
-    assert!(text.contains("-d fd00:30::41 --dport 80 ! -s fd00:10::/64 -j KUBE-MARK-MASQ\n"), "{text}");
+    assert!(
+        text.contains("-m tcp -p tcp -j DNAT --to-destination [fd00:10::1]:80\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("-d fd00:30::41 --dport 80 ! -s fd00:10::/64 -j KUBE-MARK-MASQ\n"),
+        "{text}"
+    );
     assert!(text.contains("-j MASQUERADE --random-fully\n"), "{text}");
 }
 
@@ -660,7 +727,375 @@ fn large_cluster_mode_drops_endpoint_comments() {
     let small = build_with(&cfg(), &opts(), &small);
     let large = build_with(&cfg(), &opts(), &large);
     assert!(small.nat.chains[&sep][0].starts_with("-m comment --comment ns/svc0:http -s "));
-    assert!(large.nat.chains[&sep][0].starts_with("-s "), "{:?}", large.nat.chains[&sep]);
-    assert!(large.nat.chains[&svc][1].starts_with("-m statistic"), "{:?}", large.nat.chains[&svc]);
-    assert!(large.nat.chains[&svc][0].contains("cluster IP"), "the ClusterIP masquerade rule keeps its comment");
+    assert!(
+        large.nat.chains[&sep][0].starts_with("-s "),
+        "{:?}",
+        large.nat.chains[&sep]
+    );
+    assert!(
+        large.nat.chains[&svc][1].starts_with("-m statistic"),
+        "{:?}",
+        large.nat.chains[&svc]
+    );
+    assert!(
+        large.nat.chains[&svc][0].contains("cluster IP"),
+        "the ClusterIP masquerade rule keeps its comment"
+    );
+}
+
+// ------------------------------------------------------------ partial sync
+
+fn two_services() -> (Vec<Service>, Vec<EndpointSlice>) {
+    let svcs = vec![
+        service(
+            "ns1",
+            "svc1",
+            json!({ "clusterIP": "172.30.0.41", "ports": [{ "name": "p80", "port": 80 }] }),
+        ),
+        service(
+            "ns2",
+            "svc2",
+            json!({ "clusterIP": "172.30.0.42", "ports": [{ "name": "p80", "port": 80 }] }),
+        ),
+    ];
+    let slices = vec![
+        slice("ns1", "svc1", json!([{ "addresses": ["10.180.0.1"] }])),
+        slice("ns2", "svc2", json!([{ "addresses": ["10.180.0.2"] }])),
+    ];
+    (svcs, slices)
+}
+
+/// The nat chain lines of a restore.
+fn nat_chain_lines(text: &str) -> Vec<String> {
+    parse(text).remove("nat").unwrap().chains
+}
+
+#[test]
+fn partial_restore_writes_only_what_changed() {
+    let (mut svcs, mut slices) = two_services();
+    let prev = build_with(&cfg(), &opts(), &snapshot(&svcs, &slices));
+    let top = ["KUBE-SERVICES", "KUBE-NODEPORTS", "KUBE-POSTROUTING", "KUBE-MARK-MASQ"];
+
+    // Nothing changed: the top-level chains only.
+    let r = restore::partial(&prev, &prev);
+    assert_eq!(nat_chain_lines(&r.text), top);
+    assert!(r.written.is_empty() && r.deleted.is_empty());
+    assert_eq!(
+        parse(&r.text)["filter"].chains.len(),
+        6,
+        "the filter table is always whole"
+    );
+
+    // One service added: its chains and the top-level ones.
+    svcs.push(service(
+        "ns3",
+        "svc3",
+        json!({ "clusterIP": "172.30.0.43", "ports": [{ "name": "p80", "port": 80 }] }),
+    ));
+    slices.push(slice("ns3", "svc3", json!([{ "addresses": ["10.180.0.3"] }])));
+    let added = build_with(&cfg(), &opts(), &snapshot(&svcs, &slices));
+    let r = restore::partial(&added, &prev);
+    assert_eq!(r.written, ["KUBE-SEP-OYPFS5VJICHGATKP", "KUBE-SVC-X27LE4BHSL4DOUIK"]);
+    assert!(r.deleted.is_empty());
+    let mut want: Vec<String> = top.iter().map(|s| s.to_string()).collect();
+    want.extend(r.written.clone());
+    assert_eq!(nat_chain_lines(&r.text), want);
+    assert!(
+        r.text
+            .contains("-A KUBE-SERVICES -m comment --comment \"ns1/svc1:p80 cluster IP\""),
+        "top-level chains are whole"
+    );
+    assert!(
+        !r.text.contains(":KUBE-SVC-XPGD46QRK7WJZT7O"),
+        "unchanged service chains are not written"
+    );
+
+    // That service removed again: its chains flushed (chain line) and deleted.
+    let r = restore::partial(&prev, &added);
+    assert!(r.written.is_empty());
+    assert_eq!(r.deleted, ["KUBE-SEP-OYPFS5VJICHGATKP", "KUBE-SVC-X27LE4BHSL4DOUIK"]);
+    let nat = parse(&r.text).remove("nat").unwrap();
+    assert!(nat.chains.contains(&"KUBE-SVC-X27LE4BHSL4DOUIK".to_string()));
+    assert_eq!(nat.deleted, r.deleted);
+    assert!(!nat.rules.contains_key("KUBE-SVC-X27LE4BHSL4DOUIK"));
+    assert!(
+        r.text
+            .ends_with("-X KUBE-SEP-OYPFS5VJICHGATKP\n-X KUBE-SVC-X27LE4BHSL4DOUIK\nCOMMIT\n")
+    );
+
+    // An endpoint replaced: the SVC chain rewritten, new SEP written, old one deleted.
+    let (svcs, mut slices) = two_services();
+    slices[0] = slice("ns1", "svc1", json!([{ "addresses": ["10.180.0.9"] }]));
+    let moved = build_with(&cfg(), &opts(), &snapshot(&svcs, &slices));
+    let r = restore::partial(&moved, &prev);
+    let new_sep = sep("10.180.0.9:80");
+    let mut written = vec![new_sep, "KUBE-SVC-XPGD46QRK7WJZT7O".to_string()];
+    written.sort();
+    assert_eq!(r.written, written);
+    assert_eq!(r.deleted, ["KUBE-SEP-SXIVWICOYRO3J4NJ"]);
+
+    // A full restore writes everything and deletes what the kernel has beyond it.
+    let existing: Vec<String> = ["KUBE-SVC-GONE0000000000000", "KUBE-SERVICES", "OTHER-CHAIN"]
+        .map(String::from)
+        .to_vec();
+    let r = restore::full(&prev, &existing);
+    assert_eq!(r.deleted, ["KUBE-SVC-GONE0000000000000"]);
+    assert_eq!(r.written.len(), 4);
+}
+
+#[test]
+fn cleanup_text_removes_our_chains_and_jumps() {
+    let saved = "# Generated by iptables-nft-save\n*nat\n:PREROUTING ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:KUBE-SERVICES - [0:0]\n:KUBE-SVC-XPGD46QRK7WJZT7O - [0:0]\n:CNI-HOSTPORT - [0:0]\n\
+        -A PREROUTING -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES\n\
+        -A PREROUTING -j CNI-HOSTPORT\n\
+        -A KUBE-SERVICES -m comment --comment \"ns1/svc1:p80 cluster IP\" -j KUBE-SVC-XPGD46QRK7WJZT7O\nCOMMIT\n";
+    let text = restore::cleanup("nat", saved, chain_names::is_ours).unwrap();
+    assert_eq!(
+        text,
+        "*nat\n:KUBE-SERVICES - [0:0]\n:KUBE-SVC-XPGD46QRK7WJZT7O - [0:0]\n\
+         -D PREROUTING -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES\n\
+         -X KUBE-SERVICES\n-X KUBE-SVC-XPGD46QRK7WJZT7O\nCOMMIT\n"
+    );
+    assert_eq!(
+        restore::cleanup("nat", "*nat\n:PREROUTING ACCEPT [0:0]\nCOMMIT\n", chain_names::is_ours),
+        None
+    );
+}
+
+// ------------------------------------------------------ recording runner
+
+#[derive(Default)]
+struct Recorded {
+    calls: Vec<String>,
+    restores: Vec<String>,
+    /// The rules `-I` added (so `-C` finds them next time).
+    inserted: Vec<String>,
+    fail_restore: bool,
+    canary: bool,
+}
+
+#[derive(Clone, Default)]
+struct Recorder(Arc<Mutex<Recorded>>);
+
+impl Runner for Recorder {
+    fn restore(&mut self, _family: Family, text: &str) -> anyhow::Result<()> {
+        let mut r = self.0.lock().unwrap();
+        r.calls.push("restore".into());
+        if r.fail_restore {
+            anyhow::bail!("iptables-restore: line 3 failed");
+        }
+        r.restores.push(text.to_string());
+        Ok(())
+    }
+    fn save(&mut self, _family: Family, table: &str) -> anyhow::Result<String> {
+        self.0.lock().unwrap().calls.push(format!("save {table}"));
+        Ok("*nat\n:KUBE-SVC-STALE0000000000 - [0:0]\n:KUBE-SERVICES - [0:0]\nCOMMIT\n".into())
+    }
+    fn iptables(&mut self, _family: Family, args: &[&str]) -> anyhow::Result<bool> {
+        let mut r = self.0.lock().unwrap();
+        let line = args.join(" ");
+        r.calls.push(line.clone());
+        Ok(match args.get(2).copied() {
+            Some("-C") => r.inserted.contains(&line.replacen("-C", "-I", 1)),
+            Some("-I") => {
+                r.inserted.push(line);
+                true
+            }
+            Some("-L") => r.canary,
+            _ => true,
+        })
+    }
+    fn read_sysctl(&mut self, name: &str) -> Option<String> {
+        self.0.lock().unwrap().calls.push(format!("read {name}"));
+        Some("0".into())
+    }
+    fn write_sysctl(&mut self, name: &str, value: &str) -> anyhow::Result<()> {
+        self.0.lock().unwrap().calls.push(format!("write {name}={value}"));
+        Ok(())
+    }
+}
+
+#[test]
+fn proxier_syncs_through_the_runner() {
+    let rec = Recorder::default();
+    let mut p = IptablesProxier::with_runner(Family::V4, opts(), Box::new(rec.clone()));
+    let (svcs, slices) = two_services();
+    let snap = snapshot(&svcs, &slices);
+
+    // First sync: sysctls, jumps (-N, -C, then -I), canaries, iptables-save, full restore.
+    let out = p.sync(&cfg(), &snap, SyncKind::Partial).unwrap();
+    assert!(out.changed && out.rules > 0);
+    {
+        let r = rec.0.lock().unwrap();
+        assert!(
+            r.calls
+                .contains(&"write net/ipv4/conf/all/route_localnet=1".to_string())
+        );
+        assert!(r.calls.contains(
+            &"-t nat -I PREROUTING -m comment --comment kubernetes service portals -j KUBE-SERVICES".to_string()
+        ));
+        assert!(r.calls.contains(&"-t filter -I INPUT -m conntrack --ctstate NEW -m comment --comment kubernetes externally-visible service portals -j KUBE-EXTERNAL-SERVICES".to_string()));
+        assert!(r.calls.contains(&"-t mangle -N KUBE-PROXY-CANARY".to_string()));
+        assert_eq!(r.inserted.len(), JUMP_CHAINS.len());
+        assert!(r.calls.contains(&"save nat".to_string()));
+        assert!(
+            r.restores[0].contains("-X KUBE-SVC-STALE0000000000\n"),
+            "stale chains of an earlier run go"
+        );
+        assert!(r.restores[0].contains(":KUBE-SVC-XPGD46QRK7WJZT7O - [0:0]\n"));
+    }
+
+    // Unchanged partial sync: nothing run at all.
+    rec.0.lock().unwrap().calls.clear();
+    let out = p.sync(&cfg(), &snap, SyncKind::Partial).unwrap();
+    assert!(!out.changed);
+    assert!(rec.0.lock().unwrap().calls.is_empty());
+
+    // A full sync with the canary present rewrites without re-ensuring the jumps.
+    rec.0.lock().unwrap().canary = true;
+    p.sync(&cfg(), &snap, SyncKind::Full).unwrap();
+    {
+        let r = rec.0.lock().unwrap();
+        assert!(r.calls.iter().all(|c| !c.contains(" -C ")), "{:?}", r.calls);
+        assert!(
+            r.restores
+                .last()
+                .unwrap()
+                .contains(":KUBE-SVC-XPGD46QRK7WJZT7O - [0:0]\n")
+        );
+    }
+
+    // A failed restore makes the next sync start over (jumps, save, full).
+    let mut svcs2 = svcs.clone();
+    svcs2.pop();
+    let snap2 = snapshot(&svcs2, &slices);
+    rec.0.lock().unwrap().fail_restore = true;
+    assert!(p.sync(&cfg(), &snap2, SyncKind::Partial).is_err());
+    assert!(p.applied().is_none());
+    {
+        let mut r = rec.0.lock().unwrap();
+        r.fail_restore = false;
+        r.calls.clear();
+    }
+    p.sync(&cfg(), &snap2, SyncKind::Partial).unwrap();
+    let r = rec.0.lock().unwrap();
+    assert!(r.calls.iter().any(|c| c.contains("-C PREROUTING")));
+    assert!(r.calls.contains(&"save nat".to_string()));
+}
+
+// ------------------------------------------------------------ real kernel
+
+fn kernel_or_skip() -> Option<bench::Netns> {
+    if let Some(why) = bench::unavailable() {
+        println!("skipping the iptables kernel test: {why}");
+        return None;
+    }
+    match bench::Netns::create("kp-ipt") {
+        Ok(ns) => Some(ns),
+        Err(e) => {
+            println!("skipping the iptables kernel test: {e:#}");
+            None
+        }
+    }
+}
+
+/// Full restore, partial restore and clean-up against the kernel, inside
+/// a throw-away network namespace (deleted on drop, also on failure).
+#[test]
+fn kernel_restore_and_cleanup() {
+    let Some(netns) = kernel_or_skip() else { return };
+    let mut p = IptablesProxier::with_runner(Family::V4, Options::default(), Box::new(netns.runner()));
+    let (mut svcs, mut slices) = two_services();
+    svcs.push(service_lb(
+        "ns5",
+        "svc5",
+        json!({
+            "type": "LoadBalancer", "clusterIP": "172.30.0.45", "externalTrafficPolicy": "Local", "healthCheckNodePort": 30000,
+            "ports": [{ "name": "p80", "port": 80, "nodePort": 3002 }], "loadBalancerSourceRanges": ["203.0.113.0/25"],
+            "sessionAffinity": "ClientIP",
+        }),
+        &["5.6.7.8"],
+    ));
+    slices.push(slice(
+        "ns5",
+        "svc5",
+        json!([{ "addresses": ["10.180.0.5"], "nodeName": HOST }, { "addresses": ["10.180.0.6"] }]),
+    ));
+    let snap = snapshot(&svcs, &slices);
+    p.sync(&cfg(), &snap, SyncKind::Full).unwrap();
+
+    let nat = netns.output(&["iptables-save", "-t", "nat"]).unwrap();
+    for chain in [
+        "KUBE-SERVICES",
+        "KUBE-NODEPORTS",
+        "KUBE-POSTROUTING",
+        "KUBE-MARK-MASQ",
+        "KUBE-SVC-XPGD46QRK7WJZT7O",
+        "KUBE-SEP-SXIVWICOYRO3J4NJ",
+        "KUBE-SVC-GNZBNJ2PO5MGZ6GT",
+        "KUBE-FW-NUKIZ6OKUXPJNT4C",
+        "KUBE-EXT-NUKIZ6OKUXPJNT4C",
+        "KUBE-SVL-NUKIZ6OKUXPJNT4C",
+    ] {
+        assert!(nat.contains(&format!(":{chain} - [0:0]")), "{chain} missing:\n{nat}");
+    }
+    assert!(
+        nat.contains("-A PREROUTING -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES"),
+        "{nat}"
+    );
+    assert!(nat.contains("--random-fully"), "{nat}");
+    assert!(nat.contains("--rcheck --seconds 10800 --reap"), "{nat}");
+    let filter = netns.output(&["iptables-save", "-t", "filter"]).unwrap();
+    assert!(filter.contains("-A KUBE-NODEPORTS -p tcp -m comment --comment \"ns5/svc5:p80 health check node port\" -m tcp --dport 30000 -j ACCEPT"), "{filter}");
+    assert_eq!(
+        netns
+            .output(&["cat", "/proc/sys/net/ipv4/conf/all/route_localnet"])
+            .unwrap()
+            .trim(),
+        "1"
+    );
+
+    // Incremental: svc2 goes, svc3 comes.
+    svcs.remove(1);
+    svcs.push(service(
+        "ns3",
+        "svc3",
+        json!({ "clusterIP": "172.30.0.43", "ports": [{ "name": "p80", "port": 80 }] }),
+    ));
+    slices.push(slice("ns3", "svc3", json!([{ "addresses": ["10.180.0.3"] }])));
+    let plan = p
+        .sync_restore(&cfg(), &snapshot(&svcs, &slices), SyncKind::Partial)
+        .unwrap()
+        .unwrap();
+    assert_eq!(plan.deleted, ["KUBE-SEP-RS4RBKLTHTF2IUXJ", "KUBE-SVC-GNZBNJ2PO5MGZ6GT"]);
+    let nat = netns.output(&["iptables-save", "-t", "nat"]).unwrap();
+    assert!(nat.contains(":KUBE-SVC-X27LE4BHSL4DOUIK - [0:0]"), "{nat}");
+    assert!(!nat.contains("KUBE-SVC-GNZBNJ2PO5MGZ6GT"), "{nat}");
+    assert!(
+        nat.contains("-A KUBE-SVC-XPGD46QRK7WJZT7O"),
+        "unchanged chains keep their rules:\n{nat}"
+    );
+
+    // A full resync of the same state changes nothing visible.
+    p.sync(&cfg(), &snapshot(&svcs, &slices), SyncKind::Full).unwrap();
+    assert_eq!(
+        netns
+            .output(&["iptables-save", "-t", "nat"])
+            .unwrap()
+            .lines()
+            .filter(|l| l.starts_with("-A"))
+            .count(),
+        nat.lines().filter(|l| l.starts_with("-A")).count()
+    );
+
+    // Clean-up leaves nothing of ours, and is fine with nothing there.
+    let mut runner = netns.runner();
+    for family in [Family::V4, Family::V6] {
+        cleanup_family(&mut runner, family).unwrap();
+    }
+    for table in ["nat", "filter", "mangle"] {
+        let saved = netns.output(&["iptables-save", "-t", table]).unwrap_or_default();
+        assert!(!saved.contains("KUBE-"), "{table} still has:\n{saved}");
+    }
+    cleanup_family(&mut runner, Family::V4).unwrap();
 }
