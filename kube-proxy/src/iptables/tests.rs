@@ -207,7 +207,7 @@ fn check_jumps(text: &str) {
             }
         }
         for j in &jumped {
-            assert!(declared.iter().any(|c| *c == j), "{name}: jump to undeclared {j}");
+            assert!(declared.contains(&j), "{name}: jump to undeclared {j}");
             assert!(
                 j == "KUBE-NODEPORTS" || t.rules.contains_key(j),
                 "{name}: jump to empty {j}"
