@@ -63,10 +63,10 @@ struct Pending {
     triggers: Vec<jiff::Timestamp>,
 }
 
-fn backend(mode: ProxyMode, family: Family) -> anyhow::Result<Box<dyn Backend>> {
-    Ok(match mode {
+fn backend(opts: &Options, family: Family) -> anyhow::Result<Box<dyn Backend>> {
+    Ok(match opts.mode {
         ProxyMode::Nftables => Box::new(nftables::NftProxier::new(family, Box::new(nftables::Nft::default()))),
-        ProxyMode::Iptables => Box::new(iptables::IptablesProxier::new(family)?),
+        ProxyMode::Iptables => Box::new(iptables::IptablesProxier::new(family, opts.localhost_nodeports)?),
     })
 }
 
@@ -356,7 +356,7 @@ impl SyncState {
             let cfg = proxy_config(&self.opts, &node, family);
             let backend = match self.backends.entry(family) {
                 std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
-                std::collections::btree_map::Entry::Vacant(v) => match backend(self.opts.mode, family) {
+                std::collections::btree_map::Entry::Vacant(v) => match backend(&self.opts, family) {
                     Ok(b) => v.insert(b),
                     Err(e) => {
                         tracing::error!(error = %e, ?family, "cannot set up the proxy mode");
