@@ -215,3 +215,46 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         _ => return Err(format!("invalid duration {s:?}")),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(args: &[&str]) -> Options {
+        Options::parse_from(std::iter::once("kube-apiserver").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn the_advertise_address_defaults_as_upstreams() {
+        let cases: &[(&[&str], &str, &str)] = &[
+            (&["--advertise-address", "10.0.0.5"], "10.0.0.5", "given"),
+            (
+                &["--advertise-address", "10.0.0.5", "--bind-address", "10.1.1.1"],
+                "10.0.0.5",
+                "given, whatever the bind address",
+            ),
+            (
+                &["--bind-address", "10.1.1.1"],
+                "10.1.1.1",
+                "unset: a specific bind address",
+            ),
+            (
+                &["--advertise-address", "0.0.0.0", "--bind-address", "10.1.1.1"],
+                "10.1.1.1",
+                "unspecified counts as unset",
+            ),
+        ];
+        for (args, want, why) in cases {
+            assert_eq!(opts(args).resolved_advertise_address(), *want, "{why}");
+        }
+        // Bound to loopback or everything: the default route's address
+        // (loopback only on a host without one).
+        for bind in ["127.0.0.1", "0.0.0.0"] {
+            let got: IpAddr = opts(&["--bind-address", bind])
+                .resolved_advertise_address()
+                .parse()
+                .unwrap();
+            assert!(!got.is_unspecified(), "{bind}: {got}");
+        }
+    }
+}

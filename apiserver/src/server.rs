@@ -894,3 +894,36 @@ pub async fn run(opts: Options) -> Result<()> {
     api.stop().await;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[test]
+    fn kubeconfigs_name_an_address_the_listener_answers_on() {
+        let cases: &[(&[&str], &str, &str)] = &[
+            (
+                &["--bind-address", "127.0.0.1", "--advertise-address", "10.255.0.1"],
+                "127.0.0.1",
+                "bound to one address",
+            ),
+            (
+                &["--bind-address", "0.0.0.0", "--advertise-address", "10.255.0.1"],
+                "10.255.0.1",
+                "advertised",
+            ),
+            (
+                &["--bind-address", "0.0.0.0"],
+                "127.0.0.1",
+                "neither: loopback, as before",
+            ),
+            (&["--bind-address", "::1"], "[::1]", "IPv6 in brackets"),
+        ];
+        for (args, host, why) in cases {
+            let opts = Options::parse_from(std::iter::once("kube-apiserver").chain(args.iter().copied()));
+            let url = kubeconfig_url(&opts, &opts.resolved_advertise_address(), 6443);
+            assert_eq!(url, format!("https://{host}:6443"), "{why}");
+        }
+    }
+}
