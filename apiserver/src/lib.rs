@@ -11,7 +11,8 @@
 //! (server-side printing), [`authn`], [`authz`] and [`certs`] (identity,
 //! access and PKI), [`reviews`] (token and access reviews),
 //! [`metrics`], [`status`] (errors), [`proxy`] (pod logs, exec, attach and
-//! port-forward, proxied to the node's kubelet).
+//! port-forward, proxied to the node's kubelet), [`kubernetes_service`] (the
+//! `default/kubernetes` Endpoints from every apiserver's master lease).
 
 pub mod admission;
 pub mod allocation;
@@ -22,6 +23,7 @@ pub mod cache;
 pub mod certs;
 pub mod customresource;
 pub mod discovery;
+pub mod kubernetes_service;
 pub mod managed;
 pub mod metrics;
 pub mod object;

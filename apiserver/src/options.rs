@@ -1,6 +1,7 @@
 //! Command-line flags, named like upstream kube-apiserver's where the
 //! concept is the same, plus the embedded store's (named like etcd's).
 
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -19,9 +20,24 @@ pub struct Options {
     #[arg(long, default_value = "0.0.0.0")]
     pub bind_address: String,
     /// The IP address on which to advertise the apiserver to members of the
-    /// cluster (and in kubeconfigs); defaults to 127.0.0.1.
-    #[arg(long, default_value = "127.0.0.1")]
-    pub advertise_address: String,
+    /// cluster: the `default/kubernetes` Endpoints list it. Unset, the
+    /// --bind-address, or when that is 0.0.0.0 or ::, the address of the
+    /// interface of the host's default route.
+    #[arg(long)]
+    pub advertise_address: Option<String>,
+    /// How the `default/kubernetes` Endpoints are kept: `lease` (each
+    /// apiserver holds a lease in the store under
+    /// /registry/masterleases/ and the live ones are listed) or `none`.
+    #[arg(long, value_enum, default_value = "lease")]
+    pub endpoint_reconciler_type: EndpointReconcilerType,
+    /// How often the endpoint reconciler renews this apiserver's lease and
+    /// reconciles the Endpoints (upstream's fixed 10s; for tests).
+    #[arg(long, hide = true, value_parser = parse_duration, default_value = "10s")]
+    pub endpoint_reconciler_interval: Duration,
+    /// How long a master lease lives unrenewed (upstream's fixed 15s;
+    /// whole seconds, for tests).
+    #[arg(long, hide = true, value_parser = parse_duration, default_value = "15s")]
+    pub endpoint_reconciler_lease_ttl: Duration,
     /// Where the CA, serving certificate and keys live; created on first
     /// start. Defaults to <data-dir>/pki.
     #[arg(long)]
@@ -136,6 +152,57 @@ pub struct Options {
     pub etcd_compaction_interval: Duration,
 }
 
+/// `--endpoint-reconciler-type`: upstream's names (`master-count` is
+/// not offered).
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EndpointReconcilerType {
+    Lease,
+    None,
+}
+
+impl Options {
+    /// The address this apiserver advertises (upstream's
+    /// `DefaultAdvertiseAddress`): --advertise-address; unset (or
+    /// unspecified), the --bind-address unless that is unspecified or
+    /// loopback, else the address of the default route's interface.
+    /// Where the host has no default route (upstream then refuses to
+    /// start), 127.0.0.1.
+    pub fn resolved_advertise_address(&self) -> String {
+        let given = self.advertise_address.as_deref().filter(|a| !is_unspecified(a));
+        if let Some(a) = given {
+            return a.to_string();
+        }
+        let bind = self.bind_address.parse::<IpAddr>().ok();
+        if let Some(ip) = bind.filter(|ip| !ip.is_unspecified() && !ip.is_loopback()) {
+            return ip.to_string();
+        }
+        match default_route_address() {
+            Some(ip) => ip.to_string(),
+            None => {
+                tracing::warn!("no default route to take an advertise address from; advertising 127.0.0.1");
+                "127.0.0.1".into()
+            }
+        }
+    }
+}
+
+fn is_unspecified(addr: &str) -> bool {
+    addr.parse::<IpAddr>().is_ok_and(|ip| ip.is_unspecified())
+}
+
+/// The source address the kernel picks for the default route (IPv4, else
+/// IPv6) to a public address: connecting a UDP socket sends nothing, it
+/// only routes.
+fn default_route_address() -> Option<IpAddr> {
+    let probes: [(&str, &str); 2] = [("0.0.0.0:0", "8.8.8.8:53"), ("[::]:0", "[2001:4860:4860::8888]:53")];
+    probes.iter().find_map(|(local, remote)| {
+        let sock = std::net::UdpSocket::bind(local).ok()?;
+        sock.connect(remote).ok()?;
+        let ip = sock.local_addr().ok()?.ip();
+        (!ip.is_unspecified() && !ip.is_loopback()).then_some(ip)
+    })
+}
+
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
@@ -147,4 +214,47 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "h" => Duration::from_secs(n * 3600),
         _ => return Err(format!("invalid duration {s:?}")),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(args: &[&str]) -> Options {
+        Options::parse_from(std::iter::once("kube-apiserver").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn the_advertise_address_defaults_as_upstreams() {
+        let cases: &[(&[&str], &str, &str)] = &[
+            (&["--advertise-address", "10.0.0.5"], "10.0.0.5", "given"),
+            (
+                &["--advertise-address", "10.0.0.5", "--bind-address", "10.1.1.1"],
+                "10.0.0.5",
+                "given, whatever the bind address",
+            ),
+            (
+                &["--bind-address", "10.1.1.1"],
+                "10.1.1.1",
+                "unset: a specific bind address",
+            ),
+            (
+                &["--advertise-address", "0.0.0.0", "--bind-address", "10.1.1.1"],
+                "10.1.1.1",
+                "unspecified counts as unset",
+            ),
+        ];
+        for (args, want, why) in cases {
+            assert_eq!(opts(args).resolved_advertise_address(), *want, "{why}");
+        }
+        // Bound to loopback or everything: the default route's address
+        // (loopback only on a host without one).
+        for bind in ["127.0.0.1", "0.0.0.0"] {
+            let got: IpAddr = opts(&["--bind-address", bind])
+                .resolved_advertise_address()
+                .parse()
+                .unwrap();
+            assert!(!got.is_unspecified(), "{bind}: {got}");
+        }
+    }
 }

@@ -122,6 +122,26 @@ pub struct ApiServer {
     member: store::Member,
     stop: tokio::sync::watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// The `default/kubernetes` endpoint reconciler, unless off or this
+    /// apiserver's address cannot be listed.
+    endpoints: Option<Arc<crate::kubernetes_service::EndpointReconciler>>,
+}
+
+/// The URL the kubeconfigs written here name: the bind address when it is
+/// one address (the only one the listener answers on), else the
+/// --advertise-address, else loopback.
+fn kubeconfig_url(opts: &Options, advertise_address: &str, port: u16) -> String {
+    let bind = opts.bind_address.parse::<std::net::IpAddr>().ok();
+    let host = match (bind, &opts.advertise_address) {
+        (Some(ip), _) if !ip.is_unspecified() => ip.to_string(),
+        (_, Some(_)) => advertise_address.to_string(),
+        (_, None) => "127.0.0.1".to_string(),
+    };
+    let host = match host.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V6(_)) => format!("[{host}]"),
+        _ => host,
+    };
+    format!("https://{host}:{port}")
 }
 
 impl ApiServer {
@@ -162,7 +182,8 @@ impl ApiServer {
         let member = store::Member::start(mc).await.context("starting the embedded store")?;
 
         let cert_dir = opts.cert_dir.clone().unwrap_or_else(|| opts.data_dir.join("pki"));
-        let mut sans = vec![opts.advertise_address.clone(), service_range.first().to_string()];
+        let advertise_address = opts.resolved_advertise_address();
+        let mut sans = vec![advertise_address.clone(), service_range.first().to_string()];
         if opts.bind_address != "0.0.0.0" && opts.bind_address != "::" {
             sans.push(opts.bind_address.clone());
         }
@@ -180,7 +201,7 @@ impl ApiServer {
             .await
             .with_context(|| format!("binding {}:{}", opts.bind_address, opts.secure_port))?;
         let addr = listener.local_addr()?;
-        let url = format!("https://{}:{}", opts.advertise_address, addr.port());
+        let url = kubeconfig_url(&opts, &advertise_address, addr.port());
         let admin_kubeconfig = opts
             .admin_kubeconfig
             .clone()
@@ -226,7 +247,7 @@ impl ApiServer {
             config: Config {
                 service_range,
                 node_port_range,
-                advertise_address: opts.advertise_address.clone(),
+                advertise_address: advertise_address.clone(),
                 port: addr.port(),
                 max_body: opts.max_request_body_bytes,
                 max_token_expiration: opts.service_account_max_token_expiration.as_secs() as i64,
@@ -250,10 +271,14 @@ impl ApiServer {
             }
         }
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
-        let tasks = vec![
+        let endpoints = crate::kubernetes_service::EndpointReconciler::new(server.clone(), &opts, &advertise_address);
+        let mut tasks = vec![
             tokio::spawn(crate::bootstrap::run(server.clone(), stop_rx.clone())),
-            tokio::spawn(serve(server.clone(), listener, TlsAcceptor::from(tls), stop_rx)),
+            tokio::spawn(serve(server.clone(), listener, TlsAcceptor::from(tls), stop_rx.clone())),
         ];
+        if let Some(r) = &endpoints {
+            tasks.push(tokio::spawn(r.clone().run(stop_rx)));
+        }
         tracing::info!(%addr, kubeconfig = %admin_kubeconfig.display(), "serving the Kubernetes API");
         Ok(ApiServer {
             server,
@@ -262,10 +287,17 @@ impl ApiServer {
             member,
             stop,
             tasks,
+            endpoints,
         })
     }
 
     pub async fn stop(self) {
+        // As upstream's kubernetes service controller on shutdown: drop
+        // this apiserver from the `kubernetes` Endpoints while the store
+        // still runs, waiting at most two reconcile intervals.
+        if let Some(r) = &self.endpoints {
+            r.remove_endpoints().await;
+        }
         let _ = self.stop.send(true);
         for t in self.tasks {
             t.abort();
@@ -796,14 +828,40 @@ pub async fn ensure_object(server: &Arc<Server>, group: &str, version: &str, plu
     {
         return Ok(());
     }
+    match system_request(server, group, version, plural, Method::POST, &obj).await {
+        Ok(()) | Err(ApiError::AlreadyExists { .. }) => Ok(()),
+        Err(e) => Err(anyhow::anyhow!("{}", e.to_status())),
+    }
+}
+
+/// A request the apiserver makes of itself as `system:apiserver` (in
+/// `system:masters`), through the admission chain like any client's:
+/// POST creates `obj`, PUT replaces it (its `metadata.resourceVersion` a
+/// precondition), DELETE deletes it.
+pub async fn system_request(
+    server: &Arc<Server>,
+    group: &str,
+    version: &str,
+    plural: &str,
+    method: Method,
+    obj: &Value,
+) -> crate::status::ApiResult<()> {
+    let Some(rt) = server.registry.lookup(group, version, plural) else {
+        return Err(ApiError::internal(format!("no resource {group}/{version}/{plural}")));
+    };
     let mut headers = axum::http::HeaderMap::new();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     headers.insert(header::USER_AGENT, HeaderValue::from_static("kube-apiserver"));
     let info = crate::request::RequestInfo {
         group: group.into(),
         version: version.into(),
-        namespace: object::namespace(&obj).into(),
+        namespace: object::namespace(obj).into(),
         resource: plural.into(),
+        name: if method == Method::POST {
+            String::new()
+        } else {
+            object::name(obj).into()
+        },
         ..Default::default()
     };
     let ctx = Ctx {
@@ -820,11 +878,12 @@ pub async fn ensure_object(server: &Arc<Server>, group: &str, version: &str, plu
         },
         warnings: Vec::new(),
     };
-    let body = serde_json::to_vec(&obj)?;
-    match rest::handle(ctx, Method::POST, body.into()).await {
-        Ok(_) | Err(ApiError::AlreadyExists { .. }) => Ok(()),
-        Err(e) => Err(anyhow::anyhow!("{}", e.to_status())),
-    }
+    let body = if method == Method::DELETE {
+        Vec::new()
+    } else {
+        serde_json::to_vec(obj).map_err(|e| ApiError::internal(e.to_string()))?
+    };
+    rest::handle(ctx, method, body.into()).await.map(|_| ())
 }
 
 /// Runs an apiserver until SIGTERM/SIGINT.
@@ -834,4 +893,37 @@ pub async fn run(opts: Options) -> Result<()> {
     tracing::info!("shutting down");
     api.stop().await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[test]
+    fn kubeconfigs_name_an_address_the_listener_answers_on() {
+        let cases: &[(&[&str], &str, &str)] = &[
+            (
+                &["--bind-address", "127.0.0.1", "--advertise-address", "10.255.0.1"],
+                "127.0.0.1",
+                "bound to one address",
+            ),
+            (
+                &["--bind-address", "0.0.0.0", "--advertise-address", "10.255.0.1"],
+                "10.255.0.1",
+                "advertised",
+            ),
+            (
+                &["--bind-address", "0.0.0.0"],
+                "127.0.0.1",
+                "neither: loopback, as before",
+            ),
+            (&["--bind-address", "::1"], "[::1]", "IPv6 in brackets"),
+        ];
+        for (args, host, why) in cases {
+            let opts = Options::parse_from(std::iter::once("kube-apiserver").chain(args.iter().copied()));
+            let url = kubeconfig_url(&opts, &opts.resolved_advertise_address(), 6443);
+            assert_eq!(url, format!("https://{host}:6443"), "{why}");
+        }
+    }
 }

@@ -400,6 +400,43 @@ impl Storage {
         Ok(resp.id)
     }
 
+    /// Renews store lease `id`; returns its TTL.
+    pub async fn keep_alive_lease(&self, id: i64) -> ApiResult<i64> {
+        self.store.lease_keep_alive(id).await.map_err(store_error)
+    }
+
+    /// Revokes store lease `id`, deleting its keys.
+    pub async fn revoke_lease(&self, id: i64) -> ApiResult<()> {
+        self.store.lease_revoke(id).await.map(|_| ()).map_err(store_error)
+    }
+
+    /// Writes `key` whatever it holds, attached to store lease `lease`
+    /// (0: none). For keys that are not API objects (master leases).
+    pub async fn put(&self, key: &str, object: &Value, lease: i64) -> ApiResult<()> {
+        self.store
+            .put(pb::PutRequest {
+                key: key.as_bytes().to_vec(),
+                value: encode(object),
+                lease,
+                ..Default::default()
+            })
+            .await
+            .map(|_| ())
+            .map_err(store_error)
+    }
+
+    /// Deletes `key` whatever it holds; true when it was there.
+    pub async fn delete(&self, key: &str) -> ApiResult<bool> {
+        self.store
+            .delete_range(pb::DeleteRangeRequest {
+                key: key.as_bytes().to_vec(),
+                ..Default::default()
+            })
+            .await
+            .map(|r| r.deleted > 0)
+            .map_err(store_error)
+    }
+
     /// A watcher of `prefix` from `start_revision` (0: after now).
     pub fn watch(&self, prefix: &str, start_revision: i64) -> ApiResult<Watcher> {
         let (prefix, _) = locate(prefix);

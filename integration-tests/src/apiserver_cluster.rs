@@ -17,6 +17,8 @@ pub struct ApiServerProcess {
     pub port: u16,
     pub peer_url: String,
     pub data_dir: PathBuf,
+    /// Its --advertise-address (127.0.0.1 unless the test picks).
+    pub advertise_address: String,
     log: PathBuf,
     child: Option<Child>,
 }
@@ -34,9 +36,16 @@ impl ApiServers {
     }
 
     pub async fn start_with(n: usize, extra_args: &[&str]) -> anyhow::Result<Self> {
+        Self::start_advertising(&vec!["127.0.0.1"; n], extra_args).await
+    }
+
+    /// One member per address in `advertise`, each advertising it (the
+    /// address need not be local: every member binds 127.0.0.1).
+    pub async fn start_advertising(advertise: &[&str], extra_args: &[&str]) -> anyhow::Result<Self> {
+        let n = advertise.len();
         let dir = tempfile::tempdir()?;
         let mut members = Vec::new();
-        for i in 0..n {
+        for (i, advertise_address) in advertise.iter().enumerate() {
             let name = format!("api{i}");
             let data_dir = dir.path().join(&name);
             members.push(ApiServerProcess {
@@ -45,6 +54,7 @@ impl ApiServers {
                 peer_url: format!("http://127.0.0.1:{}", free_port()?),
                 name,
                 data_dir,
+                advertise_address: advertise_address.to_string(),
                 child: None,
             });
         }
@@ -78,14 +88,18 @@ impl ApiServers {
         let kubeconfig = self.kubeconfig_path(i);
         let admission = self.default_admission_args();
         // Loopback unless the test binds or advertises elsewhere.
-        let mut addresses: Vec<&str> = Vec::new();
-        for (flag, default) in [("--bind-address", "127.0.0.1"), ("--advertise-address", "127.0.0.1")] {
+        let mut addresses: Vec<String> = Vec::new();
+        let advertise = self.members[i].advertise_address.clone();
+        for (flag, default) in [
+            ("--bind-address", "127.0.0.1".to_string()),
+            ("--advertise-address", advertise),
+        ] {
             if !self
                 .extra_args
                 .iter()
                 .any(|a| a == flag || a.starts_with(&format!("{flag}=")))
             {
-                addresses.extend([flag, default]);
+                addresses.extend([flag.to_string(), default]);
             }
         }
         let m = &mut self.members[i];
@@ -98,7 +112,7 @@ impl ApiServers {
             .arg(&cert_dir)
             .arg("--admin-kubeconfig")
             .arg(&kubeconfig)
-            .args(addresses)
+            .args(&addresses)
             .args(["--secure-port", &m.port.to_string()])
             .args(["--listen-peer-urls", &m.peer_url])
             .args(["--initial-advertise-peer-urls", &m.peer_url])
@@ -244,10 +258,44 @@ impl ApiServers {
         }
     }
 
+    /// SIGTERM (a graceful shutdown), then waits for member `i` to exit;
+    /// an error if it does not within 20 s or exits unsuccessfully.
+    pub async fn terminate(&mut self, i: usize) -> anyhow::Result<()> {
+        let Some(mut c) = self.members[i].child.take() else {
+            return Ok(());
+        };
+        let st = Command::new("kill").args(["-TERM", &c.id().to_string()]).status()?;
+        if !st.success() {
+            bail!("kill -TERM failed");
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = c.try_wait()? {
+                if !status.success() {
+                    bail!("{} exited with {status}", self.members[i].name);
+                }
+                return Ok(());
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = c.kill();
+                let _ = c.wait();
+                bail!("{} did not stop on SIGTERM", self.members[i].name);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Starts member `i` again (after `kill9` or `terminate`) and waits
+    /// for it to serve.
     pub async fn restart(&mut self, i: usize) -> anyhow::Result<()> {
         self.kill9(i);
         self.spawn(i)?;
         self.wait_ready(i).await
+    }
+
+    /// Member `i`'s whole log.
+    pub fn log(&self, i: usize) -> String {
+        std::fs::read_to_string(&self.members[i].log).unwrap_or_default()
     }
 
     pub fn logs(&self) -> String {
