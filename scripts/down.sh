@@ -37,6 +37,12 @@ stop() {
   rm -f "$pidfile"
 }
 
+stop kube-proxy 5
+# Its rules (both modes), as `kube-proxy --cleanup` removes them.
+root=$(cd "$(dirname "$0")/.." && pwd)
+if [ -x "$root/target/debug/kube-proxy" ]; then
+  "$root/target/debug/kube-proxy" --cleanup >/dev/null 2>&1 || echo "kube-proxy --cleanup failed" >&2
+fi
 stop kubelet 10
 # Its cleanup removes every pod through CRI, then waits for shims and
 # cgroups; give it time.

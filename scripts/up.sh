@@ -42,14 +42,24 @@ wait_for() {
   exit 1
 }
 
+# The node's address: the host's source address towards its default
+# route (else its first global IPv4). Pods reach the apiserver there (the
+# default/kubernetes Service's endpoint), NodePorts answer there.
+node_ip=${NODE_IP:-$(ip -4 route get 1.1.1.1 2>/dev/null | sed -n 's/.* src \([0-9.]*\).*/\1/p' | head -1)}
+if [ -z "$node_ip" ]; then
+  node_ip=$(ip -4 -o addr show scope global | awk '{print $4}' | cut -d/ -f1 | head -1)
+fi
+node_ip=${node_ip:-127.0.0.1}
+
 if running "$dir/apiserver.pid"; then
   echo "kube-apiserver already running (pid $(cat "$dir/apiserver.pid"))"
 else
   # The apiserver embeds the store; it also serves etcd's client API on
   # 127.0.0.1:2379 so etcdctl can look inside. It reaches the kubelet
-  # (logs, exec, port-forward) at the node's InternalIP.
+  # (logs, exec, port-forward) at the node's InternalIP, and lists itself
+  # at $node_ip as the endpoint of the default/kubernetes Service.
   "$bin/kube-apiserver" --name local --data-dir "$dir/apiserver" \
-    --secure-port "$port" --bind-address 127.0.0.1 --advertise-address 127.0.0.1 \
+    --secure-port "$port" --bind-address 0.0.0.0 --advertise-address "$node_ip" \
     --listen-client-urls http://127.0.0.1:2379 \
     --listen-peer-urls http://127.0.0.1:2380 --initial-advertise-peer-urls http://127.0.0.1:2380 \
     --initial-cluster local=http://127.0.0.1:2380 \
@@ -165,7 +175,7 @@ if [ ! -s "$dir/kubelet.kubeconfig" ]; then
   mv "$dir/kubelet.kubeconfig.tmp" "$dir/kubelet.kubeconfig"
 fi
 if [ ! -s "$dir/kubelet-pki/kubelet.crt" ]; then
-  "$bin/kubeadm" certs kubelet-serving --cert-dir "$pki" --node-name "$node" --ip 127.0.0.1 \
+  "$bin/kubeadm" certs kubelet-serving --cert-dir "$pki" --node-name "$node" --ip "$node_ip" \
     --out-dir "$dir/kubelet-pki"
 fi
 
@@ -178,7 +188,8 @@ if running "$dir/kubelet.pid"; then
   echo "kubelet already running (pid $(cat "$dir/kubelet.pid"))"
 else
   RUST_LOG=${RUST_LOG:-info} "$bin/kubelet" --kubeconfig "$dir/kubelet.kubeconfig" \
-    --hostname-override "$node" --node-ip 127.0.0.1 \
+    --hostname-override "$node" --node-ip "$node_ip" \
+    --cluster-dns 10.96.0.10 --cluster-domain cluster.local \
     --container-runtime-endpoint "unix://$socket" \
     --root-dir "$dir/kubelet" --pod-log-dir "$dir/pod-logs" \
     --cni-conf-dir "$cni_conf_dir" --cni-bridge "kl$id" --pod-cidr "${POD_CIDR:-10.244.0.0/24}" \
@@ -201,6 +212,35 @@ kubectl_() {
 }
 wait_for "kubelet (node $node Ready)" "$dir/kubelet.pid" "$dir/logs/kubelet.log" node_ready
 echo "kubelet is running, node $node is Ready (logs: $dir/logs/kubelet.log)"
+
+# 5. kube-proxy (nftables mode, the node's own identity for the proxy:
+#    system:kube-proxy). Pod -> Service -> pod on one bridge needs bridged
+#    traffic to pass the IP hooks (br_netfilter, as kubeadm requires).
+if [ -e /proc/sys/net/bridge/bridge-nf-call-iptables ]; then
+  echo 1 >/proc/sys/net/bridge/bridge-nf-call-iptables
+fi
+pport=${KUBE_PROXY_HEALTHZ_PORT:-10256}
+if running "$dir/kube-proxy.pid"; then
+  echo "kube-proxy already running (pid $(cat "$dir/kube-proxy.pid"))"
+else
+  RUST_LOG=${RUST_LOG:-info} "$bin/kube-proxy" --kubeconfig "$dir/apiserver/kube-proxy.kubeconfig" \
+    --hostname-override "$node" --proxy-mode "${PROXY_MODE:-nftables}" \
+    --cluster-cidr "${CLUSTER_CIDR:-10.244.0.0/16}" \
+    --healthz-bind-address "127.0.0.1:$pport" --metrics-bind-address "127.0.0.1:${KUBE_PROXY_METRICS_PORT:-10249}" \
+    >"$dir/logs/kube-proxy.log" 2>&1 &
+  echo $! >"$dir/kube-proxy.pid"
+fi
+wait_for kube-proxy "$dir/kube-proxy.pid" "$dir/logs/kube-proxy.log" curl -sf "http://127.0.0.1:$pport/healthz"
+echo "kube-proxy is running in ${PROXY_MODE:-nftables} mode (logs: $dir/logs/kube-proxy.log)"
+
+# 6. Cluster DNS, deployed as upstream's CoreDNS is (Deployment coredns,
+#    Service kube-dns at 10.96.0.10 in kube-system).
+kubectl_ apply -f "$root/addons/cluster-dns.yaml" >/dev/null
+dns_ready() {
+  [ "$(kubectl_ -n kube-system get deployment coredns -o 'jsonpath={.status.availableReplicas}')" -ge 1 ] 2>/dev/null
+}
+wait_for "cluster DNS (deployment kube-system/coredns available)" "$dir/kubelet.pid" "$dir/logs/kubelet.log" dns_ready
+echo "cluster DNS is answering at 10.96.0.10 (kubectl -n kube-system get pods -l k8s-app=kube-dns)"
 
 echo "export KUBECONFIG=$kubeconfig"
 echo "then: kubectl run hello --image=registry.k8s.io/e2e-test-images/agnhost:2.53 -- netexec --http-port=8080; kubectl get pod hello -o wide; curl http://<pod IP>:8080/hostname"

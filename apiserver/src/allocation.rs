@@ -221,18 +221,72 @@ async fn allocate_node_ports(ctx: &Ctx, obj: &mut Value, old: Option<&Value>) ->
         };
         obj["spec"]["ports"][i]["nodePort"] = json!(port);
     }
-    Ok(())
+    allocate_health_check_node_port(ctx, obj, old, &owner).await
+}
+
+/// A LoadBalancer Service with `externalTrafficPolicy: Local` gets a
+/// `healthCheckNodePort` from the node port range (or keeps the one it
+/// asked for or had), as upstream's allocator gives it.
+async fn allocate_health_check_node_port(
+    ctx: &Ctx,
+    obj: &mut Value,
+    old: Option<&Value>,
+    owner: &str,
+) -> ApiResult<()> {
+    let ty = obj.pointer("/spec/type").and_then(Value::as_str).unwrap_or("ClusterIP");
+    let local = obj.pointer("/spec/externalTrafficPolicy").and_then(Value::as_str) == Some("Local");
+    if ty != "LoadBalancer" || !local {
+        return Ok(());
+    }
+    let old_hc = old
+        .and_then(|o| o.pointer("/spec/healthCheckNodePort"))
+        .and_then(Value::as_i64)
+        .unwrap_or(0);
+    let want = obj
+        .pointer("/spec/healthCheckNodePort")
+        .and_then(Value::as_i64)
+        .unwrap_or(old_hc);
+    let range = ctx.server.config.node_port_range;
+    if want != 0 {
+        if want != old_hc && !claim(&ctx.server.storage, &format!("{PORT_PREFIX}{want}"), owner).await? {
+            return Err(invalid(
+                ctx,
+                "spec.healthCheckNodePort",
+                json!(want),
+                "provided port is already allocated",
+            ));
+        }
+        obj["spec"]["healthCheckNodePort"] = json!(want);
+        return Ok(());
+    }
+    let span = u32::from(range.last - range.first) + 1;
+    let start = rand::random_range(0..span);
+    for k in 0..span {
+        let port = u32::from(range.first) + (start + k) % span;
+        if claim(&ctx.server.storage, &format!("{PORT_PREFIX}{port}"), owner).await? {
+            obj["spec"]["healthCheckNodePort"] = json!(port);
+            return Ok(());
+        }
+    }
+    Err(ApiError::internal(
+        "failed to allocate a healthCheckNodePort: range is full",
+    ))
 }
 
 fn node_ports(obj: &Value) -> Vec<i64> {
-    obj.pointer("/spec/ports")
+    let mut ports: Vec<i64> = obj
+        .pointer("/spec/ports")
         .and_then(Value::as_array)
         .map(|ps| {
             ps.iter()
                 .filter_map(|p| p.get("nodePort").and_then(Value::as_i64))
                 .collect()
         })
-        .unwrap_or_default()
+        .unwrap_or_default();
+    if let Some(hc) = obj.pointer("/spec/healthCheckNodePort").and_then(Value::as_i64) {
+        ports.push(hc);
+    }
+    ports
 }
 
 fn cluster_ips(obj: &Value) -> Vec<String> {

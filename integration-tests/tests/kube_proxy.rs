@@ -70,6 +70,9 @@ impl Net {
             "uplink",
             Some(&format!("{node_uplink}/30")),
         )?;
+        // As on any node, a default route (Service addresses are routed
+        // nowhere; the node's own traffic to them is DNATed on output).
+        node.exec(&["ip", "route", "add", "default", "via", &host_ip])?;
         let api = ApiServers::start_with(1, &["--bind-address", "0.0.0.0", "--advertise-address", &host_ip]).await?;
         let client = api.client().await?;
 
@@ -467,6 +470,17 @@ async fn nftables_mode_serves_cluster_ips_nodeports_affinity_and_rejects() {
         return;
     }
     tokio::time::timeout(Duration::from_secs(180), exercise("nftables"))
+        .await
+        .expect("bounded")
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn iptables_mode_serves_cluster_ips_nodeports_affinity_and_rejects() {
+    if skip() {
+        return;
+    }
+    tokio::time::timeout(Duration::from_secs(180), exercise("iptables"))
         .await
         .expect("bounded")
         .unwrap();
