@@ -64,9 +64,9 @@ impl Forwarder {
     }
 
     /// Sends `query` (its id is replaced) to the upstreams in turn; the
-    /// first answer wins. Each upstream gets an equal share of what is
-    /// left of the deadline.
-    pub async fn forward(&self, query: &Message) -> Result<Message, ForwardError> {
+    /// first answer wins (returned with the upstream that gave it). Each
+    /// upstream gets an equal share of what is left of the deadline.
+    pub async fn forward(&self, query: &Message) -> Result<(Message, SocketAddr), ForwardError> {
         if self.upstreams.is_empty() {
             return Err(ForwardError::NoUpstreams);
         }
@@ -79,7 +79,7 @@ impl Forwarder {
             let mut query = query.clone();
             query.set_id(rand::random());
             match timeout_at(attempt_deadline, exchange(*upstream, &query)).await {
-                Ok(Ok(answer)) => return Ok(answer),
+                Ok(Ok(answer)) => return Ok((answer, *upstream)),
                 Ok(Err(e)) => {
                     tracing::debug!(%upstream, error = %e, "forward failed");
                     last = e;
@@ -159,6 +159,42 @@ mod tests {
             let got: Vec<String> = parse_resolv_conf(text).iter().map(ToString::to_string).collect();
             assert_eq!(got, *want, "{why}");
         }
+    }
+
+    /// An upstream that answers every query with one A record.
+    async fn fake_upstream() -> SocketAddr {
+        use hickory_proto::op::MessageType;
+        use hickory_proto::rr::{RData, Record, rdata::A};
+        let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = socket.local_addr().unwrap();
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 4096];
+            while let Ok((n, from)) = socket.recv_from(&mut buf).await {
+                let Ok(query) = Message::from_vec(&buf[..n]) else {
+                    continue;
+                };
+                let mut answer = query.clone();
+                answer.set_message_type(MessageType::Response);
+                let name = query.queries()[0].name().clone();
+                answer.add_answer(Record::from_rdata(name, 60, RData::A(A::new(192, 0, 2, 1))));
+                let _ = socket.send_to(&answer.to_vec().unwrap(), from).await;
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn first_answering_upstream_wins() {
+        use hickory_proto::op::Query;
+        use hickory_proto::rr::{Name, RecordType};
+        let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let good = fake_upstream().await;
+        let f = Forwarder::new(vec![silent.local_addr().unwrap(), good], Duration::from_secs(1));
+        let mut query = Message::new();
+        query.add_query(Query::query(Name::from_ascii("example.com.").unwrap(), RecordType::A));
+        let (answer, from) = f.forward(&query).await.unwrap();
+        assert_eq!(from, good);
+        assert_eq!(answer.answers()[0].data().to_string(), "192.0.2.1");
     }
 
     #[tokio::test]

@@ -44,10 +44,9 @@ impl Handler {
     }
 
     async fn respond<R: ResponseHandler>(&self, request: &Request, mut response: R) -> io::Result<ResponseInfo> {
-        let builder = MessageResponseBuilder::from_message_request(request);
+        let mut builder = MessageResponseBuilder::from_message_request(request);
         let mut header = Header::response_from_request(request.header());
         header.set_recursion_available(true);
-        let mut builder = builder;
         if let Some(edns) = request.edns() {
             let mut ours = Edns::new();
             ours.set_max_payload(edns.max_payload().clamp(512, 4096));
@@ -95,10 +94,8 @@ impl Handler {
                 edns.set_max_payload(1232);
                 query.set_edns(edns);
                 match self.forwarder.forward(&query).await {
-                    Ok(upstream) => {
-                        for to in self.forwarder.upstreams().iter().take(1) {
-                            self.metrics.forwarded(&to.to_string());
-                        }
+                    Ok((upstream, to)) => {
+                        self.metrics.forwarded(&to.to_string());
                         header.set_response_code(upstream.response_code());
                         header.set_authoritative(upstream.authoritative());
                         let none: [Record; 0] = [];
