@@ -11,7 +11,7 @@ pub fn service_name(i: usize) -> (String, String) {
 }
 
 pub fn headless(i: usize) -> bool {
-    i % 50 == 0
+    i.is_multiple_of(50)
 }
 
 fn ip(base: u32, i: usize) -> IpAddr {
