@@ -3,7 +3,7 @@
 # network, into a registry storage dir (default target/images/registry)
 # that tests and `make up` serve with a local docker-registry.
 #
-# 1. pause and agnhost as static binaries: glibc with crt-static (the
+# 1. pause, agnhost and cluster-dns as static binaries: glibc with crt-static (the
 #    toolchain has no musl target), in their own target dir so the
 #    workspace's build cache keeps its RUSTFLAGS; small (no debug info,
 #    stripped, LTO, panic=abort).
@@ -25,10 +25,10 @@ CARGO_PROFILE_RELEASE_LTO=true \
 CARGO_PROFILE_RELEASE_CODEGEN_UNITS=1 \
 CARGO_PROFILE_RELEASE_PANIC=abort \
 CARGO_PROFILE_RELEASE_OPT_LEVEL=s \
-  "$cargo" build --release -p pause -p agnhost --target "$triple" --target-dir "$images_target_dir"
+  "$cargo" build --release -p pause -p agnhost -p cluster-dns --target "$triple" --target-dir "$images_target_dir"
 
 bin_dir="$images_target_dir/$triple/release"
-for bin in pause agnhost; do
+for bin in pause agnhost cluster-dns; do
   if ! file "$bin_dir/$bin" | grep -q "static"; then
     echo "images: $bin_dir/$bin is not statically linked" >&2
     exit 1

@@ -1,11 +1,13 @@
 //! The project's container images and the local registry they live in.
 //!
-//! Three images, built from binaries on this machine (no base images, no
+//! Four images, built from binaries on this machine (no base images, no
 //! network): `registry.k8s.io/pause:3.10` (our static `pause`),
 //! `docker.io/library/busybox:{latest,1.36}` (Debian's static busybox, its
 //! applets as symlinks, root and nobody in /etc/passwd) and
 //! `registry.k8s.io/e2e-test-images/agnhost:2.53` (busybox's layer, so it
-//! has a shell for exec and exec probes, plus our static `agnhost`).
+//! has a shell for exec and exec probes, plus our static `agnhost`) and
+//! `registry.k8s.io/kubelite/cluster-dns:v0.1.0` (our static `cluster-dns`
+//! alone, the cluster DNS addon's image).
 //! Each becomes an OCI layout, then skopeo pushes the layouts into a
 //! registry's storage directory, which nodes then serve read-only.
 
@@ -22,6 +24,7 @@ use crate::registry::Registry;
 pub const SANDBOX_IMAGE: &str = "registry.k8s.io/pause:3.10";
 pub const BUSYBOX_IMAGE: &str = "docker.io/library/busybox:1.36";
 pub const AGNHOST_IMAGE: &str = "registry.k8s.io/e2e-test-images/agnhost:2.53";
+pub const CLUSTER_DNS_IMAGE: &str = "registry.k8s.io/kubelite/cluster-dns:v0.1.0";
 
 const PATH_ENV: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -57,21 +60,30 @@ pub const AGNHOST: ImageName = ImageName {
     tags: &["2.53"],
     layout: "agnhost",
 };
+pub const CLUSTER_DNS: ImageName = ImageName {
+    name: "registry.k8s.io/kubelite/cluster-dns",
+    repo: "kubelite/cluster-dns",
+    tags: &["v0.1.0"],
+    layout: "cluster-dns",
+};
 
 /// The binaries the images are made of.
 #[derive(Clone, Debug)]
 pub struct Inputs {
     pub pause: PathBuf,
     pub agnhost: PathBuf,
+    pub cluster_dns: PathBuf,
     pub busybox: PathBuf,
 }
 
 impl Inputs {
-    /// `pause` and `agnhost` from `bin_dir` (the static build's output).
+    /// `pause`, `agnhost` and `cluster-dns` from `bin_dir` (the static
+    /// build's output).
     pub fn from_bin_dir(bin_dir: &Path, busybox: &Path) -> Inputs {
         Inputs {
             pause: bin_dir.join("pause"),
             agnhost: bin_dir.join("agnhost"),
+            cluster_dns: bin_dir.join("cluster-dns"),
             busybox: busybox.to_owned(),
         }
     }
@@ -120,7 +132,7 @@ pub fn static_bin_dir() -> PathBuf {
 /// callers that need the images fail early with a hint instead of timing
 /// out on a pull.
 pub fn storage_has_images(storage: &Path) -> bool {
-    [PAUSE, BUSYBOX, AGNHOST].iter().all(|image| {
+    [PAUSE, BUSYBOX, AGNHOST, CLUSTER_DNS].iter().all(|image| {
         image
             .tags
             .iter()
@@ -128,7 +140,7 @@ pub fn storage_has_images(storage: &Path) -> bool {
     })
 }
 
-/// Writes the three layouts under `out_dir`.
+/// Writes the four layouts under `out_dir`.
 pub fn build_layouts(inputs: &Inputs, out_dir: &Path) -> anyhow::Result<Vec<BuiltImage>> {
     let read = |path: &Path| fs::read(path).with_context(|| format!("reading {}", path.display()));
     let busybox_layer = busybox_layer(&inputs.busybox)?.build()?;
@@ -170,8 +182,31 @@ pub fn build_layouts(inputs: &Inputs, out_dir: &Path) -> anyhow::Result<Vec<Buil
         created_by: vec!["node-setup: busybox".into(), "node-setup: /agnhost".into()],
     };
 
+    // The binary alone: it needs no shell, no libc, no /etc (it reads the
+    // pod's /etc/resolv.conf, which the kubelet mounts). Runs as root, as
+    // the addon's securityContext keeps only NET_BIND_SERVICE.
+    let mut cluster_dns_layer = LayerBuilder::new();
+    cluster_dns_layer
+        .file("cluster-dns", 0o755, read(&inputs.cluster_dns)?)
+        .dir("etc", 0o755)
+        .dir("tmp", 0o1777);
+    let cluster_dns = Image {
+        layers: vec![cluster_dns_layer.build()?],
+        config: RunConfig {
+            entrypoint: Some(vec!["/cluster-dns".into()]),
+            env: vec![PATH_ENV.into()],
+            ..RunConfig::default()
+        },
+        created_by: vec!["node-setup: /cluster-dns".into()],
+    };
+
     let mut built = Vec::new();
-    for (name, image) in [(PAUSE, pause), (BUSYBOX, busybox), (AGNHOST, agnhost)] {
+    for (name, image) in [
+        (PAUSE, pause),
+        (BUSYBOX, busybox),
+        (AGNHOST, agnhost),
+        (CLUSTER_DNS, cluster_dns),
+    ] {
         let layout_dir = out_dir.join(name.layout);
         let manifest_digest = write_layout(&layout_dir, name.name, name.tags, &image)
             .with_context(|| format!("writing the {} layout", name.name))?;
@@ -347,7 +382,7 @@ mod tests {
 
     #[test]
     fn catalog_repos_do_not_collide() {
-        let repos = [PAUSE.repo, BUSYBOX.repo, AGNHOST.repo];
+        let repos = [PAUSE.repo, BUSYBOX.repo, AGNHOST.repo, CLUSTER_DNS.repo];
         for (i, a) in repos.iter().enumerate() {
             for b in &repos[i + 1..] {
                 assert_ne!(a, b);
@@ -355,5 +390,9 @@ mod tests {
         }
         assert_eq!(SANDBOX_IMAGE, format!("{}:{}", PAUSE.name, PAUSE.tags[0]));
         assert_eq!(AGNHOST_IMAGE, format!("{}:{}", AGNHOST.name, AGNHOST.tags[0]));
+        assert_eq!(
+            CLUSTER_DNS_IMAGE,
+            format!("{}:{}", CLUSTER_DNS.name, CLUSTER_DNS.tags[0])
+        );
     }
 }

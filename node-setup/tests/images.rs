@@ -84,8 +84,8 @@ fn post(addr: std::net::SocketAddr, path: &str) -> anyhow::Result<u16> {
 fn project_images_are_reproducible() -> anyhow::Result<()> {
     let bin_dir = images::static_bin_dir();
     ensure!(
-        bin_dir.join("pause").exists() && bin_dir.join("agnhost").exists(),
-        "no static pause/agnhost in {}: run `make images` first",
+        bin_dir.join("pause").exists() && bin_dir.join("agnhost").exists() && bin_dir.join("cluster-dns").exists(),
+        "no static pause/agnhost/cluster-dns in {}: run `make images` first",
         bin_dir.display()
     );
     let inputs = Inputs::from_bin_dir(&bin_dir, Path::new("/bin/busybox"));
