@@ -60,6 +60,7 @@ else
   # at $node_ip as the endpoint of the default/kubernetes Service.
   "$bin/kube-apiserver" --name local --data-dir "$dir/apiserver" \
     --secure-port "$port" --bind-address 0.0.0.0 --advertise-address "$node_ip" \
+    --service-cluster-ip-range 10.96.0.0/12 \
     --listen-client-urls http://127.0.0.1:2379 \
     --listen-peer-urls http://127.0.0.1:2380 --initial-advertise-peer-urls http://127.0.0.1:2380 \
     --initial-cluster local=http://127.0.0.1:2380 \

@@ -347,7 +347,7 @@ async fn exercise(mode: &str) -> anyhow::Result<()> {
     let local = net
         .service(
             "web-local",
-            json!({"type": "NodePort", "externalTrafficPolicy": "Local", "ports": ports}),
+            json!({"type": "LoadBalancer", "externalTrafficPolicy": "Local", "ports": ports}),
         )
         .await?;
     net.slice(
@@ -375,7 +375,7 @@ async fn exercise(mode: &str) -> anyhow::Result<()> {
     assert_eq!(only, BTreeSet::from(["be1".to_string()]));
     // Its health check node port says this node has one local endpoint.
     let hc = local.spec.as_ref().and_then(|s| s.health_check_node_port).unwrap_or(0);
-    assert!(hc > 0);
+    assert!(hc > 0, "no healthCheckNodePort: {:?}", local.spec);
     let health = run_in(&net.outside, &http(NODE_IP, hc as u16, "/"))?;
     assert!(health.contains("\"localEndpoints\":1"), "{health}");
 
