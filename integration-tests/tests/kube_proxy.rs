@@ -53,6 +53,12 @@ struct Net {
     dir: tempfile::TempDir,
 }
 
+fn dns_bin() -> anyhow::Result<String> {
+    Ok(integration_tests::store_cluster::workspace_bin("cluster-dns")?
+        .to_string_lossy()
+        .into_owned())
+}
+
 impl Net {
     async fn start() -> anyhow::Result<Net> {
         let node = NetNs::new("kpn")?;
@@ -484,4 +490,197 @@ async fn iptables_mode_serves_cluster_ips_nodeports_affinity_and_rejects() {
         .await
         .expect("bounded")
         .unwrap();
+}
+
+/// The addresses in busybox nslookup's answer section (after the server's
+/// own lines), sorted.
+fn answers(out: &str) -> Vec<String> {
+    let mut v: Vec<String> = out
+        .split("Name:")
+        .skip(1)
+        .flat_map(|block| {
+            block
+                .lines()
+                .filter_map(|l| l.trim().strip_prefix("Address:"))
+                .map(|a| a.trim().to_string())
+        })
+        .collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
+/// Cluster DNS in a pod, reached through kube-proxy at its Service's
+/// ClusterIP from another pod: Services, headless Services (with an
+/// endpoint hostname) and pod names resolve. And a pod reaches the
+/// apiserver through the `kubernetes` Service with a service-account token.
+async fn dns_and_api(net: &mut Net) -> anyhow::Result<()> {
+    // Pods reach the host (the apiserver) masqueraded as the node, as the
+    // CNI bridge plugin's ipMasq does.
+    net.node.exec(&[
+        "iptables",
+        "-t",
+        "nat",
+        "-A",
+        "POSTROUTING",
+        "-s",
+        "10.244.0.0/16",
+        "!",
+        "-d",
+        "10.244.0.0/16",
+        "-j",
+        "MASQUERADE",
+    ])?;
+    let mut dns_pod = netns::pod(&net.node, "cbr0", "kpd", "10.244.0.30/24", "10.244.0.1")?;
+    let resolv = net.dir.path().join("resolv.conf");
+    std::fs::write(&resolv, "")?;
+    let kubeconfig = net.api.kubeconfig().to_string_lossy().into_owned();
+    let dns_log = net.dir.path().join("cluster-dns.log");
+    dns_pod.spawn(
+        &[
+            &dns_bin()?,
+            "--kubeconfig",
+            &kubeconfig,
+            "--dns-port",
+            "53",
+            "--resolv-conf",
+            &resolv.to_string_lossy(),
+        ],
+        Some(&dns_log),
+    )?;
+    let dns = net
+        .service(
+            "kube-dns",
+            json!({"ports": [{"name": "dns", "port": 53, "protocol": "UDP"}, {"name": "dns-tcp", "port": 53, "protocol": "TCP"}]}),
+        )
+        .await?;
+    let slices: Api<EndpointSlice> = Api::namespaced(net.client.clone(), "default");
+    slices
+        .patch(
+            "kube-dns-manual",
+            &PatchParams::apply("kube-proxy-test").force(),
+            &Patch::Apply(json!({
+                "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+                "metadata": {"name": "kube-dns-manual", "labels": {"kubernetes.io/service-name": "kube-dns"}},
+                "addressType": "IPv4",
+                "endpoints": [{"addresses": ["10.244.0.30"], "nodeName": NODE, "conditions": {"ready": true}}],
+                "ports": [{"name": "dns", "port": 53, "protocol": "UDP"}, {"name": "dns-tcp", "port": 53, "protocol": "TCP"}],
+            })),
+        )
+        .await?;
+    let hl = net
+        .service(
+            "hl",
+            json!({"clusterIP": "None", "ports": [{"name": "http", "port": 80, "targetPort": 8080}]}),
+        )
+        .await;
+    hl?;
+    slices
+        .patch(
+            "hl-manual",
+            &PatchParams::apply("kube-proxy-test").force(),
+            &Patch::Apply(json!({
+                "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+                "metadata": {"name": "hl-manual", "labels": {"kubernetes.io/service-name": "hl"}},
+                "addressType": "IPv4",
+                "endpoints": [
+                    {"addresses": ["10.244.0.11"], "hostname": "be1", "conditions": {"ready": true}},
+                    {"addresses": ["10.244.0.12"], "hostname": "be2", "conditions": {"ready": true}}],
+                "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
+            })),
+        )
+        .await?;
+    let server = cluster_ip(&dns);
+    let web: Api<Service> = Api::namespaced(net.client.clone(), "default");
+    let web_ip = cluster_ip(&web.get("web").await?);
+    let lookup = |name: &str| -> Vec<String> {
+        ["busybox", "nslookup", name, server.as_str()]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    };
+    let out = net
+        .eventually(
+            "DNS for a Service through its ClusterIP",
+            &net.pod,
+            || lookup("web.default.svc.cluster.local"),
+            |r| r.as_ref().is_ok_and(|s| answers(s).contains(&web_ip)),
+        )
+        .await
+        .with_context(|| std::fs::read_to_string(&dns_log).unwrap_or_default())?;
+    eprintln!("{out}");
+    assert_eq!(answers(&out), vec![web_ip.clone()], "{out}");
+    let out = run_in(&net.pod, &lookup("hl.default.svc.cluster.local"))?;
+    assert_eq!(answers(&out), vec!["10.244.0.11", "10.244.0.12"], "headless: {out}");
+    let out = run_in(&net.pod, &lookup("be1.hl.default.svc.cluster.local"))?;
+    assert_eq!(answers(&out), vec!["10.244.0.11"], "endpoint hostname: {out}");
+    let out = run_in(&net.pod, &lookup("10-244-0-12.default.pod.cluster.local"))?;
+    assert_eq!(answers(&out), vec!["10.244.0.12"], "pod name: {out}");
+    let missing = net
+        .pod
+        .command("busybox")
+        .args(["nslookup", "nope.default.svc.cluster.local", &server])
+        .output()?;
+    let text = String::from_utf8_lossy(&missing.stdout).to_string() + &String::from_utf8_lossy(&missing.stderr);
+    assert!(
+        text.contains("NXDOMAIN") || !missing.status.success(),
+        "unknown name: {text}"
+    );
+
+    // The API from a pod: kubernetes.default's ClusterIP, a token.
+    let k: Service = web.get("kubernetes").await?;
+    let kip = cluster_ip(&k);
+    let sas: Api<k8s_openapi::api::core::v1::ServiceAccount> = Api::namespaced(net.client.clone(), "default");
+    let _ = sas
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "default"}}))?,
+        )
+        .await;
+    let tr: k8s_openapi::api::authentication::v1::TokenRequest =
+        serde_json::from_value(json!({"spec": {"audiences": []}}))?;
+    let token = sas
+        .create_token_request("default", &PostParams::default(), &tr)
+        .await?
+        .status
+        .context("token status")?
+        .token;
+    let ca = net.api.dir().join("pki/ca.crt").to_string_lossy().into_owned();
+    let auth = format!("Authorization: Bearer {token}");
+    let url = format!("https://{kip}:443/api/v1/namespaces/default/services/kubernetes");
+    let body = net
+        .eventually(
+            "the API through the kubernetes Service",
+            &net.pod,
+            || {
+                ["curl", "-sS", "--max-time", "3", "--cacert", &ca, "-H", &auth, &url]
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect()
+            },
+            |r| {
+                r.as_ref()
+                    .is_ok_and(|s| s.contains("\"kind\":\"Service\"") || s.contains("\"kind\": \"Service\""))
+            },
+        )
+        .await?;
+    assert!(body.contains("kubernetes"), "{body}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pods_resolve_services_and_reach_the_api_through_kube_proxy() {
+    if skip() {
+        return;
+    }
+    tokio::time::timeout(Duration::from_secs(180), async {
+        let mut net = Net::start().await?;
+        net.start_proxy("nftables")?;
+        let ports = json!([{"name": "http", "port": 80, "targetPort": 8080, "protocol": "TCP"}]);
+        net.service("web", json!({"ports": ports})).await?;
+        dns_and_api(&mut net).await
+    })
+    .await
+    .expect("bounded")
+    .unwrap();
 }
