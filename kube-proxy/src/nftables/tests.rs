@@ -37,11 +37,14 @@ pub(crate) fn service(ns: &str, name: &str, spec: serde_json::Value, status: ser
     .unwrap()
 }
 
+/// An endpoint: address, nodeName, ready, serving, terminating.
+pub(crate) type Ep<'a> = (&'a str, Option<&'a str>, Option<bool>, Option<bool>, Option<bool>);
+
 /// A slice with `endpoints` as (address, nodeName, ready, serving, terminating).
 pub(crate) fn slice(
     ns: &str,
     svc: &str,
-    endpoints: &[(&str, Option<&str>, Option<bool>, Option<bool>, Option<bool>)],
+    endpoints: &[Ep<'_>],
     ports: serde_json::Value,
 ) -> EndpointSlice {
     let eps: Vec<serde_json::Value> = endpoints
@@ -76,7 +79,7 @@ fn p80() -> serde_json::Value {
     json!([{"name": "p80", "port": 80, "protocol": "TCP"}])
 }
 
-fn ep(ip: &str) -> (&str, Option<&str>, Option<bool>, Option<bool>, Option<bool>) {
+fn ep(ip: &str) -> Ep<'_> {
     (ip, None, None, None, None)
 }
 
