@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 CLUSTER_DIR ?= $(CURDIR)/.cluster
 
-.PHONY: deps build test lint unit images bench bench-store bench-history bench-apiserver bench-scheduler bench-controllers bench-kubelet bench-dns up down clean
+.PHONY: deps build test lint unit images bench bench-store bench-history bench-apiserver bench-scheduler bench-controllers bench-kubelet bench-proxy bench-dns up down clean
 
 deps:
 	@bash scripts/deps.sh
@@ -67,6 +67,17 @@ bench-kubelet: deps images
 # cluster-dns: the real UDP server on loopback over 10,000 Services, 4
 # clients asking A records for 5 s; queries/s and p50/p99/p999 latency,
 # table in target/bench-dns.md.
+# kube-proxy's rule programming (1k/10k Services x 2/10 endpoints, first
+# sync and one added Service, nftables and iptables, each in a fresh
+# network namespace; needs root), then the cluster DNS; tables in
+# target/bench-proxy-rules.md, target/bench-proxy-iptables.md,
+# target/bench-dns.md.
+bench-proxy: deps
+	$(CARGO) build --release -p kube-proxy -p cluster-dns
+	target/release/proxybench
+	target/release/proxybench-iptables
+	target/release/dnsbench
+
 bench-dns:
 	$(CARGO) build --release -p cluster-dns
 	target/release/dnsbench $(BENCH_ARGS)

@@ -129,6 +129,19 @@ fn main() -> anyhow::Result<()> {
         eprint!("{row}");
         table.push_str(&row);
     }
+    // What holding the largest snapshot and its ruleset costs (the
+    // process has no informer caches; kube-proxy's adds the API objects).
+    let hwm = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .map(|l| l.trim_start_matches("VmHWM:").trim().to_string())
+        })
+        .unwrap_or_default();
+    table.push_str(&format!(
+        "\nPeak RSS of the proxier (snapshots and rulesets, no API caches): {hwm}\n"
+    ));
     println!("{table}");
     let _ = std::fs::create_dir_all("target");
     let _ = std::fs::write("target/bench-proxy-rules.md", &table);

@@ -41,12 +41,7 @@ pub(crate) fn service(ns: &str, name: &str, spec: serde_json::Value, status: ser
 pub(crate) type Ep<'a> = (&'a str, Option<&'a str>, Option<bool>, Option<bool>, Option<bool>);
 
 /// A slice with `endpoints` as (address, nodeName, ready, serving, terminating).
-pub(crate) fn slice(
-    ns: &str,
-    svc: &str,
-    endpoints: &[Ep<'_>],
-    ports: serde_json::Value,
-) -> EndpointSlice {
+pub(crate) fn slice(ns: &str, svc: &str, endpoints: &[Ep<'_>], ports: serde_json::Value) -> EndpointSlice {
     let eps: Vec<serde_json::Value> = endpoints
         .iter()
         .map(|(ip, node, ready, serving, terminating)| {
