@@ -114,17 +114,30 @@ fn main() -> anyhow::Result<()> {
         let t = Instant::now();
         let out = p.sync(&cfg, &snap, SyncKind::Full)?;
         let first = t.elapsed();
+        let before = kube_proxy::nftables::ruleset::build(&cfg, &snap);
         svcs.push(extra_svc);
         slices.push(extra_slice);
         let t = Instant::now();
         let snap = snapshot(&svcs, &slices, "node", &node, Family::V4);
+        let t_snap = t.elapsed();
         p.sync(&cfg, &snap, SyncKind::Partial)?;
         let add = t.elapsed();
+        // Where adding one service goes: the snapshot, our ruleset and diff
+        // (computed again here, outside the timed sync), and nft.
+        let t = Instant::now();
+        let after = kube_proxy::nftables::ruleset::build(&cfg, &snap);
+        let script = kube_proxy::nftables::transaction::diff("ip", &after, &before);
+        let t_rules = t.elapsed();
+        let t_nft = add.saturating_sub(t_snap + t_rules);
         let row = format!(
-            "| nftables | {n} × {eps} | {} | {} | {} |\n",
+            "| nftables | {n} × {eps} | {} | {} | {} (snapshot {}, ruleset and diff {}, nft {}; {} lines) |\n",
             out.rules,
             ms(first),
-            ms(add)
+            ms(add),
+            ms(t_snap),
+            ms(t_rules),
+            ms(t_nft),
+            script.text.lines().count()
         );
         eprint!("{row}");
         table.push_str(&row);
