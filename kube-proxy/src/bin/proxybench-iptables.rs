@@ -1,6 +1,7 @@
 //! Times the iptables mode's restores in a throw-away network namespace:
 //! `proxybench-iptables [SERVICES×ENDPOINTS...]` (default 1000×2 1000×10
-//! 10000×2 10000×10). Needs root, `ip` and iptables. Prints a markdown
+//! 10000×2; 10000×10 did not finish in 17 minutes inside
+//! iptables-nft-restore here, so it is asked for explicitly). Needs root, `ip` and iptables. Prints a markdown
 //! table and writes it to target/bench-proxy-iptables.md.
 
 fn main() -> anyhow::Result<()> {
@@ -12,7 +13,7 @@ fn main() -> anyhow::Result<()> {
         })
         .collect();
     if shapes.is_empty() {
-        shapes = vec![(1000, 2), (1000, 10), (10000, 2), (10000, 10)];
+        shapes = vec![(1000, 2), (1000, 10), (10000, 2)];
     }
     if let Some(why) = kube_proxy::iptables::bench::unavailable() {
         anyhow::bail!("cannot benchmark here: {why}");
