@@ -8,7 +8,8 @@ packages=(
   etcd-server         # real etcd 3.4, the benchmark baseline
   etcd-client         # etcdctl 3.4, the compatibility judge for the store
   iproute2            # network namespaces for multi-node tests
-  nftables iptables   # kube-proxy packet path (later issues)
+  nftables iptables   # kube-proxy packet path (nftables and iptables modes)
+  procps              # sysctl, for network namespaces in tests and `make up`
   containerd runc     # the kubelet's CRI runtime (containerd 1.6, cgroupfs)
   containernetworking-plugins  # bridge, host-local, portmap, loopback CNI
   conntrack           # kubelet/kube-proxy flush UDP conntrack entries
