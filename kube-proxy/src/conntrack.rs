@@ -130,17 +130,8 @@ mod tests {
     fn snap(proto: Protocol, eps: &[&str]) -> Snapshot {
         let name = ServicePortName::new("ns", "dns", "dns", proto);
         let svc = ServicePort {
-            name: name.clone(),
-            cluster_ip: "10.96.0.10".parse().unwrap(),
-            port: 53,
             node_port: 30053,
-            external_ips: vec![],
-            load_balancer_ips: vec![],
-            load_balancer_source_ranges: vec![],
-            affinity_timeout: None,
-            internal_policy_local: false,
-            external_policy_local: false,
-            health_check_node_port: 0,
+            ..ServicePort::new(name.clone(), "10.96.0.10".parse().unwrap(), 53)
         };
         let mut s = Snapshot::default();
         s.services.insert(name.clone(), svc);

@@ -12,6 +12,7 @@ pub mod healthcheck;
 pub mod iptables;
 pub mod metrics;
 pub mod model;
+pub mod netns;
 pub mod nftables;
 pub mod options;
 pub mod proxier;

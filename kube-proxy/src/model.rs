@@ -125,6 +125,23 @@ pub struct ServicePort {
 }
 
 impl ServicePort {
+    /// A plain ClusterIP port: no NodePort, external addresses, affinity
+    /// or Local policies.
+    pub fn new(name: ServicePortName, cluster_ip: IpAddr, port: u16) -> ServicePort {
+        ServicePort {
+            name,
+            cluster_ip,
+            port,
+            node_port: 0,
+            external_ips: Vec::new(),
+            load_balancer_ips: Vec::new(),
+            load_balancer_source_ranges: Vec::new(),
+            affinity_timeout: None,
+            internal_policy_local: false,
+            external_policy_local: false,
+            health_check_node_port: 0,
+        }
+    }
     /// NodePort, ExternalIPs or LoadBalancer IPs: reachable from outside.
     pub fn externally_accessible(&self) -> bool {
         self.node_port != 0 || !self.external_ips.is_empty() || !self.load_balancer_ips.is_empty()
@@ -285,17 +302,17 @@ pub fn service_ports(svc: &Service, family: Family) -> Vec<ServicePort> {
             0
         };
         let mut sp = ServicePort {
-            name: ServicePortName::new(namespace, name, p.name.as_deref().unwrap_or_default(), protocol),
-            cluster_ip,
-            port,
             node_port,
             external_ips: external_ips.clone(),
             load_balancer_ips: load_balancer_ips.clone(),
             load_balancer_source_ranges: load_balancer_source_ranges.clone(),
             affinity_timeout,
             internal_policy_local,
-            external_policy_local: false,
-            health_check_node_port: 0,
+            ..ServicePort::new(
+                ServicePortName::new(namespace, name, p.name.as_deref().unwrap_or_default(), protocol),
+                cluster_ip,
+                port,
+            )
         };
         if sp.externally_accessible() && spec.external_traffic_policy.as_deref() == Some("Local") {
             sp.external_policy_local = true;

@@ -98,17 +98,14 @@ mod tests {
 
     fn svc(internal_local: bool, node_port: u16, external_local: bool) -> ServicePort {
         ServicePort {
-            name: ServicePortName::new("ns", "svc", "p80", Protocol::Tcp),
-            cluster_ip: "172.30.0.1".parse().unwrap(),
-            port: 80,
             node_port,
-            external_ips: vec![],
-            load_balancer_ips: vec![],
-            load_balancer_source_ranges: vec![],
-            affinity_timeout: None,
             internal_policy_local: internal_local,
             external_policy_local: external_local,
-            health_check_node_port: 0,
+            ..ServicePort::new(
+                ServicePortName::new("ns", "svc", "p80", Protocol::Tcp),
+                "172.30.0.1".parse().unwrap(),
+                80,
+            )
         }
     }
 

@@ -5,12 +5,12 @@
 //! namespace. Needs root. Prints a markdown table (and writes it to
 //! target/bench-proxy-rules.md).
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube_proxy::model::{Family, NodeInfo, snapshot};
+use kube_proxy::netns::Netns;
 use kube_proxy::nftables::{Nft, NftProxier};
 use kube_proxy::proxier::{Backend, NodePortAddresses, ProxyConfig, SyncKind};
 use serde_json::json;
@@ -47,23 +47,6 @@ fn services(n: usize, eps: usize) -> (Vec<Service>, Vec<EndpointSlice>) {
         );
     }
     (svcs, slices)
-}
-
-struct Netns(String);
-
-impl Netns {
-    fn new() -> anyhow::Result<Netns> {
-        let name = format!("kp-bench-{}", std::process::id());
-        let st = Command::new("ip").args(["netns", "add", &name]).status()?;
-        anyhow::ensure!(st.success(), "ip netns add {name} failed (root?)");
-        Ok(Netns(name))
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-    }
 }
 
 fn config() -> ProxyConfig {
@@ -103,7 +86,7 @@ fn main() -> anyhow::Result<()> {
         let (extra_svc, extra_slice) = (svcs.pop().expect("extra"), slices.pop().expect("extra"));
         let node = NodeInfo::default();
         let cfg = config();
-        let ns = Netns::new()?;
+        let ns = Netns::create("kp-bench")?;
         let mut p = NftProxier::new(
             Family::V4,
             Box::new(Nft {

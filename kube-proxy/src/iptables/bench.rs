@@ -1,5 +1,4 @@
-//! A throw-away network namespace (for the kernel test and the benchmark)
-//! and the benchmark itself: the first full restore and the partial
+//! The iptables benchmark: the first full restore and the partial
 //! restore adding one service, at a given number of services.
 
 use std::net::{IpAddr, Ipv4Addr};
@@ -10,52 +9,8 @@ use anyhow::{Context, bail};
 
 use super::{Exec, IptablesProxier, Options};
 use crate::model::{Endpoint, Family, Protocol, ServicePort, ServicePortName, Snapshot};
+pub use crate::netns::Netns;
 use crate::proxier::{NodePortAddresses, ProxyConfig, SyncKind};
-
-/// A network namespace deleted on drop.
-pub struct Netns {
-    pub name: String,
-}
-
-impl Netns {
-    /// `ip netns add <prefix>-<random>`.
-    pub fn create(prefix: &str) -> anyhow::Result<Netns> {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or_default();
-        let name = format!("{prefix}-{:x}{:x}", std::process::id(), nanos);
-        let out = Command::new("ip")
-            .args(["netns", "add", &name])
-            .output()
-            .context("running ip netns add")?;
-        if !out.status.success() {
-            bail!("ip netns add {name}: {}", String::from_utf8_lossy(&out.stderr).trim());
-        }
-        Ok(Netns { name })
-    }
-    pub fn runner(&self) -> Exec {
-        Exec::netns(&self.name)
-    }
-    /// Runs a command inside the namespace and returns its stdout.
-    pub fn output(&self, args: &[&str]) -> anyhow::Result<String> {
-        let out = Command::new("ip")
-            .args(["netns", "exec", &self.name])
-            .args(args)
-            .output()
-            .with_context(|| format!("running {args:?}"))?;
-        if !out.status.success() {
-            bail!("{args:?}: {}", String::from_utf8_lossy(&out.stderr).trim());
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "delete", &self.name]).status();
-    }
-}
 
 /// Why a kernel test cannot run here (not root, no `ip` or iptables).
 pub fn unavailable() -> Option<String> {
@@ -78,17 +33,8 @@ pub fn synthetic(ns: &str, n: usize, eps: usize) -> Snapshot {
         let name = ServicePortName::new(ns, &format!("svc{i}"), "http", Protocol::Tcp);
         let ip = |base: u32, k: u32| IpAddr::V4(Ipv4Addr::from(base + k));
         let svc = ServicePort {
-            name: name.clone(),
-            cluster_ip: ip(0xAC1E_0000, i as u32 + 1), // 172.30.0.0/16
-            port: 80,
             node_port: if i % 4 == 0 { 30000 + (i / 4 % 2768) as u16 } else { 0 },
-            external_ips: vec![],
-            load_balancer_ips: vec![],
-            load_balancer_source_ranges: vec![],
-            affinity_timeout: None,
-            internal_policy_local: false,
-            external_policy_local: false,
-            health_check_node_port: 0,
+            ..ServicePort::new(name.clone(), ip(0xAC1E_0000, i as u32 + 1), 80) // 172.30.0.0/16
         };
         let endpoints = (0..eps)
             .map(|k| Endpoint {
@@ -144,7 +90,7 @@ pub fn bench(n: usize, eps: usize) -> anyhow::Result<BenchResult> {
         localhost_nodeports: false,
         ..Options::default()
     };
-    let mut proxier = IptablesProxier::with_runner(Family::V4, opts, Box::new(netns.runner()));
+    let mut proxier = IptablesProxier::with_runner(Family::V4, opts, Box::new(Exec::netns(&netns.name)));
 
     let t = Instant::now();
     let built = super::build_with(&cfg, &opts, &snap);

@@ -1004,7 +1004,7 @@ fn kernel_or_skip() -> Option<bench::Netns> {
 #[test]
 fn kernel_restore_and_cleanup() {
     let Some(netns) = kernel_or_skip() else { return };
-    let mut p = IptablesProxier::with_runner(Family::V4, Options::default(), Box::new(netns.runner()));
+    let mut p = IptablesProxier::with_runner(Family::V4, Options::default(), Box::new(Exec::netns(&netns.name)));
     let (mut svcs, mut slices) = two_services();
     svcs.push(service_lb(
         "ns5",
@@ -1089,7 +1089,7 @@ fn kernel_restore_and_cleanup() {
     );
 
     // Clean-up leaves nothing of ours, and is fine with nothing there.
-    let mut runner = netns.runner();
+    let mut runner = Exec::netns(&netns.name);
     for family in [Family::V4, Family::V6] {
         cleanup_family(&mut runner, family).unwrap();
     }
