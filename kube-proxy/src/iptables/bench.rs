@@ -5,7 +5,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 
 use super::{Exec, IptablesProxier, Options};
 use crate::model::{Endpoint, Family, Protocol, ServicePort, ServicePortName, Snapshot};
