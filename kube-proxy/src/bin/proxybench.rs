@@ -90,7 +90,7 @@ fn main() -> anyhow::Result<()> {
         let mut p = NftProxier::new(
             Family::V4,
             Box::new(Nft {
-                netns: Some(ns.0.clone()),
+                netns: Some(ns.name.clone()),
             }),
         );
         let snap = snapshot(&svcs, &slices, "node", &node, Family::V4);
