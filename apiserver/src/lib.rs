@@ -6,7 +6,8 @@
 //! → [`cache`] (the watch cache) → [`storage`] (objects in the store).
 //! Around them: [`registry`] (served resources), [`strategy`] (per-kind
 //! defaults, validation, update rules), [`admission`] (the admission plugin chain), [`allocation`]
-//! (service IPs and ports, CRD registration), [`patch`] and [`managed`] (patches, server-side apply),
+//! (service IPs and ports, CRD registration), [`always_fields`] (the fields upstream always
+//! serializes), [`list_options`] (list and watch options' validation), [`patch`] and [`managed`] (patches, server-side apply),
 //! [`customresource`] (CRDs), [`discovery`], [`openapi`], [`table`]
 //! (server-side printing), [`authn`], [`authz`] and [`certs`] (identity,
 //! access and PKI), [`reviews`] (token and access reviews),
@@ -16,6 +17,7 @@
 
 pub mod admission;
 pub mod allocation;
+pub mod always_fields;
 pub mod authn;
 pub mod authz;
 pub mod bootstrap;
@@ -24,6 +26,7 @@ pub mod certs;
 pub mod customresource;
 pub mod discovery;
 pub mod kubernetes_service;
+pub mod list_options;
 pub mod managed;
 pub mod metrics;
 pub mod object;

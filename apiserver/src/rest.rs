@@ -143,6 +143,7 @@ fn with_warnings(mut resp: Response, warnings: &[String]) -> Response {
 /// Renders one object in the negotiated representation.
 pub fn respond(ctx: &Ctx, code: StatusCode, obj: &Value) -> ApiResult<Response> {
     let out = negotiate(ctx.headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()), false)?;
+    let obj = &*crate::always_fields::filled(obj);
     Ok(match out {
         Output::Table => encode(
             code,
@@ -423,6 +424,7 @@ async fn list_from_cache(ctx: &Ctx, at: ReadAt, limit: i64, prefix: &str) -> Opt
 }
 
 async fn list(ctx: &Ctx) -> ApiResult<Response> {
+    crate::list_options::ListOptions::from_query(&ctx.query, false)?.validate()?;
     let filter = Filter::from_query(ctx)?;
     let out = negotiate(ctx.headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()), true)?;
     let (items, revision, cont, remaining) = read_list(ctx, &filter).await?;

@@ -124,6 +124,7 @@ pub fn decode(key: &[u8], value: &[u8], revision: i64, view: Option<&View>) -> A
         }
         None => key,
     };
+    crate::always_fields::fill(&mut object);
     set_resource_version(&mut object, revision);
     Ok(Stored { key, object, revision })
 }

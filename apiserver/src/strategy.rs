@@ -284,11 +284,16 @@ pub fn default(rt: &ResourceType, obj: &mut Value) {
         ("apps", "StatefulSet") => {
             set_default(obj, "/spec/replicas", json!(1));
             set_default(obj, "/spec/podManagementPolicy", json!("OrderedReady"));
-            set_default(
-                obj,
-                "/spec/updateStrategy",
-                json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 0}}),
-            );
+            // Field by field: updateStrategy is a struct upstream always
+            // writes, so it is there (maybe empty) before defaulting.
+            set_default(obj, "/spec/updateStrategy", json!({}));
+            if unset(obj.pointer("/spec/updateStrategy/type")) {
+                set(obj, "/spec/updateStrategy/type", json!("RollingUpdate"));
+                set_default(obj, "/spec/updateStrategy/rollingUpdate", json!({}));
+            }
+            if obj.pointer("/spec/updateStrategy/type").and_then(Value::as_str) == Some("RollingUpdate") {
+                set_default(obj, "/spec/updateStrategy/rollingUpdate/partition", json!(0));
+            }
             set_default(obj, "/spec/revisionHistoryLimit", json!(10));
             set_default(
                 obj,
@@ -298,11 +303,15 @@ pub fn default(rt: &ResourceType, obj: &mut Value) {
             default_template(obj.pointer_mut("/spec/template"));
         }
         ("apps", "DaemonSet") => {
-            set_default(
-                obj,
-                "/spec/updateStrategy",
-                json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}}),
-            );
+            set_default(obj, "/spec/updateStrategy", json!({}));
+            if unset(obj.pointer("/spec/updateStrategy/type")) {
+                set(obj, "/spec/updateStrategy/type", json!("RollingUpdate"));
+            }
+            if obj.pointer("/spec/updateStrategy/type").and_then(Value::as_str) == Some("RollingUpdate") {
+                set_default(obj, "/spec/updateStrategy/rollingUpdate", json!({}));
+                set_default(obj, "/spec/updateStrategy/rollingUpdate/maxUnavailable", json!(1));
+                set_default(obj, "/spec/updateStrategy/rollingUpdate/maxSurge", json!(0));
+            }
             set_default(obj, "/spec/revisionHistoryLimit", json!(10));
             default_template(obj.pointer_mut("/spec/template"));
         }
@@ -359,6 +368,19 @@ fn generate_job_selector(obj: &mut Value) {
         ("job-name", &name),
     ] {
         labels[k] = json!(v);
+    }
+}
+
+/// Whether a string field holds Go's zero value: absent, null or "".
+fn unset(v: Option<&Value>) -> bool {
+    v.is_none_or(|v| v.is_null() || v.as_str() == Some(""))
+}
+
+/// Sets `pointer` when its parent exists.
+fn set(obj: &mut Value, pointer: &str, value: Value) {
+    let (parent, leaf) = pointer.rsplit_once('/').unwrap_or(("", pointer));
+    if let Some(m) = obj.pointer_mut(parent).and_then(Value::as_object_mut) {
+        m.insert(leaf.to_string(), value);
     }
 }
 
@@ -486,9 +508,14 @@ fn default_service(obj: &mut Value) {
     if let Some(ports) = obj.pointer_mut("/spec/ports").and_then(Value::as_array_mut) {
         for p in ports {
             set_default(p, "/protocol", json!("TCP"));
-            if p.get("targetPort").is_none()
-                && let Some(port) = p.get("port").cloned()
-            {
+            // Unset is 0 or "" (an IntOrString is always written), as upstream.
+            let unset = match p.get("targetPort") {
+                None | Some(Value::Null) => true,
+                Some(Value::Number(n)) => n.as_i64() == Some(0),
+                Some(Value::String(s)) => s.is_empty(),
+                _ => false,
+            };
+            if unset && let Some(port) = p.get("port").cloned() {
                 p["targetPort"] = port;
             }
         }

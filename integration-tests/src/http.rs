@@ -43,3 +43,45 @@ pub async fn get(client: &kube::Client, path: &str) -> anyhow::Result<Reply> {
 pub async fn post_json(client: &kube::Client, path: &str, v: &Value) -> anyhow::Result<Reply> {
     request(client, "POST", path, Some("application/json"), serde_json::to_vec(v)?).await
 }
+
+/// A watch's events as they arrive, one JSON value per line.
+pub struct WatchLines {
+    lines: futures::stream::BoxStream<'static, std::io::Result<String>>,
+}
+
+/// Starts a raw watch. It returns once the server answered, and the server
+/// answers once its watcher is registered: later writes reach the stream.
+pub async fn watch(client: &kube::Client, path: &str) -> anyhow::Result<WatchLines> {
+    use futures::{AsyncBufReadExt, StreamExt};
+    let req = http::Request::builder().method("GET").uri(path).body(Vec::new())?;
+    let reader = client.request_stream(req).await?;
+    Ok(WatchLines {
+        lines: reader.lines().boxed(),
+    })
+}
+
+impl WatchLines {
+    /// The next event, None when the stream ended; an error after `timeout`.
+    pub async fn next(&mut self, timeout: std::time::Duration) -> anyhow::Result<Option<Value>> {
+        use futures::StreamExt;
+        loop {
+            let line = tokio::time::timeout(timeout, self.lines.next())
+                .await
+                .map_err(|_| anyhow::anyhow!("no watch event within {timeout:?}"))?;
+            match line {
+                None => return Ok(None),
+                Some(l) if l.as_ref().is_ok_and(|l| l.trim().is_empty()) => continue,
+                Some(l) => return Ok(Some(serde_json::from_str(&l?)?)),
+            }
+        }
+    }
+
+    /// Every event until the stream ends (the watch's timeoutSeconds).
+    pub async fn rest(mut self, timeout: std::time::Duration) -> anyhow::Result<Vec<Value>> {
+        let mut out = Vec::new();
+        while let Some(ev) = self.next(timeout).await? {
+            out.push(ev);
+        }
+        Ok(out)
+    }
+}
