@@ -2626,3 +2626,151 @@ async fn every_advertised_subresource_verb_is_served() -> anyhow::Result<()> {
     assert!(checked > 20, "only {checked} subresource verbs advertised");
     Ok(())
 }
+
+/// `/openapi/v2` lists every operation as upstream's swagger.json does, in
+/// JSON and in the protobuf form kubectl 1.27 reads: pods (with their
+/// subresources), deployments' scale, a custom resource's paths.
+#[tokio::test(flavor = "multi_thread")]
+async fn openapi_v2_carries_the_paths() -> anyhow::Result<()> {
+    let c = ApiServers::start(1).await?;
+    let client = c.client().await?;
+    let crd = json!({
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": "gizmos.example.com"},
+        "spec": {"group": "example.com", "scope": "Namespaced",
+            "names": {"plural": "gizmos", "singular": "gizmo", "kind": "Gizmo"},
+            "versions": [{"name": "v1", "served": true, "storage": true, "subresources": {"status": {}},
+                "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}]}
+    });
+    let r = post_json(&client, "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", &crd).await?;
+    assert_eq!(r.code, 201, "{}", r.body);
+    let gizmo = "/apis/example.com/v1/namespaces/{namespace}/gizmos/{name}";
+    integration_tests::store_cluster::eventually("the CRD's paths", Duration::from_secs(10), || async {
+        get(&client, "/openapi/v2")
+            .await
+            .is_ok_and(|r| r.body["paths"][gizmo].is_object())
+    })
+    .await?;
+    let doc = get(&client, "/openapi/v2").await?.body;
+    let paths = &doc["paths"];
+    let pod = &paths["/api/v1/namespaces/{namespace}/pods/{name}"];
+    assert_eq!(pod["get"]["operationId"], "readCoreV1NamespacedPod");
+    assert_eq!(pod["get"]["x-kubernetes-action"], "get");
+    assert_eq!(
+        pod["get"]["x-kubernetes-group-version-kind"],
+        json!({"group": "", "version": "v1", "kind": "Pod"})
+    );
+    assert_eq!(
+        pod["get"]["responses"]["200"]["schema"]["$ref"],
+        "#/definitions/io.k8s.api.core.v1.Pod"
+    );
+    assert_eq!(pod["get"]["tags"], json!(["core_v1"]));
+    assert_eq!(pod["get"]["schemes"], json!(["https"]));
+    let names = |op: &Value| -> Vec<String> {
+        op["parameters"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|p| p["name"].as_str().map(String::from))
+            .collect()
+    };
+    assert_eq!(
+        names(&pod["patch"]),
+        ["body", "dryRun", "fieldManager", "fieldValidation", "force"]
+    );
+    assert_eq!(names(pod), ["name", "namespace", "pretty"]);
+    assert_eq!(pod["delete"]["operationId"], "deleteCoreV1NamespacedPod");
+    assert_eq!(
+        pod["delete"]["responses"]["200"]["schema"]["$ref"],
+        "#/definitions/io.k8s.api.core.v1.Pod"
+    );
+    let cm = &paths["/api/v1/namespaces/{namespace}/configmaps/{name}"];
+    assert_eq!(
+        cm["delete"]["responses"]["200"]["schema"]["$ref"],
+        "#/definitions/io.k8s.apimachinery.pkg.apis.meta.v1.Status"
+    );
+    let list = &paths["/api/v1/namespaces/{namespace}/pods"]["get"];
+    assert_eq!(list["operationId"], "listCoreV1NamespacedPod");
+    assert_eq!(list["x-kubernetes-action"], "list");
+    assert!(names(list).contains(&"labelSelector".to_string()));
+    assert_eq!(
+        list["responses"]["200"]["schema"]["$ref"],
+        "#/definitions/io.k8s.api.core.v1.PodList"
+    );
+    assert!(doc["definitions"]["io.k8s.api.core.v1.PodList"].is_object());
+    assert_eq!(
+        paths["/api/v1/pods"]["get"]["operationId"],
+        "listCoreV1PodForAllNamespaces"
+    );
+    assert_eq!(
+        paths["/api/v1/watch/namespaces/{namespace}/pods"]["get"]["x-kubernetes-action"],
+        "watchlist"
+    );
+    assert_eq!(
+        paths["/api/v1/namespaces/{namespace}/pods/{name}/status"]["patch"]["operationId"],
+        "patchCoreV1NamespacedPodStatus"
+    );
+    let exec = &paths["/api/v1/namespaces/{namespace}/pods/{name}/exec"];
+    assert_eq!(exec["post"]["operationId"], "connectCoreV1PostNamespacedPodExec");
+    assert_eq!(exec["post"]["x-kubernetes-action"], "connect");
+    assert_eq!(
+        paths["/api/v1/nodes/{name}/proxy/{path}"]["get"]["operationId"],
+        "connectCoreV1GetNodeProxyWithPath"
+    );
+    let scale = &paths["/apis/apps/v1/namespaces/{namespace}/deployments/{name}/scale"]["put"];
+    assert_eq!(scale["operationId"], "replaceAppsV1NamespacedDeploymentScale");
+    assert_eq!(
+        scale["x-kubernetes-group-version-kind"],
+        json!({"group": "autoscaling", "version": "v1", "kind": "Scale"})
+    );
+    assert_eq!(
+        paths["/apis/apps/v1/namespaces/{namespace}/deployments"]["delete"]["x-kubernetes-action"],
+        "deletecollection"
+    );
+    let g = &paths[gizmo];
+    assert_eq!(g["get"]["operationId"], "readExampleComV1NamespacedGizmo");
+    assert_eq!(
+        g["get"]["responses"]["200"]["schema"]["$ref"],
+        "#/definitions/com.example.v1.Gizmo"
+    );
+    let consumes: Vec<&str> = g["patch"]["consumes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(
+        !consumes.contains(&"application/strategic-merge-patch+json"),
+        "{consumes:?}"
+    );
+    assert!(paths["/apis/example.com/v1/namespaces/{namespace}/gizmos/{name}/status"]["patch"].is_object());
+
+    // The protobuf form carries the same operations.
+    let req = http::Request::get("/openapi/v2")
+        .header("Accept", "application/com.github.proto-openapi.spec.v2@v1.0+protobuf")
+        .body(Vec::new())?;
+    let r = client.send(req.map(kube::client::Body::from)).await?;
+    let bytes = http_body_util::BodyExt::collect(r.into_body()).await?.to_bytes();
+    let pb = <proto::openapi_v2::Document as prost::Message>::decode(bytes.as_ref())?;
+    let pb_pod = pb
+        .paths
+        .as_ref()
+        .and_then(|p| {
+            p.path
+                .iter()
+                .find(|n| n.name == "/api/v1/namespaces/{namespace}/pods/{name}")
+        })
+        .and_then(|n| n.value.clone())
+        .expect("the pod path in protobuf");
+    let patch = pb_pod.patch.expect("patch");
+    assert_eq!(patch.operation_id, "patchCoreV1NamespacedPod");
+    let gvk = patch
+        .vendor_extension
+        .iter()
+        .find(|e| e.name == "x-kubernetes-group-version-kind")
+        .and_then(|e| e.value.as_ref())
+        .map(|v| v.yaml.clone())
+        .unwrap_or_default();
+    assert!(gvk.contains("kind: Pod"), "{gvk}");
+    Ok(())
+}
