@@ -389,6 +389,7 @@ pub fn resource_types(crd: &Value) -> Vec<ResourceType> {
                 crd_schema: v.pointer("/schema/openAPIV3Schema").cloned(),
                 printer_columns: v.get("additionalPrinterColumns").cloned().or(Some(json!([]))),
                 scale_paths: v.pointer("/subresources/scale").cloned(),
+                return_deleted_object: false,
             }
         })
         .collect()

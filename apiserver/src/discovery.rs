@@ -38,14 +38,18 @@ fn sub_verbs(sub: &str) -> Vec<&'static str> {
         "status" | "scale" => vec!["get", "patch", "update"],
         "binding" | "eviction" | "token" => vec!["create"],
         "log" => vec!["get"],
-        "exec" | "attach" | "portforward" | "proxy" => vec!["create", "get"],
+        "exec" | "attach" | "portforward" => vec!["create", "get"],
+        // Every method is proxied (connect verbs: POST create, PUT update,
+        // PATCH patch, DELETE delete, GET/HEAD/OPTIONS get).
+        "proxy" => vec!["create", "delete", "get", "patch", "update"],
         "ephemeralcontainers" | "resize" => vec!["get", "patch", "update"],
         "finalize" => vec!["update"],
         _ => vec!["get"],
     }
 }
 
-fn sub_kind(r: &ResourceType, sub: &str) -> (String, String, String) {
+/// The group, version and kind a subresource takes and answers.
+pub fn sub_kind(r: &ResourceType, sub: &str) -> (String, String, String) {
     match sub {
         "scale" => ("autoscaling".into(), "v1".into(), "Scale".into()),
         "binding" => (String::new(), "v1".into(), "Binding".into()),

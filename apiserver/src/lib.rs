@@ -11,6 +11,7 @@
 //! [`customresource`] (CRDs), [`discovery`], [`openapi`], [`table`]
 //! (server-side printing), [`authn`], [`authz`] and [`certs`] (identity,
 //! access and PKI), [`reviews`] (token and access reviews),
+//! [`componentstatus`] (the control plane's health, probed when asked),
 //! [`metrics`], [`status`] (errors), [`proxy`] (pod logs, exec, attach and
 //! port-forward, proxied to the node's kubelet), [`kubernetes_service`] (the
 //! `default/kubernetes` Endpoints from every apiserver's master lease).
@@ -23,6 +24,7 @@ pub mod authz;
 pub mod bootstrap;
 pub mod cache;
 pub mod certs;
+pub mod componentstatus;
 pub mod customresource;
 pub mod discovery;
 pub mod kubernetes_service;

@@ -114,6 +114,14 @@ pub struct Options {
     /// How long events are kept.
     #[arg(long, value_parser = parse_duration, default_value = "1h")]
     pub event_ttl: Duration,
+    /// Where `componentstatuses/scheduler` probes the scheduler's health
+    /// (upstream's fixed `127.0.0.1:10259`, HTTPS; for tests).
+    #[arg(long, hide = true, default_value = "127.0.0.1:10259")]
+    pub component_status_scheduler: String,
+    /// Where `componentstatuses/controller-manager` probes the
+    /// controller-manager's health (upstream's fixed `127.0.0.1:10257`).
+    #[arg(long, hide = true, default_value = "127.0.0.1:10257")]
+    pub component_status_controller_manager: String,
     /// Where to write the admin kubeconfig; defaults to
     /// <data-dir>/admin.kubeconfig.
     #[arg(long)]

@@ -153,10 +153,10 @@ impl KubeletClient {
 }
 
 /// Accepts any kubelet serving certificate (upstream's default when no
-/// `--kubelet-certificate-authority` is given), while still checking the
-/// handshake's signatures.
+/// `--kubelet-certificate-authority` is given), or a component's for its
+/// health probe, while still checking the handshake's signatures.
 #[derive(Debug)]
-struct Unverified(Arc<rustls::crypto::CryptoProvider>);
+pub(crate) struct Unverified(pub(crate) Arc<rustls::crypto::CryptoProvider>);
 
 impl ServerCertVerifier for Unverified {
     fn verify_server_cert(

@@ -56,6 +56,9 @@ pub struct ResourceType {
     pub printer_columns: Option<Value>,
     /// For custom resources: the scale subresource's paths.
     pub scale_paths: Option<Value>,
+    /// Whether a DELETE that removes the object answers with the object
+    /// (upstream's `ReturnDeletedObject`) rather than a `Status`.
+    pub return_deleted_object: bool,
 }
 
 impl ResourceType {
@@ -166,6 +169,7 @@ where
         crd_schema: None,
         printer_columns: None,
         scale_paths: None,
+        return_deleted_object: false,
     }
 }
 
@@ -208,8 +212,15 @@ pub fn builtins() -> Vec<ResourceType> {
             ]
         )),
         builtin::<core::Node>(x!(["no"], [], ["status", "proxy"])),
-        builtin::<core::Service>(x!(["svc"], ["all"], ["status", "proxy"])),
+        // `services/proxy` is not served (the apiserver does not reach pod
+        // networks), so it is not advertised either.
+        builtin::<core::Service>(x!(["svc"], ["all"], ["status"])),
         builtin::<core::Endpoints>(x!(["ep"], [], [])),
+        ResourceType {
+            verbs: vec!["get", "list"],
+            stored: false,
+            ..builtin::<core::ComponentStatus>(x!(["cs"], [], []))
+        },
         builtin::<core::ConfigMap>(x!(["cm"], [], [])),
         builtin::<core::Secret>(NONE),
         builtin::<core::ServiceAccount>(x!(["sa"], [], ["token"])),
@@ -262,9 +273,21 @@ pub fn builtins() -> Vec<ResourceType> {
         if r.group.is_empty() && r.kind == "Namespace" {
             r.verbs = vec!["create", "delete", "get", "list", "patch", "update", "watch"];
         }
+        r.return_deleted_object = RETURN_DELETED_OBJECT.contains(&(r.group.as_str(), r.kind.as_str()));
     }
     v
 }
+
+/// The kinds whose registry sets `ReturnDeletedObject: true` upstream
+/// (`pkg/registry/.../storage/storage.go`): a DELETE answers with the
+/// object; every other kind, custom resources included, with a `Status`.
+const RETURN_DELETED_OBJECT: &[(&str, &str)] = &[
+    ("", "Namespace"),
+    ("", "Pod"),
+    ("", "Service"),
+    ("", "ServiceAccount"),
+    ("storage.k8s.io", "StorageClass"),
+];
 
 /// Group-version preference order as upstream's discovery lists them.
 pub const GROUP_ORDER: &[&str] = &[

@@ -96,6 +96,10 @@ pub async fn handle(ctx: Ctx, method: Method, body: bytes::Bytes) -> ApiResult<R
             message: "the server could not find the requested resource".into(),
         });
     }
+    if ctx.rt.group.is_empty() && ctx.rt.kind == "ComponentStatus" {
+        let resp = crate::componentstatus::serve(&mut ctx, &method).await?;
+        return Ok(with_warnings(resp, &ctx.warnings));
+    }
     if !ctx.rt.stored {
         return match (method, is_collection, info.subresource.as_str()) {
             (Method::POST, true, "") => {
@@ -906,6 +910,9 @@ pub struct DeleteOptions {
     pub precondition_uid: Option<String>,
     pub precondition_rv: Option<String>,
     pub dry_run: bool,
+    /// `orphanDependents` as sent (deprecated; `false` asks for 202 when the
+    /// object stays behind, as upstream's handler answers).
+    pub orphan_dependents: Option<bool>,
 }
 
 pub fn delete_options(ctx: &Ctx, body: &[u8]) -> ApiResult<DeleteOptions> {
@@ -921,9 +928,7 @@ pub fn delete_options(ctx: &Ctx, body: &[u8]) -> ApiResult<DeleteOptions> {
         };
         o.grace_period = v.get("gracePeriodSeconds").and_then(Value::as_i64);
         o.propagation = v.get("propagationPolicy").and_then(Value::as_str).map(String::from);
-        if v.get("orphanDependents") == Some(&Value::Bool(true)) {
-            o.propagation = Some("Orphan".into());
-        }
+        o.orphan_dependents = v.get("orphanDependents").and_then(Value::as_bool);
         o.precondition_uid = v
             .pointer("/preconditions/uid")
             .and_then(Value::as_str)
@@ -942,7 +947,10 @@ pub fn delete_options(ctx: &Ctx, body: &[u8]) -> ApiResult<DeleteOptions> {
     if let Some(p) = ctx.query.get("propagationPolicy").filter(|p| !p.is_empty()) {
         o.propagation = Some(p.to_string());
     }
-    if ctx.query.bool("orphanDependents")? {
+    if ctx.query.get("orphanDependents").is_some() {
+        o.orphan_dependents = Some(ctx.query.bool("orphanDependents")?);
+    }
+    if o.orphan_dependents == Some(true) {
         o.propagation = Some("Orphan".into());
     }
     o.dry_run |= ctx.dry_run()?;
@@ -971,17 +979,29 @@ pub fn delete_options(ctx: &Ctx, body: &[u8]) -> ApiResult<DeleteOptions> {
     Ok(o)
 }
 
+/// DELETE of one object, answered as upstream's handler does: the object
+/// while it stays (finalizers, graceful deletion, a namespace
+/// terminating), and once it is gone the object for kinds with
+/// `ReturnDeletedObject`, else a `Status`. 202 only when the object stays
+/// and `orphanDependents` was `false`.
 async fn delete(ctx: &Ctx, body: &[u8]) -> ApiResult<Response> {
     let opts = delete_options(ctx, body)?;
-    let (code, obj) = delete_one(ctx, &ctx.key(), &opts).await?;
-    match obj {
-        Some(o) => respond(ctx, code, &o),
-        None => Ok(encode(
-            code,
-            &crate::status::success(&ctx.target(&ctx.info.name)),
-            Output::Json,
-        )),
+    let outcome = delete_one(ctx, &ctx.key(), &opts).await?;
+    let code = if !outcome.deleted && opts.orphan_dependents == Some(false) {
+        StatusCode::ACCEPTED
+    } else {
+        StatusCode::OK
+    };
+    if outcome.deleted && !ctx.rt.return_deleted_object {
+        let target = ctx.target(object::name(&outcome.object));
+        let status = crate::status::deleted(&target, object::uid(&outcome.object));
+        let out = match negotiate(ctx.headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()), false)? {
+            Output::Yaml => Output::Yaml,
+            _ => Output::Json,
+        };
+        return Ok(encode(code, &status, out));
     }
+    respond(ctx, code, &outcome.object)
 }
 
 /// Whether `obj` is a namespace whose `spec.finalizers` (the namespace
@@ -995,14 +1015,23 @@ fn namespace_finalizers_pending(ctx: &Ctx, obj: &Value) -> bool {
             .is_some_and(|f| !f.is_empty())
 }
 
-/// Deletes (or starts deleting) one object. Returns the object as it is
-/// after the call.
+/// What a delete did.
+#[derive(Debug)]
+pub struct DeleteOutcome {
+    /// The object as it is after the call (the last state when removed).
+    pub object: Value,
+    /// Whether it is gone (or, in a dry run, would be), as opposed to
+    /// marked for deletion.
+    pub deleted: bool,
+}
+
+/// Deletes (or starts deleting) one object.
 ///
 /// A namespace, as upstream's namespace storage: the first delete only
 /// marks it (deletionTimestamp, phase Terminating) for the namespace
 /// controller, which empties it and clears `spec.finalizers`; it goes once
 /// those and its metadata finalizers are gone.
-pub async fn delete_one(ctx: &Ctx, key: &str, opts: &DeleteOptions) -> ApiResult<(StatusCode, Option<Value>)> {
+pub async fn delete_one(ctx: &Ctx, key: &str, opts: &DeleteOptions) -> ApiResult<DeleteOutcome> {
     if ctx.rt.kind == "Namespace" && ctx.rt.group.is_empty() {
         ctx.server.namespace_deleted(key.rsplit('/').next().unwrap_or(""));
     }
@@ -1102,28 +1131,30 @@ pub async fn delete_one(ctx: &Ctx, key: &str, opts: &DeleteOptions) -> ApiResult
                 changed = true;
             }
             m.insert("finalizers".into(), json!(finalizers));
+            let kept = |object| DeleteOutcome { object, deleted: false };
             if !changed {
-                return Ok((StatusCode::OK, Some(cur.object)));
+                return Ok(kept(cur.object));
             }
             if opts.dry_run {
-                return Ok((StatusCode::OK, Some(obj)));
+                return Ok(kept(obj));
             }
             match ctx.server.storage.cas(key, cur.revision, Some(&obj)).await? {
                 Cas::Done { revision } => {
                     crate::storage::set_resource_version(&mut obj, revision);
-                    return Ok((StatusCode::OK, Some(obj)));
+                    return Ok(kept(obj));
                 }
                 Cas::Mismatch(_) => continue,
             }
         }
+        let gone = |object| DeleteOutcome { object, deleted: true };
         if opts.dry_run {
-            return Ok((StatusCode::OK, Some(obj)));
+            return Ok(gone(obj));
         }
         match ctx.server.storage.cas(key, cur.revision, None).await? {
             Cas::Done { revision } => {
                 crate::storage::set_resource_version(&mut obj, revision);
                 crate::allocation::on_delete(ctx, &obj).await;
-                return Ok((StatusCode::OK, Some(obj)));
+                return Ok(gone(obj));
             }
             Cas::Mismatch(_) => continue,
         }
@@ -1141,8 +1172,8 @@ async fn delete_collection(ctx: &Ctx, body: &[u8]) -> ApiResult<Response> {
     let mut deleted = Vec::new();
     for s in items {
         match delete_one(ctx, &s.key, &opts).await {
-            Ok((_, Some(o))) => deleted.push(o),
-            Ok((_, None)) | Err(ApiError::NotFound { .. }) => {}
+            Ok(o) => deleted.push(o.object),
+            Err(ApiError::NotFound { .. }) => {}
             Err(e) => return Err(e),
         }
     }

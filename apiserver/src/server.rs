@@ -56,6 +56,8 @@ pub struct Server {
     pub metrics: Arc<Metrics>,
     pub config: Config,
     pub kubelet: crate::proxy::KubeletClient,
+    /// What `componentstatuses` probes.
+    pub components: crate::componentstatus::Components,
     /// The admission plugins every write passes.
     pub admission: crate::admission::Chain,
     readonly_inflight: Semaphore,
@@ -196,6 +198,7 @@ impl ApiServer {
         };
         let authn = Authenticator::new(&pki, opts.token_auth_file.as_deref(), api_audiences)?;
         let kubelet = crate::proxy::KubeletClient::new(&opts, &pki)?;
+        let components = crate::componentstatus::Components::new(&opts)?;
 
         let listener = TcpListener::bind((opts.bind_address.as_str(), opts.secure_port))
             .await
@@ -243,6 +246,7 @@ impl ApiServer {
             ),
             authn,
             kubelet,
+            components,
             metrics,
             config: Config {
                 service_range,
@@ -520,7 +524,7 @@ impl Server {
         }
     }
 
-    fn store_healthy(&self) -> bool {
+    pub fn store_healthy(&self) -> bool {
         let s = self.storage.store().status();
         !s.stopped && s.leader != 0
     }

@@ -262,12 +262,19 @@ impl IntoResponse for ApiError {
 }
 
 /// A `Status` of success, as returned by some deletes.
-pub fn success(target: &Target) -> Value {
+/// What a DELETE that removed the object answers for kinds that do not
+/// return it (upstream's `finalizeDelete`): `details.kind` is the resource,
+/// with the object's UID, and no `code`.
+pub fn deleted(target: &Target, uid: &str) -> Value {
+    let mut d = details(target, None);
+    if !uid.is_empty() {
+        d["uid"] = Value::String(uid.to_string());
+    }
     json!({
         "kind": "Status",
         "apiVersion": "v1",
         "metadata": {},
         "status": "Success",
-        "details": details(target, None),
+        "details": d,
     })
 }

@@ -25,14 +25,22 @@ pub struct Component {
 }
 
 impl Component {
-    /// Starts `bin` with `args` plus `--secure-port`; its log goes to
-    /// `<cluster dir>/<name>.log`.
+    /// Starts `bin` with `args` plus `--secure-port` (a free port unless
+    /// `args` name one); its log goes to `<cluster dir>/<name>.log`.
     pub fn start(api: &ApiServers, bin: &str, name: &str, args: &[String]) -> anyhow::Result<Self> {
-        let port = free_port()?;
+        let mut args = args.to_vec();
+        let port = match args.iter().position(|a| a == "--secure-port") {
+            Some(i) if i + 1 < args.len() => {
+                let p = args.remove(i + 1).parse()?;
+                args.remove(i);
+                p
+            }
+            _ => free_port()?,
+        };
         let log = api.dir().join(format!("{name}.log"));
         let out = File::options().create(true).append(true).open(&log)?;
         let child = Command::new(workspace_bin(bin)?)
-            .args(args)
+            .args(&args)
             .args(["--secure-port", &port.to_string(), "--bind-address", "127.0.0.1"])
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())

@@ -2344,3 +2344,433 @@ async fn field_selectors_see_unset_fields_as_their_zero_values() -> anyhow::Resu
     assert_eq!(zero.items.len(), 1, "an unset status.replicas is 0");
     Ok(())
 }
+
+/// Upstream's DELETE answers: a `Status` (details: name, group, the
+/// resource as `kind`, uid) once the object is gone, for every kind whose
+/// registry does not set `ReturnDeletedObject`; the object itself for
+/// those that do (pods, namespaces, services, ...) and for any object a
+/// delete only marks (finalizers, a terminating namespace); 202 only
+/// when such an object stays and `orphanDependents=false` was sent.
+#[tokio::test(flavor = "multi_thread")]
+async fn delete_answers_a_status_or_the_object_as_upstream() -> anyhow::Result<()> {
+    let c = ApiServers::start(1).await?;
+    let client = c.client().await?;
+    let ns = "/api/v1/namespaces/default";
+    let del = |path: String| {
+        let client = client.clone();
+        async move { request(&client, "DELETE", &path, None, Vec::new()).await }
+    };
+
+    // A ConfigMap gone at once: a Status, no code, kind = the resource.
+    let r = post_json(
+        &client,
+        &format!("{ns}/configmaps"),
+        &json!({"metadata": {"name": "a"}}),
+    )
+    .await?;
+    let uid = r.body["metadata"]["uid"].clone();
+    let r = del(format!("{ns}/configmaps/a")).await?;
+    assert_eq!(r.code, 200, "{}", r.body);
+    assert_eq!(
+        r.body,
+        json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+            "details": {"name": "a", "kind": "configmaps", "uid": uid}})
+    );
+    // A dry run answers the same, and deletes nothing.
+    post_json(
+        &client,
+        &format!("{ns}/configmaps"),
+        &json!({"metadata": {"name": "dry"}}),
+    )
+    .await?;
+    let r = del(format!("{ns}/configmaps/dry?dryRun=All")).await?;
+    assert_eq!((r.code, r.body["kind"].as_str()), (200, Some("Status")), "{}", r.body);
+    assert_eq!(get(&client, &format!("{ns}/configmaps/dry")).await?.code, 200);
+
+    // Held by a finalizer: the object, marked; 202 when orphanDependents
+    // is false.
+    let held = json!({"metadata": {"name": "held", "finalizers": ["example.com/hold"]}});
+    post_json(&client, &format!("{ns}/configmaps"), &held).await?;
+    let r = del(format!("{ns}/configmaps/held")).await?;
+    assert_eq!(r.code, 200, "{}", r.body);
+    assert_eq!(r.body["kind"], "ConfigMap");
+    assert!(r.body["metadata"]["deletionTimestamp"].is_string(), "{}", r.body);
+    let r = del(format!("{ns}/configmaps/held?orphanDependents=false")).await?;
+    assert_eq!(r.code, 202, "{}", r.body);
+    assert_eq!(r.body["kind"], "ConfigMap");
+
+    // Pods return the deleted object (ReturnDeletedObject); kube-rs sees
+    // Left for a pod and Right (the Status) for a ConfigMap.
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let pod: Pod = serde_json::from_value(json!({"metadata": {"name": "p"},
+        "spec": {"containers": [{"name": "c", "image": "busybox"}]}}))?;
+    pods.create(&PostParams::default(), &pod).await?;
+    let gone = pods.delete("p", &DeleteParams::default()).await?;
+    assert!(
+        gone.left().is_some_and(|p| p.metadata.name.as_deref() == Some("p")),
+        "a pod's delete answers the pod"
+    );
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    cms.create(&PostParams::default(), &cm("b")).await?;
+    let status = cms
+        .delete("b", &DeleteParams::default())
+        .await?
+        .right()
+        .expect("a Status");
+    assert_eq!(status.details.map(|d| d.kind), Some("configmaps".to_string()));
+
+    // A custom resource: a Status naming its group.
+    let crd = json!({
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": "gadgets.example.com"},
+        "spec": {"group": "example.com", "scope": "Namespaced",
+            "names": {"plural": "gadgets", "singular": "gadget", "kind": "Gadget"},
+            "versions": [{"name": "v1", "served": true, "storage": true,
+                "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}]}
+    });
+    let r = post_json(&client, "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", &crd).await?;
+    assert_eq!(r.code, 201, "{}", r.body);
+    let gadgets = "/apis/example.com/v1/namespaces/default/gadgets";
+    let body = json!({"apiVersion": "example.com/v1", "kind": "Gadget", "metadata": {"name": "g"}});
+    let created = integration_tests::store_cluster::eventually("the CRD is served", Duration::from_secs(10), || {
+        let (client, body) = (client.clone(), body.clone());
+        async move { post_json(&client, gadgets, &body).await.is_ok_and(|r| r.code == 201) }
+    })
+    .await;
+    created?;
+    let r = del(format!("{gadgets}/g")).await?;
+    assert_eq!(r.code, 200, "{}", r.body);
+    assert_eq!(r.body["kind"], "Status");
+    assert_eq!(r.body["details"]["group"], "example.com");
+    assert_eq!(r.body["details"]["kind"], "gadgets");
+    assert_eq!(r.body["details"]["name"], "g");
+
+    // A namespace: its first delete marks it Terminating and answers it.
+    post_json(&client, "/api/v1/namespaces", &json!({"metadata": {"name": "doomed"}})).await?;
+    let r = del("/api/v1/namespaces/doomed".into()).await?;
+    assert_eq!(r.code, 200, "{}", r.body);
+    assert_eq!(r.body["kind"], "Namespace");
+    assert_eq!(r.body["status"]["phase"], "Terminating");
+    assert_eq!(r.body["spec"]["finalizers"], json!(["kubernetes"]));
+    Ok(())
+}
+
+/// `componentstatuses`: the scheduler (running) and the controller-manager
+/// (not running) probed on their secure ports, the store as `etcd-0`;
+/// every answer carries upstream's deprecation warning, and upstream
+/// kubectl prints its table.
+#[tokio::test(flavor = "multi_thread")]
+async fn component_statuses_probe_the_control_plane() -> anyhow::Result<()> {
+    use integration_tests::components::Component;
+    use integration_tests::store_cluster::free_port;
+    let (sched_port, cm_port) = (free_port()?, free_port()?);
+    let c = ApiServers::start_with(
+        1,
+        &[
+            "--component-status-scheduler",
+            &format!("127.0.0.1:{sched_port}"),
+            "--component-status-controller-manager",
+            &format!("127.0.0.1:{cm_port}"),
+        ],
+    )
+    .await?;
+    let sched = Component::scheduler(
+        &c,
+        "kube-scheduler",
+        &["--leader-elect=false", "--secure-port", &sched_port.to_string()],
+    )?;
+    sched.wait_ready().await?;
+    let client = c.client().await?;
+
+    // Discovery: get and list, short name cs.
+    let r = get(&client, "/api/v1").await?;
+    let cs = r.body["resources"]
+        .as_array()
+        .and_then(|rs| rs.iter().find(|x| x["name"] == "componentstatuses"))
+        .cloned()
+        .expect("componentstatuses in discovery");
+    assert_eq!(cs["kind"], "ComponentStatus");
+    assert_eq!(cs["namespaced"], false);
+    assert_eq!(cs["verbs"], json!(["get", "list"]));
+    assert_eq!(cs["shortNames"], json!(["cs"]));
+
+    let r = get(&client, "/api/v1/componentstatuses").await?;
+    assert_eq!(r.code, 200, "{}", r.body);
+    assert_eq!(r.body["kind"], "ComponentStatusList");
+    let warning = r.headers.get("warning").and_then(|v| v.to_str().ok()).unwrap_or("");
+    assert!(
+        warning.contains("v1 ComponentStatus is deprecated in v1.19+"),
+        "{warning}"
+    );
+    let by_name = |name: &str| {
+        r.body["items"]
+            .as_array()
+            .and_then(|items| items.iter().find(|i| i["metadata"]["name"] == name))
+            .map(|i| i["conditions"][0].clone())
+            .unwrap_or(Value::Null)
+    };
+    assert_eq!(
+        by_name("scheduler"),
+        json!({"type": "Healthy", "status": "True", "message": "ok"})
+    );
+    assert_eq!(
+        by_name("etcd-0"),
+        json!({"type": "Healthy", "status": "True", "message": "ok"})
+    );
+    let addr = format!("127.0.0.1:{cm_port}");
+    assert_eq!(
+        by_name("controller-manager"),
+        json!({"type": "Healthy", "status": "False",
+            "message": format!("Get \"https://{addr}/healthz\": dial tcp {addr}: connect: connection refused")})
+    );
+    let r = get(&client, "/api/v1/componentstatuses/scheduler").await?;
+    assert_eq!(
+        (r.code, r.body["kind"].as_str()),
+        (200, Some("ComponentStatus")),
+        "{}",
+        r.body
+    );
+    let r = get(&client, "/api/v1/componentstatuses/nothing").await?;
+    assert_eq!(r.code, 500, "upstream's storage answers a plain error: {}", r.body);
+    assert_eq!(r.body["message"], "Component not found: nothing");
+    let r = request(
+        &client,
+        "DELETE",
+        "/api/v1/componentstatuses/scheduler",
+        None,
+        Vec::new(),
+    )
+    .await?;
+    assert_eq!(r.code, 405);
+
+    // Upstream kubectl: the table, and the warning on stderr.
+    let kubectl = integration_tests::apiserver_cluster::upstream_kubectl("1.33")?;
+    let home = tempfile::tempdir()?;
+    let out = integration_tests::apiserver_cluster::run_kubectl(
+        &kubectl,
+        &c.kubeconfig(),
+        home.path(),
+        &["get", "cs"],
+        None,
+    )?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let header: Vec<&str> = stdout.lines().next().unwrap_or("").split_whitespace().collect();
+    assert_eq!(header, ["NAME", "STATUS", "MESSAGE", "ERROR"], "{stdout}");
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("scheduler") && l.contains("Healthy") && l.contains("ok")),
+        "{stdout}"
+    );
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("controller-manager") && l.contains("Unhealthy")),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("Warning: v1 ComponentStatus is deprecated in v1.19+"),
+        "{stderr}"
+    );
+    Ok(())
+}
+
+/// Every subresource discovery advertises answers its advertised verbs:
+/// never 405, and a 404 only for the missing object (a NotFound naming
+/// it), never for the route.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_advertised_subresource_verb_is_served() -> anyhow::Result<()> {
+    let c = ApiServers::start(1).await?;
+    let client = c.client().await?;
+    let mut gvs = vec!["/api/v1".to_string()];
+    let groups = get(&client, "/apis").await?;
+    for g in groups.body["groups"].as_array().into_iter().flatten() {
+        for v in g["versions"].as_array().into_iter().flatten() {
+            gvs.push(format!("/apis/{}", v["groupVersion"].as_str().unwrap_or("")));
+        }
+    }
+    let mut checked = 0;
+    for gv in gvs {
+        let list = get(&client, &gv).await?;
+        for res in list.body["resources"].as_array().into_iter().flatten() {
+            let Some((plural, sub)) = res["name"].as_str().and_then(|n| n.split_once('/')) else {
+                continue;
+            };
+            let scope = if res["namespaced"] == true {
+                "/namespaces/default"
+            } else {
+                ""
+            };
+            let path = format!("{gv}{scope}/{plural}/missing/{sub}");
+            for verb in res["verbs"].as_array().into_iter().flatten().filter_map(Value::as_str) {
+                let (method, ct) = match verb {
+                    "get" => ("GET", None),
+                    "create" => ("POST", Some("application/json")),
+                    "update" => ("PUT", Some("application/json")),
+                    "patch" => ("PATCH", Some("application/merge-patch+json")),
+                    "delete" => ("DELETE", None),
+                    other => panic!("{path}: unexpected verb {other}"),
+                };
+                let body = if ct.is_some() { b"{}".to_vec() } else { Vec::new() };
+                let r = request(&client, method, &path, ct, body).await?;
+                assert_ne!(r.code, 405, "{method} {path}: {}", r.body);
+                if r.code == 404 {
+                    assert_eq!(r.body["details"]["name"], "missing", "{method} {path}: {}", r.body);
+                }
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 20, "only {checked} subresource verbs advertised");
+    Ok(())
+}
+
+/// `/openapi/v2` lists every operation as upstream's swagger.json does, in
+/// JSON and in the protobuf form kubectl 1.27 reads: pods (with their
+/// subresources), deployments' scale, a custom resource's paths.
+#[tokio::test(flavor = "multi_thread")]
+async fn openapi_v2_carries_the_paths() -> anyhow::Result<()> {
+    let c = ApiServers::start(1).await?;
+    let client = c.client().await?;
+    let crd = json!({
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": "gizmos.example.com"},
+        "spec": {"group": "example.com", "scope": "Namespaced",
+            "names": {"plural": "gizmos", "singular": "gizmo", "kind": "Gizmo"},
+            "versions": [{"name": "v1", "served": true, "storage": true, "subresources": {"status": {}},
+                "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}]}
+    });
+    let r = post_json(&client, "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", &crd).await?;
+    assert_eq!(r.code, 201, "{}", r.body);
+    let gizmo = "/apis/example.com/v1/namespaces/{namespace}/gizmos/{name}";
+    integration_tests::store_cluster::eventually("the CRD's paths", Duration::from_secs(10), || async {
+        get(&client, "/openapi/v2")
+            .await
+            .is_ok_and(|r| r.body["paths"][gizmo].is_object())
+    })
+    .await?;
+    let doc = get(&client, "/openapi/v2").await?.body;
+    let paths = &doc["paths"];
+    let pod = &paths["/api/v1/namespaces/{namespace}/pods/{name}"];
+    assert_eq!(pod["get"]["operationId"], "readCoreV1NamespacedPod");
+    assert_eq!(pod["get"]["x-kubernetes-action"], "get");
+    assert_eq!(
+        pod["get"]["x-kubernetes-group-version-kind"],
+        json!({"group": "", "version": "v1", "kind": "Pod"})
+    );
+    assert_eq!(
+        pod["get"]["responses"]["200"]["schema"]["$ref"],
+        "#/definitions/io.k8s.api.core.v1.Pod"
+    );
+    assert_eq!(pod["get"]["tags"], json!(["core_v1"]));
+    assert_eq!(pod["get"]["schemes"], json!(["https"]));
+    let names = |op: &Value| -> Vec<String> {
+        op["parameters"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|p| p["name"].as_str().map(String::from))
+            .collect()
+    };
+    assert_eq!(
+        names(&pod["patch"]),
+        ["body", "dryRun", "fieldManager", "fieldValidation", "force"]
+    );
+    assert_eq!(names(pod), ["name", "namespace", "pretty"]);
+    assert_eq!(pod["delete"]["operationId"], "deleteCoreV1NamespacedPod");
+    assert_eq!(
+        pod["delete"]["responses"]["200"]["schema"]["$ref"],
+        "#/definitions/io.k8s.api.core.v1.Pod"
+    );
+    let cm = &paths["/api/v1/namespaces/{namespace}/configmaps/{name}"];
+    assert_eq!(
+        cm["delete"]["responses"]["200"]["schema"]["$ref"],
+        "#/definitions/io.k8s.apimachinery.pkg.apis.meta.v1.Status"
+    );
+    let list = &paths["/api/v1/namespaces/{namespace}/pods"]["get"];
+    assert_eq!(list["operationId"], "listCoreV1NamespacedPod");
+    assert_eq!(list["x-kubernetes-action"], "list");
+    assert!(names(list).contains(&"labelSelector".to_string()));
+    assert_eq!(
+        list["responses"]["200"]["schema"]["$ref"],
+        "#/definitions/io.k8s.api.core.v1.PodList"
+    );
+    assert!(doc["definitions"]["io.k8s.api.core.v1.PodList"].is_object());
+    assert_eq!(
+        paths["/api/v1/pods"]["get"]["operationId"],
+        "listCoreV1PodForAllNamespaces"
+    );
+    assert_eq!(
+        paths["/api/v1/watch/namespaces/{namespace}/pods"]["get"]["x-kubernetes-action"],
+        "watchlist"
+    );
+    assert_eq!(
+        paths["/api/v1/namespaces/{namespace}/pods/{name}/status"]["patch"]["operationId"],
+        "patchCoreV1NamespacedPodStatus"
+    );
+    let exec = &paths["/api/v1/namespaces/{namespace}/pods/{name}/exec"];
+    assert_eq!(exec["post"]["operationId"], "connectCoreV1PostNamespacedPodExec");
+    assert_eq!(exec["post"]["x-kubernetes-action"], "connect");
+    assert_eq!(
+        paths["/api/v1/nodes/{name}/proxy/{path}"]["get"]["operationId"],
+        "connectCoreV1GetNodeProxyWithPath"
+    );
+    let scale = &paths["/apis/apps/v1/namespaces/{namespace}/deployments/{name}/scale"]["put"];
+    assert_eq!(scale["operationId"], "replaceAppsV1NamespacedDeploymentScale");
+    assert_eq!(
+        scale["x-kubernetes-group-version-kind"],
+        json!({"group": "autoscaling", "version": "v1", "kind": "Scale"})
+    );
+    assert_eq!(
+        paths["/apis/apps/v1/namespaces/{namespace}/deployments"]["delete"]["x-kubernetes-action"],
+        "deletecollection"
+    );
+    let g = &paths[gizmo];
+    assert_eq!(g["get"]["operationId"], "readExampleComV1NamespacedGizmo");
+    assert_eq!(
+        g["get"]["responses"]["200"]["schema"]["$ref"],
+        "#/definitions/com.example.v1.Gizmo"
+    );
+    let consumes: Vec<&str> = g["patch"]["consumes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(
+        !consumes.contains(&"application/strategic-merge-patch+json"),
+        "{consumes:?}"
+    );
+    assert!(paths["/apis/example.com/v1/namespaces/{namespace}/gizmos/{name}/status"]["patch"].is_object());
+
+    // The protobuf form carries the same operations.
+    let req = http::Request::get("/openapi/v2")
+        .header("Accept", "application/com.github.proto-openapi.spec.v2@v1.0+protobuf")
+        .body(Vec::new())?;
+    let r = client.send(req.map(kube::client::Body::from)).await?;
+    let bytes = http_body_util::BodyExt::collect(r.into_body()).await?.to_bytes();
+    let pb = <proto::openapi_v2::Document as prost::Message>::decode(bytes.as_ref())?;
+    let pb_pod = pb
+        .paths
+        .as_ref()
+        .and_then(|p| {
+            p.path
+                .iter()
+                .find(|n| n.name == "/api/v1/namespaces/{namespace}/pods/{name}")
+        })
+        .and_then(|n| n.value.clone())
+        .expect("the pod path in protobuf");
+    let patch = pb_pod.patch.expect("patch");
+    assert_eq!(patch.operation_id, "patchCoreV1NamespacedPod");
+    let gvk = patch
+        .vendor_extension
+        .iter()
+        .find(|e| e.name == "x-kubernetes-group-version-kind")
+        .and_then(|e| e.value.as_ref())
+        .map(|v| v.yaml.clone())
+        .unwrap_or_default();
+    assert!(gvk.contains("kind: Pod"), "{gvk}");
+    Ok(())
+}

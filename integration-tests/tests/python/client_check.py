@@ -47,7 +47,11 @@ except ApiException as e:
     expect(e.status == 404, "missing is 404")
 
 # Watch from the creation's resourceVersion sees the patch, then the delete.
-core.delete_namespaced_config_map("py", ns)
+# The generated client reads a ConfigMap's delete as a V1Status, as upstream
+# answers it: Success, naming the resource.
+st = core.delete_namespaced_config_map("py", ns)
+expect(st.status == "Success" and st.details.name == "py" and st.details.kind == "configmaps",
+       "delete answers a Status, got %s" % st)
 w = watch.Watch()
 types = []
 for ev in w.stream(core.list_namespaced_config_map, ns, resource_version=rv, timeout_seconds=5):

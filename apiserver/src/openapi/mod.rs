@@ -1,9 +1,11 @@
 //! OpenAPI v2 and v3 documents, generated from `k8s-openapi`'s schemas
 //! (via `schemars`) plus upstream's patch metadata and CRD schemas.
 //!
-//! v3 is served per group-version (`/openapi/v3/apis/<g>/<v>`), with a PATCH
-//! operation per kind that lists the `fieldValidation` and `dryRun`
-//! parameters: kubectl reads those to decide to validate on the server.
+//! v3 is served per group-version (`/openapi/v3/apis/<g>/<v>`), v2 as one
+//! document (JSON or gnostic protobuf); both carry every operation
+//! ([`paths`]): kubectl reads the PATCH operations' `fieldValidation`
+//! parameter to decide to validate on the server, client generators and
+//! validators read the rest.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -14,6 +16,8 @@ use serde_json::{Map, Value, json};
 use proto::openapi_v2 as pb;
 
 use crate::registry::{Registry, ResourceType};
+
+pub mod paths;
 
 /// The list markers `Container` and `EphemeralContainer` share:
 /// (property, list type, map keys).
@@ -408,15 +412,149 @@ fn schema_pb(v: &Value) -> pb::Schema {
                 .collect(),
         });
     }
-    if let Some(o) = v.as_object() {
-        for (k, x) in o.iter().filter(|(k, _)| k.starts_with("x-")) {
-            out.vendor_extension.push(pb::NamedAny {
-                name: k.clone(),
-                value: Some(yaml_any(x)),
-            });
-        }
-    }
+    out.vendor_extension = vendor_extensions(v);
     out
+}
+
+fn vendor_extensions(v: &Value) -> Vec<pb::NamedAny> {
+    v.as_object()
+        .into_iter()
+        .flat_map(|o| o.iter())
+        .filter(|(k, _)| k.starts_with("x-"))
+        .map(|(k, x)| pb::NamedAny {
+            name: k.clone(),
+            value: Some(yaml_any(x)),
+        })
+        .collect()
+}
+
+fn strings(v: &Value, key: &str) -> Vec<String> {
+    v.get(key)
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_str).map(String::from).collect())
+        .unwrap_or_default()
+}
+
+fn parameter_pb(p: &Value) -> pb::ParametersItem {
+    use pb::non_body_parameter::Oneof as NonBody;
+    use pb::parameter::Oneof as Param;
+    let s = |k: &str| p.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+    let required = p.get("required").and_then(Value::as_bool).unwrap_or(false);
+    let unique_items = p.get("uniqueItems").and_then(Value::as_bool).unwrap_or(false);
+    let param = match s("in").as_str() {
+        "body" => Param::BodyParameter(pb::BodyParameter {
+            description: s("description"),
+            name: s("name"),
+            r#in: s("in"),
+            required,
+            schema: p.get("schema").map(schema_pb),
+            vendor_extension: vendor_extensions(p),
+        }),
+        "path" => Param::NonBodyParameter(pb::NonBodyParameter {
+            oneof: Some(NonBody::PathParameterSubSchema(pb::PathParameterSubSchema {
+                required,
+                r#in: s("in"),
+                description: s("description"),
+                name: s("name"),
+                r#type: s("type"),
+                format: s("format"),
+                unique_items,
+                vendor_extension: vendor_extensions(p),
+            })),
+        }),
+        _ => Param::NonBodyParameter(pb::NonBodyParameter {
+            oneof: Some(NonBody::QueryParameterSubSchema(pb::QueryParameterSubSchema {
+                required,
+                r#in: s("in"),
+                description: s("description"),
+                name: s("name"),
+                r#type: s("type"),
+                format: s("format"),
+                unique_items,
+                vendor_extension: vendor_extensions(p),
+                ..Default::default()
+            })),
+        }),
+    };
+    pb::ParametersItem {
+        oneof: Some(pb::parameters_item::Oneof::Parameter(pb::Parameter {
+            oneof: Some(param),
+        })),
+    }
+}
+
+fn parameters_pb(v: &Value) -> Vec<pb::ParametersItem> {
+    v.get("parameters")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().map(parameter_pb).collect())
+        .unwrap_or_default()
+}
+
+fn operation_pb(op: &Value) -> pb::Operation {
+    let responses = op
+        .get("responses")
+        .and_then(Value::as_object)
+        .map(|rs| {
+            rs.iter()
+                .map(|(code, r)| pb::NamedResponseValue {
+                    name: code.clone(),
+                    value: Some(pb::ResponseValue {
+                        oneof: Some(pb::response_value::Oneof::Response(pb::Response {
+                            description: r.get("description").and_then(Value::as_str).unwrap_or("").to_string(),
+                            schema: r.get("schema").map(|s| pb::SchemaItem {
+                                oneof: Some(pb::schema_item::Oneof::Schema(schema_pb(s))),
+                            }),
+                            vendor_extension: Vec::new(),
+                        })),
+                    }),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    pb::Operation {
+        tags: strings(op, "tags"),
+        description: op.get("description").and_then(Value::as_str).unwrap_or("").to_string(),
+        operation_id: op.get("operationId").and_then(Value::as_str).unwrap_or("").to_string(),
+        produces: strings(op, "produces"),
+        consumes: strings(op, "consumes"),
+        parameters: parameters_pb(op),
+        responses: Some(pb::Responses {
+            response_code: responses,
+            vendor_extension: Vec::new(),
+        }),
+        schemes: strings(op, "schemes"),
+        vendor_extension: vendor_extensions(op),
+        ..Default::default()
+    }
+}
+
+fn paths_pb(paths: &Value) -> pb::Paths {
+    let path = paths
+        .as_object()
+        .into_iter()
+        .flat_map(|o| o.iter())
+        .map(|(name, item)| {
+            let op = |m: &str| item.get(m).map(operation_pb);
+            pb::NamedPathItem {
+                name: name.clone(),
+                value: Some(pb::PathItem {
+                    get: op("get"),
+                    put: op("put"),
+                    post: op("post"),
+                    delete: op("delete"),
+                    options: op("options"),
+                    head: op("head"),
+                    patch: op("patch"),
+                    parameters: parameters_pb(item),
+                    ..Default::default()
+                }),
+            }
+        })
+        .collect();
+    pb::Paths {
+        vendor_extension: Vec::new(),
+        path,
+    }
 }
 
 fn v2_protobuf(doc: &Value) -> Vec<u8> {
@@ -439,6 +577,7 @@ fn v2_protobuf(doc: &Value) -> Vec<u8> {
             title: "Kubernetes".into(),
             version: "v1.33.0".into(),
         }),
+        paths: doc.get("paths").map(paths_pb),
         definitions: Some(pb::Definitions {
             additional_properties: defs,
         }),
@@ -460,7 +599,13 @@ fn build(registry: &Registry) -> Cache {
             f(&mut generator);
         }
     }
+    extra_schemas(&mut generator);
     let mut defs = generator.take_definitions(true);
+    for r in &resources {
+        if r.verbs.contains(&"list") {
+            defs.entry(paths::list_def(r)).or_insert_with(|| list_schema(r));
+        }
+    }
     for (def, prop, strategy, key) in PATCH_META {
         if let Some(p) = defs
             .get_mut(*def)
@@ -534,7 +679,7 @@ fn build(registry: &Registry) -> Cache {
         by_gv.entry(gv).or_default().push(r);
     }
     for (gv, rs) in &by_gv {
-        v3.insert(gv.clone(), Arc::new(gv_document(gv, rs, &schemas)));
+        v3.insert(gv.clone(), Arc::new(gv_document(rs, &schemas)));
     }
     let v2 = Arc::new(v2_document(&resources, &schemas));
     let v2_pb = Arc::new(v2_protobuf(&v2));
@@ -578,100 +723,49 @@ fn collect_refs(v: &Value, out: &mut Vec<String>) {
     }
 }
 
-fn param(name: &str, desc: &str) -> Value {
-    json!({"name": name, "in": "query", "description": desc, "schema": {"type": "string"}, "uniqueItems": true})
+/// The definitions the operations name besides the kinds': request and
+/// response envelopes, and the subresources' kinds.
+fn extra_schemas(g: &mut schemars::SchemaGenerator) {
+    use k8s_openapi::api::{
+        authentication::v1 as authn, autoscaling::v1 as autoscaling, core::v1 as core, policy::v1 as policy,
+    };
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1 as meta;
+    g.subschema_for::<meta::Status>();
+    g.subschema_for::<meta::DeleteOptions>();
+    g.subschema_for::<meta::Patch>();
+    g.subschema_for::<meta::ListMeta>();
+    g.subschema_for::<meta::WatchEvent<core::Pod>>();
+    g.subschema_for::<autoscaling::Scale>();
+    g.subschema_for::<core::Binding>();
+    g.subschema_for::<policy::Eviction>();
+    g.subschema_for::<authn::TokenRequest>();
 }
 
-fn gv_document(gv: &str, rs: &[&ResourceType], schemas: &Value) -> Value {
-    let mut paths = Map::new();
-    let mut roots = vec![
-        "io.k8s.apimachinery.pkg.apis.meta.v1.Status".to_string(),
-        "io.k8s.apimachinery.pkg.apis.meta.v1.DeleteOptions".to_string(),
-        "io.k8s.apimachinery.pkg.apis.meta.v1.Patch".to_string(),
-    ];
-    for r in rs {
-        let def = r.schema_name.clone();
-        roots.push(def.clone());
-        let base = format!("/{gv}");
-        let (coll, item) = if r.namespaced {
-            (
-                format!("{base}/namespaces/{{namespace}}/{}", r.plural),
-                format!("{base}/namespaces/{{namespace}}/{}/{{name}}", r.plural),
-            )
-        } else {
-            (format!("{base}/{}", r.plural), format!("{base}/{}/{{name}}", r.plural))
-        };
-        let gvk = json!({"group": r.group, "version": r.version, "kind": r.kind});
-        let obj_ref = json!({"$ref": format!("#/components/schemas/{def}")});
-        let ok =
-            |schema: &Value| json!({"200": {"description": "OK", "content": {"application/json": {"schema": schema}}}});
-        let op = |action: &str, id: String, params: Vec<Value>, schema: &Value| {
-            json!({
-                "operationId": id,
-                "parameters": params,
-                "responses": ok(schema),
-                "x-kubernetes-action": action,
-                "x-kubernetes-group-version-kind": gvk,
-            })
-        };
-        let write_params = || {
-            vec![
-                param(
-                    "dryRun",
-                    "When present, indicates that modifications should not be persisted.",
-                ),
-                param(
-                    "fieldManager",
-                    "fieldManager is a name associated with the actor or entity that is making these changes.",
-                ),
-                param(
-                    "fieldValidation",
-                    "fieldValidation instructs the server on how to handle objects in the request (POST/PUT/PATCH) containing unknown or duplicate fields. Valid values are: Ignore, Warn, Strict.",
-                ),
-            ]
-        };
-        let mut patch_params = write_params();
-        patch_params.push(param("force", "Force is going to \"force\" Apply requests."));
-        let id = |verb: &str| format!("{verb}{}", r.kind);
-        let mut item_ops = Map::new();
-        item_ops.insert("get".into(), op("get", id("read"), vec![], &obj_ref));
-        item_ops.insert("put".into(), op("put", id("replace"), write_params(), &obj_ref));
-        let mut patch_op = op("patch", id("patch"), patch_params, &obj_ref);
-        // Custom resources take no strategic merge patch; kubectl reads
-        // this list to pick the patch type.
-        let patch_ref = json!({"schema": {"$ref": "#/components/schemas/io.k8s.apimachinery.pkg.apis.meta.v1.Patch"}});
-        let mut content = serde_json::Map::new();
-        for ct in [
-            "application/json-patch+json",
-            "application/merge-patch+json",
-            "application/strategic-merge-patch+json",
-            "application/apply-patch+yaml",
-        ] {
-            if !(r.is_custom() && ct == "application/strategic-merge-patch+json") {
-                content.insert(ct.into(), patch_ref.clone());
-            }
-        }
-        patch_op["requestBody"] = json!({"content": content, "required": true});
-        item_ops.insert("patch".into(), patch_op);
-        item_ops.insert(
-            "delete".into(),
-            op("delete", id("delete"), vec![param("dryRun", "")], &obj_ref),
-        );
-        item_ops.insert(
-            "parameters".into(),
-            json!([{"name": "name", "in": "path", "required": true, "schema": {"type": "string"}}]),
-        );
-        let mut coll_ops = Map::new();
-        coll_ops.insert("get".into(), op("list", id("list"), vec![], &obj_ref));
-        coll_ops.insert("post".into(), op("post", id("create"), write_params(), &obj_ref));
-        if !r.stored {
-            // A review kind: POST to the collection is all there is.
-            coll_ops.remove("get");
-        } else {
-            paths.insert(item, Value::Object(item_ops));
-        }
-        paths.insert(coll, Value::Object(coll_ops));
-    }
+/// A kind's list (`PodList`), as upstream defines each: items of the kind
+/// and the list's metadata.
+fn list_schema(r: &ResourceType) -> Value {
+    json!({
+        "description": format!("{} is a list of {}", r.list_kind, r.kind),
+        "type": "object",
+        "required": ["items"],
+        "properties": {
+            "apiVersion": {"type": "string", "description": "APIVersion defines the versioned schema of this representation of an object."},
+            "items": {"type": "array", "items": {"$ref": format!("#/components/schemas/{}", r.schema_name)}},
+            "kind": {"type": "string", "description": "Kind is a string value representing the REST resource this object represents."},
+            "metadata": {"allOf": [{"$ref": "#/components/schemas/io.k8s.apimachinery.pkg.apis.meta.v1.ListMeta"}]},
+        },
+        "x-kubernetes-group-version-kind": [{"group": r.group, "version": r.version, "kind": r.list_kind}],
+    })
+}
+
+/// One group-version's v3 document: its operations and the definitions
+/// they reach.
+fn gv_document(rs: &[&ResourceType], schemas: &Value) -> Value {
+    let items: Vec<paths::PathItem> = rs.iter().flat_map(|r| paths::resource_paths(r)).collect();
+    let paths = paths::v3(&items);
+    let mut roots = Vec::new();
+    collect_refs(&paths, &mut roots);
+    roots.extend(rs.iter().map(|r| r.schema_name.clone()));
     let keep = reachable(schemas, &roots);
     let mut comps = Map::new();
     for n in keep {
@@ -714,11 +808,11 @@ fn v2_document(resources: &[Arc<ResourceType>], schemas: &Value) -> Value {
         .replace("#/components/schemas/", "#/definitions/");
     let mut defs: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
     unwrap_all_of(&mut defs);
-    let _ = resources;
+    let items: Vec<paths::PathItem> = resources.iter().flat_map(|r| paths::resource_paths(r)).collect();
     json!({
         "swagger": "2.0",
         "info": {"title": "Kubernetes", "version": "v1.33.0"},
-        "paths": {},
+        "paths": paths::v2(&items),
         "definitions": defs,
     })
 }
@@ -757,5 +851,126 @@ mod tests {
         let schemas = api.schemas();
         let s = apimachinery::strategic::Schema::new(&schemas, "io.k8s.api.apps.v1.Deployment");
         assert!(s.is_some());
+    }
+
+    #[test]
+    fn v2_lists_every_operation_with_upstreams_ids_and_shapes() {
+        let api = OpenApi::new(Arc::new(Registry::new()));
+        let doc = api.v2();
+        let paths = &doc["paths"];
+        let cases = [
+            (
+                "/api/v1/namespaces/{namespace}/pods/{name}",
+                "get",
+                "readCoreV1NamespacedPod",
+                "get",
+            ),
+            (
+                "/api/v1/namespaces/{namespace}/pods",
+                "post",
+                "createCoreV1NamespacedPod",
+                "post",
+            ),
+            (
+                "/api/v1/namespaces/{namespace}/pods",
+                "delete",
+                "deleteCoreV1CollectionNamespacedPod",
+                "deletecollection",
+            ),
+            (
+                "/api/v1/watch/namespaces/{namespace}/pods/{name}",
+                "get",
+                "watchCoreV1NamespacedPod",
+                "watch",
+            ),
+            (
+                "/api/v1/watch/pods",
+                "get",
+                "watchCoreV1PodListForAllNamespaces",
+                "watchlist",
+            ),
+            (
+                "/api/v1/namespaces/{namespace}/pods/{name}/log",
+                "get",
+                "readCoreV1NamespacedPodLog",
+                "get",
+            ),
+            (
+                "/api/v1/namespaces/{namespace}/pods/{name}/eviction",
+                "post",
+                "createCoreV1NamespacedPodEviction",
+                "post",
+            ),
+            (
+                "/api/v1/namespaces/{namespace}/pods/{name}/ephemeralcontainers",
+                "patch",
+                "patchCoreV1NamespacedPodEphemeralcontainers",
+                "patch",
+            ),
+            (
+                "/api/v1/namespaces/{name}/finalize",
+                "put",
+                "replaceCoreV1NamespaceFinalize",
+                "put",
+            ),
+            (
+                "/api/v1/nodes/{name}/proxy",
+                "delete",
+                "connectCoreV1DeleteNodeProxy",
+                "connect",
+            ),
+            ("/api/v1/componentstatuses", "get", "listCoreV1ComponentStatus", "list"),
+            (
+                "/apis/rbac.authorization.k8s.io/v1/clusterroles/{name}",
+                "put",
+                "replaceRbacAuthorizationV1ClusterRole",
+                "put",
+            ),
+            (
+                "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+                "post",
+                "createAuthorizationV1SelfSubjectAccessReview",
+                "post",
+            ),
+        ];
+        for (path, method, id, action) in cases {
+            let op = &paths[path][method];
+            assert_eq!(op["operationId"], id, "{method} {path}");
+            assert_eq!(op["x-kubernetes-action"], action, "{method} {path}");
+        }
+        // What is not served is not listed.
+        assert!(paths["/api/v1/componentstatuses/{name}"]["delete"].is_null());
+        assert!(paths["/apis/authorization.k8s.io/v1/selfsubjectaccessreviews/{name}"].is_null());
+        assert!(paths["/api/v1/namespaces/{namespace}/services/{name}/proxy"].is_null());
+        // Every reference resolves.
+        let mut refs = Vec::new();
+        collect_refs(paths, &mut refs);
+        for r in refs {
+            assert!(doc["definitions"][&r].is_object(), "{r} is not defined");
+        }
+        // Parameters: body first, query ones typed.
+        let patch = &paths["/apis/apps/v1/namespaces/{namespace}/deployments/{name}"]["patch"];
+        assert_eq!(
+            patch["parameters"][0],
+            json!({"in": "body", "name": "body", "required": true,
+            "schema": {"$ref": "#/definitions/io.k8s.apimachinery.pkg.apis.meta.v1.Patch"}})
+        );
+        let force = patch["parameters"]
+            .as_array()
+            .and_then(|p| p.iter().find(|p| p["name"] == "force"));
+        assert_eq!(
+            force.map(|p| (p["in"].clone(), p["type"].clone())),
+            Some((json!("query"), json!("boolean")))
+        );
+        assert_eq!(
+            patch["x-kubernetes-group-version-kind"],
+            json!({"group": "apps", "version": "v1", "kind": "Deployment"})
+        );
+
+        // The protobuf form holds the same paths.
+        use prost::Message;
+        let pb = pb::Document::decode(api.v2_protobuf().as_slice()).expect("protobuf");
+        let n = pb.paths.as_ref().map_or(0, |p| p.path.len());
+        assert_eq!(n, paths.as_object().map_or(0, |p| p.len()));
     }
 }
