@@ -2,6 +2,7 @@
 //! async, only functions over `serde_json::Value` and plain data, so that the
 //! apiserver, our kubectl and tests share one implementation.
 
+pub mod duration;
 pub mod events;
 pub mod fields;
 pub mod labels;

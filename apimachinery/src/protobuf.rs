@@ -670,7 +670,7 @@ impl Table {
                     .map(|s| Some(Value::String(s)))
                     .map_err(|reason| invalid("seconds/nanos", reason))
             }
-            Shape::Duration => Ok(Some(Value::String(go_duration(ints[1])))),
+            Shape::Duration => Ok(Some(Value::String(crate::duration::format_nanos(ints[1])))),
             Shape::Quantity => {
                 let quantity = string.filter(|s| !s.is_empty()).unwrap_or_else(|| "0".to_owned());
                 Ok(Some(Value::String(quantity)))
@@ -782,43 +782,6 @@ fn format_time(seconds: i64, nanos: i64, micro: bool) -> Result<String, String> 
     }
     text.push('Z');
     Ok(text)
-}
-
-/// Go's `time.Duration.String()`: "1h0m0s", "1.5s", "300ms", "0s".
-fn go_duration(nanos: i64) -> String {
-    if nanos == 0 {
-        return "0s".to_owned();
-    }
-    let sign = if nanos < 0 { "-" } else { "" };
-    let n = nanos.unsigned_abs();
-    /// `value / 10^digits`, and the fraction as ".ddd" without trailing zeros.
-    fn split(value: u64, digits: u32) -> (u64, String) {
-        let scale = 10_u64.pow(digits);
-        let fraction = value % scale;
-        if fraction == 0 {
-            return (value / scale, String::new());
-        }
-        let text = format!("{fraction:0width$}", width = digits as usize);
-        (value / scale, format!(".{}", text.trim_end_matches('0')))
-    }
-    if n < 1_000 {
-        return format!("{sign}{n}ns");
-    }
-    if n < 1_000_000 {
-        let (whole, fraction) = split(n, 3);
-        return format!("{sign}{whole}{fraction}µs");
-    }
-    if n < 1_000_000_000 {
-        let (whole, fraction) = split(n, 6);
-        return format!("{sign}{whole}{fraction}ms");
-    }
-    let (seconds, fraction) = split(n, 9);
-    let (minutes, hours) = (seconds / 60, seconds / 3600);
-    match (hours, minutes) {
-        (0, 0) => format!("{sign}{seconds}{fraction}s"),
-        (0, _) => format!("{sign}{minutes}m{}{fraction}s", seconds % 60),
-        _ => format!("{sign}{hours}h{}m{}{fraction}s", minutes % 60, seconds % 60),
-    }
 }
 
 /// Reads the protobuf wire format from `bytes`, which start at `base` of the
@@ -1043,24 +1006,6 @@ mod tests {
             table.messages[table.by_name["io.k8s.apimachinery.pkg.apis.meta.v1.Time"]].shape,
             Shape::Time
         );
-    }
-
-    #[test]
-    fn go_durations() {
-        let cases = [
-            (0, "0s"),
-            (1, "1ns"),
-            (1_100, "1.1µs"),
-            (2_500_000, "2.5ms"),
-            (1_500_000_000, "1.5s"),
-            (90_000_000_000, "1m30s"),
-            (3_600_000_000_000, "1h0m0s"),
-            (3_723_000_000_001, "1h2m3.000000001s"),
-            (-1_500_000_000, "-1.5s"),
-        ];
-        for (nanos, want) in cases {
-            assert_eq!(go_duration(nanos), want, "{nanos}ns");
-        }
     }
 
     #[test]

@@ -101,6 +101,92 @@ pub fn validate(rt: &ResourceType, obj: &Value) -> Vec<FieldError> {
     errs
 }
 
+/// Upstream's `ValidateScaleSpec` (with `spec`) and `ValidateScaleStatus`:
+/// the scale subresource's replica paths hold integers from 0 to 2^31-1,
+/// and its label selector path a string.
+pub fn validate_scale(rt: &ResourceType, obj: &Value, spec: bool) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    let Some(scale) = &rt.scale_paths else {
+        return errs;
+    };
+    let path_of = |key: &str| scale.get(key).and_then(Value::as_str);
+    let mut replicas = vec![path_of("statusReplicasPath")];
+    if spec {
+        replicas.insert(0, path_of("specReplicasPath"));
+    }
+    for path in replicas.into_iter().flatten() {
+        match nested(obj, path) {
+            Ok(None) => {}
+            Ok(Some(Value::Number(n))) if n.is_i64() => {
+                let n = n.as_i64().unwrap_or(0);
+                if n < 0 {
+                    errs.push(FieldError::invalid(path, json!(n), "should be a non-negative integer"));
+                } else if n > i64::from(i32::MAX) {
+                    errs.push(FieldError::invalid(
+                        path,
+                        json!(n),
+                        format!("should be less than or equal to {}", i32::MAX),
+                    ));
+                }
+            }
+            Ok(Some(other)) => errs.push(FieldError::invalid(
+                path,
+                json!(0),
+                accessor_error(path, other, "int64"),
+            )),
+            Err(e) => errs.push(FieldError::invalid(path, json!(0), e)),
+        }
+    }
+    if let Some(path) = path_of("labelSelectorPath") {
+        match nested(obj, path) {
+            Ok(None | Some(Value::String(_))) => {}
+            Ok(Some(other)) => errs.push(FieldError::invalid(
+                path,
+                json!(""),
+                accessor_error(path, other, "string"),
+            )),
+            Err(e) => errs.push(FieldError::invalid(path, json!(""), e)),
+        }
+    }
+    errs
+}
+
+/// The value at a `.a.b.c` path (Go's `unstructured.NestedFieldNoCopy`):
+/// `None` when absent, an error when a parent is not an object.
+fn nested<'a>(obj: &'a Value, path: &str) -> Result<Option<&'a Value>, String> {
+    let fields: Vec<&str> = path.trim_start_matches('.').split('.').collect();
+    let mut cur = obj;
+    for (i, f) in fields.iter().enumerate() {
+        let Value::Object(m) = cur else {
+            let parent = format!(".{}", fields[..i].join("."));
+            return Err(accessor_error(&parent, cur, "map[string]interface{}"));
+        };
+        match m.get(*f) {
+            Some(v) => cur = v,
+            None => return Ok(None),
+        }
+    }
+    Ok(Some(cur))
+}
+
+/// Go's `unstructured` accessor error: `.a.b accessor error: x is of the
+/// type string, expected int64`.
+fn accessor_error(path: &str, v: &Value, expected: &str) -> String {
+    let (text, go_type) = match v {
+        Value::Null => ("<nil>".to_string(), "<nil>"),
+        Value::Bool(b) => (b.to_string(), "bool"),
+        Value::Number(n) if n.is_i64() => (n.to_string(), "int64"),
+        Value::Number(n) => (n.to_string(), "float64"),
+        Value::String(s) => (s.clone(), "string"),
+        Value::Array(_) => (v.to_string(), "[]interface {}"),
+        Value::Object(_) => (v.to_string(), "map[string]interface {}"),
+    };
+    format!(
+        ".{} accessor error: {text} is of the type {go_type}, expected {expected}",
+        path.trim_start_matches('.')
+    )
+}
+
 fn type_name(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
@@ -487,5 +573,29 @@ mod tests {
         assert_eq!(validate(rt, &missing)[0].field, "spec.size");
         let wrong = json!({"metadata": {"name": "a"}, "spec": {"size": "big"}});
         assert!(validate(rt, &wrong)[0].message().contains("must be of type integer"));
+    }
+
+    #[test]
+    fn scale_paths_hold_non_negative_integers() {
+        let rt = &resource_types(&crd())[0];
+        let messages = |obj: Value, spec: bool| -> Vec<String> {
+            validate_scale(rt, &obj, spec).iter().map(FieldError::message).collect()
+        };
+        assert!(messages(json!({"spec": {"replicas": 2}, "status": {"replicas": 1}}), true).is_empty());
+        assert!(messages(json!({"spec": {}}), true).is_empty(), "absent paths are zero");
+        assert_eq!(
+            messages(json!({"spec": {"replicas": -1}, "status": {"replicas": -2}}), true),
+            [
+                ".spec.replicas: Invalid value: -1: should be a non-negative integer",
+                ".status.replicas: Invalid value: -2: should be a non-negative integer",
+            ]
+        );
+        assert_eq!(
+            messages(json!({"spec": {"replicas": -1}, "status": {"replicas": "two"}}), false),
+            [
+                ".status.replicas: Invalid value: 0: .status.replicas accessor error: two is of the type string, expected int64"
+            ],
+            "a status write checks only the status path"
+        );
     }
 }

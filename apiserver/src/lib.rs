@@ -42,6 +42,7 @@ pub mod rest;
 pub mod reviews;
 pub mod server;
 pub mod status;
+pub mod status_strategy;
 pub mod storage;
 pub mod strategy;
 pub mod streaming;

@@ -32,11 +32,11 @@ pub struct Options {
     pub endpoint_reconciler_type: EndpointReconcilerType,
     /// How often the endpoint reconciler renews this apiserver's lease and
     /// reconciles the Endpoints (upstream's fixed 10s; for tests).
-    #[arg(long, hide = true, value_parser = parse_duration, default_value = "10s")]
+    #[arg(long, hide = true, value_parser = component_base::duration::parse, default_value = "10s")]
     pub endpoint_reconciler_interval: Duration,
     /// How long a master lease lives unrenewed (upstream's fixed 15s;
     /// whole seconds, for tests).
-    #[arg(long, hide = true, value_parser = parse_duration, default_value = "15s")]
+    #[arg(long, hide = true, value_parser = component_base::duration::parse, default_value = "15s")]
     pub endpoint_reconciler_lease_ttl: Duration,
     /// Where the CA, serving certificate and keys live; created on first
     /// start. Defaults to <data-dir>/pki.
@@ -56,7 +56,7 @@ pub struct Options {
     #[arg(long, value_delimiter = ',')]
     pub api_audiences: Vec<String>,
     /// Longest validity of a token from the TokenRequest API.
-    #[arg(long, value_parser = parse_duration, default_value = "24h")]
+    #[arg(long, value_parser = component_base::duration::parse, default_value = "24h")]
     pub service_account_max_token_expiration: Duration,
     /// Largest request body accepted, in bytes.
     #[arg(long, default_value_t = 3 * 1024 * 1024)]
@@ -112,7 +112,7 @@ pub struct Options {
     #[arg(long, default_value_t = 300)]
     pub default_unreachable_toleration_seconds: i64,
     /// How long events are kept.
-    #[arg(long, value_parser = parse_duration, default_value = "1h")]
+    #[arg(long, value_parser = component_base::duration::parse, default_value = "1h")]
     pub event_ttl: Duration,
     /// Where `componentstatuses/scheduler` probes the scheduler's health
     /// (upstream's fixed `127.0.0.1:10259`, HTTPS; for tests).
@@ -156,7 +156,7 @@ pub struct Options {
     #[arg(long)]
     pub force_new_cluster: bool,
     /// Keep this much store history, as the apiserver's compaction interval.
-    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    #[arg(long, default_value = "5m", value_parser = component_base::duration::parse)]
     pub etcd_compaction_interval: Duration,
 }
 
@@ -208,19 +208,6 @@ fn default_route_address() -> Option<IpAddr> {
         sock.connect(remote).ok()?;
         let ip = sock.local_addr().ok()?.ip();
         (!ip.is_unspecified() && !ip.is_loopback()).then_some(ip)
-    })
-}
-
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = num.parse().map_err(|_| format!("invalid duration {s:?}"))?;
-    Ok(match unit {
-        "" | "s" => Duration::from_secs(n),
-        "ms" => Duration::from_millis(n),
-        "m" => Duration::from_secs(n * 60),
-        "h" => Duration::from_secs(n * 3600),
-        _ => return Err(format!("invalid duration {s:?}")),
     })
 }
 

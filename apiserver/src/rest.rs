@@ -583,7 +583,26 @@ fn check_invalid(ctx: &Ctx, obj: &Value, old: Option<&Value>) -> ApiResult<()> {
     let mut errs = strategy::validate(&ctx.rt, obj, old);
     if ctx.rt.is_custom() {
         errs.extend(crate::customresource::validate(&ctx.rt, obj));
+        errs.extend(crate::customresource::validate_scale(&ctx.rt, obj, true));
     }
+    invalid(ctx, obj, errs)
+}
+
+/// A write to `<resource>/status` (upstream's status strategies'
+/// `ValidateUpdate`): metadata and the kind's status rules; a custom
+/// resource against its whole schema and its scale subresource's status
+/// path, as upstream's `ValidateStatusUpdate`.
+fn check_status_invalid(ctx: &Ctx, obj: &Value, old: &Value) -> ApiResult<()> {
+    let mut errs = crate::status_strategy::validate_update(&ctx.rt, obj, old);
+    if ctx.rt.is_custom() {
+        errs.extend(crate::customresource::validate(&ctx.rt, obj));
+        errs.extend(crate::customresource::validate_scale(&ctx.rt, obj, false));
+    }
+    invalid(ctx, obj, errs)
+}
+
+/// `Err(Invalid)` (422 with one cause per error) unless `errs` is empty.
+fn invalid(ctx: &Ctx, obj: &Value, errs: Vec<apimachinery::validation::FieldError>) -> ApiResult<()> {
     if errs.is_empty() {
         return Ok(());
     }
@@ -771,7 +790,7 @@ async fn write_update(ctx: &mut Ctx, obj: Value, expected: Option<i64>, operatio
             }
             Some(_) => {}
             None if sub != "status" => check_invalid(ctx, &attrs.object, Some(&old.object))?,
-            None => {}
+            None => check_status_invalid(ctx, &attrs.object, &old.object)?,
         }
         server.admission.validate(&server, &mut attrs).await?;
         let mut new = attrs.object;

@@ -163,6 +163,9 @@ pub fn prepare_update(rt: &ResourceType, new: &mut Value, old: &Value, subresour
                 }
             }
         }
+        if is_pod(rt) {
+            crate::status_strategy::sync_pod_ips(&mut merged);
+        }
         let rv = object::resource_version(new).to_string();
         meta_mut(&mut merged).insert("resourceVersion".into(), Value::String(rv));
         *new = merged;
@@ -251,6 +254,17 @@ pub fn default(rt: &ResourceType, obj: &mut Value) {
             *labels = json!({});
         }
         labels["kubernetes.io/metadata.name"] = json!(name);
+        // SetDefaults_NamespaceStatus.
+        if obj
+            .pointer("/status/phase")
+            .and_then(Value::as_str)
+            .is_none_or(str::is_empty)
+        {
+            if !obj.get("status").is_some_and(Value::is_object) {
+                obj["status"] = json!({});
+            }
+            obj["status"]["phase"] = json!("Active");
+        }
     }
     match (rt.group.as_str(), rt.kind.as_str()) {
         ("", "Pod") => {
@@ -505,6 +519,18 @@ fn default_service(obj: &mut Value) {
     if matches!(ty.as_str(), "NodePort" | "LoadBalancer") {
         set_default(obj, "/spec/externalTrafficPolicy", json!("Cluster"));
     }
+    if ty == "LoadBalancer"
+        && let Some(ingress) = obj
+            .pointer_mut("/status/loadBalancer/ingress")
+            .and_then(Value::as_array_mut)
+    {
+        // A load balancer's IP is a VIP unless said otherwise.
+        for ing in ingress {
+            if ing.get("ip").and_then(Value::as_str).is_some_and(|ip| !ip.is_empty()) {
+                set_default(ing, "/ipMode", json!("VIP"));
+            }
+        }
+    }
     if let Some(ports) = obj.pointer_mut("/spec/ports").and_then(Value::as_array_mut) {
         for p in ports {
             set_default(p, "/protocol", json!("TCP"));
@@ -575,8 +601,10 @@ fn qos_class(pod: &Value) -> &'static str {
     }
 }
 
-/// Validates an object about to be written (`old` for updates).
-pub fn validate(rt: &ResourceType, obj: &Value, old: Option<&Value>) -> Vec<FieldError> {
+/// Upstream's `ValidateObjectMeta` (and, for updates, the immutable name
+/// and namespace of `ValidateObjectMetaUpdate`): every write's metadata,
+/// main resource or subresource.
+pub fn validate_meta(rt: &ResourceType, obj: &Value, old: Option<&Value>) -> Vec<FieldError> {
     let empty = Value::Object(Map::new());
     let meta = obj.get("metadata").unwrap_or(&empty);
     let mut errs = v::validate_object_meta(meta, rt.namespaced, name_rule(rt));
@@ -591,6 +619,12 @@ pub fn validate(rt: &ResourceType, obj: &Value, old: Option<&Value>) -> Vec<Fiel
             }
         }
     }
+    errs
+}
+
+/// Validates an object about to be written (`old` for updates).
+pub fn validate(rt: &ResourceType, obj: &Value, old: Option<&Value>) -> Vec<FieldError> {
+    let mut errs = validate_meta(rt, obj, old);
     match (rt.group.as_str(), rt.kind.as_str()) {
         ("", "Pod") => {
             if let Some(spec) = obj.get("spec") {

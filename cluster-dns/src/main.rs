@@ -36,7 +36,7 @@ struct Flags {
     #[arg(long, default_value = "/etc/resolv.conf")]
     resolv_conf: PathBuf,
     /// How long forwarding may take before SERVFAIL.
-    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "2s", value_parser = component_base::duration::parse)]
     forward_timeout: Duration,
 }
 

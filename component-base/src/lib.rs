@@ -5,6 +5,7 @@
 //! components in-process.
 
 pub mod client;
+pub mod duration;
 pub mod events;
 pub mod serving;
 

@@ -9,10 +9,6 @@ use clap::{ArgAction, Parser};
 
 use controller_manager::Options;
 
-fn duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s).map_err(|e| format!("{s:?} is not a duration like 30s or 5m: {e}"))
-}
-
 #[derive(Parser, Debug)]
 #[command(
     name = "kube-controller-manager",
@@ -29,11 +25,11 @@ struct Flags {
     /// Start a leader election client and gain leadership before running controllers.
     #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true", default_value_t = true)]
     leader_elect: bool,
-    #[arg(long, value_parser = duration, default_value = "15s")]
+    #[arg(long, value_parser = component_base::duration::parse, default_value = "15s")]
     leader_elect_lease_duration: Duration,
-    #[arg(long, value_parser = duration, default_value = "10s")]
+    #[arg(long, value_parser = component_base::duration::parse, default_value = "10s")]
     leader_elect_renew_deadline: Duration,
-    #[arg(long, value_parser = duration, default_value = "2s")]
+    #[arg(long, value_parser = component_base::duration::parse, default_value = "2s")]
     leader_elect_retry_period: Duration,
     #[arg(long, default_value = "kube-controller-manager")]
     leader_elect_resource_name: String,
@@ -85,12 +81,12 @@ struct Flags {
     #[arg(long, default_value_t = 5)]
     concurrent_ephemeralvolume_syncs: usize,
 
-    #[arg(long, value_parser = duration, default_value = "5s")]
+    #[arg(long, value_parser = component_base::duration::parse, default_value = "5s")]
     node_monitor_period: Duration,
     /// How long a node may go without a heartbeat before it is marked unhealthy.
-    #[arg(long, value_parser = duration, default_value = "50s")]
+    #[arg(long, value_parser = component_base::duration::parse, default_value = "50s")]
     node_monitor_grace_period: Duration,
-    #[arg(long, value_parser = duration, default_value = "1m")]
+    #[arg(long, value_parser = component_base::duration::parse, default_value = "1m")]
     node_startup_grace_period: Duration,
     /// Nodes per second whose pods are evicted when a zone is healthy.
     #[arg(long, default_value_t = 0.1)]
@@ -114,11 +110,11 @@ struct Flags {
 
     #[arg(long, default_value_t = 12500)]
     terminated_pod_gc_threshold: i64,
-    #[arg(long, value_parser = duration, default_value = "5m")]
+    #[arg(long, value_parser = component_base::duration::parse, default_value = "5m")]
     resource_quota_sync_period: Duration,
-    #[arg(long, value_parser = duration, default_value = "5m")]
+    #[arg(long, value_parser = component_base::duration::parse, default_value = "5m")]
     namespace_sync_period: Duration,
-    #[arg(long, value_parser = duration, default_value = "15s")]
+    #[arg(long, value_parser = component_base::duration::parse, default_value = "15s")]
     pvclaimbinder_sync_period: Duration,
     #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true", default_value_t = true)]
     enable_garbage_collector: bool,
@@ -143,9 +139,9 @@ fn options(f: Flags) -> anyhow::Result<Options> {
     }
     if f.leader_elect && f.leader_elect_lease_duration <= f.leader_elect_renew_deadline {
         anyhow::bail!(
-            "--leader-elect-lease-duration ({:?}) must be greater than --leader-elect-renew-deadline ({:?})",
-            f.leader_elect_lease_duration,
-            f.leader_elect_renew_deadline
+            "--leader-elect-lease-duration ({}) must be greater than --leader-elect-renew-deadline ({})",
+            component_base::duration::format(f.leader_elect_lease_duration),
+            component_base::duration::format(f.leader_elect_renew_deadline)
         );
     }
     if f.allocate_node_cidrs && f.cluster_cidr.is_none() {

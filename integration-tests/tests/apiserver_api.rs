@@ -2774,3 +2774,215 @@ async fn openapi_v2_carries_the_paths() -> anyhow::Result<()> {
     assert!(gvk.contains("kind: Pod"), "{gvk}");
     Ok(())
 }
+
+/// The fields of a 422's causes.
+fn cause_fields(body: &Value) -> Vec<String> {
+    body["details"]["causes"]
+        .as_array()
+        .map(|c| c.iter().filter_map(|c| c["field"].as_str().map(String::from)).collect())
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn status_writes_are_validated_and_invalid_ones_store_nothing() -> anyhow::Result<()> {
+    let c = ApiServers::start(1).await?;
+    let client = c.client().await?;
+    let merge = |v: Value| serde_json::to_vec(&v).expect("json");
+
+    // A Deployment's status counts: never negative (kube-rs, merge patch).
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), "default");
+    let d: Deployment = serde_json::from_value(json!({"metadata": {"name": "d"}, "spec": {
+        "selector": {"matchLabels": {"app": "d"}},
+        "template": {"metadata": {"labels": {"app": "d"}}, "spec": {"containers": [{"name": "c", "image": "nginx"}]}}}}))?;
+    deployments.create(&PostParams::default(), &d).await?;
+    let before = deployments.get("d").await?;
+    let e = deployments
+        .patch_status(
+            "d",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"replicas": -1}})),
+        )
+        .await
+        .expect_err("negative replicas");
+    match &e {
+        kube::Error::Api(s) => {
+            assert_eq!((s.code, s.reason.as_str()), (422, "Invalid"), "{s:?}");
+            assert!(
+                s.message
+                    .contains("status.replicas: Invalid value: -1: must be greater than or equal to 0"),
+                "{}",
+                s.message
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    let r = request(
+        &client,
+        "PATCH",
+        "/apis/apps/v1/namespaces/default/deployments/d/status",
+        Some("application/merge-patch+json"),
+        merge(json!({"status": {"replicas": 1, "readyReplicas": 2, "availableReplicas": 2}})),
+    )
+    .await?;
+    assert_eq!(r.code, 422, "{}", r.body);
+    assert_eq!(r.body["details"]["kind"], "Deployment");
+    assert_eq!(
+        cause_fields(&r.body),
+        ["status.readyReplicas", "status.availableReplicas"],
+        "{}",
+        r.body
+    );
+    let after = deployments.get("d").await?;
+    assert_eq!(
+        after.metadata.resource_version, before.metadata.resource_version,
+        "nothing written"
+    );
+    assert_eq!(after.status, before.status);
+    // Server-side apply of the status is validated too.
+    let r = request(
+        &client,
+        "PATCH",
+        "/apis/apps/v1/namespaces/default/deployments/d/status?fieldManager=test",
+        Some("application/apply-patch+yaml"),
+        merge(
+            json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"},
+            "status": {"updatedReplicas": -3}}),
+        ),
+    )
+    .await?;
+    assert_eq!(
+        (r.code, cause_fields(&r.body)),
+        (422, vec!["status.updatedReplicas".to_string()]),
+        "{}",
+        r.body
+    );
+    let ok = deployments
+        .patch_status(
+            "d",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"replicas": 1, "readyReplicas": 1, "availableReplicas": 1}})),
+        )
+        .await?;
+    assert_eq!(ok.status.and_then(|s| s.available_replicas), Some(1));
+
+    // A Pod's IPs: valid addresses, podIP and podIPs in step.
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let p: Pod = serde_json::from_value(json!({"metadata": {"name": "p"},
+        "spec": {"containers": [{"name": "c", "image": "nginx"}]}}))?;
+    pods.create(&PostParams::default(), &p).await?;
+    let before = pods.get("p").await?;
+    let r = request(
+        &client,
+        "PATCH",
+        "/api/v1/namespaces/default/pods/p/status",
+        Some("application/merge-patch+json"),
+        merge(json!({"status": {"podIP": "10.0.0.300"}})),
+    )
+    .await?;
+    assert_eq!(r.code, 422, "{}", r.body);
+    assert_eq!(cause_fields(&r.body), ["status.podIPs[0]"], "{}", r.body);
+    let mut replaced = before.clone();
+    replaced.status.get_or_insert_default().qos_class = Some("Guaranteed".into());
+    let e = pods
+        .replace_status("p", &PostParams::default(), &replaced)
+        .await
+        .expect_err("the QoS class is immutable");
+    assert_eq!(api_code(&e), 422);
+    let after = pods.get("p").await?;
+    assert_eq!(
+        after.metadata.resource_version, before.metadata.resource_version,
+        "nothing written"
+    );
+    let ok = pods
+        .patch_status(
+            "p",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"phase": "Running", "podIP": "10.0.0.5"}})),
+        )
+        .await?;
+    let status = ok.status.expect("status");
+    assert_eq!(status.pod_ip.as_deref(), Some("10.0.0.5"));
+    assert_eq!(
+        status.pod_ips.unwrap_or_default().first().map(|i| i.ip.clone()),
+        Some("10.0.0.5".to_string()),
+        "podIPs follow podIP"
+    );
+
+    // A custom resource's status against the CRD's status schema.
+    let crd = json!({
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": "gadgets.example.com"},
+        "spec": {"group": "example.com", "scope": "Namespaced",
+            "names": {"plural": "gadgets", "singular": "gadget", "kind": "Gadget"},
+            "versions": [
+                {"name": "v1", "served": true, "storage": true,
+                "subresources": {"status": {}, "scale": {"specReplicasPath": ".spec.replicas", "statusReplicasPath": ".status.replicas"}},
+                "schema": {"openAPIV3Schema": {"type": "object", "properties": {
+                    "spec": {"type": "object", "properties": {"replicas": {"type": "integer"}}},
+                    "status": {"type": "object", "properties": {
+                        "replicas": {"type": "integer"},
+                        "phase": {"type": "string", "enum": ["Ready", "Pending"]}}}}}}}]}
+    });
+    let r = post_json(&client, "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", &crd).await?;
+    assert_eq!(r.code, 201, "{}", r.body);
+    let path = "/apis/example.com/v1/namespaces/default/gadgets";
+    let r = post_json(
+        &client,
+        path,
+        &json!({"apiVersion": "example.com/v1", "kind": "Gadget", "metadata": {"name": "g"}, "spec": {"replicas": 1}}),
+    )
+    .await?;
+    assert_eq!(r.code, 201, "{}", r.body);
+    let rv = r.body["metadata"]["resourceVersion"].clone();
+    for (status, field) in [
+        (json!({"phase": "Broken"}), "status.phase"),
+        (json!({"replicas": "many"}), "status.replicas"),
+        (json!({"replicas": -1}), ".status.replicas"),
+    ] {
+        let r = request(
+            &client,
+            "PATCH",
+            &format!("{path}/g/status"),
+            Some("application/merge-patch+json"),
+            merge(json!({"status": status})),
+        )
+        .await?;
+        assert_eq!(r.code, 422, "{status}: {}", r.body);
+        assert_eq!(r.body["reason"], "Invalid");
+        assert!(
+            cause_fields(&r.body).contains(&field.to_string()),
+            "{status}: {}",
+            r.body
+        );
+    }
+    let mut put = get(&client, &format!("{path}/g")).await?.body;
+    put["status"] = json!({"phase": "Broken"});
+    let r = request(
+        &client,
+        "PUT",
+        &format!("{path}/g/status"),
+        Some("application/json"),
+        merge(put),
+    )
+    .await?;
+    assert_eq!(
+        (r.code, cause_fields(&r.body)),
+        (422, vec!["status.phase".to_string()]),
+        "{}",
+        r.body
+    );
+    let stored = get(&client, &format!("{path}/g")).await?.body;
+    assert_eq!(stored["metadata"]["resourceVersion"], rv, "nothing written");
+    assert!(stored.get("status").is_none(), "{stored}");
+    let r = request(
+        &client,
+        "PATCH",
+        &format!("{path}/g/status"),
+        Some("application/merge-patch+json"),
+        merge(json!({"status": {"phase": "Ready", "replicas": 1}})),
+    )
+    .await?;
+    assert_eq!(r.code, 200, "{}", r.body);
+    assert_eq!(r.body["status"], json!({"phase": "Ready", "replicas": 1}));
+    Ok(())
+}

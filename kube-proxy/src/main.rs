@@ -123,3 +123,25 @@ fn main() -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(kube_proxy::run(opts))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> anyhow::Result<Options> {
+        let argv = ["kube-proxy", "--kubeconfig", "/dev/null"].iter().chain(args);
+        options(Flags::try_parse_from(argv)?)
+    }
+
+    #[test]
+    fn duration_flags_take_gos_syntax() -> anyhow::Result<()> {
+        let o = parse(&["--sync-period=1h30m", "--min-sync-period=500ms"])?;
+        assert_eq!(o.sync_period, std::time::Duration::from_secs(5400));
+        assert_eq!(o.min_sync_period, std::time::Duration::from_millis(500));
+        let e = parse(&["--sync-period=1 hour"]).expect_err("not Go's syntax");
+        assert!(format!("{e:#}").contains("--sync-period"), "{e:#}");
+        let e = parse(&["--sync-period=-30s"]).expect_err("negative");
+        assert!(format!("{e:#}").contains("must not be negative"), "{e:#}");
+        Ok(())
+    }
+}

@@ -103,9 +103,10 @@ pub fn parse_nodeport_addresses(s: &str) -> anyhow::Result<Vec<String>> {
     Ok(parts)
 }
 
-/// Go's duration syntax (`30s`, `1m30s`, `500ms`).
+/// A duration flag or configuration field: Go's syntax (`30s`, `1m30s`,
+/// `500ms`), never negative.
 pub fn parse_duration(s: &str) -> anyhow::Result<Duration> {
-    humantime::parse_duration(s).with_context(|| format!("{s:?} is not a duration (like 30s, 1m30s, 500ms)"))
+    component_base::duration::parse(s).map_err(anyhow::Error::msg)
 }
 
 /// A bind address `host:port`; a bare host takes `default_port`, a bare
@@ -215,6 +216,9 @@ mod tests {
         assert!(parse_cidrs("10.244.0.0").is_err());
         assert_eq!(parse_duration("1m30s").unwrap(), Duration::from_secs(90));
         assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("1.5h").unwrap(), Duration::from_secs(5400));
+        assert!(parse_duration("1 min").is_err());
+        assert!(parse_duration("-1s").is_err());
         assert_eq!(
             parse_bind_address("0.0.0.0", 10256).unwrap(),
             Some("0.0.0.0:10256".parse().unwrap())

@@ -59,8 +59,8 @@ pub struct GlobalFlags {
     #[arg(short = 'v', long = "v", global = true, hide = true)]
     pub verbosity: Option<String>,
     /// The length of time to wait before giving up on a single server request (accepted for compatibility).
-    #[arg(long, global = true, hide = true)]
-    pub request_timeout: Option<String>,
+    #[arg(long, global = true, hide = true, value_parser = request_timeout)]
+    pub request_timeout: Option<std::time::Duration>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -128,4 +128,34 @@ pub enum Command {
     /// Inspect authorization.
     #[command(subcommand)]
     Auth(cmd::auth::AuthCommand),
+}
+
+/// `--request-timeout`: a Go duration, or a bare number of seconds
+/// (upstream's "Non-zero values should contain a corresponding time unit",
+/// with plain integers still read as seconds).
+fn request_timeout(s: &str) -> Result<std::time::Duration, String> {
+    match s.parse::<u64>() {
+        Ok(seconds) => Ok(std::time::Duration::from_secs(seconds)),
+        Err(_) => component_base::duration::parse(s),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_timeout_takes_go_durations_or_seconds() {
+        let timeout = |v: &str| {
+            Cli::try_parse_from(["kubectl", "get", "pods", &format!("--request-timeout={v}")])
+                .map(|c| c.global.request_timeout)
+                .map_err(|e| e.to_string())
+        };
+        let secs = |s: u64| Ok(Some(std::time::Duration::from_secs(s)));
+        assert_eq!(timeout("1m30s"), secs(90));
+        assert_eq!(timeout("5"), secs(5));
+        assert_eq!(timeout("0"), secs(0));
+        let err = timeout("5 minutes").expect_err("not Go's syntax");
+        assert!(err.contains("Go syntax"), "{err}");
+    }
 }

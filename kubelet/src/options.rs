@@ -6,10 +6,6 @@ use std::time::Duration;
 
 use clap::{ArgAction, Parser};
 
-fn duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s).map_err(|e| format!("{s:?} is not a duration like 10s or 5m: {e}"))
-}
-
 /// A `key=value` pair (`--node-labels`, `--kube-reserved`).
 fn pair(p: &str) -> Result<(String, String), String> {
     p.split_once('=')
@@ -39,7 +35,7 @@ pub struct Options {
     #[arg(long, default_value = "unix:///run/containerd/containerd.sock")]
     pub container_runtime_endpoint: String,
     /// Timeout of every CRI request except long-running ones (pulls, exec).
-    #[arg(long, value_parser = duration, default_value = "2m")]
+    #[arg(long, value_parser = component_base::duration::parse, default_value = "2m")]
     pub runtime_request_timeout: Duration,
     /// The kubelet's state: pod volumes, plugins, its serving certificate.
     #[arg(long, default_value = "/var/lib/kubelet")]
@@ -51,7 +47,7 @@ pub struct Options {
     #[arg(long)]
     pub pod_manifest_path: Option<PathBuf>,
     /// How often the manifest directory is re-read.
-    #[arg(long, value_parser = duration, default_value = "20s")]
+    #[arg(long, value_parser = component_base::duration::parse, default_value = "20s")]
     pub file_check_frequency: Duration,
     /// DNS servers pods with dnsPolicy ClusterFirst get.
     #[arg(long, value_delimiter = ',')]
@@ -76,7 +72,7 @@ pub struct Options {
     )]
     pub eviction_hard: Vec<String>,
     /// How often the eviction manager checks the thresholds.
-    #[arg(long, value_parser = duration, default_value = "10s")]
+    #[arg(long, value_parser = component_base::duration::parse, default_value = "10s")]
     pub eviction_monitoring_interval: Duration,
     /// Pods this node runs at most.
     #[arg(long, default_value_t = 110)]
@@ -92,9 +88,9 @@ pub struct Options {
     pub node_labels: Vec<(String, String)>,
     /// How often the node's status is computed and, when changed or every
     /// --node-status-report-frequency, written.
-    #[arg(long, value_parser = duration, default_value = "10s")]
+    #[arg(long, value_parser = component_base::duration::parse, default_value = "10s")]
     pub node_status_update_frequency: Duration,
-    #[arg(long, value_parser = duration, default_value = "5m")]
+    #[arg(long, value_parser = component_base::duration::parse, default_value = "5m")]
     pub node_status_report_frequency: Duration,
     /// The node Lease's duration; it is renewed every quarter of it (10 s).
     #[arg(long, default_value_t = 40)]
@@ -138,10 +134,10 @@ pub struct Options {
     pub image_gc_low_threshold_percent: u8,
     /// How often image garbage collection runs (upstream: a fixed 5 min;
     /// a flag here so tests can shorten it).
-    #[arg(long, value_parser = duration, default_value = "5m")]
+    #[arg(long, value_parser = component_base::duration::parse, default_value = "5m")]
     pub image_gc_period: Duration,
     /// Unused images younger than this are never collected.
-    #[arg(long, value_parser = duration, default_value = "2m")]
+    #[arg(long, value_parser = component_base::duration::parse, default_value = "2m")]
     pub minimum_image_ttl_duration: Duration,
     /// A container log file is rotated at this size.
     #[arg(long, default_value = "10Mi")]
@@ -150,15 +146,15 @@ pub struct Options {
     #[arg(long, default_value_t = 5)]
     pub container_log_max_files: u32,
     /// Crash-loop back-off: first delay and cap (upstream: 10s and 5m).
-    #[arg(long, value_parser = duration, default_value = "10s")]
+    #[arg(long, value_parser = component_base::duration::parse, default_value = "10s")]
     pub container_restart_backoff_base: Duration,
-    #[arg(long, value_parser = duration, default_value = "5m")]
+    #[arg(long, value_parser = component_base::duration::parse, default_value = "5m")]
     pub container_restart_backoff_max: Duration,
     /// How often the PLEG relists the runtime.
-    #[arg(long, value_parser = duration, default_value = "1s")]
+    #[arg(long, value_parser = component_base::duration::parse, default_value = "1s")]
     pub pleg_relist_period: Duration,
     /// How often a pod is re-synced without a change.
-    #[arg(long, value_parser = duration, default_value = "1m")]
+    #[arg(long, value_parser = component_base::duration::parse, default_value = "1m")]
     pub sync_frequency: Duration,
     /// Pull images one at a time.
     #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true", default_value_t = true)]
@@ -179,5 +175,27 @@ impl Options {
         o.kubeconfig = kubeconfig;
         o.hostname_override = Some(name.to_string());
         o
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn duration_flags_take_gos_syntax() {
+        let parse = |flag: &str| Options::try_parse_from(["kubelet", "--kubeconfig=/dev/null", flag]);
+        let o = Options::try_parse_from([
+            "kubelet",
+            "--kubeconfig=/dev/null",
+            "--sync-frequency=1m30s",
+            "--image-gc-period=1.5h",
+        ])
+        .expect("flags");
+        assert_eq!(o.sync_frequency, Duration::from_secs(90));
+        assert_eq!(o.image_gc_period, Duration::from_secs(5400));
+        for bad in ["--sync-frequency=90", "--sync-frequency=1 min", "--sync-frequency=-1s"] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -258,9 +258,10 @@ impl Default for Config {
     }
 }
 
-/// Parses a Go-style duration ("15s", "1m30s", "500ms").
+/// Parses a duration of the configuration file or a flag: Go's syntax
+/// ("15s", "1m30s", "500ms"), never negative.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s).map_err(|e| format!("invalid duration {s:?}: {e}"))
+    component_base::duration::parse(s)
 }
 
 /// Which plugins implement which extension point (for multiPoint

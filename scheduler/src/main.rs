@@ -95,9 +95,9 @@ fn options(flags: Flags) -> anyhow::Result<scheduler::Options> {
         .unwrap_or(o.retry_period);
     if o.leader_elect && o.lease_duration <= o.renew_deadline {
         anyhow::bail!(
-            "--leader-elect-lease-duration ({:?}) must be greater than --leader-elect-renew-deadline ({:?})",
-            o.lease_duration,
-            o.renew_deadline
+            "--leader-elect-lease-duration ({}) must be greater than --leader-elect-renew-deadline ({})",
+            component_base::duration::format(o.lease_duration),
+            component_base::duration::format(o.renew_deadline)
         );
     }
     o.lease_name = flags

@@ -27,7 +27,7 @@ struct Flags {
     /// Concurrent clients, each with one query in flight.
     #[arg(long, default_value_t = 4)]
     clients: usize,
-    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "5s", value_parser = component_base::duration::parse)]
     duration: Duration,
     #[arg(long, default_value = "target/bench-dns.md")]
     out: PathBuf,

@@ -97,9 +97,11 @@ pub fn parse_schedule(schedule: &str, time_zone: Option<&str>) -> Result<Schedul
         return Err("empty spec string".into());
     }
     if let Some(rest) = spec.strip_prefix("@every ") {
-        let d = humantime::parse_duration(rest.trim()).map_err(|e| format!("failed to parse duration {spec}: {e}"))?;
-        // At least one second, whole seconds (robfig's `Every`).
-        let d = Duration::from_secs(d.as_secs().max(1));
+        // Go's time.ParseDuration; at least one second, whole seconds
+        // (robfig's `Every`).
+        let nanos = apimachinery::duration::parse_nanos(rest.trim())
+            .map_err(|e| format!("failed to parse duration {spec}: {e}"))?;
+        let d = Duration::from_secs((nanos / 1_000_000_000).max(1).unsigned_abs());
         return Ok(Schedule::Every(d));
     }
     let spec = if spec.eq_ignore_ascii_case("@midnight") {

@@ -163,12 +163,12 @@ fn exit_after(wait: Duration, code: i32) {
     });
 }
 
-/// A Go duration ("0", "5s", "1m30s", "100ms").
+/// A Go duration ("0", "5s", "1m30s", "100ms"), never negative.
 pub fn parse_go_duration(text: &str) -> anyhow::Result<Duration> {
-    if text == "0" {
-        return Ok(Duration::ZERO);
-    }
-    Ok(humantime::parse_duration(text)?)
+    let nanos = apimachinery::duration::parse_nanos(text)?;
+    u64::try_from(nanos)
+        .map(Duration::from_nanos)
+        .map_err(|_| anyhow::anyhow!("invalid duration {text:?}: must not be negative"))
 }
 
 /// `/shell`: runs the command through /bin/sh; stdout and stderr

@@ -201,42 +201,11 @@ pub async fn wait_for_deletion(
     }
 }
 
-/// Go's `time.ParseDuration` for the forms kubectl users write (`30s`,
-/// `5m`, `1h30m`, `500ms`, `0`).
+/// A duration flag (`--timeout`, `--since`, `--pod-running-timeout`):
+/// Go's `time.ParseDuration` syntax (`30s`, `5m`, `1h30m`, `500ms`, `0`),
+/// never negative.
 pub fn parse_duration(s: &str) -> anyhow::Result<Duration> {
-    let s = s.trim();
-    if s == "0" || s.is_empty() {
-        return Ok(Duration::ZERO);
-    }
-    let mut total = 0f64;
-    let mut rest = s;
-    let invalid = || anyhow::anyhow!("time: invalid duration \"{s}\"");
-    while !rest.is_empty() {
-        let num_end = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(invalid)?;
-        if num_end == 0 {
-            return Err(invalid());
-        }
-        let n: f64 = rest[..num_end].parse().map_err(|_| invalid())?;
-        rest = &rest[num_end..];
-        let unit_end = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let unit = &rest[..unit_end];
-        rest = &rest[unit_end..];
-        let secs = match unit {
-            "ns" => 1e-9,
-            "us" | "µs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => return Err(anyhow::anyhow!("time: unknown unit \"{unit}\" in duration \"{s}\"")),
-        };
-        total += n * secs;
-    }
-    Ok(Duration::from_secs_f64(total))
+    component_base::duration::parse(s).map_err(anyhow::Error::msg)
 }
 
 #[cfg(test)]
@@ -256,7 +225,8 @@ mod tests {
         for (s, want) in cases {
             assert_eq!(parse_duration(s).unwrap().as_secs_f64(), want, "{s}");
         }
-        assert!(parse_duration("5").is_err());
-        assert!(parse_duration("5x").is_err());
+        for bad in ["5", "5x", "1 h", "1d", "-5s", ""] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
     }
 }

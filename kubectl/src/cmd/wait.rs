@@ -7,7 +7,6 @@ use clap::Args;
 use serde_json::Value;
 
 use crate::cmd::apply::report_errors;
-use crate::cmd::delete::parse_duration;
 use crate::jsonpath::Template;
 use crate::resource::{ObjectRef, Selection, object_refs};
 use crate::{Factory, errors, out};
@@ -137,7 +136,11 @@ pub fn is_met(cond: &Condition, obj: &Value) -> bool {
 
 pub async fn run(f: &Factory, a: WaitArgs) -> anyhow::Result<()> {
     let cond = parse_condition(a.for_.as_deref().unwrap_or(""))?;
-    let timeout = parse_duration(&a.timeout)?;
+    // Zero checks once; a negative timeout waits a week (upstream's words).
+    let timeout = match component_base::duration::parse_signed_nanos(&a.timeout).map_err(anyhow::Error::msg)? {
+        n if n < 0 => Duration::from_secs(7 * 24 * 3600),
+        n => Duration::from_nanos(n.unsigned_abs()),
+    };
     let sel = Selection {
         args: a.args.clone(),
         filenames: a.filename.clone(),

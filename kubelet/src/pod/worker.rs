@@ -287,7 +287,7 @@ impl Worker {
             let d = k.backoff.lock().current(&backoff_key(uid, name)).unwrap_or(*left);
             let message = format!(
                 "back-off {} restarting failed container={name} pod={}",
-                humantime::format_duration(Duration::from_secs(d.as_secs())),
+                component_base::duration::format(Duration::from_secs(d.as_secs())),
                 describe(&pod)
             );
             if self.waiting.get(name).is_none_or(|w| w.reason != "CrashLoopBackOff") {

@@ -4,7 +4,6 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::Context;
 use clap::{Parser, Subcommand};
 use store::member::{ClusterState, Member, MemberConfig};
 
@@ -109,19 +108,18 @@ enum SnapshotCommand {
     },
 }
 
-/// Parses `5m`, `30s`, `1h`, `250ms`, or a bare number of hours (etcd).
+/// etcd's `--auto-compaction-retention`: a bare number of hours, or a Go
+/// duration (`5m`, `30s`, `1h30m`, `250ms`).
 fn parse_duration(s: &str) -> anyhow::Result<Duration> {
     let s = s.trim();
-    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len()));
-    let n: f64 = num.parse().with_context(|| format!("bad duration {s:?}"))?;
-    let secs = match unit {
-        "" | "h" => n * 3600.0,
-        "m" => n * 60.0,
-        "s" => n,
-        "ms" => n / 1000.0,
-        _ => anyhow::bail!("bad duration unit in {s:?}"),
-    };
-    Ok(Duration::from_secs_f64(secs))
+    if let Ok(hours) = s.parse::<f64>() {
+        anyhow::ensure!(
+            hours.is_finite() && hours >= 0.0,
+            "bad duration {s:?}: must not be negative"
+        );
+        return Ok(Duration::from_secs_f64(hours * 3600.0));
+    }
+    component_base::duration::parse(s).map_err(anyhow::Error::msg)
 }
 
 fn main() -> anyhow::Result<()> {
