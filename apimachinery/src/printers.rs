@@ -367,6 +367,7 @@ enum Printer {
     PodDisruptionBudget,
     PriorityClass,
     RuntimeClass,
+    ApiService,
     StorageClass,
     VolumeAttachment,
     CsiNode,
@@ -422,6 +423,7 @@ fn printer_for(group: &str, kind: &str) -> Option<Printer> {
         ("networking.k8s.io", "ServiceCIDR") => P::ServiceCidr,
         ("policy", "PodDisruptionBudget") => P::PodDisruptionBudget,
         ("scheduling.k8s.io", "PriorityClass") => P::PriorityClass,
+        ("apiregistration.k8s.io", "APIService") => P::ApiService,
         ("node.k8s.io", "RuntimeClass") => P::RuntimeClass,
         ("storage.k8s.io", "StorageClass") => P::StorageClass,
         ("storage.k8s.io", "VolumeAttachment") => P::VolumeAttachment,
@@ -516,6 +518,7 @@ pub fn cells(group: &str, kind: &str, obj: &Value, now: Timestamp) -> Vec<Value>
         P::ServiceCidr => service_cidr_cells(obj, now),
         P::PodDisruptionBudget => pdb_cells(obj, now),
         P::PriorityClass => priority_class_cells(obj, now),
+        P::ApiService => api_service_cells(obj, now),
         P::RuntimeClass => runtime_class_cells(obj, now),
         P::StorageClass => storage_class_cells(obj, now),
         P::VolumeAttachment => volume_attachment_cells(obj, now),
@@ -1072,6 +1075,16 @@ fn printer_columns(p: Printer) -> Vec<ColumnDefinition> {
                 "integer",
                 "Calculated number of pods that may be disrupted at this time.",
             ),
+            AGE,
+        ],
+        P::ApiService => vec![
+            NAME,
+            col(
+                "Service",
+                "string",
+                "The reference to the service that hosts this API endpoint.",
+            ),
+            col("Available", "string", "Whether this service is available."),
             AGE,
         ],
         P::PriorityClass => vec![
@@ -2542,6 +2555,25 @@ fn priority_class_cells(obj: &Value, now: Timestamp) -> Vec<Value> {
         json!(age(obj, now)),
         json!(obj.opt_str_at(&["preemptionPolicy"]).unwrap_or("PreemptLowerPriority")),
     ]
+}
+
+/// kube-aggregator's printer: the backing Service or `Local`, and the
+/// Available condition (`False (<reason>)` when not).
+fn api_service_cells(obj: &Value, now: Timestamp) -> Vec<Value> {
+    let service = match obj.pointer("/spec/service").filter(|s| s.is_object()) {
+        Some(s) => format!("{}/{}", s.str_at(&["namespace"]), s.str_at(&["name"])),
+        None => "Local".to_string(),
+    };
+    let available = obj
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .and_then(|cs| cs.iter().find(|c| c.str_at(&["type"]) == "Available"))
+        .map(|c| match c.str_at(&["status"]) {
+            "True" => "True".to_string(),
+            status => format!("{status} ({})", c.str_at(&["reason"])),
+        })
+        .unwrap_or_else(|| "Unknown".to_string());
+    vec![name_cell(obj), json!(service), json!(available), json!(age(obj, now))]
 }
 
 fn runtime_class_cells(obj: &Value, now: Timestamp) -> Vec<Value> {

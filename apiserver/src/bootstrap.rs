@@ -41,6 +41,9 @@ pub async fn run(server: Arc<Server>, mut stop: tokio::sync::watch::Receiver<boo
             "spec": {"clusterIP": ip, "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": server.config.port}]},
         });
         retry(|| ensure_object(&server, "", "v1", "services", svc.clone())).await;
+        for (group, version, group_priority, version_priority) in local_api_services(&server) {
+            retry(|| ensure_local_api_service(&server, &group, &version, group_priority, version_priority)).await;
+        }
         server.bootstrapped.store(true, std::sync::atomic::Ordering::Release);
     };
     tokio::select! {
@@ -51,6 +54,100 @@ pub async fn run(server: Arc<Server>, mut stop: tokio::sync::watch::Receiver<boo
         _ = follow_crds(&server, crds) => {}
         _ = stop.changed() => {}
     }
+}
+
+/// Upstream's `DefaultGenericAPIServicePriorities` and the aggregator's
+/// own group: (group, version) -> (groupPriorityMinimum, versionPriority).
+const API_SERVICE_PRIORITIES: &[(&str, &str, i32, i32)] = &[
+    ("", "v1", 18000, 1),
+    ("apiregistration.k8s.io", "v1", 18000, 15),
+    ("apps", "v1", 17800, 15),
+    ("events.k8s.io", "v1", 17750, 15),
+    ("authentication.k8s.io", "v1", 17700, 15),
+    ("authorization.k8s.io", "v1", 17600, 15),
+    ("autoscaling", "v1", 17500, 15),
+    ("autoscaling", "v2", 17500, 30),
+    ("batch", "v1", 17400, 15),
+    ("certificates.k8s.io", "v1", 17300, 15),
+    ("networking.k8s.io", "v1", 17200, 15),
+    ("policy", "v1", 17100, 15),
+    ("rbac.authorization.k8s.io", "v1", 17000, 15),
+    ("storage.k8s.io", "v1", 16800, 15),
+    ("apiextensions.k8s.io", "v1", 16700, 15),
+    ("admissionregistration.k8s.io", "v1", 16700, 15),
+    ("scheduling.k8s.io", "v1", 16600, 15),
+    ("coordination.k8s.io", "v1", 16500, 15),
+    ("node.k8s.io", "v1", 16300, 15),
+    ("discovery.k8s.io", "v1", 16200, 15),
+    ("flowcontrol.apiserver.k8s.io", "v1", 16100, 21),
+];
+
+/// The built-in group versions served, with their priorities: each gets a
+/// `Local` APIService, as upstream's autoregister controller keeps them.
+fn local_api_services(server: &Server) -> Vec<(String, String, i32, i32)> {
+    let builtin: Vec<_> = server.registry.all().into_iter().filter(|r| !r.is_custom()).collect();
+    let mut out = Vec::new();
+    for (group, version, gp, vp) in API_SERVICE_PRIORITIES {
+        if builtin.iter().any(|r| r.group == *group && r.version == *version) {
+            out.push((group.to_string(), version.to_string(), *gp, *vp));
+        }
+    }
+    out
+}
+
+/// Creates the `Local` APIService `<version>.<group>` and marks it
+/// available ("Local APIServices are always available").
+async fn ensure_local_api_service(
+    server: &Arc<Server>,
+    group: &str,
+    version: &str,
+    group_priority: i32,
+    version_priority: i32,
+) -> anyhow::Result<()> {
+    let name = format!("{version}.{group}");
+    let obj = json!({
+        "apiVersion": "apiregistration.k8s.io/v1", "kind": "APIService",
+        "metadata": {"name": name, "labels": {"kube-aggregator.kubernetes.io/automanaged": "onstart"}},
+        "spec": {"group": group, "version": version,
+                 "groupPriorityMinimum": group_priority, "versionPriority": version_priority},
+    });
+    ensure_object(server, "apiregistration.k8s.io", "v1", "apiservices", obj).await?;
+    let Some(rt) = server.registry.lookup("apiregistration.k8s.io", "v1", "apiservices") else {
+        anyhow::bail!("apiservices are not served");
+    };
+    let key = rt.key("", &name);
+    let Some(mut cur) = server
+        .storage
+        .get(&key, crate::storage::ReadAt::Latest)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .map(|s| s.object)
+    else {
+        anyhow::bail!("APIService {name} vanished");
+    };
+    let available = cur
+        .pointer("/status/conditions")
+        .and_then(serde_json::Value::as_array)
+        .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Available" && c["status"] == "True"));
+    if available {
+        return Ok(());
+    }
+    cur["status"] = json!({"conditions": [{
+        "type": "Available", "status": "True", "reason": "Local",
+        "message": "Local APIServices are always available",
+        "lastTransitionTime": jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
+    }]});
+    crate::server::system_request_to(
+        server,
+        "apiregistration.k8s.io",
+        "v1",
+        "apiservices",
+        "status",
+        axum::http::Method::PUT,
+        &cur,
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{}", e.to_status()))
 }
 
 /// Builds the OpenAPI documents off the runtime's threads, before a

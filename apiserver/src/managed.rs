@@ -571,7 +571,7 @@ fn conflict_error(conflicts: &[(String, String, Path)]) -> ApiError {
     let causes = conflicts
         .iter()
         .map(|(who, _, path)| {
-            json!({"type": "FieldManagerConflict", "message": format!("conflict with {who}"), "field": display(path)})
+            json!({"reason": "FieldManagerConflict", "message": format!("conflict with {who}"), "field": display(path)})
         })
         .collect();
     ApiError::ApplyConflict { message, causes }

@@ -12,6 +12,7 @@ use k8s_openapi::api::{
     rbac::v1 as rbac, scheduling::v1 as scheduling, storage::v1 as storage,
 };
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1 as apiextensions;
+use k8s_openapi::kube_aggregator::pkg::apis::apiregistration::v1 as apiregistration;
 use parking_lot::RwLock;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -141,10 +142,14 @@ where
 {
     let namespaced = TypeId::of::<T::Scope>() == TypeId::of::<k8s_openapi::NamespaceResourceScope>();
     let plural = T::URL_PATH_SEGMENT.to_string();
-    // Upstream's etcd layout: `/registry/<resource>/`; CRDs are qualified.
+    // Upstream's etcd layout: `/registry/<resource>/`; CRDs and APIServices
+    // are qualified.
     // events.k8s.io's prefix is served from core events' keys (see
     // `storage::VIEWS`).
-    let key_prefix = if matches!(T::GROUP, "events.k8s.io" | "apiextensions.k8s.io") {
+    let key_prefix = if matches!(
+        T::GROUP,
+        "events.k8s.io" | "apiextensions.k8s.io" | "apiregistration.k8s.io"
+    ) {
         format!("/registry/{}/{plural}/", T::GROUP)
     } else {
         format!("/registry/{plural}/")
@@ -262,6 +267,9 @@ pub fn builtins() -> Vec<ResourceType> {
         builtin::<rbac::ClusterRole>(NONE),
         builtin::<rbac::ClusterRoleBinding>(NONE),
         builtin::<apiextensions::CustomResourceDefinition>(x!(["crd", "crds"], ["api-extensions"], ["status"])),
+        // Stored and listed as upstream; requests for an APIService's group
+        // are not proxied (no aggregation layer).
+        builtin::<apiregistration::APIService>(x!([], ["api-extensions"], ["status"])),
     ];
     for r in &mut v {
         if r.kind == "Event" && r.group.is_empty() {
@@ -427,7 +435,16 @@ mod tests {
             .expect("crb");
         assert_eq!(crb.key_prefix, "/registry/clusterrolebindings/");
         assert_eq!(reg.groups()[0].0, "");
-        assert_eq!(reg.groups()[1].0, "apps");
+        // As upstream's /apis: the aggregator's own group first.
+        assert_eq!(reg.groups()[1].0, "apiregistration.k8s.io");
+        assert_eq!(reg.groups()[2].0, "apps");
+        let apiservices = reg
+            .lookup("apiregistration.k8s.io", "v1", "apiservices")
+            .expect("apiservices");
+        assert_eq!(
+            apiservices.key("", "v1.apps"),
+            "/registry/apiregistration.k8s.io/apiservices/v1.apps"
+        );
     }
 
     /// Every built-in kind, read from the store, carries every field

@@ -164,12 +164,12 @@ pub fn encode(code: StatusCode, body: &Value, out: Output) -> Response {
         let text = serde_yaml::to_string(body).unwrap_or_default();
         return (code, [(header::CONTENT_TYPE, "application/yaml")], text).into_response();
     }
-    (
-        code,
-        [(header::CONTENT_TYPE, "application/json")],
-        serde_json::to_vec(body).unwrap_or_default(),
-    )
-        .into_response()
+    let bytes = if body.get("kind").and_then(Value::as_str) == Some("Status") {
+        crate::status::status_json(body)
+    } else {
+        serde_json::to_vec(body).unwrap_or_default()
+    };
+    (code, [(header::CONTENT_TYPE, "application/json")], bytes).into_response()
 }
 
 pub fn partial_metadata(obj: &Value) -> Value {

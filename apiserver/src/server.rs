@@ -850,6 +850,19 @@ pub async fn system_request(
     method: Method,
     obj: &Value,
 ) -> crate::status::ApiResult<()> {
+    system_request_to(server, group, version, plural, "", method, obj).await
+}
+
+/// [`system_request`] to a subresource (`status`) of `obj`.
+pub async fn system_request_to(
+    server: &Arc<Server>,
+    group: &str,
+    version: &str,
+    plural: &str,
+    subresource: &str,
+    method: Method,
+    obj: &Value,
+) -> crate::status::ApiResult<()> {
     let Some(rt) = server.registry.lookup(group, version, plural) else {
         return Err(ApiError::internal(format!("no resource {group}/{version}/{plural}")));
     };
@@ -861,6 +874,7 @@ pub async fn system_request(
         version: version.into(),
         namespace: object::namespace(obj).into(),
         resource: plural.into(),
+        subresource: subresource.into(),
         name: if method == Method::POST {
             String::new()
         } else {

@@ -42,7 +42,7 @@ pub enum ApiError {
     #[error("{message}")]
     Conflict { target: Target, message: String },
     /// Upstream's `NewApplyConflict`: server-side apply's conflicts, one
-    /// cause (type FieldManagerConflict) each.
+    /// cause (reason FieldManagerConflict) each.
     #[error("{message}")]
     ApplyConflict { message: String, causes: Vec<Value> },
     #[error("{message}")]
@@ -248,7 +248,7 @@ fn details(t: &Target, causes: Option<Vec<Value>>) -> Value {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let code = StatusCode::from_u16(self.code()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let body = self.to_status().to_string();
+        let body = status_json(&self.to_status());
         let mut resp = (code, [(header::CONTENT_TYPE, "application/json")], body).into_response();
         if let Self::TooManyRequests { retry_after, .. }
         | Self::Unavailable { retry_after, .. }
@@ -259,6 +259,100 @@ impl IntoResponse for ApiError {
         }
         resp
     }
+}
+
+/// A `Status` as upstream's Go encoder writes it: its fields in the Go
+/// struct's order (kind, apiVersion, metadata, status, message, reason,
+/// details, code), empty ones left out, and a trailing newline. Clients
+/// compare error bodies byte for byte (the Python client's
+/// `FailToCreateError` message quotes the body).
+pub fn status_json(status: &Value) -> Vec<u8> {
+    use serde::Serialize;
+
+    fn is_empty(v: &&Value) -> bool {
+        v.is_null() || v.as_str() == Some("") || v.as_array().is_some_and(Vec::is_empty)
+    }
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Cause<'a> {
+        #[serde(skip_serializing_if = "is_empty")]
+        reason: &'a Value,
+        #[serde(skip_serializing_if = "is_empty")]
+        message: &'a Value,
+        #[serde(skip_serializing_if = "is_empty")]
+        field: &'a Value,
+    }
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Details<'a> {
+        #[serde(skip_serializing_if = "is_empty")]
+        name: &'a Value,
+        #[serde(skip_serializing_if = "is_empty")]
+        group: &'a Value,
+        #[serde(skip_serializing_if = "is_empty")]
+        kind: &'a Value,
+        #[serde(skip_serializing_if = "is_empty")]
+        uid: &'a Value,
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        causes: Vec<Cause<'a>>,
+        #[serde(skip_serializing_if = "is_empty")]
+        retry_after_seconds: &'a Value,
+    }
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Status<'a> {
+        kind: &'a Value,
+        api_version: &'a Value,
+        metadata: &'a Value,
+        #[serde(skip_serializing_if = "is_empty")]
+        status: &'a Value,
+        #[serde(skip_serializing_if = "is_empty")]
+        message: &'a Value,
+        #[serde(skip_serializing_if = "is_empty")]
+        reason: &'a Value,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        details: Option<Details<'a>>,
+        #[serde(skip_serializing_if = "is_empty")]
+        code: &'a Value,
+    }
+    static EMPTY: Value = Value::Null;
+    fn field<'a>(v: &'a Value, k: &str) -> &'a Value {
+        v.get(k).unwrap_or(&EMPTY)
+    }
+    let details = status.get("details").filter(|d| d.is_object()).map(|d| Details {
+        name: field(d, "name"),
+        group: field(d, "group"),
+        kind: field(d, "kind"),
+        uid: field(d, "uid"),
+        causes: d
+            .get("causes")
+            .and_then(Value::as_array)
+            .map(|cs| {
+                cs.iter()
+                    .map(|c| Cause {
+                        reason: field(c, "reason"),
+                        message: field(c, "message"),
+                        field: field(c, "field"),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+        retry_after_seconds: field(d, "retryAfterSeconds"),
+    });
+    let empty_meta = json!({});
+    let out = Status {
+        kind: field(status, "kind"),
+        api_version: field(status, "apiVersion"),
+        metadata: status.get("metadata").unwrap_or(&empty_meta),
+        status: field(status, "status"),
+        message: field(status, "message"),
+        reason: field(status, "reason"),
+        details,
+        code: field(status, "code"),
+    };
+    let mut body = serde_json::to_vec(&out).unwrap_or_default();
+    body.push(b'\n');
+    body
 }
 
 /// A `Status` of success, as returned by some deletes.
@@ -277,4 +371,40 @@ pub fn deleted(target: &Target, uid: &str) -> Value {
         "status": "Success",
         "details": d,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_are_written_in_go_field_order() {
+        let target = Target {
+            group: String::new(),
+            resource: "services".into(),
+            kind: String::new(),
+            name: "mock-2".into(),
+        };
+        let body = status_json(&ApiError::AlreadyExists { target }.to_status());
+        // Byte for byte what upstream answers (the Python client's
+        // e2e tests compare it).
+        assert_eq!(
+            String::from_utf8(body).expect("utf-8"),
+            "{\"kind\":\"Status\",\"apiVersion\":\"v1\",\"metadata\":{},\"status\":\"Failure\",\"message\":\"services \\\"mock-2\\\" already exists\",\"reason\":\"AlreadyExists\",\"details\":{\"name\":\"mock-2\",\"kind\":\"services\"},\"code\":409}\n"
+        );
+        let invalid = ApiError::Invalid {
+            target: Target {
+                group: "apps".into(),
+                resource: "deployments".into(),
+                kind: "Deployment".into(),
+                name: "d".into(),
+            },
+            errors: vec![apimachinery::validation::FieldError::required("spec.selector", "")],
+        };
+        let text = String::from_utf8(status_json(&invalid.to_status())).expect("utf-8");
+        assert!(
+            text.contains("\"details\":{\"name\":\"d\",\"group\":\"apps\",\"kind\":\"Deployment\",\"causes\":[{\"reason\":\"FieldValueRequired\",\"message\":\"Required value\",\"field\":\"spec.selector\"}]},\"code\":422}"),
+            "{text}"
+        );
+    }
 }

@@ -60,7 +60,8 @@ pub fn selectable_fields(rt: &ResourceType) -> &'static [&'static str] {
 fn name_rule(rt: &ResourceType) -> NameRule {
     match (rt.group.as_str(), rt.kind.as_str()) {
         ("", "Namespace") | ("", "Service") => NameRule::Dns1123Label,
-        ("rbac.authorization.k8s.io", _) => NameRule::PathSegment,
+        // `<version>.<group>`, the core group's `v1.` included.
+        ("rbac.authorization.k8s.io", _) | ("apiregistration.k8s.io", "APIService") => NameRule::PathSegment,
         _ => NameRule::Dns1123Subdomain,
     }
 }

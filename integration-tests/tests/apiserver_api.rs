@@ -493,7 +493,7 @@ async fn patches_of_every_type_and_server_side_apply() -> anyhow::Result<()> {
     );
     assert_eq!(
         r.body["details"]["causes"][0],
-        json!({"type": "FieldManagerConflict", "message": "conflict with \"applier\"", "field": ".spec.replicas"})
+        json!({"reason": "FieldManagerConflict", "message": "conflict with \"applier\"", "field": ".spec.replicas"})
     );
     Ok(())
 }

@@ -329,3 +329,58 @@ async fn watch_initial_events_selectors_and_bookmarks() -> anyhow::Result<()> {
     assert!(events.iter().all(|e| e["type"] != "BOOKMARK"), "{events:?}");
     Ok(())
 }
+
+/// `apiregistration.k8s.io/v1` APIServices: every built-in group version has
+/// its `Local` one, available, as upstream's autoregister keeps them; users'
+/// APIServices (as metrics-server's manifests create) are stored and
+/// printed as upstream's table does.
+#[tokio::test(flavor = "multi_thread")]
+async fn api_services_are_served_and_the_local_ones_available() -> anyhow::Result<()> {
+    let c = ApiServers::start(1).await?;
+    let client = c.client().await?;
+    let base = "/apis/apiregistration.k8s.io/v1/apiservices";
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let apps = loop {
+        let r = get(&client, &format!("{base}/v1.apps")).await?;
+        let available = r.body["status"]["conditions"]
+            .as_array()
+            .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Available" && c["status"] == "True"));
+        if available {
+            break r.body;
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "v1.apps never became available: {}",
+            r.body
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(apps["spec"]["group"], "apps");
+    assert_eq!(apps["spec"]["groupPriorityMinimum"], 17800);
+    assert_eq!(apps["status"]["conditions"][0]["reason"], "Local");
+    assert!(get(&client, &format!("{base}/v1.")).await?.body["spec"]["service"].is_null());
+
+    let mine = json!({"apiVersion": "apiregistration.k8s.io/v1", "kind": "APIService",
+        "metadata": {"name": "v1beta1.metrics.k8s.io"},
+        "spec": {"group": "metrics.k8s.io", "version": "v1beta1", "groupPriorityMinimum": 100,
+                 "versionPriority": 100, "insecureSkipTLSVerify": true,
+                 "service": {"name": "metrics-server", "namespace": "kube-system"}}});
+    let r = post_json(&client, base, &mine).await?;
+    assert_eq!(r.code, 201, "{}", r.body);
+    let again = post_json(&client, base, &mine).await?;
+    assert_eq!(again.code, 409, "{}", again.body);
+    let table = request_with_accept(
+        &client,
+        &format!("{base}?fieldSelector=metadata.name%3Dv1beta1.metrics.k8s.io"),
+        "application/json;as=Table;v=v1;g=meta.k8s.io",
+    )
+    .await?;
+    let names: Vec<&str> = table["columnDefinitions"]
+        .as_array()
+        .map(|cs| cs.iter().filter_map(|c| c["name"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(names, ["Name", "Service", "Available", "Age"]);
+    assert_eq!(table["rows"][0]["cells"][1], "kube-system/metrics-server");
+    assert_eq!(table["rows"][0]["cells"][2], "Unknown");
+    Ok(())
+}

@@ -108,17 +108,22 @@ impl Protocol {
     }
 
     /// A data message's channel and bytes; `None` for other messages and
-    /// ones that do not parse.
+    /// ones that do not parse. Text and binary frames alike, as upstream's
+    /// wsstream reads both: the Python client sends a `str` as a text frame
+    /// whose first character is the raw channel number.
     pub fn decode(&self, msg: &Message) -> Option<(u8, Vec<u8>)> {
-        match msg {
-            Message::Binary(b) if !self.base64 => Some((*b.first()?, b[1..].to_vec())),
-            Message::Text(t) if self.base64 => {
-                let t = t.as_str();
-                let channel = t.as_bytes().first()?.checked_sub(b'0')?;
-                let data = base64::engine::general_purpose::STANDARD.decode(&t[1..]).ok()?;
-                Some((channel, data))
-            }
-            _ => None,
+        let bytes: &[u8] = match msg {
+            Message::Binary(b) => b,
+            Message::Text(t) => t.as_bytes(),
+            _ => return None,
+        };
+        let (&first, rest) = bytes.split_first()?;
+        if self.base64 {
+            let channel = first.checked_sub(b'0')?;
+            let data = base64::engine::general_purpose::STANDARD.decode(rest).ok()?;
+            Some((channel, data))
+        } else {
+            Some((first, rest.to_vec()))
         }
     }
 }
@@ -200,6 +205,27 @@ mod tests {
     }
 
     #[test]
+    fn text_frames_carry_a_raw_channel_byte_and_binary_frames_base64_too() {
+        let plain = REMOTECOMMAND
+            .iter()
+            .find(|p| p.name == "v4.channel.k8s.io")
+            .expect("v4");
+        assert_eq!(
+            plain.decode(&Message::text("\u{0}echo hi\n")),
+            Some((0, b"echo hi\n".to_vec()))
+        );
+        let b64 = REMOTECOMMAND
+            .iter()
+            .find(|p| p.name == "v4.base64.channel.k8s.io")
+            .expect("v4 base64");
+        assert_eq!(
+            b64.decode(&Message::binary(b"0aGk=".to_vec())),
+            Some((0, b"hi".to_vec()))
+        );
+        assert_eq!(plain.decode(&Message::text("")), None);
+    }
+
+    #[test]
     fn binary_and_base64_framing_round_trip() {
         let binary = REMOTECOMMAND[0];
         let m = binary.message(1, b"hi");
@@ -209,7 +235,7 @@ mod tests {
         let m = b64.message(3, b"{}");
         assert_eq!(m, Message::text("3e30="));
         assert_eq!(b64.decode(&m), Some((3, b"{}".to_vec())));
-        assert_eq!(binary.decode(&Message::text("1aGk=")), None);
+        assert_eq!(binary.decode(&Message::text("\u{1}hi")), Some((1, b"hi".to_vec())));
         assert_eq!(binary.decode(&Message::binary(Vec::new())), None);
     }
 
