@@ -41,9 +41,14 @@ pub async fn run(server: Arc<Server>, mut stop: tokio::sync::watch::Receiver<boo
             "spec": {"clusterIP": ip, "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": server.config.port}]},
         });
         retry(|| ensure_object(&server, "", "v1", "services", svc.clone())).await;
-        for (group, version, group_priority, version_priority) in local_api_services(&server) {
-            retry(|| ensure_local_api_service(&server, &group, &version, group_priority, version_priority)).await;
-        }
+        // Concurrently: readiness waits for them, as upstream's
+        // autoregister-completion check.
+        let api_services = local_api_services(&server);
+        futures::future::join_all(api_services.iter().map(|(group, version, gp, vp)| {
+            let server = &server;
+            retry(move || ensure_local_api_service(server, group, version, *gp, *vp))
+        }))
+        .await;
         server.bootstrapped.store(true, std::sync::atomic::Ordering::Release);
     };
     tokio::select! {

@@ -241,9 +241,15 @@ async fn a_loopback_advertise_address_is_not_listed() -> anyhow::Result<()> {
     })
     .await
     .with_context(|| api.logs())?;
-    // The warning comes instead of a reconciler: nothing writes them.
-    let req = http::Request::get("/readyz").body(Vec::new())?;
-    assert_eq!(client.request_text(req).await?, "ok");
+    // The warning comes instead of a reconciler: nothing writes them, and
+    // the apiserver is ready without them.
+    eventually("the apiserver to be ready", Duration::from_secs(20), || async {
+        let Ok(req) = http::Request::get("/readyz").body(Vec::new()) else {
+            return false;
+        };
+        client.request_text(req).await.is_ok_and(|t| t == "ok")
+    })
+    .await?;
     assert!(
         Api::<Endpoints>::namespaced(client.clone(), "default")
             .get_opt("kubernetes")

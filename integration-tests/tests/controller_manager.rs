@@ -151,7 +151,10 @@ async fn bad_flags_are_refused_with_what_to_fix() -> anyhow::Result<()> {
     for (args, want) in [
         (vec!["--controllers=*,replicaset-controler"], "replicaset-controler"),
         (vec!["--allocate-node-cidrs"], "--cluster-cidr"),
-        (vec!["--node-monitor-grace-period=fifty"], "not a duration"),
+        (
+            vec!["--node-monitor-grace-period=fifty"],
+            "invalid value \"fifty\" for duration",
+        ),
     ] {
         let mut c = Component::controller_manager(&api, "kcm-bad", &args)?;
         eventually("the controller-manager to exit", Duration::from_secs(20), || {
