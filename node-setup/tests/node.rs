@@ -531,7 +531,28 @@ async fn pods_run_from_the_local_registry_and_cleanup_leaves_no_trace() -> anyho
         }),
         ..Default::default()
     });
-    let (_, hog) = start_container_until(&mut runtime, &pod, hog, ContainerState::ContainerExited).await?;
+    let (hog_id, exited) = start_container_until(&mut runtime, &pod, hog, ContainerState::ContainerExited).await?;
+    assert_eq!(exited.exit_code, 137, "{exited:?}");
+    // containerd handles the task's exit and its OOM event in either order:
+    // the reason may read "Error" until the OOM event is in.
+    let mut client = runtime.clone();
+    let hog = poll(
+        "the hog's reason to be OOMKilled",
+        Duration::from_secs(10),
+        async || {
+            let status = client
+                .container_status(ContainerStatusRequest {
+                    container_id: hog_id.clone(),
+                    verbose: false,
+                })
+                .await?
+                .into_inner()
+                .status
+                .context("no status")?;
+            Ok((status.reason == "OOMKilled").then_some(status))
+        },
+    )
+    .await?;
     assert_eq!((hog.reason.as_str(), hog.exit_code), ("OOMKilled", 137), "{hog:?}");
 
     let during = node.traces();
