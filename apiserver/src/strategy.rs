@@ -399,21 +399,12 @@ fn set(obj: &mut Value, pointer: &str, value: Value) {
     }
 }
 
+/// Sets `pointer` unless it holds a value (null counts as unset).
 fn set_default(obj: &mut Value, pointer: &str, value: Value) {
     if obj.pointer(pointer).is_some_and(|v| !v.is_null()) {
         return;
     }
-    let (parent, leaf) = pointer.rsplit_once('/').unwrap_or(("", pointer));
-    let Some(p) = (if parent.is_empty() {
-        Some(&mut *obj)
-    } else {
-        obj.pointer_mut(parent)
-    }) else {
-        return;
-    };
-    if let Some(m) = p.as_object_mut() {
-        m.insert(leaf.to_string(), value);
-    }
+    set(obj, pointer, value);
 }
 
 fn default_template(t: Option<&mut Value>) {
