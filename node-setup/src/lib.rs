@@ -30,8 +30,13 @@ pub use ports::free_port;
 pub use registry::Registry;
 
 /// `node-setup registry`: serves `storage` read-only until SIGTERM/SIGINT.
-pub async fn run_registry(storage: PathBuf, dir: PathBuf, port: Option<u16>) -> anyhow::Result<()> {
-    let registry = Registry::start_with(&storage, &dir, port, true)?;
+pub async fn run_registry(
+    storage: PathBuf,
+    dir: PathBuf,
+    address: std::net::IpAddr,
+    port: Option<u16>,
+) -> anyhow::Result<()> {
+    let registry = Registry::start_on(&storage, &dir, address, port)?;
     println!("{}", registry.addr);
     tracing::info!(addr = %registry.addr, storage = %storage.display(), "registry serving");
     shutdown_signal().await?;

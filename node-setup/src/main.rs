@@ -40,6 +40,9 @@ enum Command {
         /// Config and log.
         #[arg(long)]
         dir: PathBuf,
+        /// The address to listen on (a cluster's bridge address, for nodes in network namespaces).
+        #[arg(long, default_value = "127.0.0.1")]
+        address: std::net::IpAddr,
         /// A fixed port [default: a free one].
         #[arg(long)]
         port: Option<u16>,
@@ -96,7 +99,12 @@ fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Registry { storage, dir, port } => runtime.block_on(node_setup::run_registry(storage, dir, port)),
+        Command::Registry {
+            storage,
+            dir,
+            address,
+            port,
+        } => runtime.block_on(node_setup::run_registry(storage, dir, address, port)),
         Command::Containerd {
             dir,
             registry,

@@ -9,7 +9,7 @@
 
 use std::fs;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -37,6 +37,12 @@ impl Registry {
         Registry::start_with(storage, dir, None, true)
     }
 
+    /// A read-only registry on `ip` (a cluster's bridge address, so nodes
+    /// in their own network namespaces pull from it).
+    pub fn start_on(storage: &Path, dir: &Path, ip: IpAddr, port: Option<u16>) -> anyhow::Result<Registry> {
+        Registry::start_at(storage, dir, ip, port, true)
+    }
+
     /// A registry that accepts pushes into `storage` (for `node-setup images`).
     pub fn start_writable(storage: &Path, dir: &Path) -> anyhow::Result<Registry> {
         Registry::start_with(storage, dir, None, false)
@@ -44,6 +50,16 @@ impl Registry {
 
     /// `port`: a fixed port (`node-setup registry --port`), else a free one.
     pub fn start_with(storage: &Path, dir: &Path, port: Option<u16>, read_only: bool) -> anyhow::Result<Registry> {
+        Registry::start_at(storage, dir, IpAddr::from([127, 0, 0, 1]), port, read_only)
+    }
+
+    fn start_at(
+        storage: &Path,
+        dir: &Path,
+        ip: IpAddr,
+        port: Option<u16>,
+        read_only: bool,
+    ) -> anyhow::Result<Registry> {
         fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let storage = storage
             .canonicalize()
@@ -55,7 +71,7 @@ impl Registry {
                 Some(port) => port,
                 None => free_port()?,
             };
-            match Registry::try_start(&storage, dir, port, read_only) {
+            match Registry::try_start(&storage, dir, SocketAddr::new(ip, port), read_only) {
                 Ok(registry) => return Ok(registry),
                 Err(e) => last_error = Some(e),
             }
@@ -63,8 +79,7 @@ impl Registry {
         Err(last_error.unwrap_or_else(|| anyhow::anyhow!("registry did not start")))
     }
 
-    fn try_start(storage: &Path, dir: &Path, port: u16, read_only: bool) -> anyhow::Result<Registry> {
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    fn try_start(storage: &Path, dir: &Path, addr: SocketAddr, read_only: bool) -> anyhow::Result<Registry> {
         let config = dir.join("config.yml");
         fs::write(&config, render_config(storage, addr, read_only))?;
         let log = dir.join("registry.log");

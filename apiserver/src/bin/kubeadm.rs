@@ -6,7 +6,13 @@
 //!   kubeconfig with a client certificate (as upstream's command does);
 //! - `kubeadm certs kubelet-serving --cert-dir ... --node-name n1 --ip 10.0.0.5
 //!   --out-dir <dir>` writes `kubelet.crt`/`kubelet.key`, a serving
-//!   certificate for the kubelet's API signed by the cluster CA.
+//!   certificate for the kubelet's API signed by the cluster CA;
+//! - `kubeadm certs all --cert-dir <dir> --apiserver-cert-extra-sans
+//!   10.0.0.2,lb.example` creates the cluster's PKI before the first
+//!   apiserver starts (CA, serving certificate with those names, the
+//!   service-account key, the apiserver's kubelet client), as upstream's
+//!   `kubeadm init phase certs all`: every apiserver of the cluster is then
+//!   started with that `--cert-dir`.
 
 use std::path::PathBuf;
 
@@ -58,6 +64,15 @@ enum KubeconfigCmd {
 
 #[derive(Subcommand)]
 enum CertsCmd {
+    /// Creates what is missing of the cluster's PKI (an existing CA and keys are kept).
+    All {
+        #[arg(long)]
+        cert_dir: PathBuf,
+        /// Extra names and addresses of the apiserver's serving certificate
+        /// (every apiserver's address, a load balancer's).
+        #[arg(long, value_delimiter = ',')]
+        apiserver_cert_extra_sans: Vec<String>,
+    },
     /// Writes a serving certificate for a kubelet.
     KubeletServing {
         #[arg(long)]
@@ -102,6 +117,14 @@ fn main() -> anyhow::Result<()> {
                 "{}",
                 apiserver::certs::kubeconfig(&server, &ca_cert, &client_name, &cert, &key)
             );
+        }
+        Cmd::Certs {
+            cmd: CertsCmd::All {
+                cert_dir,
+                apiserver_cert_extra_sans,
+            },
+        } => {
+            apiserver::certs::Pki::ensure(&cert_dir, &apiserver_cert_extra_sans)?;
         }
         Cmd::Certs {
             cmd:
