@@ -6,6 +6,7 @@ pub mod bench;
 pub mod components;
 pub mod fake_kubelet;
 pub mod http;
+pub mod launched;
 pub mod linearizability;
 pub mod netns;
 pub mod node;
