@@ -1,7 +1,7 @@
 # The project's entry points. `make test` is what CI runs (.ci/run).
 SHELL := /bin/bash
 CARGO ?= cargo
-CLUSTER_DIR ?= $(CURDIR)/.cluster
+CLUSTER_NAME ?= kubelite
 
 .PHONY: deps build test lint unit images bench bench-store bench-history bench-apiserver bench-scheduler bench-controllers bench-kubelet bench-proxy bench-dns up down clean
 
@@ -87,20 +87,20 @@ bench-history: deps
 	$(CARGO) build -p store
 	STORE_HISTORY_OPS=$${STORE_HISTORY_OPS:-8000} $(CARGO) test -p integration-tests --test store_history -- --nocapture
 
-# `make up` starts a local kube-apiserver (with its embedded store),
-# kube-scheduler, kube-controller-manager and one node (a registry serving
-# the project's images, a containerd of its own, a kubelet named after the
-# host) under .cluster/, waits until the node is Ready and prints the
-# KUBECONFIG line; already-running pieces are left alone. Needs root.
-up: deps build images
-	@bash scripts/up.sh "$(CLUSTER_DIR)"
+# `make up`: a cluster from the launcher (target/debug/cluster): one
+# control plane and one worker in its own network namespace by default
+# (`make up NODES=3 CONTROL_PLANES=3` for more, CLUSTER_CONFIG=file for a
+# config), the cluster DNS, and the example app from examples/ answering;
+# prints the curl and KUBECONFIG lines. Needs root. State under
+# /var/lib/kubelite/$(CLUSTER_NAME).
+up: deps images
+	$(CARGO) build --workspace --bins
+	@CLUSTER_NAME="$(CLUSTER_NAME)" NODES="$(NODES)" CONTROL_PLANES="$(CONTROL_PLANES)" CLUSTER_CONFIG="$(CLUSTER_CONFIG)" bash scripts/up.sh
 
-# Stops the kubelet, then containerd (which removes the node's pods,
-# mounts, bridge and cgroups), the registry and the control plane; the
-# state under .cluster/ stays.
+# Stops every process of the cluster and removes every trace of it
+# (network namespaces, bridge, routes, mounts, cgroups, state).
 down:
-	@bash scripts/down.sh "$(CLUSTER_DIR)"
+	@if [ -x target/debug/cluster ]; then target/debug/cluster --name "$(CLUSTER_NAME)" down; fi
 
 clean: down
-	rm -rf "$(CLUSTER_DIR)"
 	$(CARGO) clean

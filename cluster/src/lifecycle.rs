@@ -133,11 +133,18 @@ fn other_clusters_subnets(root: &Path, name: &str) -> Vec<Ipv4Net> {
         .collect()
 }
 
-/// What `up` needs from the machine, each failure saying how to get it.
-pub fn preflight(plan: &Plan) -> anyhow::Result<()> {
+pub fn check_root() -> anyhow::Result<()> {
     if !rustix::process::geteuid().is_root() {
         bail!("cluster up needs root (network namespaces, containerd, cgroups): run it with sudo");
     }
+    Ok(())
+}
+
+/// What `up` needs from the machine, each failure saying how to get it:
+/// root, the system packages, the project's binaries (in `bin_dir`) and
+/// images.
+pub fn preflight(bin_dir: &Path) -> anyhow::Result<()> {
+    check_root()?;
     let on_path =
         |tool: &str| std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).exists()));
     for (tool, package) in [
@@ -170,18 +177,16 @@ pub fn preflight(plan: &Plan) -> anyhow::Result<()> {
         "kubectl",
         "node-setup",
     ] {
-        if !plan.paths.bin_dir.join(bin).exists() {
+        if !bin_dir.join(bin).exists() {
             bail!(
                 "{} is missing: `make build` builds it (or pass --bin-dir)",
-                plan.paths.bin_dir.join(bin).display()
+                bin_dir.join(bin).display()
             );
         }
     }
-    if !plan.paths.images.join("docker").is_dir() {
-        bail!(
-            "no images in {}: `make images` builds them",
-            plan.paths.images.display()
-        );
+    let images = images_dir(bin_dir);
+    if !images.join("docker").is_dir() {
+        bail!("no images in {}: `make images` builds them", images.display());
     }
     Ok(())
 }
@@ -411,7 +416,7 @@ pub async fn up(plan: &Plan, opts: &UpOptions) -> anyhow::Result<()> {
         start,
         deadline: start + opts.timeout,
     };
-    preflight(plan)?;
+    preflight(&plan.paths.bin_dir)?;
     check_port(plan, plan.host_endpoint())?;
     p.say(&format!(
         "cluster {}: {} control plane(s), {} worker(s), nodes on {} (bridge {})",

@@ -158,20 +158,25 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             {
                 bail!("the config names cluster {n:?}: pass --name {n}");
             }
+            lifecycle::preflight(&bin)?;
+            let existed = lifecycle::state_dir(&cli.root, &cli.name).join("cluster.yaml").exists();
             let plan = lifecycle::prepare(&cli.root, &cli.name, cfg, &bin)?;
-            let result = lifecycle::up(
-                &plan,
-                &UpOptions {
-                    timeout: wait,
-                    no_addons,
-                },
-            )
-            .await;
-            if let Err(e) = result {
-                eprintln!(
-                    "cluster {} is not ready; `cluster status --name {0}` and `cluster logs --name {0}` show more, `cluster down --name {0}` removes it",
-                    plan.name
-                );
+            let opts = UpOptions {
+                timeout: wait,
+                no_addons,
+            };
+            if let Err(e) = lifecycle::up(&plan, &opts).await {
+                let started = plan.processes().iter().any(|s| process::running(s).is_some());
+                if !existed && !started {
+                    // Failed before starting anything (preflight, a port
+                    // in use): leave nothing behind.
+                    lifecycle::down(&plan)?;
+                } else {
+                    eprintln!(
+                        "cluster {} is not ready; `cluster status --name {0}` and `cluster logs --name {0}` show more, `cluster down --name {0}` removes it",
+                        plan.name
+                    );
+                }
                 return Err(e);
             }
             print_usage(&plan);

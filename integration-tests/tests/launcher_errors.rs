@@ -1,0 +1,178 @@
+//! The launcher's errors: each says what was wrong and how to fix it, and
+//! a failed `cluster up` of a new cluster leaves nothing behind (no state,
+//! no bridge, no process).
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Command, Output};
+
+use integration_tests::launched::missing_prerequisites;
+use integration_tests::netns::unique_tag;
+use integration_tests::store_cluster::{free_port, workspace_bin};
+
+fn cluster(root: &Path, name: &str, args: &[&str]) -> Command {
+    let mut c = Command::new(workspace_bin("cluster").expect("cluster binary"));
+    c.arg("--root").arg(root).args(["--name", name]).args(args);
+    c
+}
+
+fn stderr(out: &Output) -> String {
+    assert!(!out.status.success(), "expected a failure: {out:?}");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Nothing of cluster `name` is left: no state dir, no bridge.
+fn assert_nothing_left(root: &Path, name: &str) {
+    assert!(!root.join(name).exists(), "state of {name} left in {}", root.display());
+    let bridge = format!("kl{}", cluster::plan::short_id(name));
+    assert!(
+        !Path::new("/sys/class/net").join(&bridge).exists(),
+        "bridge {bridge} left behind"
+    );
+}
+
+fn config(root: &Path, text: &str) -> String {
+    let file = root.join(format!("config-{}.yaml", unique_tag()));
+    std::fs::write(
+        &file,
+        format!("apiVersion: kubelite.dev/v1alpha1\nkind: Cluster\n{text}"),
+    )
+    .unwrap();
+    file.display().to_string()
+}
+
+#[test]
+fn up_refuses_without_root_packages_or_binaries() {
+    if let Some(why) = missing_prerequisites() {
+        eprintln!("skipping: {why}");
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    let name = format!("err{}", unique_tag());
+
+    let out = cluster(root.path(), &name, &["up"])
+        .env("PATH", root.path())
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert!(
+        err.contains("ip is missing: `make deps` installs it (Debian package iproute2)"),
+        "{err}"
+    );
+    assert_nothing_left(root.path(), &name);
+
+    let out = cluster(root.path(), &name, &["--bin-dir", "/nonexistent", "up"])
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert!(
+        err.contains("/nonexistent/kube-apiserver is missing: `make build` builds it"),
+        "{err}"
+    );
+    assert_nothing_left(root.path(), &name);
+
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(workspace_bin("cluster").unwrap())
+        .args(["--root", "/nonexistent", "--name", &name, "up"])
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert!(err.contains("needs root") && err.contains("sudo"), "{err}");
+}
+
+#[test]
+fn bad_configs_name_the_field_and_leave_nothing() {
+    if let Some(why) = missing_prerequisites() {
+        eprintln!("skipping: {why}");
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    let name = format!("err{}", unique_tag());
+    for (text, want) in [
+        (
+            "nodes:\n- role: control-plane\n- role: control-plane\n- role: worker\n",
+            "use 1, or 3",
+        ),
+        ("networking:\n  kubeProxyMode: ipvs\n", "unknown variant `ipvs`"),
+        ("networking:\n  podSubnet: 10.96.0.0/16\n", "overlap"),
+        (
+            "components:\n  kubelet:\n    extraArg: {}\n",
+            "unknown field `extraArg`",
+        ),
+    ] {
+        let file = config(root.path(), text);
+        let err = stderr(
+            &cluster(root.path(), &name, &["up", "--config", &file])
+                .output()
+                .unwrap(),
+        );
+        assert!(err.contains(want) && err.contains(&file), "{text:?}: {err}");
+        assert_nothing_left(root.path(), &name);
+    }
+    let err = stderr(&cluster(root.path(), &name, &["up", "--workers", "0"]).output().unwrap());
+    assert!(err.contains("no worker nodes"), "{err}");
+    let err = stderr(&cluster(root.path(), &name, &["status"]).output().unwrap());
+    assert!(
+        err.contains(&format!("no cluster {name:?}")) && err.contains("cluster up"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_port_in_use_is_named_and_nothing_is_left() {
+    if let Some(why) = missing_prerequisites() {
+        eprintln!("skipping: {why}");
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    let name = format!("err{}", unique_tag());
+    let port = free_port().unwrap();
+    let _taken = TcpListener::bind(("127.0.0.1", port)).unwrap();
+    let file = config(root.path(), &format!("networking:\n  apiServerPort: {port}\n"));
+    let err = stderr(
+        &cluster(root.path(), &name, &["up", "--config", &file])
+            .output()
+            .unwrap(),
+    );
+    assert!(
+        err.contains(&format!("127.0.0.1:{port} is in use")) && err.contains("networking.apiServerPort"),
+        "{err}"
+    );
+    assert_nothing_left(root.path(), &name);
+}
+
+#[test]
+fn a_worker_that_never_becomes_ready_shows_its_kubelet_log() {
+    if let Some(why) = missing_prerequisites() {
+        eprintln!("skipping: {why}");
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    let name = format!("err{}", unique_tag());
+    let port = free_port().unwrap();
+    // A kubelet flag it rejects: the kubelet exits at once.
+    let file = config(
+        root.path(),
+        &format!(
+            "networking:\n  apiServerPort: {port}\ncomponents:\n  kubelet:\n    extraArgs:\n      node-status-update-frequency: often\n"
+        ),
+    );
+    let out = cluster(
+        root.path(),
+        &name,
+        &["up", "--config", &file, "--wait", "60s", "--no-addons"],
+    )
+    .output()
+    .unwrap();
+    let down = cluster(root.path(), &name, &["down"]).output().unwrap();
+    let err = stderr(&out);
+    assert!(err.contains(&format!("{name}-worker/kubelet exited")), "{err}");
+    assert!(
+        err.contains("kubelet.log") && err.contains("often"),
+        "the kubelet's log tail: {err}"
+    );
+    assert!(err.contains("`cluster down --name"), "{err}");
+    assert!(down.status.success(), "{down:?}");
+    assert_nothing_left(root.path(), &name);
+}
