@@ -252,6 +252,13 @@ impl Config {
                 bail!("featureGates: {gate:?} is not a feature gate name");
             }
         }
+        if let Some(gate) = self.feature_gates.keys().next() {
+            // Passed as --feature-gates once the components take one; until
+            // then a gate would be silently ignored, which is worse.
+            bail!(
+                "featureGates.{gate}: this project's components have no switchable feature gates yet; remove featureGates"
+            );
+        }
         Ok(())
     }
 
@@ -358,6 +365,7 @@ mod tests {
                 "without leading dashes",
             ),
             (&format!("{head}name: My_Cluster\n"), "lowercase"),
+            (&format!("{head}featureGates:\n  WatchList: true\n"), "no switchable feature gates"),
         ] {
             let err = format!("{:#}", Config::parse(text).unwrap_err());
             assert!(err.contains(want), "{text:?}: {err}");

@@ -1,6 +1,7 @@
 //! The launcher's errors: each says what was wrong and how to fix it, and
 //! a failed `cluster up` of a new cluster leaves nothing behind (no state,
-//! no bridge, no process).
+//! no bridge, no process). And `down` removes every trace, so `up` after
+//! `down` works.
 
 use std::net::TcpListener;
 use std::path::Path;
@@ -175,4 +176,85 @@ fn a_worker_that_never_becomes_ready_shows_its_kubelet_log() {
     assert!(err.contains("`cluster down --name"), "{err}");
     assert!(down.status.success(), "{down:?}");
     assert_nothing_left(root.path(), &name);
+}
+
+/// Nothing of a cluster's nodes is left: namespaces, cgroups, mounts,
+/// containerd dirs.
+fn assert_no_node_left(plan: &cluster::plan::Plan) {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
+    for w in &plan.workers {
+        assert!(!Path::new("/run/netns").join(&w.netns).exists(), "{} left", w.netns);
+        assert!(!w.containerd_dir.exists(), "{} left", w.containerd_dir.display());
+        let cgroup = w.cgroup_root.trim_start_matches('/');
+        for hierarchy in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+            assert!(
+                !hierarchy.path().join(cgroup).exists(),
+                "cgroup {cgroup} left in {:?}",
+                hierarchy.path()
+            );
+        }
+        assert!(
+            !mounts.contains(&w.containerd_dir.display().to_string()),
+            "mounts left:\n{mounts}"
+        );
+    }
+    assert!(
+        !mounts.contains(&plan.paths.state_dir.display().to_string()),
+        "mounts left:\n{mounts}"
+    );
+}
+
+#[test]
+fn up_after_down_makes_the_cluster_again_and_down_leaves_nothing() {
+    if let Some(why) = missing_prerequisites() {
+        eprintln!("skipping: {why}");
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    let name = format!("ud{}", unique_tag());
+    let file = config(
+        root.path(),
+        &format!("networking:\n  apiServerPort: {}\n", free_port().unwrap()),
+    );
+    for round in 0..2 {
+        let out = cluster(
+            root.path(),
+            &name,
+            &["up", "--config", &file, "--wait", "120s", "--no-addons"],
+        )
+        .output()
+        .unwrap();
+        let bin_dir = workspace_bin("cluster").unwrap().parent().unwrap().to_owned();
+        let plan = cluster::lifecycle::load(root.path(), &name, &bin_dir).unwrap();
+        let status = cluster(root.path(), &name, &["status"]).output().unwrap();
+        let kubectl = cluster(root.path(), &name, &["kubeconfig", "--path"]).output().unwrap();
+        let kubeconfig = String::from_utf8_lossy(&kubectl.stdout).trim().to_owned();
+        let ours = Command::new(workspace_bin("kubectl").unwrap())
+            .args(["--kubeconfig", &kubeconfig, "get", "nodes", "-o", "name"])
+            .output()
+            .unwrap();
+        let down = cluster(root.path(), &name, &["down"]).output().unwrap();
+        assert!(
+            out.status.success(),
+            "round {round}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let status = String::from_utf8_lossy(&status.stdout);
+        assert!(
+            status.contains(&format!("{name}-worker/kubelet")) && !status.contains("stopped"),
+            "{status}"
+        );
+        assert!(
+            status.contains(&format!("{name}-worker ")) && status.contains("true"),
+            "{status}"
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&ours.stdout).trim(),
+            format!("node/{name}-worker"),
+            "{ours:?}"
+        );
+        assert!(down.status.success(), "{down:?}");
+        assert_nothing_left(root.path(), &name);
+        assert_no_node_left(&plan);
+    }
 }
