@@ -224,9 +224,15 @@ impl Progress {
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = bool>,
     {
+        let began = Instant::now();
+        let mut told = false;
         loop {
             if check().await {
                 return Ok(());
+            }
+            if !told && began.elapsed() > Duration::from_secs(3) {
+                self.say(&format!("waiting for {what}"));
+                told = true;
             }
             for spec in watch.iter().map(|s| s.borrow()) {
                 if process::running(spec).is_none() {
