@@ -233,12 +233,20 @@ fn up_after_down_makes_the_cluster_again_and_down_leaves_nothing() {
             .args(["--kubeconfig", &kubeconfig, "get", "nodes", "-o", "name"])
             .output()
             .unwrap();
+        let loaded = if round == 0 && out.status.success() {
+            Some(run_a_loaded_image(root.path(), &name, &kubeconfig))
+        } else {
+            None
+        };
         let down = cluster(root.path(), &name, &["down"]).output().unwrap();
         assert!(
             out.status.success(),
             "round {round}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        if let Some(result) = loaded {
+            result.unwrap();
+        }
         let status = String::from_utf8_lossy(&status.stdout);
         assert!(
             status.contains(&format!("{name}-worker/kubelet")) && !status.contains("stopped"),
@@ -257,4 +265,70 @@ fn up_after_down_makes_the_cluster_again_and_down_leaves_nothing() {
         assert_nothing_left(root.path(), &name);
         assert_no_node_left(&plan);
     }
+}
+
+/// `cluster load-image` puts an archive (here: our busybox, re-tagged by
+/// skopeo as no registry knows it) into the workers' containerd, and a pod
+/// that never pulls runs it.
+fn run_a_loaded_image(root: &Path, name: &str, kubeconfig: &str) -> anyhow::Result<()> {
+    let archive = root.join("loaded.tar");
+    let layout = node_setup::images::registry_storage_dir()
+        .join("..")
+        .join("oci")
+        .join("busybox");
+    let out = Command::new("skopeo")
+        .args(["copy", "--quiet"])
+        .arg(format!("oci:{}:1.36", layout.display()))
+        .arg(format!(
+            "docker-archive:{}:example.com/loaded/busybox:v1",
+            archive.display()
+        ))
+        .output()?;
+    anyhow::ensure!(out.status.success(), "skopeo: {}", String::from_utf8_lossy(&out.stderr));
+    let out = cluster(root, name, &["load-image", &archive.display().to_string()]).output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "load-image: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let kubectl = |args: &[&str], stdin: Option<&str>| -> anyhow::Result<Output> {
+        use std::io::Write;
+        let mut child = Command::new(workspace_bin("kubectl")?)
+            .args(["--kubeconfig", kubeconfig])
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()?;
+        if let Some(text) = stdin {
+            child.stdin.take().expect("piped").write_all(text.as_bytes())?;
+        }
+        drop(child.stdin.take());
+        Ok(child.wait_with_output()?)
+    };
+    let pod = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: loaded\nspec:\n  containers:\n  - name: c\n    image: example.com/loaded/busybox:v1\n    imagePullPolicy: Never\n    command: [sh, -c, 'echo loaded; exec sleep 3600']\n";
+    // The `default` service account appears once the controller-manager
+    // has made it; admission refuses pods until then.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let out = kubectl(&["apply", "-f", "-"], Some(pod))?;
+        if out.status.success() {
+            break;
+        }
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "creating the pod: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let out = kubectl(&["wait", "--for=condition=Ready", "pod/loaded", "--timeout=60s"], None)?;
+    anyhow::ensure!(
+        out.status.success(),
+        "pod not Ready: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = kubectl(&["logs", "loaded"], None)?;
+    anyhow::ensure!(String::from_utf8_lossy(&out.stdout).trim() == "loaded", "logs: {out:?}");
+    Ok(())
 }
