@@ -26,7 +26,8 @@
 //!
 //! Port-forward (`portforward.k8s.io`) answers each data stream with the
 //! same bytes in upper case; port 1 refuses with an error on the pair's
-//! error stream. Any other upgrade is accepted and echoed back in upper
+//! error stream; port 2 writes `bye` and hangs up (a pod that closes the
+//! connection first). Any other upgrade is accepted and echoed back in upper
 //! case. Every request is recorded ([`FakeKubelet::requests`]) with the
 //! protocols offered and the one chosen.
 
@@ -497,6 +498,8 @@ async fn forward(port: u16, mut error: spdy::Stream, mut data: spdy::Stream) {
     if port == 1 {
         let refusal = "error forwarding port 1 to pod fake, uid : failed to connect to localhost:1: connection refused";
         let _ = error.write(refusal.as_bytes()).await;
+    } else if port == 2 {
+        let _ = data.write(b"bye").await;
     } else {
         while let Some(b) = data.read().await {
             if data.write(&b.to_ascii_uppercase()).await.is_err() {

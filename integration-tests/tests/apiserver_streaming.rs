@@ -10,6 +10,7 @@
 use std::path::Path;
 use std::time::Duration;
 
+use anyhow::Context as _;
 use futures::{SinkExt as _, StreamExt as _};
 use integration_tests::apiserver_cluster::{ApiServers, upstream_kubectl};
 use integration_tests::fake_kubelet::FakeKubelet;
@@ -401,10 +402,65 @@ async fn kube_rs_exec_and_port_forward_over_channels() -> anyhow::Result<()> {
     drop(conn);
     pf.abort();
 
+    // A pod that hangs up first: the client sees the end of its stream
+    // (the channel protocol's only sign is the WebSocket's close).
+    let mut pf = pods.portforward("web", &[2]).await?;
+    let mut conn = pf.take_stream(2).expect("2");
+    let mut got = Vec::new();
+    tokio::time::timeout(Duration::from_secs(20), conn.read_to_end(&mut got))
+        .await
+        .context("no end of the stream after the pod hung up")??;
+    assert_eq!(got, b"bye");
+    drop(conn);
+    pf.abort();
+
     let pf = kubelet.requests_to("/portForward/");
-    assert_eq!(pf.len(), 1, "{pf:?}");
+    assert_eq!(pf.len(), 2, "{pf:?}");
     assert_eq!(pf[0].upgrade.as_deref(), Some("SPDY/3.1"));
     assert_eq!(pf[0].path, "/portForward/default/web?port=8080%2C1");
+    Ok(())
+}
+
+/// Our kubectl holds one probe connection to tell a lost pod; a pod that
+/// hangs up on it (and on every connection) is not lost: kubectl probes
+/// again and keeps forwarding.
+#[tokio::test(flavor = "multi_thread")]
+async fn our_port_forward_outlives_a_pod_that_hangs_up() -> anyhow::Result<()> {
+    let c = ApiServers::start(1).await?;
+    let client = c.client().await?;
+    let kubelet = FakeKubelet::for_node(&c, &client, "n1").await?;
+    running_pod(&client, "web", &["app"]).await?;
+    let home = tempfile::tempdir()?;
+    let mut child = tokio::process::Command::new(integration_tests::store_cluster::workspace_bin("kubectl")?)
+        .args(["port-forward", "web", ":2"])
+        .env("KUBECONFIG", c.kubeconfig())
+        .env("HOME", home.path())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()?;
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let port: u16 = tokio::time::timeout(Duration::from_secs(20), async {
+        while let Some(line) = lines.next_line().await? {
+            if let Some(rest) = line.strip_prefix("Forwarding from 127.0.0.1:") {
+                return Ok(rest.split_whitespace().next().unwrap_or("").parse()?);
+            }
+        }
+        anyhow::bail!("port-forward exited")
+    })
+    .await
+    .context("no \"Forwarding from\" line")??;
+    integration_tests::store_cluster::eventually("two probes after the first", Duration::from_secs(20), || async {
+        kubelet.requests_to("/portForward/").len() >= 3
+    })
+    .await?;
+    assert!(child.try_wait()?.is_none(), "kubectl port-forward gave up");
+    let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+    let mut got = Vec::new();
+    tokio::time::timeout(Duration::from_secs(20), conn.read_to_end(&mut got)).await??;
+    assert_eq!(got, b"bye");
+    child.kill().await?;
     Ok(())
 }
 

@@ -12,6 +12,8 @@
 //!   request's `ports`, each opened by a message carrying the port
 //!   (little-endian); each becomes a SPDY stream pair with headers
 //!   `streamType`, `port` and `requestID` i, as client-go opens them.
+//!   The channels have no end of their own: once the kubelet has ended
+//!   every port's streams, the WebSocket is closed.
 
 use std::time::Duration;
 
@@ -112,6 +114,10 @@ async fn forward_channels(ws: Socket, protocol: Protocol, conn: spdy::Connection
         let _ = out.send(protocol.message(data + 1, &port.to_le_bytes())).await;
     }
     let mut writers = Vec::with_capacity(ports.len());
+    // Each port's copies from the kubelet; when all have ended (the pod
+    // closed every connection), so does the WebSocket, as upstream's
+    // kubelet ends it: the client's only sign that the pod hung up.
+    let mut from_pod = tokio::task::JoinSet::new();
     for (i, port) in ports.iter().enumerate() {
         let (data_channel, error_channel) = ((2 * i) as u8, (2 * i + 1) as u8);
         let headers = |kind: &str| {
@@ -132,14 +138,14 @@ async fn forward_channels(ws: Socket, protocol: Protocol, conn: spdy::Connection
                 let (mut error, _) = error.split();
                 let (mut data, to_pod) = data.split();
                 let out_err = out.clone();
-                tokio::spawn(async move {
+                from_pod.spawn(async move {
                     let text = error.read_to_end().await;
                     if !text.is_empty() {
                         let _ = out_err.send(protocol.message(error_channel, &text)).await;
                     }
                 });
                 let out_data = out.clone();
-                tokio::spawn(async move {
+                from_pod.spawn(async move {
                     while let Some(b) = data.read().await {
                         if out_data.send(protocol.message(data_channel, &b)).await.is_err() {
                             break;
@@ -170,9 +176,11 @@ async fn forward_channels(ws: Socket, protocol: Protocol, conn: spdy::Connection
             }
         }
     };
+    let pod_done = async { while from_pod.join_next().await.is_some() {} };
     tokio::select! {
         () = input => {}
         () = conn.closed() => {}
+        () = pod_done => {}
     }
     let _ = out.send(normal_close()).await;
     drop(out);

@@ -9,6 +9,7 @@
 
 mod dns;
 mod http;
+mod inclusterclient;
 mod liveness;
 mod logs;
 mod mem_hog;
@@ -72,6 +73,8 @@ enum Command {
     LogsGenerator(logs::GeneratorArgs),
     /// Volume checks: fs type, new files, modes, owners, content.
     Mounttest(mounttest::Args),
+    /// Call the API as an in-cluster client (service-account token and CA).
+    Inclusterclient(inclusterclient::Args),
     /// Print the arguments and exit.
     EntrypointTester {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -130,6 +133,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             let ok = tokio::task::spawn_blocking(move || mounttest::run(&args)).await?;
             return Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE });
         }
+        Command::Inclusterclient(args) => return inclusterclient::run(args).await,
         Command::EntrypointTester { .. } => {
             println!("[{}]", std::env::args().collect::<Vec<_>>().join(" "));
         }

@@ -34,6 +34,10 @@ pub struct Forward {
     pub remote: u16,
 }
 
+/// At most this often a new probe connection, when the pod keeps hanging
+/// up on it.
+const REPROBE_INTERVAL: Duration = Duration::from_secs(1);
+
 pub async fn run(f: &Factory, a: PortForwardArgs) -> anyhow::Result<()> {
     let [target, ports @ ..] = a.args.as_slice() else {
         bail!(usage());
@@ -72,10 +76,23 @@ pub async fn run(f: &Factory, a: PortForwardArgs) -> anyhow::Result<()> {
     // the first one ends when the connection does.
     let mut held: Vec<tokio::io::DuplexStream> = remotes.iter().filter_map(|p| probe.take_stream(*p)).collect();
     let lost = async {
-        let mut byte = [0u8; 1];
-        while let Some(stream) = held.first_mut()
-            && let Ok(1) = stream.read(&mut byte).await
-        {}
+        loop {
+            let mut byte = [0u8; 1];
+            while let Some(stream) = held.first_mut()
+                && let Ok(1) = stream.read(&mut byte).await
+            {}
+            // The connection also ends when the pod hangs up on the probe
+            // (a server closing idle connections): only a refused new one
+            // means the pod is lost.
+            tokio::time::sleep(REPROBE_INTERVAL).await;
+            match pods.portforward(&name, &remotes).await {
+                Ok(mut next) => {
+                    held = remotes.iter().filter_map(|p| next.take_stream(*p)).collect();
+                    probe = next;
+                }
+                Err(_) => return,
+            }
+        }
     };
 
     let mut listeners = Vec::new();
