@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 CLUSTER_NAME ?= kubelite
 
-.PHONY: deps build test lint unit images bench bench-store bench-history bench-apiserver bench-scheduler bench-controllers bench-kubelet bench-proxy bench-dns up down clean
+.PHONY: deps build test lint unit images bench bench-store bench-history bench-apiserver bench-scheduler bench-controllers bench-kubelet bench-proxy bench-dns bench-cluster up down clean
 
 deps:
 	@bash scripts/deps.sh
@@ -81,6 +81,15 @@ bench-proxy: deps
 bench-dns:
 	$(CARGO) build --release -p cluster-dns
 	target/release/dnsbench $(BENCH_ARGS)
+
+# Whole clusters from the launcher, release builds: cold `cluster up` to
+# nodes Ready and the example app answering (1 and 3 workers), every
+# process's idle RSS and CPU after a settle time (--settle, 300 s), 100
+# pods of one Deployment on 2 workers; table in target/bench-cluster.md.
+# Needs root. BENCH_ARGS="--settle 60s" shortens it.
+bench-cluster: deps images
+	$(CARGO) build --release -p apiserver -p scheduler -p controller-manager -p kubelet -p kube-proxy -p kubectl -p node-setup -p cluster -p integration-tests --bins
+	target/release/clusterbench $(BENCH_ARGS)
 
 # The linearizability and watch check with 10x CI's operations per phase.
 bench-history: deps

@@ -365,7 +365,10 @@ mod tests {
                 "without leading dashes",
             ),
             (&format!("{head}name: My_Cluster\n"), "lowercase"),
-            (&format!("{head}featureGates:\n  WatchList: true\n"), "no switchable feature gates"),
+            (
+                &format!("{head}featureGates:\n  WatchList: true\n"),
+                "no switchable feature gates",
+            ),
         ] {
             let err = format!("{:#}", Config::parse(text).unwrap_err());
             assert!(err.contains(want), "{text:?}: {err}");

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use ipnet::Ipv4Net;
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Node;
 use kube::api::Api;
 
@@ -418,6 +419,9 @@ pub struct UpOptions {
 /// and the cluster DNS answers.
 pub async fn up(plan: &Plan, opts: &UpOptions) -> anyhow::Result<()> {
     let start = Instant::now();
+    // A node is Ready for this `up` once its kubelet has said so since:
+    // after `stop`, the Node still shows the Ready of before.
+    let since = k8s_openapi::jiff::Timestamp::now() - k8s_openapi::jiff::SignedDuration::from_secs(1);
     let p = Progress {
         start,
         deadline: start + opts.timeout,
@@ -484,6 +488,19 @@ pub async fn up(plan: &Plan, opts: &UpOptions) -> anyhow::Result<()> {
     let mut kubelets = Vec::new();
     for w in &plan.workers {
         let specs = plan.worker_processes(w);
+        if process::running(&specs[0]).is_none() {
+            // A killed node-setup leaves its containerd serving the socket:
+            // the wait below would take it for the new one, and the kubelet
+            // would reach it just as node-setup replaces it.
+            let config = node_setup::containerd::Paths::new(&w.containerd_dir).config;
+            let stale = node_setup::cleanup::kill_stale("containerd", &config, Duration::from_secs(10))?;
+            if !stale.is_empty() {
+                p.say(&format!(
+                    "killed the containerd {} left running (pid {stale:?})",
+                    specs[0].id()
+                ));
+            }
+        }
         ensure_running(&specs[0], &p)?;
         let socket = plan.containerd_socket(w);
         p.wait(&format!("{}/containerd", w.name), &specs[..1], || async {
@@ -526,14 +543,23 @@ pub async fn up(plan: &Plan, opts: &UpOptions) -> anyhow::Result<()> {
             .collect::<Vec<_>>()
             .join(", ")
     ));
+    let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-node-lease");
     for (w, specs) in plan.workers.iter().zip(&kubelets) {
         p.wait(&format!("node {} to be Ready", w.name), &specs[..], || async {
-            nodes
-                .get_opt(&w.name)
-                .await
-                .ok()
-                .flatten()
-                .is_some_and(|n| node_ready(&n))
+            let Some(node) = nodes.get_opt(&w.name).await.ok().flatten() else {
+                return false;
+            };
+            // A kubelet that kept running (only the control plane was
+            // restarted) writes an unchanged status only every few
+            // minutes; its lease says it is alive.
+            node_ready_since(&node, since)
+                || (node_ready(&node)
+                    && leases
+                        .get_opt(&w.name)
+                        .await
+                        .ok()
+                        .flatten()
+                        .is_some_and(|l| lease_renewed_since(&l, since)))
         })
         .await?;
         p.wait(&format!("{}/kube-proxy", w.name), &specs[2..], || async {
@@ -569,6 +595,24 @@ pub fn node_ready(n: &Node) -> bool {
         .as_ref()
         .and_then(|s| s.conditions.as_ref())
         .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+/// Ready, with the kubelet's heartbeat at or after `since`.
+pub fn node_ready_since(n: &Node, since: k8s_openapi::jiff::Timestamp) -> bool {
+    n.status.as_ref().and_then(|s| s.conditions.as_ref()).is_some_and(|cs| {
+        cs.iter().any(|c| {
+            c.type_ == "Ready" && c.status == "True" && c.last_heartbeat_time.as_ref().is_some_and(|t| t.0 >= since)
+        })
+    })
+}
+
+/// Whether a node's lease was renewed at or after `since`.
+pub fn lease_renewed_since(lease: &Lease, since: k8s_openapi::jiff::Timestamp) -> bool {
+    lease
+        .spec
+        .as_ref()
+        .and_then(|s| s.renew_time.as_ref())
+        .is_some_and(|t| t.0 >= since)
 }
 
 /// Runs our kubectl with the admin kubeconfig.
@@ -647,8 +691,12 @@ pub fn down(plan: &Plan) -> anyhow::Result<()> {
         failures.push(format!("{e:#}"));
     }
     for w in &plan.workers {
-        // node-setup removes these on a clean stop; a killed one leaves them.
+        // node-setup removes these on a clean stop; a killed one leaves
+        // its containerd, the shims and their containers running.
         if w.containerd_dir.exists() {
+            if let Err(e) = reap_orphaned_runtime(plan, w) {
+                failures.push(format!("{}: {e:#}", w.name));
+            }
             unmount_under(&w.containerd_dir);
             if let Err(e) = std::fs::remove_dir_all(&w.containerd_dir) {
                 failures.push(format!("removing {}: {e}", w.containerd_dir.display()));
@@ -670,5 +718,67 @@ pub fn down(plan: &Plan) -> anyhow::Result<()> {
         Ok(())
     } else {
         bail!("down left things behind: {}", failures.join("; "))
+    }
+}
+
+/// What a SIGKILLed node-setup leaves of a worker's runtime: its
+/// containerd, the containers (runc) and their shims.
+fn reap_orphaned_runtime(plan: &Plan, w: &crate::plan::Worker) -> anyhow::Result<()> {
+    use node_setup::cleanup;
+    let paths = node_setup::containerd::Paths::new(&w.containerd_dir);
+    cleanup::kill_stale("containerd", &paths.config, Duration::from_secs(10))?;
+    cleanup::runc_delete_all(&paths.runc_root)?;
+    let socket = plan.containerd_socket(w);
+    let shims = cleanup::find_shims(&socket);
+    let pids: Vec<i32> = shims.iter().map(|s| s.pid).collect();
+    cleanup::kill_all(&pids, Duration::from_secs(10))?;
+    for shim in &shims {
+        let _ = std::fs::remove_file(cleanup::shim_socket_path(&socket, &shim.namespace, &shim.id));
+    }
+    cleanup::unmount_all_under(&w.containerd_dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_node_is_ready_for_this_up_once_its_kubelet_says_so_again() {
+        let node = |status: &str, heartbeat: &str| -> Node {
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "n"},
+                "status": {"conditions": [{"type": "Ready", "status": status, "lastHeartbeatTime": heartbeat}]},
+            }))
+            .unwrap()
+        };
+        let since: k8s_openapi::jiff::Timestamp = "2026-01-01T10:00:00Z".parse().unwrap();
+        for (status, heartbeat, want, why) in [
+            ("True", "2026-01-01T10:00:03Z", true, "a heartbeat since"),
+            ("True", "2026-01-01T10:00:00Z", true, "at the second"),
+            (
+                "True",
+                "2026-01-01T09:59:00Z",
+                false,
+                "the status from before the restart",
+            ),
+            ("False", "2026-01-01T10:00:03Z", false, "not Ready"),
+        ] {
+            assert_eq!(node_ready_since(&node(status, heartbeat), since), want, "{why}");
+        }
+    }
+
+    #[test]
+    fn a_running_kubelet_is_heard_through_its_lease() {
+        let lease = |renewed: &str| -> Lease {
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "n", "namespace": "kube-node-lease"},
+                "spec": {"holderIdentity": "n", "renewTime": renewed},
+            }))
+            .unwrap()
+        };
+        let since: k8s_openapi::jiff::Timestamp = "2026-01-01T10:00:00Z".parse().unwrap();
+        assert!(lease_renewed_since(&lease("2026-01-01T10:00:04.500000Z"), since));
+        assert!(!lease_renewed_since(&lease("2026-01-01T09:59:58.000000Z"), since));
+        assert!(!lease_renewed_since(&Lease::default(), since));
     }
 }

@@ -183,6 +183,9 @@ fn a_worker_that_never_becomes_ready_shows_its_kubelet_log() {
 fn assert_no_node_left(plan: &cluster::plan::Plan) {
     let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
     for w in &plan.workers {
+        let dir = w.containerd_dir.display().to_string();
+        let left = node_setup::cleanup::find_processes(|args| args.iter().any(|a| a.contains(&dir)));
+        assert!(left.is_empty(), "processes of {dir} left: {left:?}");
         assert!(!Path::new("/run/netns").join(&w.netns).exists(), "{} left", w.netns);
         assert!(!w.containerd_dir.exists(), "{} left", w.containerd_dir.display());
         let cgroup = w.cgroup_root.trim_start_matches('/');
@@ -233,11 +236,20 @@ fn up_after_down_makes_the_cluster_again_and_down_leaves_nothing() {
             .args(["--kubeconfig", &kubeconfig, "get", "nodes", "-o", "name"])
             .output()
             .unwrap();
-        let loaded = if round == 0 && out.status.success() {
-            Some(run_a_loaded_image(root.path(), &name, &kubeconfig))
-        } else {
-            None
-        };
+        let loaded = out
+            .status
+            .success()
+            .then(|| run_a_loaded_image(root.path(), &name, &kubeconfig));
+        if round == 1 {
+            // As if the machine lost power: `down` must still reap the
+            // runtime node-setup would have cleaned up (containerd, shims,
+            // the pod's container).
+            for spec in plan.processes() {
+                cluster(root.path(), &name, &["kill", &spec.node, &spec.component])
+                    .output()
+                    .unwrap();
+            }
+        }
         let down = cluster(root.path(), &name, &["down"]).output().unwrap();
         assert!(
             out.status.success(),
@@ -271,7 +283,7 @@ fn up_after_down_makes_the_cluster_again_and_down_leaves_nothing() {
 /// skopeo as no registry knows it) into the workers' containerd, and a pod
 /// that never pulls runs it.
 fn run_a_loaded_image(root: &Path, name: &str, kubeconfig: &str) -> anyhow::Result<()> {
-    let archive = root.join("loaded.tar");
+    let archive = root.join(format!("loaded-{}.tar", unique_tag()));
     let layout = node_setup::images::registry_storage_dir()
         .join("..")
         .join("oci")

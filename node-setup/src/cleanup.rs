@@ -117,10 +117,39 @@ pub fn parse_shim_args(args: &[String], address: &Path) -> Option<(String, Strin
 
 /// The shims serving the containerd at `address`, from /proc.
 pub fn find_shims(address: &Path) -> Vec<Shim> {
+    command_lines()
+        .into_iter()
+        .filter_map(|(pid, args)| {
+            let (namespace, id) = parse_shim_args(&args, address)?;
+            Some(Shim { pid, namespace, id })
+        })
+        .collect()
+}
+
+/// Whether `args` is `program` started with the file `config` (as
+/// `containerd --config <config>`, `docker-registry serve <config>`).
+pub fn runs_with_config(args: &[String], program: &str, config: &Path) -> bool {
+    let Some(first) = args.first() else {
+        return false;
+    };
+    Path::new(first).file_name().is_some_and(|name| name == program) && args[1..].iter().any(|a| Path::new(a) == config)
+}
+
+/// The processes whose command line `matches`, from /proc.
+pub fn find_processes(matches: impl Fn(&[String]) -> bool) -> Vec<i32> {
+    command_lines()
+        .into_iter()
+        .filter(|(_, args)| matches(args))
+        .map(|(pid, _)| pid)
+        .collect()
+}
+
+/// Every live process's pid and arguments.
+fn command_lines() -> Vec<(i32, Vec<String>)> {
     let Ok(entries) = fs::read_dir("/proc") else {
         return Vec::new();
     };
-    let mut shims = Vec::new();
+    let mut out = Vec::new();
     for entry in entries.flatten() {
         let Some(pid) = entry.file_name().to_str().and_then(|p| p.parse::<i32>().ok()) else {
             continue;
@@ -133,11 +162,20 @@ pub fn find_shims(address: &Path) -> Vec<Shim> {
             .filter(|a| !a.is_empty())
             .map(|a| String::from_utf8_lossy(a).into_owned())
             .collect();
-        if let Some((namespace, id)) = parse_shim_args(&args, address) {
-            shims.push(Shim { pid, namespace, id });
-        }
+        out.push((pid, args));
     }
-    shims
+    out
+}
+
+/// SIGKILLs the daemons a killed parent left running with `config` (its
+/// children outlive a SIGKILL of node-setup): a new one must not share
+/// the old one's files, ports and locks. Returns their pids.
+pub fn kill_stale(program: &str, config: &Path, timeout: Duration) -> anyhow::Result<Vec<i32>> {
+    let stale = find_processes(|args| runs_with_config(args, program, config));
+    if !stale.is_empty() {
+        kill_all(&stale, timeout)?;
+    }
+    Ok(stale)
 }
 
 /// The socket a shim listens on: containerd 1.6 names it by the sha256 of
@@ -403,6 +441,54 @@ mod tests {
         let not_shim = args("/usr/bin/containerd --address /tmp/n/containerd.sock");
         assert_eq!(parse_shim_args(&not_shim, address), None);
         assert_eq!(parse_shim_args(&[], address), None);
+    }
+
+    #[test]
+    fn daemons_found_by_their_config_file() {
+        let config = Path::new("/run/kubelite/ab-w0/config.toml");
+        let args = |s: &str| s.split(' ').map(str::to_owned).collect::<Vec<_>>();
+        for (cmdline, program, want, why) in [
+            (
+                "containerd --config /run/kubelite/ab-w0/config.toml",
+                "containerd",
+                true,
+                "ours",
+            ),
+            (
+                "/usr/bin/containerd --config /run/kubelite/ab-w0/config.toml",
+                "containerd",
+                true,
+                "by full path",
+            ),
+            (
+                "containerd --config /run/kubelite/ab-w1/config.toml",
+                "containerd",
+                false,
+                "another node's",
+            ),
+            (
+                "/usr/bin/containerd-shim-runc-v2 -namespace k8s.io -id x -address /run/kubelite/ab-w0/config.toml",
+                "containerd",
+                false,
+                "a shim is not the daemon",
+            ),
+            (
+                "docker-registry serve /run/kubelite/ab-w0/config.toml",
+                "containerd",
+                false,
+                "another program",
+            ),
+            (
+                "/run/kubelite/ab-w0/config.toml",
+                "containerd",
+                false,
+                "the path as the program",
+            ),
+            ("", "containerd", false, "a kernel thread (no command line)"),
+        ] {
+            let a = if cmdline.is_empty() { vec![] } else { args(cmdline) };
+            assert_eq!(runs_with_config(&a, program, config), want, "{why}: {cmdline}");
+        }
     }
 
     #[test]

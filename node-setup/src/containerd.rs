@@ -264,6 +264,14 @@ impl Containerd {
             fs::write(dir.join("hosts.toml"), render_hosts_toml(server, config.registry))?;
         }
         fs::write(&paths.config, render_config(&config, &paths))?;
+        // The containerd of a node-setup that was killed (SIGKILL reaches
+        // node-setup alone) still runs, holding this dir's database lock:
+        // stop it. Its shims stay; the new containerd takes their tasks
+        // over, as after a crash.
+        let stale = cleanup::kill_stale("containerd", &paths.config, STOP_GRACE)?;
+        if !stale.is_empty() {
+            tracing::warn!(pids = ?stale, dir = %paths.dir.display(), "killed a containerd left running by a killed node-setup");
+        }
         let child = spawn(&paths)?;
         let mut containerd = Containerd {
             socket: paths.socket.clone(),

@@ -81,6 +81,11 @@ impl Registry {
 
     fn try_start(storage: &Path, dir: &Path, addr: SocketAddr, read_only: bool) -> anyhow::Result<Registry> {
         let config = dir.join("config.yml");
+        // One left serving this dir by a killed node-setup holds the port.
+        let stale = crate::cleanup::kill_stale("docker-registry", &config, Duration::from_secs(5))?;
+        if !stale.is_empty() {
+            tracing::warn!(pids = ?stale, dir = %dir.display(), "killed a registry left running by a killed node-setup");
+        }
         fs::write(&config, render_config(storage, addr, read_only))?;
         let log = dir.join("registry.log");
         let log_file = fs::File::create(&log)?;
