@@ -35,27 +35,20 @@ use serde_json::json;
 #[derive(Parser)]
 struct Args {
     /// Time the 1-worker cluster runs before its idle footprint is taken.
-    #[arg(long, default_value = "300s", value_parser = seconds)]
+    #[arg(long, default_value = "300s", value_parser = component_base::duration::parse)]
     settle: Duration,
     /// The window CPU is measured over.
-    #[arg(long, default_value = "30s", value_parser = seconds)]
+    #[arg(long, default_value = "30s", value_parser = component_base::duration::parse)]
     window: Duration,
     /// Pods of the scale Deployment.
     #[arg(long, default_value_t = 100)]
     pods: usize,
     /// Bound of each wait.
-    #[arg(long, default_value = "600s", value_parser = seconds)]
+    #[arg(long, default_value = "600s", value_parser = component_base::duration::parse)]
     timeout: Duration,
     /// Where to write the table.
     #[arg(long, default_value = "target/bench-cluster.md")]
     out: String,
-}
-
-fn seconds(s: &str) -> Result<Duration, String> {
-    let secs = s.strip_suffix('s').unwrap_or(s);
-    secs.parse::<f64>()
-        .map(Duration::from_secs_f64)
-        .map_err(|e| format!("{s:?}: want seconds like 300s ({e})"))
 }
 
 /// A cluster of this run: its own state root; `cluster down` on drop.
