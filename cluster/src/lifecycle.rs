@@ -503,8 +503,10 @@ pub async fn up(plan: &Plan, opts: &UpOptions) -> anyhow::Result<()> {
         }
         ensure_running(&specs[0], &p)?;
         let socket = plan.containerd_socket(w);
+        // Its CRI service answering, not just its socket: containerd
+        // listens before the CRI plugin is initialized.
         p.wait(&format!("{}/containerd", w.name), &specs[..1], || async {
-            std::os::unix::net::UnixStream::connect(&socket).is_ok()
+            node_setup::cri::version(&socket).await.is_ok()
         })
         .await?;
         ensure_running(&specs[1], &p)?;

@@ -52,7 +52,10 @@ pub fn spawn(spec: &ProcessSpec) -> anyhow::Result<i32> {
         }
         None => Command::new(&spec.program),
     };
+    // Errors in the log, not pages of backtraces (tests run with
+    // RUST_BACKTRACE=1): anyhow captures none unless asked by this.
     cmd.args(&spec.args)
+        .env("RUST_LIB_BACKTRACE", "0")
         .envs(spec.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)

@@ -806,8 +806,33 @@ async fn port_forward(e2e: &E2e, bin: &PathBuf) -> anyhow::Result<()> {
 // ---------------------------------------------------------------------
 // Step 2: a rolling update with draining, under load; then undo.
 
+/// The image the rolling update moves to: our agnhost under a new name,
+/// put on the workers by `cluster load-image` (no registry has it).
+const NEXT_AGNHOST: &str = "example.com/e2e/agnhost:next";
+
+/// Loads [`NEXT_AGNHOST`] into every worker's containerd.
+fn load_next_agnhost(e2e: &E2e) -> anyhow::Result<()> {
+    let layout = node_setup::images::registry_storage_dir()
+        .join("..")
+        .join("oci")
+        .join("agnhost");
+    let archive = e2e.launched.root.path().join("agnhost-next.tar");
+    let out = std::process::Command::new("skopeo")
+        .args(["copy", "--quiet"])
+        .arg(format!("oci:{}:2.53", layout.display()))
+        .arg(format!("docker-archive:{}:{NEXT_AGNHOST}", archive.display()))
+        .output()?;
+    if !out.status.success() {
+        bail!("skopeo: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    e2e.launched
+        .cluster_ok(&["load-image", &archive.display().to_string()])?;
+    Ok(())
+}
+
 async fn rolling_update(e2e: &E2e) -> anyhow::Result<()> {
     let ns = "e2e-roll";
+    load_next_agnhost(e2e)?;
     e2e.apply(&format!(
         r#"
 apiVersion: v1
@@ -876,7 +901,9 @@ spec:
             "deployment/roll",
             "--type=json",
             "-p",
-            r#"[{"op":"replace","path":"/spec/template/spec/containers/0/args","value":["serve-hostname","--http","--port=8080"]}]"#,
+            &format!(
+                r#"[{{"op":"replace","path":"/spec/template/spec/containers/0/image","value":"{NEXT_AGNHOST}"}},{{"op":"replace","path":"/spec/template/spec/containers/0/args","value":["serve-hostname","--http","--port=8080"]}}]"#
+            ),
         ])
         .await?;
         wait_template(e2e, ns, "serve-hostname").await

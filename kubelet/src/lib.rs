@@ -98,6 +98,37 @@ pub fn node_name(opts: &Options) -> String {
         .to_lowercase()
 }
 
+/// The CRI runtime and its version. A runtime that is still starting (its
+/// socket there, its CRI service not yet initialized) is retried for up to
+/// `--runtime-request-timeout`: with no init system to restart the kubelet,
+/// as systemd restarts upstream's when it exits on this.
+async fn connect_runtime(opts: &Options) -> anyhow::Result<(cri::Runtime, k8s_cri::v1::VersionResponse)> {
+    let endpoint = &opts.container_runtime_endpoint;
+    let deadline = tokio::time::Instant::now() + opts.runtime_request_timeout;
+    let mut warned = false;
+    loop {
+        let attempt = async {
+            let runtime = cri::Runtime::connect(endpoint, opts.runtime_request_timeout).await?;
+            let version = runtime
+                .version()
+                .await
+                .with_context(|| format!("asking the CRI runtime at {endpoint} for its version"))?;
+            anyhow::Ok((runtime, version))
+        };
+        match attempt.await {
+            Ok(ok) => return Ok(ok),
+            Err(e) if tokio::time::Instant::now() < deadline => {
+                if !warned {
+                    tracing::warn!(error = %format!("{e:#}"), "the container runtime is not ready; retrying");
+                    warned = true;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// Runs the kubelet until SIGTERM/SIGINT.
 pub async fn run(opts: Options) -> anyhow::Result<()> {
     if opts.cgroup_driver != "cgroupfs" {
@@ -107,13 +138,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         );
     }
     let client = component_base::client::from_kubeconfig(&opts.kubeconfig).await?;
-    let runtime = cri::Runtime::connect(&opts.container_runtime_endpoint, opts.runtime_request_timeout).await?;
-    let version = runtime.version().await.with_context(|| {
-        format!(
-            "asking the CRI runtime at {} for its version",
-            opts.container_runtime_endpoint
-        )
-    })?;
+    let (runtime, version) = connect_runtime(&opts).await?;
     let node_name = node_name(&opts);
     let node_ips = vec![node::node_ip(&opts).to_string()];
     tracing::info!(
