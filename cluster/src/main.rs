@@ -12,6 +12,31 @@ use cluster::lifecycle::{self, UpOptions};
 use cluster::plan::Plan;
 use cluster::{net, process};
 
+/// `println!`, but a closed stdout (`cluster logs kubelet | head`) ends the
+/// program quietly instead of panicking.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = writeln!(std::io::stdout(), $($arg)*) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(0);
+            }
+        }
+    }};
+}
+
+/// `print!` as [`out!`].
+macro_rules! out_raw {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = write!(std::io::stdout(), $($arg)*) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(0);
+            }
+        }
+    }};
+}
+
 #[derive(Parser)]
 #[command(name = "cluster", about = "A multi-process Kubernetes cluster on this machine")]
 struct Cli {
@@ -184,25 +209,25 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Stop => {
             let plan = load()?;
             lifecycle::stop(&plan);
-            println!("cluster {} stopped; `cluster up --name {0}` brings it back", plan.name);
+            out!("cluster {} stopped; `cluster up --name {0}` brings it back", plan.name);
         }
         Cmd::Down => {
             let dir = lifecycle::state_dir(&cli.root, &cli.name);
             if !dir.join("cluster.yaml").exists() {
-                println!("no cluster {:?} under {}", cli.name, cli.root.display());
+                out!("no cluster {:?} under {}", cli.name, cli.root.display());
                 return Ok(());
             }
             let plan = load()?;
             lifecycle::down(&plan)?;
-            println!("cluster {} removed", plan.name);
+            out!("cluster {} removed", plan.name);
         }
         Cmd::Status => status(&load()?).await?,
         Cmd::Kubeconfig { path } => {
             let plan = load()?;
             if path {
-                println!("{}", plan.admin_kubeconfig().display());
+                out!("{}", plan.admin_kubeconfig().display());
             } else {
-                print!("{}", std::fs::read_to_string(plan.admin_kubeconfig())?);
+                out_raw!("{}", std::fs::read_to_string(plan.admin_kubeconfig())?);
             }
         }
         Cmd::LoadImage { archive } => {
@@ -230,7 +255,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         String::from_utf8_lossy(&out.stderr).trim()
                     );
                 }
-                print!("{}: {}", w.name, String::from_utf8_lossy(&out.stdout));
+                out_raw!("{}: {}", w.name, String::from_utf8_lossy(&out.stdout));
             }
         }
         Cmd::Logs { component, node, tail } => {
@@ -250,16 +275,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             if component.is_none() {
                 for s in specs {
-                    println!("{:<45} {}", s.id(), s.log.display());
+                    out!("{:<45} {}", s.id(), s.log.display());
                 }
                 return Ok(());
             }
             for s in specs {
-                println!("==> {} ({}) <==", s.id(), s.log.display());
+                out!("==> {} ({}) <==", s.id(), s.log.display());
                 let text = std::fs::read_to_string(&s.log).unwrap_or_default();
                 match tail {
-                    Some(n) => println!("{}", process::log_tail(&s.log, n)),
-                    None => print!("{text}"),
+                    Some(n) => out!("{}", process::log_tail(&s.log, n)),
+                    None => out_raw!("{text}"),
                 }
             }
         }
@@ -267,7 +292,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             if let Ok(entries) = std::fs::read_dir(&cli.root) {
                 for e in entries.flatten() {
                     if e.path().join("cluster.yaml").exists() {
-                        println!("{}", e.file_name().to_string_lossy());
+                        out!("{}", e.file_name().to_string_lossy());
                     }
                 }
             }
@@ -296,24 +321,24 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 fn print_usage(plan: &Plan) {
-    println!();
-    println!("The cluster's kubeconfig is {}:", plan.admin_kubeconfig().display());
-    println!("  export KUBECONFIG={}", plan.admin_kubeconfig().display());
-    println!("  kubectl get nodes");
-    println!(
+    out!("");
+    out!("The cluster's kubeconfig is {}:", plan.admin_kubeconfig().display());
+    out!("  export KUBECONFIG={}", plan.admin_kubeconfig().display());
+    out!("  kubectl get nodes");
+    out!(
         "Logs: `cluster logs --name {0} <component>`; stop: `cluster stop --name {0}`; remove: `cluster down --name {0}`",
         plan.name
     );
 }
 
 async fn status(plan: &Plan) -> anyhow::Result<()> {
-    println!("cluster {} (state {})", plan.name, plan.paths.state_dir.display());
-    println!("{:<45} {:<8} LOG", "PROCESS", "PID");
+    out!("cluster {} (state {})", plan.name, plan.paths.state_dir.display());
+    out!("{:<45} {:<8} LOG", "PROCESS", "PID");
     let mut all_running = true;
     for s in plan.processes() {
         let pid = process::running(&s);
         all_running &= pid.is_some();
-        println!(
+        out!(
             "{:<45} {:<8} {}",
             s.id(),
             pid.map(|p| p.to_string()).unwrap_or_else(|| "stopped".into()),
@@ -325,7 +350,7 @@ async fn status(plan: &Plan) -> anyhow::Result<()> {
             let nodes: kube::Api<k8s_openapi::api::core::v1::Node> = kube::Api::all(client);
             match nodes.list(&Default::default()).await {
                 Ok(list) => {
-                    println!("\n{:<30} {:<8} {:<16} POD CIDR", "NODE", "READY", "ADDRESS");
+                    out!("\n{:<30} {:<8} {:<16} POD CIDR", "NODE", "READY", "ADDRESS");
                     for n in list {
                         let ready = lifecycle::node_ready(&n);
                         let ip = n
@@ -336,7 +361,7 @@ async fn status(plan: &Plan) -> anyhow::Result<()> {
                             .map(|a| a.address.clone())
                             .unwrap_or_default();
                         let cidr = n.spec.as_ref().and_then(|s| s.pod_cidr.clone()).unwrap_or_default();
-                        println!(
+                        out!(
                             "{:<30} {:<8} {:<16} {}",
                             n.metadata.name.unwrap_or_default(),
                             ready,
@@ -345,13 +370,13 @@ async fn status(plan: &Plan) -> anyhow::Result<()> {
                         );
                     }
                 }
-                Err(e) => println!("\nthe apiserver does not answer: {e}"),
+                Err(e) => out!("\nthe apiserver does not answer: {e}"),
             }
         }
-        Err(e) => println!("\nno client: {e:#}"),
+        Err(e) => out!("\nno client: {e:#}"),
     }
     if !all_running {
-        println!(
+        out!(
             "\nsome processes are stopped: `cluster up --name {}` starts them again",
             plan.name
         );
