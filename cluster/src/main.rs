@@ -281,10 +281,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             for s in specs {
                 out!("==> {} ({}) <==", s.id(), s.log.display());
-                let text = std::fs::read_to_string(&s.log).unwrap_or_default();
                 match tail {
                     Some(n) => out!("{}", process::log_tail(&s.log, n)),
-                    None => out_raw!("{text}"),
+                    None => out_raw!("{}", std::fs::read_to_string(&s.log).unwrap_or_default()),
                 }
             }
         }

@@ -41,6 +41,27 @@ pub fn missing_prerequisites() -> Option<String> {
     None
 }
 
+/// An image archive (`docker save` format, for `cluster load-image`) of one
+/// of the project's images (`layout`: `busybox`, `agnhost`, ...; `tag` in
+/// its OCI layout) under another name, written by skopeo into `dir`.
+pub fn retagged_archive(layout: &str, tag: &str, name: &str, dir: &Path) -> anyhow::Result<PathBuf> {
+    let oci = node_setup::images::registry_storage_dir()
+        .join("..")
+        .join("oci")
+        .join(layout);
+    let archive = dir.join(format!("{layout}-{}.tar", unique_tag()));
+    let out = Command::new("skopeo")
+        .args(["copy", "--quiet"])
+        .arg(format!("oci:{}:{tag}", oci.display()))
+        .arg(format!("docker-archive:{}:{name}", archive.display()))
+        .output()
+        .context("running skopeo (`make deps` installs it)")?;
+    if !out.status.success() {
+        bail!("skopeo: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(archive)
+}
+
 impl Launched {
     /// `cluster up` with `config` (the `nodes:`, `networking:`,
     /// `components:` parts of a Cluster config; apiVersion, kind and a free

@@ -812,19 +812,7 @@ const NEXT_AGNHOST: &str = "example.com/e2e/agnhost:next";
 
 /// Loads [`NEXT_AGNHOST`] into every worker's containerd.
 fn load_next_agnhost(e2e: &E2e) -> anyhow::Result<()> {
-    let layout = node_setup::images::registry_storage_dir()
-        .join("..")
-        .join("oci")
-        .join("agnhost");
-    let archive = e2e.launched.root.path().join("agnhost-next.tar");
-    let out = std::process::Command::new("skopeo")
-        .args(["copy", "--quiet"])
-        .arg(format!("oci:{}:2.53", layout.display()))
-        .arg(format!("docker-archive:{}:{NEXT_AGNHOST}", archive.display()))
-        .output()?;
-    if !out.status.success() {
-        bail!("skopeo: {}", String::from_utf8_lossy(&out.stderr));
-    }
+    let archive = launched::retagged_archive("agnhost", "2.53", NEXT_AGNHOST, e2e.launched.root.path())?;
     e2e.launched
         .cluster_ok(&["load-image", &archive.display().to_string()])?;
     Ok(())

@@ -7,7 +7,8 @@ use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use integration_tests::launched::missing_prerequisites;
+use integration_tests::apiserver_cluster::run_kubectl;
+use integration_tests::launched::{missing_prerequisites, retagged_archive};
 use integration_tests::netns::unique_tag;
 use integration_tests::store_cluster::{free_port, workspace_bin};
 
@@ -283,41 +284,15 @@ fn up_after_down_makes_the_cluster_again_and_down_leaves_nothing() {
 /// skopeo as no registry knows it) into the workers' containerd, and a pod
 /// that never pulls runs it.
 fn run_a_loaded_image(root: &Path, name: &str, kubeconfig: &str) -> anyhow::Result<()> {
-    let archive = root.join(format!("loaded-{}.tar", unique_tag()));
-    let layout = node_setup::images::registry_storage_dir()
-        .join("..")
-        .join("oci")
-        .join("busybox");
-    let out = Command::new("skopeo")
-        .args(["copy", "--quiet"])
-        .arg(format!("oci:{}:1.36", layout.display()))
-        .arg(format!(
-            "docker-archive:{}:example.com/loaded/busybox:v1",
-            archive.display()
-        ))
-        .output()?;
-    anyhow::ensure!(out.status.success(), "skopeo: {}", String::from_utf8_lossy(&out.stderr));
+    let archive = retagged_archive("busybox", "1.36", "example.com/loaded/busybox:v1", root)?;
     let out = cluster(root, name, &["load-image", &archive.display().to_string()]).output()?;
     anyhow::ensure!(
         out.status.success(),
         "load-image: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let kubectl = |args: &[&str], stdin: Option<&str>| -> anyhow::Result<Output> {
-        use std::io::Write;
-        let mut child = Command::new(workspace_bin("kubectl")?)
-            .args(["--kubeconfig", kubeconfig])
-            .args(args)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()?;
-        if let Some(text) = stdin {
-            child.stdin.take().expect("piped").write_all(text.as_bytes())?;
-        }
-        drop(child.stdin.take());
-        Ok(child.wait_with_output()?)
-    };
+    let (bin, home) = (workspace_bin("kubectl")?, root.join("home"));
+    let kubectl = |args: &[&str], stdin: Option<&str>| run_kubectl(&bin, Path::new(kubeconfig), &home, args, stdin);
     let pod = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: loaded\nspec:\n  containers:\n  - name: c\n    image: example.com/loaded/busybox:v1\n    imagePullPolicy: Never\n    command: [sh, -c, 'echo loaded; exec sleep 3600']\n";
     // The `default` service account appears once the controller-manager
     // has made it; admission refuses pods until then.

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::Parser;
 use cluster::plan::Plan;
-use integration_tests::bench::usage;
+use integration_tests::bench::{rss_mib, usage};
 use integration_tests::netns::unique_tag;
 use integration_tests::store_cluster::{free_port, workspace_bin};
 use k8s_openapi::api::apps::v1::Deployment;
@@ -262,17 +262,6 @@ fn processes(plan: &Plan) -> Vec<Proc> {
     out
 }
 
-fn rss_mib(pid: i32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse::<f64>().ok())
-        .unwrap_or(0.0)
-        / 1024.0
-}
-
 fn cpu_seconds(pids: &[i32]) -> f64 {
     pids.iter().map(|p| usage(*p as u32).0).sum()
 }
@@ -296,7 +285,7 @@ async fn idle(plan: &Plan, settle: Duration, window: Duration) -> anyhow::Result
         .zip(before)
         .map(|(p, cpu0)| Footprint {
             name: p.name.clone(),
-            rss: p.pids.iter().map(|pid| rss_mib(*pid)).sum(),
+            rss: p.pids.iter().map(|pid| rss_mib(*pid as u32)).sum(),
             cpu_percent: (cpu_seconds(&p.pids) - cpu0) / secs * 100.0,
         })
         .collect())

@@ -20,7 +20,7 @@ use anyhow::Context;
 use clap::Parser;
 use futures::{StreamExt, TryStreamExt};
 use integration_tests::apiserver_cluster::ApiServers;
-use integration_tests::bench::usage;
+use integration_tests::bench::{rss_mib, usage};
 use integration_tests::node::{TestNode, missing_prerequisites};
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, ServiceAccount};
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
@@ -301,18 +301,6 @@ impl Scenario {
         cells.push(format!("{:.1}", self.kubelet_cpu * 1000.0 / l.len().max(1) as f64));
         format!("| {} |\n", cells.join(" | "))
     }
-}
-
-/// VmRSS of a process, MiB.
-fn rss_mib(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse::<f64>().ok())
-        .unwrap_or(0.0)
-        / 1024.0
 }
 
 struct Idle {
